@@ -1,0 +1,132 @@
+"""newsdesk's settings: the one typed object that reads the environment.
+
+Every other module receives a ``Settings`` (or builds the default one through
+``get_settings()``); nothing else looks at ``os.environ``.  Values resolve as:
+explicit keyword argument > ``NEWSDESK_*`` environment variable > default.
+The OpenAI variables keep their usual names (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
+so an existing setup just works.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.errors import ConfigError
+
+ENV_PREFIX = "NEWSDESK_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = platformdirs.user_data_path("newsdesk")
+
+
+class Settings(BaseSettings):
+    """All of newsdesk's configuration, each field described."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="forbid",
+        validate_default=True,
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="Folder holding the article catalog, the embedded Chroma store and the BM25 "
+        "index. Override with --data-dir or NEWSDESK_DATA_DIR.",
+    )
+    chroma_host: str | None = Field(
+        None,
+        description="Host of a Chroma server (`chroma run`). Unset: embedded Chroma in data_dir.",
+    )
+    chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
+    collection: str = Field(
+        "newsdesk",
+        min_length=3,
+        max_length=60,
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$",
+        description="Name of the Chroma collection holding the chunks.",
+    )
+    embedding: str = Field(
+        "local:all-MiniLM-L6-v2",
+        description="Embedding model: 'local:all-MiniLM-L6-v2' (bundled, offline, CPU) or "
+        "'openai:MODEL' such as 'openai:text-embedding-3-small' (needs OPENAI_API_KEY).",
+    )
+    embed_batch_size: int = Field(64, ge=1, le=2048, description="Chunks embedded per batch.")
+    chunk_tokens: int = Field(
+        200,
+        ge=32,
+        le=256,
+        description="Largest chunk, in the embedding model's tokens, header included. "
+        "all-MiniLM-L6-v2 reads at most 256 tokens, so chunks stay under that.",
+    )
+    dense_chunks_per_article: int = Field(
+        4,
+        ge=0,
+        description="Embed at most this many leading chunks of each article (0: all). News puts "
+        "the essentials first; BM25 still covers every chunk. Raising it costs ingest time.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("OPENAI_API_KEY", "NEWSDESK_OPENAI_API_KEY", "openai_api_key"),
+        description="Key for OpenAI or an OpenAI-compatible server.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "OPENAI_BASE_URL", "NEWSDESK_OPENAI_BASE_URL", "openai_base_url"
+        ),
+        description="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_unknown_env(cls, data: Any) -> Any:
+        """A mistyped NEWSDESK_* variable is an error, not silently ignored."""
+        known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
+        unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown setting {', '.join(unknown)}",
+                hint="known settings: " + ", ".join(sorted(known)),
+            )
+        return data
+
+    @property
+    def catalog_path(self) -> Path:
+        """The SQLite catalog: the source of truth for articles and chunks."""
+        return self.data_dir / "catalog.sqlite3"
+
+    @property
+    def chroma_path(self) -> Path:
+        """Where embedded Chroma keeps its files."""
+        return self.data_dir / "chroma"
+
+    @property
+    def bm25_path(self) -> Path:
+        """Where the BM25 keyword index is persisted."""
+        return self.data_dir / "bm25"
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment plus explicit overrides (None values are ignored).
+
+    Raises ConfigError with the offending field named when a value is invalid.
+    """
+    from pydantic import ValidationError
+
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems}",
+            hint="fix the NEWSDESK_* environment variable or command-line option named above",
+        ) from None

@@ -1,0 +1,122 @@
+"""Split an article into sentence-aligned chunks that know each sentence's character span.
+
+Sentences come from NLTK's Punkt model (the copy llama-index ships, so nothing is downloaded),
+run paragraph by paragraph; ``article.text[start:end]`` is exactly each sentence.  Consecutive
+sentences are packed into chunks that fit the embedding model's input, counted in its own tokens,
+with a short title/outlet/date header so retrieval sees that context too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from index.models import Article, Chunk
+
+TokenCounter = Callable[[Sequence[str]], list[int]]
+CHUNKER_VERSION = "1"
+
+_PARAGRAPH = re.compile(r"[^\n]+")
+
+
+@lru_cache(maxsize=1)
+def _punkt():  # type: ignore[no-untyped-def]
+    import llama_index.core
+    import nltk.data
+    from nltk.tokenize.punkt import PunktTokenizer
+
+    cache = Path(llama_index.core.__file__).parent / "_static" / "nltk_cache"
+    if str(cache) not in nltk.data.path:
+        nltk.data.path.insert(0, str(cache))
+    return PunktTokenizer("english")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) offsets of every sentence in ``text``, whitespace trimmed, in order.
+
+    Line breaks always end a sentence (headlines, captions and list items carry no full stop).
+    """
+    punkt = _punkt()
+    spans: list[tuple[int, int]] = []
+    for para in _PARAGRAPH.finditer(text):
+        base = para.start()
+        for start, end in punkt.span_tokenize(para.group()):
+            piece = para.group()[start:end]
+            lead = len(piece) - len(piece.lstrip())
+            trail = len(piece) - len(piece.rstrip())
+            if end - start - lead - trail > 0:
+                spans.append((base + start + lead, base + end - trail))
+    return spans
+
+
+def header(article: Article) -> str:
+    """The context line prepended to every chunk's embedded text."""
+    bits = [article.title]
+    if article.outlet:
+        bits.append(article.outlet)
+    if article.published:
+        bits.append(article.published.isoformat())
+    return " | ".join(bits)
+
+
+def chunk_article(article: Article, *, max_tokens: int, count_tokens: TokenCounter) -> list[Chunk]:
+    """Pack the article's sentences into chunks of at most ``max_tokens`` (header included).
+
+    A sentence longer than the budget on its own (scraped boilerplate, tables) is cut at word
+    boundaries into pieces that fit, so no chunk is silently truncated by the embedding model.
+    """
+    head = header(article)
+    spans = sentence_spans(article.text)
+    if not spans:
+        return []
+    budget = max(16, max_tokens - count_tokens([head])[0] - 2)
+    sizes = count_tokens([article.text[s:e] for s, e in spans])
+    pieces: list[tuple[int, int, int]] = []
+    for (start, end), size in zip(spans, sizes, strict=True):
+        if size <= budget:
+            pieces.append((start, end, size))
+        else:
+            pieces.extend(_cut_long(article.text, start, end, budget, count_tokens))
+
+    groups: list[list[tuple[int, int, int]]] = [[]]
+    used = 0
+    for piece in pieces:
+        if groups[-1] and used + piece[2] > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(piece)
+        used += piece[2]
+
+    chunks = []
+    for i, group in enumerate(groups):
+        sentences = [(s, e) for s, e, _ in group]
+        body = article.text[sentences[0][0] : sentences[-1][1]]
+        chunks.append(
+            Chunk(
+                id=f"{article.id}#{i}",
+                article_id=article.id,
+                index=i,
+                sentences=sentences,
+                text=body,
+                embed_text=f"{head}\n{body}",
+            )
+        )
+    return chunks
+
+
+def _cut_long(
+    text: str, start: int, end: int, budget: int, count_tokens: TokenCounter
+) -> list[tuple[int, int, int]]:
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    counts = count_tokens([text[s:e] for s, e in words])
+    out: list[tuple[int, int, int]] = []
+    first, used = 0, 0
+    for i, n in enumerate(counts):
+        if i > first and used + n > budget:
+            out.append((words[first][0], words[i - 1][1], used))
+            first, used = i, 0
+        used += n
+    out.append((words[first][0], words[-1][1], used))
+    return out

@@ -1,0 +1,173 @@
+"""Files in, indexed articles out: ``ingest(paths) -> IngestReport``.
+
+Idempotent and incremental: an article whose content hash is already stored is counted as
+unchanged and costs no embedding; a changed one replaces its old chunks.  Articles are written
+in batches, each atomically (see ``index.store``), so Ctrl-C or a kill loses at most the batch
+in flight and the next run completes the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from assistant.settings import Settings, get_settings
+from index.chunking import CHUNKER_VERSION, chunk_article
+from index.embeddings import Embedder, get_embedder
+from index.models import Article, Chunk, IngestReport, Skip
+from index.readers import HTML_SUFFIXES, TEXT_SUFFIXES, read_paths
+from index.store import PreparedArticle, Store, open_store
+
+Progress = Callable[[IngestReport, int], None]
+"""Called after each article with the report so far and the number of articles in the run."""
+
+
+def fingerprint(settings: Settings) -> str:
+    """What, besides an article's content, decides its chunks and vectors."""
+    return (
+        f"chunker={CHUNKER_VERSION};tokens={settings.chunk_tokens};"
+        f"dense={settings.dense_chunks_per_article};embedding={settings.embedding}"
+    )
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    *,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Read, chunk, embed and index every article under ``paths``; report what happened."""
+    settings = settings or get_settings()
+    return ingest_items(
+        read_paths(paths), settings=settings, store=store, embedder=embedder, progress=progress
+    )
+
+
+def ingest_articles(
+    articles: Iterable[Article],
+    *,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+) -> IngestReport:
+    """Index already-parsed articles (the HTTP API's JSON bodies, for instance)."""
+    return ingest_items(articles, settings=settings, store=store, embedder=embedder)
+
+
+def ingest_items(
+    items: Iterable[Article | Skip],
+    *,
+    settings: Settings | None = None,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Index a stream of articles and skips as read by ``index.readers``."""
+    settings = settings or get_settings()
+    store = store or open_store(settings)
+    embedder = embedder or get_embedder(settings)
+    started = time.perf_counter()
+    report = IngestReport()
+    salt = fingerprint(settings)
+
+    try:
+        store.reconcile()
+        articles: dict[str, Article] = {}
+        for item in items:
+            if isinstance(item, Skip):
+                report.skipped.append(item)
+            elif item.id in articles:
+                report.skipped.append(
+                    Skip(
+                        source=item.source or item.id,
+                        reason=f"duplicate id {item.id!r} (also in {articles[item.id].source}); "
+                        "the first one is kept",
+                        error=False,
+                    )
+                )
+            else:
+                articles[item.id] = item
+        total = len(articles)
+        stored = store.content_hashes(articles)
+        pending: list[tuple[Article, str]] = []
+        for article in articles.values():
+            digest = article.content_hash(salt)
+            if stored.get(article.id) == digest:
+                report.unchanged.append(article.id)
+                if progress:
+                    progress(report, total)
+            else:
+                pending.append((article, digest))
+        _index(pending, stored, settings, store, embedder, report, progress, total)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    if report.added or report.updated or report.removed:
+        store.keyword_index()  # rebuild now so the first query does not pay for it
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _index(
+    pending: list[tuple[Article, str]],
+    stored: dict[str, str],
+    settings: Settings,
+    store: Store,
+    embedder: Embedder,
+    report: IngestReport,
+    progress: Progress | None,
+    total: int,
+) -> None:
+    batch: list[tuple[Article, str, list[Chunk], int]] = []
+    texts: list[str] = []
+    flush_at = settings.embed_batch_size * 4
+    limit = settings.dense_chunks_per_article or None
+
+    def flush() -> None:
+        vectors = embedder.embed_documents(texts)
+        prepared, offset = [], 0
+        for article, digest, chunks, n_dense in batch:
+            prepared.append(PreparedArticle(article, digest, chunks, vectors[offset : offset + n_dense]))
+            offset += n_dense
+        store.write(prepared)
+        for item in prepared:
+            article_id = item.article.id
+            (report.updated if article_id in stored else report.added).append(article_id)
+            report.chunks_written += len(item.chunks)
+            report.removed.extend(_replaced_by(item.article, store))
+            if progress:
+                progress(report, total)
+        batch.clear()
+        texts.clear()
+
+    for article, digest in pending:
+        chunks = chunk_article(
+            article, max_tokens=settings.chunk_tokens, count_tokens=embedder.count_tokens
+        )
+        if not chunks:
+            report.skipped.append(
+                Skip(source=article.source or article.id, reason="article has no sentences")
+            )
+            continue
+        dense = chunks[:limit]
+        texts.extend(c.embed_text for c in dense)
+        batch.append((article, digest, chunks, len(dense)))
+        if len(texts) >= flush_at:
+            flush()
+    if batch:
+        flush()
+
+
+def _replaced_by(article: Article, store: Store) -> list[str]:
+    """Remove the older version of an edited text/HTML file that had no id of its own.
+
+    Such articles get an id derived from their content, so an edit yields a new id; the file
+    they came from is what ties the versions together.
+    """
+    source = article.source
+    if not source or Path(source).suffix.lower() not in TEXT_SUFFIXES | HTML_SUFFIXES:
+        return []
+    older = [i for i in store.ids_from_source(source) if i != article.id]
+    return store.remove(older) if older else []

@@ -1,0 +1,537 @@
+"""The index on disk: a SQLite catalog (source of truth), Chroma (vectors) and BM25 (keywords).
+
+Writes are ordered so that no article is ever half-indexed, even when the process is killed:
+
+1. the new chunks' vectors are added to Chroma under ids that include the content hash;
+2. one SQLite transaction replaces the article's row and chunk rows (the commit point);
+3. vectors of the article's previous version are deleted from Chroma.
+
+A kill between 1 and 2 leaves vectors no catalog row points to; ``reconcile()`` deletes them at
+the start of the next ingest, and queries ignore them meanwhile.  The BM25 index is derived from
+the catalog and carries the catalog's generation number, so a stale one is rebuilt on load.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import ArticleNotFound, StoreError
+from assistant.settings import Settings
+from index.models import Article, Chunk
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS articles (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    outlet TEXT,
+    published TEXT,
+    url TEXT,
+    authors TEXT NOT NULL,
+    text TEXT NOT NULL,
+    source TEXT,
+    content_hash TEXT NOT NULL,
+    ingested_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    article_id TEXT NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    sentences TEXT NOT NULL,
+    embed_text TEXT NOT NULL,
+    dense INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
+CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass
+class IndexedChunk:
+    """A chunk as the catalog holds it, with what a citation needs."""
+
+    id: str
+    article_id: str
+    index: int
+    sentences: list[tuple[int, int]]
+    embed_text: str
+
+
+@dataclass
+class PreparedArticle:
+    """An article ready to be written: its chunks and the vectors of the dense ones."""
+
+    article: Article
+    content_hash: str
+    chunks: list[Chunk]
+    vectors: list[list[float]]
+
+
+def day_number(day: date | None) -> int:
+    """A date as the integer YYYYMMDD that Chroma and BM25 filter on (0 when unknown)."""
+    return day.year * 10000 + day.month * 100 + day.day if day else 0
+
+
+class Store:
+    """Open index in one data directory; safe to share between threads."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                settings.catalog_path, check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the index in {settings.data_dir}: {exc}",
+                hint="check that the folder is writable, or pick another with --data-dir",
+            ) from exc
+        self._check_embedding()
+        self._collection: Any = None
+        self._bm25: Any = None
+
+    # --- catalog ------------------------------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _check_embedding(self) -> None:
+        built_with = self._meta("embedding")
+        if built_with and built_with != self.settings.embedding and self.count_articles():
+            raise StoreError(
+                f"the index in {self.settings.data_dir} was built with embedding {built_with!r}, "
+                f"not {self.settings.embedding!r}",
+                hint=f"set NEWSDESK_EMBEDDING={built_with} or use a new --data-dir",
+            )
+
+    @property
+    def generation(self) -> int:
+        """Counter bumped by every write; derived indexes compare against it."""
+        return int(self._meta("generation") or 0)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('embedding', ?)",
+                    (self.settings.embedding,),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def count_articles(self) -> int:
+        """Number of articles indexed."""
+        return int(self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+
+    def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        """Stored content hash of each given article id that is indexed."""
+        out: dict[str, str] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            marks = ",".join("?" * len(part))
+            out.update(
+                self._db.execute(
+                    f"SELECT id, content_hash FROM articles WHERE id IN ({marks})", part
+                ).fetchall()
+            )
+        return out
+
+    def ids_from_source(self, source: str) -> list[str]:
+        """Ids of the articles last read from this file (used to replace an edited text file)."""
+        rows = self._db.execute("SELECT id FROM articles WHERE source=?", (source,)).fetchall()
+        return [r[0] for r in rows]
+
+    def get_article(self, article_id: str) -> Article:
+        """The full article, text included. Raises ArticleNotFound."""
+        row = self._db.execute(
+            "SELECT id, title, outlet, published, url, authors, text, source FROM articles "
+            "WHERE id=?",
+            (article_id,),
+        ).fetchone()
+        if row is None:
+            raise ArticleNotFound(article_id)
+        return _article_from_row(row)
+
+    def list_articles(
+        self,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        outlet: str | None = None,
+        search: str | None = None,
+    ) -> list[Article]:
+        """Articles, newest first, without their text (text is ''); filter by outlet or title."""
+        clauses, params = [], []
+        if outlet:
+            clauses.append("outlet = ?")
+            params.append(outlet)
+        if search:
+            clauses.append("title LIKE ?")
+            params.append(f"%{search}%")
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params += [limit if limit is not None else -1, offset]
+        rows = self._db.execute(
+            "SELECT id, title, outlet, published, url, authors, '', source FROM articles "
+            f"{where} ORDER BY published IS NULL, published DESC, id LIMIT ? OFFSET ?",
+            params,
+        ).fetchall()
+        return [_article_from_row(r) for r in rows]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and ranges describing what is indexed."""
+        articles, first, last, undated = self._db.execute(
+            "SELECT COUNT(*), MIN(published), MAX(published), SUM(published IS NULL) FROM articles"
+        ).fetchone()
+        chunks, dense = self._db.execute("SELECT COUNT(*), SUM(dense) FROM chunks").fetchone()
+        outlets = self._db.execute(
+            "SELECT outlet, COUNT(*) FROM articles GROUP BY outlet ORDER BY COUNT(*) DESC, outlet"
+        ).fetchall()
+        return {
+            "data_dir": str(self.settings.data_dir),
+            "articles": articles,
+            "chunks": chunks or 0,
+            "dense_chunks": dense or 0,
+            "undated_articles": undated or 0,
+            "first_published": first,
+            "last_published": last,
+            "outlets": {o or "(unknown)": n for o, n in outlets},
+            "embedding": self.settings.embedding,
+            "chroma": f"{self.settings.chroma_host}:{self.settings.chroma_port}"
+            if self.settings.chroma_host
+            else str(self.settings.chroma_path),
+        }
+
+    def chunks(self, chunk_ids: Sequence[str]) -> dict[str, IndexedChunk]:
+        """Catalog rows of the given chunk ids; ids not in the catalog are left out."""
+        out: dict[str, IndexedChunk] = {}
+        for i in range(0, len(chunk_ids), 500):
+            part = list(chunk_ids[i : i + 500])
+            marks = ",".join("?" * len(part))
+            for row in self._db.execute(
+                f"SELECT id, article_id, idx, sentences, embed_text FROM chunks WHERE id IN ({marks})",
+                part,
+            ):
+                out[row[0]] = _chunk_from_row(row)
+        return out
+
+    def all_chunks(self) -> list[IndexedChunk]:
+        """Every chunk in the catalog, in a stable order."""
+        rows = self._db.execute(
+            "SELECT id, article_id, idx, sentences, embed_text FROM chunks ORDER BY article_id, idx"
+        ).fetchall()
+        return [_chunk_from_row(r) for r in rows]
+
+    # --- Chroma -------------------------------------------------------------------------
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection of chunk vectors (embedded client, or a server if configured)."""
+        if self._collection is None:
+            with self._lock:
+                if self._collection is None:
+                    self._collection = self._open_collection()
+        return self._collection
+
+    def _open_collection(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if self.settings.chroma_host:
+                client = chromadb.HttpClient(
+                    host=self.settings.chroma_host,
+                    port=self.settings.chroma_port,
+                    settings=chroma_settings,
+                )
+            else:
+                client = chromadb.PersistentClient(
+                    path=str(self.settings.chroma_path), settings=chroma_settings
+                )
+            return client.get_or_create_collection(
+                self.settings.collection,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:  # noqa: BLE001 - chroma raises many types; one fix applies
+            where = (
+                f"the Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port}"
+                if self.settings.chroma_host
+                else f"embedded Chroma in {self.settings.chroma_path}"
+            )
+            raise StoreError(
+                f"cannot open {where}: {exc}",
+                hint="start the server (`chroma run --path DIR`) or unset NEWSDESK_CHROMA_HOST"
+                if self.settings.chroma_host
+                else "check the folder is writable and not used by another Chroma version",
+            ) from exc
+
+    def reconcile(self) -> int:
+        """Delete vectors no catalog row points to (left by an interrupted run); return count."""
+        known = {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE dense=1")}
+        stray: list[str] = []
+        offset, page = 0, 5000
+        while True:
+            got = self.collection.get(include=[], limit=page, offset=offset)
+            ids = got["ids"]
+            stray.extend(i for i in ids if i not in known)
+            if len(ids) < page:
+                break
+            offset += page
+        for i in range(0, len(stray), 1000):
+            self.collection.delete(ids=stray[i : i + 1000])
+        return len(stray)
+
+    # --- writes -------------------------------------------------------------------------
+
+    def write(self, batch: Sequence[PreparedArticle]) -> None:
+        """Add or replace these articles atomically (each is either fully indexed or absent)."""
+        if not batch:
+            return
+        ids, vectors, metadatas, documents = [], [], [], []
+        rows: list[tuple[PreparedArticle, list[tuple[str, Chunk, bool]]]] = []
+        for prepared in batch:
+            article = prepared.article
+            keyed = []
+            for n, chunk in enumerate(prepared.chunks):
+                chunk_id = f"{article.id}#{prepared.content_hash}#{chunk.index}"
+                dense = n < len(prepared.vectors)
+                keyed.append((chunk_id, chunk, dense))
+                if dense:
+                    ids.append(chunk_id)
+                    vectors.append(prepared.vectors[n])
+                    documents.append(chunk.embed_text)
+                    metadatas.append(
+                        {
+                            "article_id": article.id,
+                            "content_hash": prepared.content_hash,
+                            "chunk": chunk.index,
+                            "outlet": article.outlet or "",
+                            "published": day_number(article.published),
+                        }
+                    )
+            rows.append((prepared, keyed))
+        try:
+            for i in range(0, len(ids), 2000):
+                self.collection.upsert(
+                    ids=ids[i : i + 2000],
+                    embeddings=vectors[i : i + 2000],
+                    metadatas=metadatas[i : i + 2000],
+                    documents=documents[i : i + 2000],
+                )
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"writing vectors to Chroma failed: {exc}") from exc
+
+        stale: list[str] = []
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._transaction() as db:
+            for prepared, keyed in rows:
+                article = prepared.article
+                new_ids = {k for k, _, _ in keyed}
+                stale.extend(
+                    r[0]
+                    for r in db.execute(
+                        "SELECT id FROM chunks WHERE article_id=? AND dense=1", (article.id,)
+                    )
+                    if r[0] not in new_ids
+                )
+                db.execute("DELETE FROM chunks WHERE article_id=?", (article.id,))
+                db.execute(
+                    "INSERT OR REPLACE INTO articles(id, title, outlet, published, url, authors, "
+                    "text, source, content_hash, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        article.id,
+                        article.title,
+                        article.outlet,
+                        article.published.isoformat() if article.published else None,
+                        article.url,
+                        json.dumps(article.authors, ensure_ascii=False),
+                        article.text,
+                        article.source,
+                        prepared.content_hash,
+                        now,
+                    ),
+                )
+                db.executemany(
+                    "INSERT INTO chunks(id, article_id, idx, sentences, embed_text, dense) "
+                    "VALUES (?,?,?,?,?,?)",
+                    [
+                        (cid, article.id, c.index, json.dumps(c.sentences), c.embed_text, int(d))
+                        for cid, c, d in keyed
+                    ],
+                )
+        self._delete_vectors(stale)
+
+    def remove(self, article_ids: Sequence[str]) -> list[str]:
+        """Remove articles and all their chunks; return the ids that were present."""
+        present = list(self.content_hashes(article_ids))
+        if not present:
+            return []
+        stale: list[str] = []
+        with self._transaction() as db:
+            for article_id in present:
+                stale.extend(
+                    r[0]
+                    for r in db.execute(
+                        "SELECT id FROM chunks WHERE article_id=? AND dense=1", (article_id,)
+                    )
+                )
+                db.execute("DELETE FROM chunks WHERE article_id=?", (article_id,))
+                db.execute("DELETE FROM articles WHERE id=?", (article_id,))
+        self._delete_vectors(stale)
+        return present
+
+    def _delete_vectors(self, ids: list[str]) -> None:
+        for i in range(0, len(ids), 1000):
+            self.collection.delete(ids=ids[i : i + 1000])
+
+    # --- BM25 ---------------------------------------------------------------------------
+
+    def keyword_index(self) -> KeywordIndex:
+        """The BM25 index over all chunks, rebuilt first if the catalog has changed since."""
+        with self._lock:
+            generation = self.generation
+            if self._bm25 is None or self._bm25.generation != generation:
+                self._bm25 = KeywordIndex.load(self.settings.bm25_path, generation)
+                if self._bm25 is None:
+                    self._bm25 = KeywordIndex.build(self.all_chunks(), generation)
+                    self._bm25.save(self.settings.bm25_path)
+            return self._bm25
+
+    def close(self) -> None:
+        """Release the catalog connection."""
+        with self._lock:
+            self._db.close()
+
+
+class KeywordIndex:
+    """A bm25s index over chunk texts, tagged with the catalog generation it reflects."""
+
+    def __init__(self, retriever: Any, chunk_ids: list[str], generation: int) -> None:
+        self.retriever = retriever
+        self.chunk_ids = chunk_ids
+        self.generation = generation
+
+    @staticmethod
+    def tokenize(texts: list[str]) -> Any:
+        """Tokens as bm25s wants them: lower-cased, English stop words out, Snowball-stemmed."""
+        import bm25s
+        import Stemmer
+
+        return bm25s.tokenize(
+            texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False
+        )
+
+    @classmethod
+    def build(cls, chunks: list[IndexedChunk], generation: int) -> KeywordIndex:
+        """Index these chunks."""
+        import bm25s
+
+        retriever = bm25s.BM25()
+        if chunks:
+            retriever.index(cls.tokenize([c.embed_text for c in chunks]), show_progress=False)
+        return cls(retriever, [c.id for c in chunks], generation)
+
+    def save(self, path: Path) -> None:
+        """Persist beside the catalog; written to a temporary folder, then swapped in."""
+        tmp = path.with_name(path.name + ".tmp")
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.chunk_ids:
+            self.retriever.save(str(tmp))
+        (tmp / "newsdesk.json").write_text(
+            json.dumps({"generation": self.generation, "chunk_ids": self.chunk_ids})
+        )
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, path: Path, generation: int) -> KeywordIndex | None:
+        """The saved index if it matches this catalog generation, else None."""
+        import bm25s
+
+        try:
+            info = json.loads((path / "newsdesk.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if info.get("generation") != generation:
+            return None
+        if not info["chunk_ids"]:
+            return cls(bm25s.BM25(), [], generation)
+        try:
+            retriever = bm25s.BM25.load(str(path))
+        except Exception:  # noqa: BLE001 - a damaged derived index is simply rebuilt
+            return None
+        return cls(retriever, info["chunk_ids"], generation)
+
+
+def _article_from_row(row: tuple[Any, ...]) -> Article:
+    return Article(
+        id=row[0],
+        title=row[1],
+        outlet=row[2],
+        published=date.fromisoformat(row[3]) if row[3] else None,
+        url=row[4],
+        authors=json.loads(row[5]),
+        text=row[6],
+        source=row[7],
+    )
+
+
+def _chunk_from_row(row: tuple[Any, ...]) -> IndexedChunk:
+    return IndexedChunk(
+        id=row[0],
+        article_id=row[1],
+        index=row[2],
+        sentences=[tuple(s) for s in json.loads(row[3])],  # type: ignore[misc]
+        embed_text=row[4],
+    )
+
+
+_STORES: dict[tuple[str, str | None, int, str], Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def open_store(settings: Settings) -> Store:
+    """The store for these settings; one per data directory and collection per process."""
+    key = (
+        str(settings.data_dir.resolve()),
+        settings.chroma_host,
+        settings.chroma_port,
+        settings.collection,
+    )
+    with _STORES_LOCK:
+        store = _STORES.get(key)
+        if store is None or store.settings.embedding != settings.embedding:
+            store = _STORES[key] = Store(settings)
+        return store
