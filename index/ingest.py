@@ -137,10 +137,10 @@ def _index(
             (report.updated if article_id in stored else report.added).append(article_id)
             report.chunks_written += len(item.chunks)
             report.removed.extend(_replaced_by(item.article, store))
-            if progress:
-                progress(report, total)
         batch.clear()
         texts.clear()
+        if progress:  # after the report is complete: the callback may raise KeyboardInterrupt
+            progress(report, total)
 
     for article, digest in pending:
         chunks = chunk_article(

@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated environment, real settings in a tmp dir, the real embedding model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import Settings, get_settings
+from index.embeddings import Embedder, get_embedder
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "index" / "samples"
+SHARED_DATA = REPO.parent / "shared" / "data"
+SEED_ARTICLE = SHARED_DATA / "seed-article.txt"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's NEWSDESK_* or OpenAI settings."""
+    for key in list(os.environ):
+        if key.startswith("NEWSDESK_") or key in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}:
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
+    model = get_embedder(Settings(data_dir=Path("/nonexistent")))
+    model.model  # noqa: B018 - load now so per-test timings stay honest
+    return model
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Default settings with the index in a fresh temporary folder."""
+    return get_settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def sample_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Settings]:
+    """The shipped sample articles, indexed once for every test that only reads."""
+    from index import ingest
+
+    settings = get_settings(data_dir=tmp_path_factory.mktemp("samples") / "data")
+    report = ingest([SAMPLES], settings=settings, embedder=embedder)
+    assert not report.errors and report.added
+    yield settings
+
+
+def write(path: Path, content: str | bytes) -> Path:
+    """Create a file (and its folders) with this content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path

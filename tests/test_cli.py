@@ -1,0 +1,69 @@
+"""The `newsdesk` command as a user meets it: clean messages and honest exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli import app, main
+from tests.conftest import SEED_ARTICLE, write
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def test_ingest_twice_reports_added_then_unchanged(tmp_path: Path, embedder: object) -> None:
+    if not SEED_ARTICLE.exists():
+        pytest.skip("../shared/data/seed-article.txt is absent")
+    data = str(tmp_path / "d")
+    code, output = run("ingest", str(SEED_ARTICLE), "--data-dir", data)
+    assert code == 0 and "added 1," in output and "unchanged 0" in output
+    code, output = run("ingest", str(SEED_ARTICLE), "--data-dir", data)
+    assert code == 0 and "added 0," in output and "unchanged 1" in output
+
+
+def test_bad_input_exits_non_zero_naming_file_and_line(tmp_path: Path, embedder: object) -> None:
+    write(tmp_path / "ok.txt", "Fine headline\nA fine body.")
+    write(tmp_path / "bad.jsonl", '{"text": "ok"}\n{"text": \n')
+    code, output = run("ingest", str(tmp_path / "ok.txt"), str(tmp_path / "bad.jsonl"),
+                       str(tmp_path / "nope.md"), "--data-dir", str(tmp_path / "d"))
+    assert code == 1
+    assert "added 2," in output
+    assert "bad.jsonl:2: malformed JSON" in output
+    assert "nope.md: no such file or folder" in output
+    assert "Traceback" not in output
+
+
+def test_list_stats_remove(tmp_path: Path, embedder: object) -> None:
+    data = str(tmp_path / "d")
+    write(tmp_path / "a.md", "---\nid: first\noutlet: Harbor Ledger\npublished: 2015-10-21\n---\nOne\nBody one.")
+    write(tmp_path / "b.md", "---\nid: second\n---\nTwo\nBody two.")
+    assert run("ingest", str(tmp_path), "--data-dir", data)[0] == 0
+    code, output = run("list", "--data-dir", data, "--json")
+    assert code == 0 and [line.count('"id"') for line in output.splitlines()] == [1, 1]
+    code, output = run("stats", "--data-dir", data)
+    assert "articles: 2" in output and "Harbor Ledger (1)" in output
+    code, output = run("remove", "first", "ghost", "--data-dir", data)
+    assert code == 1 and "removed first" in output and "not indexed: ghost" in output
+    code, output = run("stats", "--data-dir", data, "--json")
+    assert '"articles": 1' in output
+
+
+def test_library_errors_become_a_message_and_a_hint(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NEWSDESK_CHUNK_TOKEN", "100")
+    monkeypatch.setattr("sys.argv", ["newsdesk", "stats"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert "unknown setting NEWSDESK_CHUNK_TOKEN" in message and "NEWSDESK_CHUNK_TOKENS" in message
+    assert "Traceback" not in message

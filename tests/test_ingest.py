@@ -1,0 +1,195 @@
+"""Ingestion into the real Chroma + BM25 index: idempotent, incremental, atomic, exact spans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import Settings
+from index import Article, ingest, ingest_articles, open_store
+from index.embeddings import Embedder
+from index.store import Store
+from tests.conftest import REPO, SAMPLES, SEED_ARTICLE, write
+
+
+def check_index_is_whole(store: Store) -> None:
+    """Every catalog article has all its chunks in the catalog and its dense ones in Chroma."""
+    chunks = store.all_chunks()
+    dense = {r[0] for r in store._db.execute("SELECT id FROM chunks WHERE dense=1")}
+    vectors = set(store.collection.get(include=[])["ids"])
+    assert vectors == dense, "Chroma holds exactly the catalog's dense chunks"
+    by_article: dict[str, list[int]] = {}
+    for c in chunks:
+        by_article.setdefault(c.article_id, []).append(c.index)
+    assert set(by_article) == {a.id for a in store.list_articles()}
+    for indexes in by_article.values():
+        assert sorted(indexes) == list(range(len(indexes)))
+
+
+def test_every_stored_sentence_span_slices_its_article(
+    sample_index: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    store = open_store(sample_index)
+    if SEED_ARTICLE.exists():
+        ingest([SEED_ARTICLE], settings=sample_index, embedder=embedder)
+    checked = 0
+    for chunk in store.all_chunks():
+        text = store.get_article(chunk.article_id).text
+        previous_end = 0
+        for start, end in chunk.sentences:
+            sentence = text[start:end]
+            assert sentence and sentence == sentence.strip()
+            assert start >= previous_end, "sentences are ordered and do not overlap"
+            assert sentence in chunk.embed_text
+            previous_end = end
+            checked += 1
+    assert checked > 100
+
+
+def test_seed_article_twice_is_added_then_unchanged(settings: Settings, embedder: Embedder) -> None:
+    if not SEED_ARTICLE.exists():
+        pytest.skip("../shared/data/seed-article.txt is absent")
+    first = ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    second = ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    assert (len(first.added), len(first.unchanged)) == (1, 0)
+    assert (len(second.added), len(second.unchanged), second.chunks_written) == (0, 1, 0)
+    assert second.seconds < first.seconds / 5
+    article = open_store(settings).get_article(first.added[0])
+    assert article.title.startswith("Russia 'Ready To Support'")
+    assert article.published is None
+
+
+def test_a_changed_article_replaces_its_old_chunks(settings: Settings, embedder: Embedder) -> None:
+    long_text = " ".join(f"Paragraph {i} says the talks went on late into the night." for i in range(60))
+    v1 = Article(id="story", title="Talks", text=long_text, outlet="Harbor Ledger")
+    ingest_articles([v1], settings=settings, embedder=embedder)
+    store = open_store(settings)
+    before = {c.id for c in store.all_chunks()}
+    v2 = v1.model_copy(update={"text": "The talks collapsed. Nobody signed anything."})
+    report = ingest_articles([v2], settings=settings, embedder=embedder)
+    assert report.updated == ["story"]
+    after = store.all_chunks()
+    assert len(after) == 1 and not before & {c.id for c in after}
+    assert store.get_article("story").text == v2.text
+    check_index_is_whole(store)
+    hits = store.keyword_index().chunk_ids
+    assert hits == [after[0].id], "the BM25 index follows the catalog"
+
+
+def test_an_edited_text_file_replaces_its_previous_version(
+    settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "story.txt", "Headline\nThe first version of the story.")
+    first = ingest([path], settings=settings, embedder=embedder)
+    write(path, "Headline\nThe corrected version of the story.")
+    second = ingest([path], settings=settings, embedder=embedder)
+    assert second.removed == first.added and len(second.added) == 1
+    store = open_store(settings)
+    assert [a.id for a in store.list_articles()] == second.added
+
+
+def test_remove_list_and_stats(sample_index: Settings, embedder: Embedder, tmp_path: Path) -> None:
+    from assistant.settings import get_settings
+
+    settings = get_settings(data_dir=tmp_path / "d")
+    ingest([SAMPLES], settings=settings, embedder=embedder)
+    store = open_store(settings)
+    total = store.count_articles()
+    victim = store.list_articles(limit=1)[0].id
+    assert store.remove([victim, "not-there"]) == [victim]
+    assert store.count_articles() == total - 1
+    assert victim not in {a.id for a in store.list_articles()}
+    check_index_is_whole(store)
+    stats = store.stats()
+    assert stats["articles"] == total - 1 and stats["chunks"] > stats["articles"] - 1
+    assert sum(stats["outlets"].values()) == total - 1
+
+
+def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
+    settings: Settings, embedder: Embedder
+) -> None:
+    articles = [
+        Article(id=f"a{i}", title=f"Story {i}", text=f"Sentence {i}. Another line {i}.")
+        for i in range(12)
+    ]
+    small = settings.model_copy(update={"embed_batch_size": 1})  # flush every 4 chunks
+
+    def interrupt_after_a_few(report, total):  # type: ignore[no-untyped-def]
+        if len(report.added) >= 3:
+            raise KeyboardInterrupt
+
+    from index.ingest import ingest_items
+
+    first = ingest_items(articles, settings=small, embedder=embedder, progress=interrupt_after_a_few)
+    assert first.interrupted and 3 <= len(first.added) < 12
+    store = open_store(small)
+    check_index_is_whole(store)
+    second = ingest_articles(articles, settings=small, embedder=embedder)
+    assert sorted(second.unchanged) == sorted(first.added)
+    assert len(second.added) == 12 - len(first.added)
+    check_index_is_whole(store)
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from assistant.settings import get_settings
+from index import ingest
+settings = get_settings(data_dir=sys.argv[1], embed_batch_size=1)
+def die(report, total):
+    if len(report.added) >= 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+ingest([sys.argv[2]], settings=settings, progress=die)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_no_half_article(settings: Settings, embedder: Embedder) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(settings.data_dir), str(SAMPLES)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    store = open_store(settings)
+    done = store.count_articles()
+    assert 5 <= done < 16
+    report = ingest([SAMPLES], settings=settings, embedder=embedder)
+    assert len(report.unchanged) == done and len(report.added) == 16 - done
+    check_index_is_whole(store)
+
+
+def test_bad_files_are_skipped_and_the_rest_ingested(
+    settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    write(tmp_path / "in" / "good.txt", "Good story\nIt is fine.")
+    write(tmp_path / "in" / "empty.txt", "")
+    write(tmp_path / "in" / "bad.jsonl", '{"text": "ok line."}\n{broken\n')
+    report = ingest([tmp_path / "in", tmp_path / "missing.txt"], settings=settings, embedder=embedder)
+    assert len(report.added) == 2
+    reasons = sorted((Path(s.source.split(":")[0]).name, s.reason) for s in report.errors)
+    assert [name for name, _ in reasons] == ["bad.jsonl", "empty.txt", "missing.txt"]
+
+
+def test_the_index_refuses_a_different_embedding_model(settings: Settings, embedder: Embedder) -> None:
+    from assistant.errors import StoreError
+    from index.store import Store
+
+    ingest_articles([Article(id="x", title="t", text="Some text.")], settings=settings, embedder=embedder)
+    other = settings.model_copy(update={"embedding": "openai:text-embedding-3-small"})
+    with pytest.raises(StoreError, match="was built with embedding 'local:all-MiniLM-L6-v2'"):
+        Store(other)
+
+
+def test_catalog_survives_reopening(settings: Settings, embedder: Embedder) -> None:
+    ingest_articles([Article(id="x", title="t", text="Some text. More text.")], settings=settings,
+                    embedder=embedder)
+    fresh = Store(settings)
+    assert fresh.get_article("x").text == "Some text. More text."
+    assert fresh.keyword_index().chunk_ids == [c.id for c in fresh.all_chunks()]
+    assert json.loads((settings.bm25_path / "newsdesk.json").read_text())["generation"] == fresh.generation
+    assert os.path.exists(settings.chroma_path)
