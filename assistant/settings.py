@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, model_validator
@@ -70,6 +70,42 @@ class Settings(BaseSettings):
         description="Embed at most this many leading chunks of each article (0: all). News puts "
         "the essentials first; BM25 still covers every chunk. Raising it costs ingest time.",
     )
+    retriever: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="How chunks are found: dense (Chroma), bm25, or both fused."
+    )
+    candidates: int = Field(
+        50, ge=1, le=1000, description="Chunks each retriever contributes before fusion."
+    )
+    top_k: int = Field(8, ge=1, le=100, description="Chunks kept after fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    llm: str = Field(
+        "auto",
+        description="What writes answers: 'extractive' (no LLM: cited source sentences), "
+        "'openai:MODEL', 'openai-compatible:MODEL' (needs OPENAI_BASE_URL), or 'auto': "
+        "an OpenAI-protocol model when OPENAI_API_KEY or OPENAI_BASE_URL is set, else extractive.",
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Model used when llm is 'auto'.")
+    llm_timeout: float = Field(30.0, gt=0, description="Seconds before an LLM call times out.")
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries (with backoff) on 429, 5xx and timeouts."
+    )
+    support_threshold: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description="Least similarity between an answer sentence and its cited source sentence "
+        "for the citation to count as supporting (calibrated in benchmarks/RESULTS.md).",
+    )
+    extractive_threshold: float = Field(
+        0.35,
+        ge=0,
+        le=1,
+        description="Least relevance a source sentence needs for an extractive answer; below "
+        "it newsdesk says the articles do not answer (calibrated in benchmarks/RESULTS.md).",
+    )
+    prompts_dir: Path = Field(
+        REPO_ROOT / "prompts", description="Folder holding the prompt templates."
+    )
     openai_api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("OPENAI_API_KEY", "NEWSDESK_OPENAI_API_KEY", "openai_api_key"),
@@ -95,6 +131,36 @@ class Settings(BaseSettings):
                 hint="known settings: " + ", ".join(sorted(known)),
             )
         return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        from assistant.prompts import load_prompts
+
+        load_prompts(self.prompts_dir)  # a broken template fails now, naming the file
+        kind = self.llm.partition(":")[0]
+        if kind not in {"auto", "extractive", "openai", "openai-compatible"}:
+            raise ConfigError(
+                f"unknown llm {self.llm!r}",
+                hint="use 'extractive', 'openai:MODEL', 'openai-compatible:MODEL' or 'auto'",
+            )
+        if kind == "openai-compatible" and not self.openai_base_url:
+            raise ConfigError(
+                f"llm {self.llm!r} needs a server address", hint="set OPENAI_BASE_URL"
+            )
+        if kind == "openai" and not (self.openai_api_key or self.openai_base_url):
+            raise ConfigError(f"llm {self.llm!r} needs an API key", hint="set OPENAI_API_KEY")
+        return self
+
+    @property
+    def resolved_llm(self) -> str:
+        """The llm setting with 'auto' decided."""
+        if self.llm != "auto":
+            return self.llm
+        if self.openai_base_url:
+            return f"openai-compatible:{self.llm_model}"
+        if self.openai_api_key:
+            return f"openai:{self.llm_model}"
+        return "extractive"
 
     @property
     def catalog_path(self) -> Path:

@@ -418,11 +418,23 @@ class Store:
         with self._lock:
             generation = self.generation
             if self._bm25 is None or self._bm25.generation != generation:
-                self._bm25 = KeywordIndex.load(self.settings.bm25_path, generation)
-                if self._bm25 is None:
-                    self._bm25 = KeywordIndex.build(self.all_chunks(), generation)
-                    self._bm25.save(self.settings.bm25_path)
+                bm25 = KeywordIndex.load(self.settings.bm25_path, generation)
+                if bm25 is None:
+                    bm25 = KeywordIndex.build(self.all_chunks(), generation)
+                    bm25.save(self.settings.bm25_path)
+                bm25.attach_facets(self._chunk_facets())
+                self._bm25 = bm25
             return self._bm25
+
+    def _chunk_facets(self) -> dict[str, tuple[str, str, int]]:
+        rows = self._db.execute(
+            "SELECT c.id, a.id, COALESCE(a.outlet, ''), a.published FROM chunks c "
+            "JOIN articles a ON a.id = c.article_id"
+        )
+        return {
+            cid: (aid, outlet, day_number(date.fromisoformat(pub)) if pub else 0)
+            for cid, aid, outlet, pub in rows
+        }
 
     def close(self) -> None:
         """Release the catalog connection."""
@@ -437,15 +449,52 @@ class KeywordIndex:
         self.retriever = retriever
         self.chunk_ids = chunk_ids
         self.generation = generation
+        self.article_ids: Any = None
+        self.outlets: Any = None
+        self.days: Any = None
+
+    def attach_facets(self, facets: dict[str, tuple[str, str, int]]) -> None:
+        """Per-chunk article id, outlet and day, aligned with ``chunk_ids``, for filtering."""
+        import numpy as np
+
+        rows = [facets.get(cid, ("", "", 0)) for cid in self.chunk_ids]
+        self.article_ids = np.array([r[0] for r in rows], dtype=object)
+        self.outlets = np.array([r[1] for r in rows], dtype=object)
+        self.days = np.array([r[2] for r in rows], dtype=np.int64)
+
+    def search(self, query: str, k: int, mask: Any = None) -> list[tuple[str, float]]:
+        """Top-k (chunk id, BM25 score) for the query, only where ``mask`` is true."""
+        import numpy as np
+
+        if not self.chunk_ids:
+            return []
+        known = self.retriever.vocab_dict
+        words = [[w for w in self.tokenize([query], return_ids=False)[0] if w in known]]
+        if not words[0]:
+            return []
+        k = min(k, len(self.chunk_ids))
+        weights = None if mask is None else mask.astype(np.float32)
+        docs, scores = self.retriever.retrieve(
+            words, k=k, show_progress=False, weight_mask=weights, n_threads=1
+        )
+        return [
+            (self.chunk_ids[int(d)], float(sc))
+            for d, sc in zip(docs[0], scores[0], strict=True)
+            if sc > 0
+        ]
 
     @staticmethod
-    def tokenize(texts: list[str]) -> Any:
+    def tokenize(texts: list[str], return_ids: bool = True) -> Any:
         """Tokens as bm25s wants them: lower-cased, English stop words out, Snowball-stemmed."""
         import bm25s
         import Stemmer
 
         return bm25s.tokenize(
-            texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), show_progress=False
+            texts,
+            stopwords="en",
+            stemmer=Stemmer.Stemmer("english"),
+            show_progress=False,
+            return_ids=return_ids,
         )
 
     @classmethod

@@ -1,0 +1,248 @@
+"""What writes the answer text, behind one small interface chosen by the ``llm`` setting.
+
+A ``Generator`` turns a question and numbered sources into answer text carrying [n] markers,
+streamed in pieces.  Two backends exist:
+
+- ``OpenAIGenerator``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM
+  Studio) through the ``openai`` client, with the citation-enforcing prompt from ``prompts/``.
+- ``ExtractiveGenerator``: no model at all; picks the source sentences that best answer the
+  question and cites them.  The default when no LLM is configured, and the fallback when the
+  LLM fails.
+
+Adding a backend is one class with ``name``, ``mode`` and ``generate``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from assistant.errors import LLMError
+from assistant.models import CANNOT_ANSWER, Source
+from assistant.prompts import load_prompts
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
+    from index.embeddings import Embedder
+
+
+class Generator(Protocol):
+    """Writes answer text with [n] citation markers from numbered sources."""
+
+    name: str
+    mode: Literal["llm", "extractive"]
+
+    def generate(
+        self, question: str, sources: Sequence[Source], *, as_of: date | None = None
+    ) -> Iterator[str]:
+        """Yield the answer text in pieces. Raises LLMError when the model cannot be used."""
+        ...
+
+
+def render_messages(
+    question: str, sources: Sequence[Source], *, as_of: date | None, prompts: dict[str, str]
+) -> list[dict[str, str]]:
+    """The chat messages for a question: system rules, then numbered sources and the question."""
+    blocks = [
+        prompts["source"].format(
+            number=s.number,
+            title=s.title,
+            outlet=s.outlet or "unknown outlet",
+            published=s.published.isoformat() if s.published else "date unknown",
+            text=s.text,
+        ).strip()
+        for s in sources
+    ]
+    system = prompts["answer_system"].format(
+        as_of=as_of.isoformat() if as_of else "today", cannot_answer=CANNOT_ANSWER
+    )
+    user = prompts["answer_user"].format(sources="\n\n".join(blocks), question=question)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+class OpenAIGenerator:
+    """Answers through the OpenAI chat completions protocol, streaming."""
+
+    mode: Literal["llm", "extractive"] = "llm"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        prompts: dict[str, str],
+        label: str = "openai",
+    ) -> None:
+        from openai import OpenAI
+
+        self.name = f"{label}:{model}"
+        self.model = model
+        self.prompts = prompts
+        self.usage: dict[str, int] = {}
+        # Local servers often need no key, but the client insists on one.
+        self.client = OpenAI(
+            api_key=api_key or "not-needed",
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+
+    def generate(
+        self, question: str, sources: Sequence[Source], *, as_of: date | None = None
+    ) -> Iterator[str]:
+        """Stream the model's answer; every failure becomes an LLMError naming its cause."""
+        import openai
+
+        messages = render_messages(question, sources, as_of=as_of, prompts=self.prompts)
+        self.usage = {}
+        try:
+            stream = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for chunk in stream:
+                if chunk.usage:
+                    self.usage = {
+                        "prompt_tokens": chunk.usage.prompt_tokens,
+                        "completion_tokens": chunk.usage.completion_tokens,
+                    }
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        yield choice.delta.content
+        except openai.AuthenticationError:
+            raise LLMError(
+                f"{self.name} rejected the API key (401)", hint="check OPENAI_API_KEY"
+            ) from None
+        except openai.RateLimitError:
+            raise LLMError(f"{self.name} is rate limited (429) even after retries") from None
+        except openai.APITimeoutError:
+            raise LLMError(
+                f"{self.name} timed out", hint="raise NEWSDESK_LLM_TIMEOUT or check the server"
+            ) from None
+        except openai.APIConnectionError:
+            raise LLMError(
+                f"cannot reach {self.name} at {self.client.base_url}",
+                hint="check OPENAI_BASE_URL and that the server is running",
+            ) from None
+        except openai.APIStatusError as exc:
+            raise LLMError(f"{self.name} failed with HTTP {exc.status_code}") from None
+        except openai.OpenAIError as exc:
+            raise LLMError(f"{self.name} failed: {exc}") from None
+
+
+_WHEN = re.compile(r"^\s*(when|what (day|date|year|month|time))\b", re.IGNORECASE)
+_MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_EXPLICIT_DATE = re.compile(
+    rf"\b(?:{_MONTHS}\s+\d{{1,2}}\b|\d{{1,2}}\s+{_MONTHS}|\b(?:19|20)\d\d\b)", re.IGNORECASE
+)
+_ANAPHORIC_TIME = re.compile(
+    r"\b(?:(?:two|three|four|five|six|seven|\d+|a few|several) (?:days?|weeks?|months?|years?) "
+    r"(?:after|before|later|earlier)|the (?:next|following|previous) day|that day|the remarks|"
+    r"the (?:visit|meeting|talks|announcement)|then)\b",
+    re.IGNORECASE,
+)
+
+
+class ExtractiveGenerator:
+    """Answers with the source sentences that best answer the question, each cited.
+
+    Relevance mixes the embedding similarity of question and sentence with how many of the
+    question's content words the sentence (or its article's title) contains.  A "when" question
+    whose best sentence dates the event only relative to another ("two days after the remarks")
+    also gets the nearest earlier sentence of the same article that carries an explicit date.
+    """
+
+    name = "extractive"
+    mode: Literal["llm", "extractive"] = "extractive"
+
+    def __init__(self, embedder: Embedder, *, threshold: float, max_sentences: int = 2) -> None:
+        self.embedder = embedder
+        self.threshold = threshold
+        self.max_sentences = max_sentences
+
+    def rank(self, question: str, sources: Sequence[Source]) -> list[tuple[float, int, int]]:
+        """(relevance, source index, sentence index) for every source sentence, best first."""
+        from index.store import KeywordIndex
+
+        cells = [(i, j) for i, s in enumerate(sources) for j in range(len(s.sentences))]
+        if not cells:
+            return []
+        texts = [sources[i].sentences[j].text for i, j in cells]
+        vectors = self.embedder.embed_documents([question, *texts])
+        q = vectors[0]
+        q_words = set(KeywordIndex.tokenize([question], return_ids=False)[0])
+        token_lists = KeywordIndex.tokenize(
+            texts + [s.title for s in sources], return_ids=False
+        )
+        titles = token_lists[len(texts):]
+        scored = []
+        for n, ((i, j), vec) in enumerate(zip(cells, vectors[1:], strict=True)):
+            cosine = sum(a * b for a, b in zip(q, vec, strict=True))
+            words = set(token_lists[n])
+            overlap = len(q_words & words) / len(q_words) if q_words else 0.0
+            context = len(q_words & (words | set(titles[i]))) / len(q_words) if q_words else 0.0
+            scored.append((0.5 * cosine + 0.3 * overlap + 0.2 * context, i, j))
+        scored.sort(key=lambda t: -t[0])
+        return scored
+
+    def generate(
+        self, question: str, sources: Sequence[Source], *, as_of: date | None = None
+    ) -> Iterator[str]:
+        """Yield the chosen sentences with their markers, or the cannot-answer sentinel."""
+        ranked = self.rank(question, sources)
+        if not ranked or ranked[0][0] < self.threshold:
+            yield CANNOT_ANSWER
+            return
+        best_score, i, j = ranked[0]
+        picks = [(i, j)]
+        best = sources[i].sentences[j].text
+        if _WHEN.match(question) and not _EXPLICIT_DATE.search(best):
+            dated = self._dating_sentence(sources[i], j)
+            if dated is not None:
+                picks.append((i, dated))
+        if len(picks) < self.max_sentences:
+            for score, i2, j2 in ranked[1:]:
+                if score < max(self.threshold, best_score * 0.92):
+                    break
+                text = sources[i2].sentences[j2].text
+                if sources[i2].article_id != sources[i].article_id and text != best:
+                    picks.append((i2, j2))
+                    break
+        parts = [f"{sources[a].sentences[b].text} [{sources[a].number}]" for a, b in picks]
+        yield " ".join(parts)
+
+    @staticmethod
+    def _dating_sentence(source: Source, j: int) -> int | None:
+        """The nearest earlier sentence (within three) of the same chunk with an explicit date."""
+        for back in range(j - 1, max(-1, j - 4), -1):
+            if _EXPLICIT_DATE.search(source.sentences[back].text):
+                return back
+        return None
+
+
+def get_generator(settings: Settings, embedder: Embedder) -> Generator:
+    """The generator the settings choose (``llm``: extractive, openai:MODEL, ...)."""
+    choice = settings.resolved_llm
+    if choice == "extractive":
+        return ExtractiveGenerator(embedder, threshold=settings.extractive_threshold)
+    kind, _, model = choice.partition(":")
+    return OpenAIGenerator(
+        model or settings.llm_model,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=settings.openai_base_url,
+        timeout=settings.llm_timeout,
+        max_retries=settings.llm_max_retries,
+        prompts=load_prompts(settings.prompts_dir),
+        label=kind,
+    )

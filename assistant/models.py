@@ -1,0 +1,95 @@
+"""The answer newsdesk gives, as every face (Python, CLI, HTTP, UI) receives it."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+CANNOT_ANSWER = "The articles I have do not answer this question."
+"""The one cannot-answer sentinel, shared by the prompt, the code and the tests."""
+
+
+class SourceSentence(BaseModel):
+    """One sentence of a retrieved chunk, addressable in its article."""
+
+    start: int
+    end: int
+    text: str
+
+
+class Source(BaseModel):
+    """A retrieved chunk offered as evidence, numbered as the answer cites it ([number])."""
+
+    number: int
+    chunk_id: str
+    article_id: str
+    title: str
+    outlet: str | None = None
+    published: date | None = None
+    url: str | None = None
+    score: float = Field(description="Fused retrieval score (higher is better).")
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
+    sentences: list[SourceSentence]
+
+    @property
+    def text(self) -> str:
+        """The chunk's sentences joined (for prompts and display)."""
+        return " ".join(s.text for s in self.sentences)
+
+
+class Citation(BaseModel):
+    """One [n] marker of the answer, resolved to the verbatim sentence that supports it."""
+
+    number: int = Field(description="The source number as it appears in the answer text.")
+    sentence: int = Field(description="Index of the answer sentence that carries the marker.")
+    article_id: str
+    title: str
+    outlet: str | None = None
+    published: date | None = None
+    url: str | None = None
+    quote: str = Field(description="Exactly article.text[start:end].")
+    start: int
+    end: int
+    support: float = Field(description="How well the quote supports the answer sentence, 0..1.")
+    supported: bool = Field(description="support is at or above the calibrated threshold.")
+
+
+class AnswerSentence(BaseModel):
+    """One sentence of the answer with the citations it carries."""
+
+    text: str = Field(description="The sentence without its [n] markers.")
+    citations: list[int] = Field(description="Indexes into Answer.citations.")
+    supported: bool = Field(description="At least one citation supports it.")
+
+
+class Answer(BaseModel):
+    """A cited answer (or an honest refusal), JSON-serialisable."""
+
+    question: str
+    text: str = Field(description="The answer with [n] markers referring to sources.")
+    sentences: list[AnswerSentence] = Field(default_factory=list)
+    citations: list[Citation] = Field(default_factory=list)
+    mode: Literal["llm", "extractive"]
+    model: str = Field(description="What wrote the answer: 'extractive' or 'openai:MODEL'.")
+    refused: bool = False
+    notice: str | None = Field(None, description="Plain words about how the answer was made.")
+    warnings: list[str] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
+    usage: dict[str, int] = Field(default_factory=dict, description="LLM tokens, when used.")
+
+    @property
+    def unsupported(self) -> list[AnswerSentence]:
+        """Sentences with no supporting citation."""
+        return [s for s in self.sentences if not s.supported]
+
+
+class StreamEvent(BaseModel):
+    """One event of a streamed answer: text deltas, then the final answer."""
+
+    type: Literal["delta", "reset", "answer"]
+    text: str | None = None
+    answer: Answer | None = None
