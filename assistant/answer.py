@@ -163,7 +163,7 @@ class Assistant:
 
     def support(self, claims: Sequence[str], evidence: Sequence[str]) -> list[list[float]]:
         """Cosine similarity (clipped to 0..1) of each claim against each evidence sentence."""
-        vectors = self.embedder.embed_documents([*claims, *evidence])
+        vectors = self.embedder.embed_cached([*claims, *evidence])
         left, right = vectors[: len(claims)], vectors[len(claims) :]
         return [
             [max(0.0, min(1.0, sum(a * b for a, b in zip(c, e, strict=True)))) for e in right]

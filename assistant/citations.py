@@ -47,8 +47,8 @@ def marker_numbers(marker_body: str) -> list[int]:
 
 def strip_markers(text: str) -> str:
     """The text without [n] markers and the spaces they leave behind."""
-    text = MARKER.sub("", text)
-    text = re.sub(r"\s+([.,;:!?\"”'])", r"\1", text)
+    text = re.sub(rf"\s*{MARKER.pattern}", "", text)
+    text = re.sub(r"\s+([.,;:!?])", r"\1", text)
     return re.sub(r"\s{2,}", " ", text).strip()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -170,9 +171,93 @@ def stats(
         out.print(f"[bold]{key}[/]: {escape(str(value))}")
 
 
+def _day(value: str | None, option: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD", param_hint=option)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    data_dir: DataDir = None,
+    outlet: Annotated[
+        list[str] | None, typer.Option("--outlet", help="Only this outlet (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only articles published on/after YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only articles published on/before YYYY-MM-DD.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Answer as of YYYY-MM-DD (later articles unseen).")
+    ] = None,
+    retriever: Annotated[
+        str | None, typer.Option(help="hybrid (default), dense or bm25.")
+    ] = None,
+    llm: Annotated[
+        str | None, typer.Option(help="extractive, openai:MODEL or openai-compatible:MODEL.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is written.")] = True,
+) -> None:
+    """Answer a question from the indexed articles, citing the sentence behind every claim."""
+    from assistant.answer import Assistant
+
+    settings = get_settings(data_dir=data_dir, llm=llm, retriever=retriever)
+    assistant = Assistant(settings)
+    kwargs: dict[str, Any] = {
+        "outlets": outlet or None,
+        "since": _day(since, "--since"),
+        "until": _day(until, "--until"),
+        "as_of": _day(as_of, "--as-of"),
+    }
+    if as_json:
+        print(assistant.ask(question, **kwargs).model_dump_json(indent=2))
+        return
+    answer = None
+    live = stream and out.is_terminal
+    for event in assistant.stream(question, **kwargs):
+        if event.type == "delta" and live:
+            out.print(escape(event.text or ""), end="")
+        elif event.type == "reset" and live:
+            out.print("\n[yellow](the language model failed; answering extractively)[/]")
+        elif event.type == "answer":
+            answer = event.answer
+    assert answer is not None
+    if live:
+        out.print()
+    print_answer(answer, text=not live)
+
+
+def print_answer(answer: Any, *, text: bool = True) -> None:
+    """The answer, how it was made, then each citation with its quoted span, outlet and date."""
+    if answer.notice:
+        out.print(f"[dim]{escape(answer.notice)}[/]")
+    if text:
+        out.print(escape(answer.text))
+    if answer.refused:
+        return
+    out.print()
+    for c in answer.citations:
+        mark = "" if c.supported else " [yellow](weak support)[/]"
+        day = c.published.isoformat() if c.published else "date unknown"
+        out.print(
+            f"[bold][{c.number}][/] {escape(c.title)} — {escape(c.outlet or 'unknown outlet')}, "
+            f"{day}{mark}\n    “{escape(c.quote)}”\n    [dim]{escape(c.article_id)} "
+            f"chars {c.start}–{c.end}[/]"
+        )
+    for s in answer.unsupported:
+        out.print(f"[yellow]unsupported:[/] {escape(s.text)}")
+
+
+DEMO_QUESTION = "When did Assad visit Moscow?"
+
+
 @app.command()
 def demo(data_dir: DataDir = None) -> None:
     """Index the bundled sample articles, then answer the question newsdesk was built around."""
+    from assistant.answer import Assistant
     from index import ingest as run_ingest
 
     settings = _settings(data_dir)
@@ -180,7 +265,10 @@ def demo(data_dir: DataDir = None) -> None:
         lambda progress: run_ingest([SAMPLES], settings=settings, progress=progress)
     )
     _print_report(report)
-    out.print(f"index: {settings.data_dir}")
+    out.print(f"index: {settings.data_dir}\n")
+    out.print(f"[bold]Q:[/] {DEMO_QUESTION}")
+    print_answer(Assistant(settings).ask(DEMO_QUESTION))
+    out.print(f'\nAsk your own: newsdesk ask "..." (add --data-dir {settings.data_dir} if you set one)')
 
 
 def main() -> None:

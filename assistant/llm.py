@@ -179,7 +179,7 @@ class ExtractiveGenerator:
         if not cells:
             return []
         texts = [sources[i].sentences[j].text for i, j in cells]
-        vectors = self.embedder.embed_documents([question, *texts])
+        vectors = self.embedder.embed_cached([question, *texts])
         q = vectors[0]
         q_words = set(KeywordIndex.tokenize([question], return_ids=False)[0])
         token_lists = KeywordIndex.tokenize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ class Embedder:
         self._api_key = api_key
         self._base_url = base_url
         self._lock = threading.Lock()
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
 
     @cached_property
     def _tokenizer(self):  # type: ignore[no-untyped-def]
@@ -125,6 +127,18 @@ class Embedder:
             raise
         except Exception as exc:  # noqa: BLE001 - surfaced to the user with the model named
             raise EmbeddingError(f"embedding with {self.spec} failed: {exc}") from exc
+
+    def embed_cached(self, texts: Sequence[str]) -> list[list[float]]:
+        """Like ``embed_documents``, remembering recent texts (answers re-check the same sentences)."""
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh = self.embed_documents(missing)
+        with self._lock:
+            self._cache.update(zip(missing, fresh, strict=True))
+            out = [self._cache[t] for t in texts]
+            while len(self._cache) > 20_000:
+                self._cache.popitem(last=False)
+        return out
 
     def embed_query(self, text: str) -> list[float]:
         """Embedding of a search query."""

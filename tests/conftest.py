@@ -58,3 +58,17 @@ def write(path: Path, content: str | bytes) -> Path:
     else:
         path.write_text(content, encoding="utf-8")
     return path
+
+
+LIVE_ENV = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "NEWSDESK_LLM_MODEL")}
+"""The developer's real LLM settings, captured before isolation, for tests marked `live`."""
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[object]:
+    """An OpenAI-protocol server on loopback, scripted by the test."""
+    from tests import fake_openai
+
+    fake, stop = fake_openai.start()
+    yield fake
+    stop()

@@ -1,0 +1,215 @@
+"""Asking questions: retrieval with filters, extractive answers, and the LLM path end to end.
+
+Chroma and the embedding model are real; the LLM is an OpenAI-protocol server on loopback.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from assistant.answer import Assistant
+from assistant.errors import NothingIndexed
+from assistant.models import CANNOT_ANSWER
+from assistant.retrieve import Filters, retrieve
+from assistant.settings import Settings, get_settings
+from index import ingest, open_store
+from index.embeddings import Embedder
+from tests.conftest import LIVE_ENV, SEED_ARTICLE
+from tests.fake_openai import FakeOpenAI, Reply
+
+ASSAD_Q = "When did Assad visit Moscow?"
+
+
+@pytest.fixture(scope="module")
+def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
+    if not SEED_ARTICLE.exists():
+        pytest.skip("../shared/data/seed-article.txt is absent")
+    settings = get_settings(data_dir=tmp_path_factory.mktemp("seed") / "data")
+    ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    return settings
+
+
+def check_citations_are_verbatim(answer, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(settings)
+    for c in answer.citations:
+        assert store.get_article(c.article_id).text[c.start : c.end] == c.quote
+
+
+# --- the smoke test the product was conceived around ----------------------------------------
+
+
+def test_seed_question_answers_extractively_with_both_sentences(
+    seed_index: Settings, embedder: Embedder
+) -> None:
+    answer = Assistant(seed_index, embedder=embedder).ask(ASSAD_Q)
+    assert answer.mode == "extractive" and not answer.refused
+    assert "Extractive answer" in (answer.notice or "")
+    quotes = [c.quote for c in answer.citations]
+    assert "Putin made the remarks two days after Assad made a surprise visit to Moscow." in quotes
+    assert any(q.startswith("On October 22, Russian President Vladimir Putin said") for q in quotes)
+    assert all(s.supported for s in answer.sentences)
+    check_citations_are_verbatim(answer, seed_index)
+    assert answer.model_dump_json()  # JSON-serialisable
+
+
+# --- retrieval ------------------------------------------------------------------------------
+
+
+def test_hybrid_retrieval_finds_the_assad_story_first(sample_index: Settings, embedder: Embedder) -> None:
+    for mode in ("hybrid", "dense", "bm25"):
+        hits = retrieve(ASSAD_Q, mode=mode, settings=sample_index, embedder=embedder).hits
+        assert hits and "assad" in hits[0].article_id or "putin" in hits[0].article_id, mode
+
+
+def test_filters_apply_inside_the_stores(sample_index: Settings, embedder: Embedder) -> None:
+    store = open_store(sample_index)
+    published = {a.id: a.published for a in store.list_articles()}
+    outlets = {a.id: a.outlet for a in store.list_articles()}
+    cases = [
+        Filters(as_of=date(2015, 10, 22)),
+        Filters(since=date(2021, 1, 1), until=date(2021, 12, 31)),
+        Filters(outlets=["Northgate Post"]),
+    ]
+    for filters in cases:
+        for mode in ("dense", "bm25"):
+            hits = retrieve("Moscow summit ship telescope", filters, mode=mode, k=50,
+                            settings=sample_index, embedder=embedder).hits
+            assert hits, (filters, mode)
+            for h in hits:
+                day, outlet = published[h.article_id], outlets[h.article_id]
+                assert not filters.latest or (day and day <= filters.latest)
+                assert not filters.since or (day and day >= filters.since)
+                assert not filters.outlets or outlet in filters.outlets
+
+
+def test_as_of_hides_later_articles_from_the_answer(sample_index: Settings, embedder: Embedder) -> None:
+    assistant = Assistant(sample_index, embedder=embedder)
+    later = assistant.ask("Who did Lavrov say Russia was ready to support from the air?")
+    assert not later.refused and "Free Syrian Army" in later.text
+    earlier = assistant.ask("Who did Lavrov say Russia was ready to support from the air?",
+                            as_of=date(2015, 10, 22))
+    assert all(s.published and s.published <= date(2015, 10, 22) for s in earlier.sources)
+    assert "Free Syrian Army" not in earlier.text
+
+
+def test_unanswerable_questions_are_refused(sample_index: Settings, embedder: Embedder) -> None:
+    assistant = Assistant(sample_index, embedder=embedder)
+    for question in ("Who won the 2018 football World Cup final?", "What is the capital of Australia?"):
+        answer = assistant.ask(question)
+        assert answer.refused and answer.text == CANNOT_ANSWER and not answer.citations
+
+
+def test_empty_index_says_how_to_fix_it(settings: Settings, embedder: Embedder) -> None:
+    with pytest.raises(NothingIndexed, match="no articles indexed yet") as info:
+        Assistant(settings, embedder=embedder).ask(ASSAD_Q)
+    assert "newsdesk ingest" in (info.value.hint or "")
+
+
+# --- the LLM path, against an OpenAI-protocol server on loopback ------------------------------
+
+
+def llm_settings(base: Settings, fake: FakeOpenAI, **extra: object) -> Settings:
+    options: dict[str, object] = {"llm_max_retries": 1, "llm_timeout": 2, **extra}
+    return get_settings(data_dir=base.data_dir, llm="openai-compatible:test-model",
+                        openai_base_url=fake.base_url, **options)
+
+
+def cite_source_saying(phrase: str, claim: str):  # type: ignore[no-untyped-def]
+    """A scripted model that reads the prompt and cites the source containing ``phrase``."""
+    def reply(messages: list[dict[str, str]]) -> str:
+        blocks = re.split(r"\n(?=\[\d+\] \")", messages[-1]["content"])
+        for block in blocks:
+            if phrase in block:
+                number = re.search(r"\[(\d+)\]", block).group(1)  # type: ignore[union-attr]
+                return f"{claim} [{number}]."
+        return CANNOT_ANSWER
+    return reply
+
+
+def test_llm_answer_is_cited_and_checked(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(Reply(cite_source_saying(
+        "surprise visit to Moscow", "Assad made a surprise visit to Moscow on October 20")))
+    answer = Assistant(llm_settings(sample_index, fake_llm), embedder=embedder).ask(ASSAD_Q)
+    assert answer.mode == "llm" and answer.model == "openai-compatible:test-model"
+    assert not answer.refused and answer.notice is None
+    (citation,) = answer.citations
+    assert citation.supported and "Moscow" in citation.quote
+    check_citations_are_verbatim(answer, sample_index)
+    assert answer.usage["prompt_tokens"] == 100
+    request = fake_llm.requests[0]["body"]
+    system, user = request["messages"][0]["content"], request["messages"][1]["content"]
+    assert CANNOT_ANSWER in system and "[1] \"" in user and "published 2015-10-2" in user
+    assert request["stream"] is True and request["model"] == "test-model"
+
+
+def test_hallucinated_citations_turn_into_a_refusal(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(Reply("Assad visited Moscow in 1999 [42]. He liked it [43]."))
+    answer = Assistant(llm_settings(sample_index, fake_llm), embedder=embedder).ask(ASSAD_Q)
+    assert answer.refused and answer.text == CANNOT_ANSWER
+    assert any("[42]" in w for w in answer.warnings)
+
+
+def test_unsupported_llm_claims_are_flagged(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(Reply(cite_source_saying(
+        "surprise visit to Moscow", "Assad made a surprise visit to Moscow [1]. The weather in "
+        "Damascus was sunny and warm that whole week")))
+    answer = Assistant(llm_settings(sample_index, fake_llm), embedder=embedder).ask(ASSAD_Q)
+    weather = [s for s in answer.sentences if "weather" in s.text]
+    assert weather and not weather[0].supported
+    assert answer.unsupported == weather
+
+
+def test_streaming_yields_deltas_then_the_answer(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:
+    claim = "Assad made a surprise visit to Moscow on October 20"
+    fake_llm.script(Reply(cite_source_saying("surprise visit to Moscow", claim), pieces=6))
+    events = list(Assistant(llm_settings(sample_index, fake_llm), embedder=embedder).stream(ASSAD_Q))
+    deltas = [e.text for e in events if e.type == "delta"]
+    assert len(deltas) >= 5
+    assert events[-1].type == "answer" and events[-1].answer is not None
+    assert "".join(d or "" for d in deltas).strip() == events[-1].answer.text
+    assert events[-1].answer.text.startswith(claim)
+
+
+@pytest.mark.parametrize(
+    ("replies", "says"),
+    [
+        ([Reply(status=429), Reply(status=429)], "429"),
+        ([Reply(status=500), Reply(status=503)], "HTTP 50"),
+        ([Reply(status=401)], "401"),
+        ([Reply("slow", delay=3), Reply("slow", delay=3)], "timed out"),
+    ],
+)
+def test_llm_failures_fall_back_to_an_extractive_answer(
+    sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI, replies: list[Reply], says: str
+) -> None:
+    fake_llm.script(*replies)
+    settings = llm_settings(sample_index, fake_llm, llm_timeout=1)
+    answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
+    assert answer.mode == "extractive" and not answer.refused
+    assert any(says in w for w in answer.warnings), answer.warnings
+    assert says in (answer.notice or "")
+    assert "Moscow" in answer.text and answer.citations
+
+
+def test_unreachable_server_falls_back(sample_index: Settings, embedder: Embedder) -> None:
+    settings = get_settings(data_dir=sample_index.data_dir, llm="openai-compatible:m",
+                            openai_base_url="http://127.0.0.1:9/v1", llm_max_retries=0)
+    answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
+    assert answer.mode == "extractive" and any("cannot reach" in w for w in answer.warnings)
+
+
+@pytest.mark.live
+@pytest.mark.skipif(not (LIVE_ENV["OPENAI_API_KEY"] or LIVE_ENV["OPENAI_BASE_URL"]),
+                    reason="no OPENAI_API_KEY or OPENAI_BASE_URL set")
+def test_live_endpoint_answers_with_citations(sample_index: Settings, embedder: Embedder) -> None:
+    settings = get_settings(
+        data_dir=sample_index.data_dir, openai_api_key=LIVE_ENV["OPENAI_API_KEY"],
+        openai_base_url=LIVE_ENV["OPENAI_BASE_URL"], llm_model=LIVE_ENV["NEWSDESK_LLM_MODEL"],
+    )
+    answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
+    assert answer.mode == "llm" and not answer.refused and answer.citations
+    check_citations_are_verbatim(answer, sample_index)
