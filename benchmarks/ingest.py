@@ -40,6 +40,10 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "data" / "realtimeqa" / "dev-small" / "corpus.jsonl"
@@ -74,7 +78,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _load_model(data_dir: Path, **overrides: int) -> tuple[object, float]:
+def _load_model(data_dir: Path, **overrides: int) -> tuple[Settings, float]:
     """Settings for ``data_dir``, with the libraries imported and the model loaded; load time."""
     started = time.perf_counter()
     import chromadb  # noqa: F401 - imported here so neither timed run pays for it
