@@ -106,8 +106,17 @@ class Store:
 
     # --- catalog ------------------------------------------------------------------------
 
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run a read under the lock (one connection is shared by the service's threads)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
     def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return row[0] if row else None
 
     def _check_embedding(self) -> None:
@@ -145,7 +154,7 @@ class Store:
 
     def count_articles(self) -> int:
         """Number of articles indexed."""
-        return int(self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0])
+        return int(self._one("SELECT COUNT(*) FROM articles")[0])
 
     def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
         """Stored content hash of each given article id that is indexed."""
@@ -155,24 +164,24 @@ class Store:
             part = ids[i : i + 500]
             marks = ",".join("?" * len(part))
             out.update(
-                self._db.execute(
+                self._rows(
                     f"SELECT id, content_hash FROM articles WHERE id IN ({marks})", part
-                ).fetchall()
+                )
             )
         return out
 
     def ids_from_source(self, source: str) -> list[str]:
         """Ids of the articles last read from this file (used to replace an edited text file)."""
-        rows = self._db.execute("SELECT id FROM articles WHERE source=?", (source,)).fetchall()
+        rows = self._rows("SELECT id FROM articles WHERE source=?", (source,))
         return [r[0] for r in rows]
 
     def get_article(self, article_id: str) -> Article:
         """The full article, text included. Raises ArticleNotFound."""
-        row = self._db.execute(
+        row = self._one(
             "SELECT id, title, outlet, published, url, authors, text, source FROM articles "
             "WHERE id=?",
             (article_id,),
-        ).fetchone()
+        )
         if row is None:
             raise ArticleNotFound(article_id)
         return _article_from_row(row)
@@ -195,22 +204,22 @@ class Store:
             params.append(f"%{search}%")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [limit if limit is not None else -1, offset]
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT id, title, outlet, published, url, authors, '', source FROM articles "
             f"{where} ORDER BY published IS NULL, published DESC, id LIMIT ? OFFSET ?",
             params,
-        ).fetchall()
+        )
         return [_article_from_row(r) for r in rows]
 
     def stats(self) -> dict[str, Any]:
         """Counts and ranges describing what is indexed."""
-        articles, first, last, undated = self._db.execute(
+        articles, first, last, undated = self._one(
             "SELECT COUNT(*), MIN(published), MAX(published), SUM(published IS NULL) FROM articles"
-        ).fetchone()
-        chunks, dense = self._db.execute("SELECT COUNT(*), SUM(dense) FROM chunks").fetchone()
-        outlets = self._db.execute(
+        )
+        chunks, dense = self._one("SELECT COUNT(*), SUM(dense) FROM chunks")
+        outlets = self._rows(
             "SELECT outlet, COUNT(*) FROM articles GROUP BY outlet ORDER BY COUNT(*) DESC, outlet"
-        ).fetchall()
+        )
         return {
             "data_dir": str(self.settings.data_dir),
             "articles": articles,
@@ -232,7 +241,7 @@ class Store:
         for i in range(0, len(chunk_ids), 500):
             part = list(chunk_ids[i : i + 500])
             marks = ",".join("?" * len(part))
-            for row in self._db.execute(
+            for row in self._rows(
                 f"SELECT id, article_id, idx, sentences, embed_text FROM chunks WHERE id IN ({marks})",
                 part,
             ):
@@ -241,9 +250,9 @@ class Store:
 
     def all_chunks(self) -> list[IndexedChunk]:
         """Every chunk in the catalog, in a stable order."""
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT id, article_id, idx, sentences, embed_text FROM chunks ORDER BY article_id, idx"
-        ).fetchall()
+        )
         return [_chunk_from_row(r) for r in rows]
 
     # --- Chroma -------------------------------------------------------------------------
@@ -292,7 +301,7 @@ class Store:
 
     def reconcile(self) -> int:
         """Delete vectors no catalog row points to (left by an interrupted run); return count."""
-        known = {r[0] for r in self._db.execute("SELECT id FROM chunks WHERE dense=1")}
+        known = {r[0] for r in self._rows("SELECT id FROM chunks WHERE dense=1")}
         stray: list[str] = []
         offset, page = 0, 5000
         while True:
@@ -427,7 +436,7 @@ class Store:
             return self._bm25
 
     def _chunk_facets(self) -> dict[str, tuple[str, str, int]]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT c.id, a.id, COALESCE(a.outlet, ''), a.published FROM chunks c "
             "JOIN articles a ON a.id = c.article_id"
         )
