@@ -16,6 +16,7 @@ REQUIRED: dict[str, set[str]] = {
     "answer_system": {"as_of", "cannot_answer"},
     "answer_user": {"sources", "question"},
     "source": {"number", "title", "outlet", "published", "text"},
+    "condense": {"history", "question"},
 }
 
 

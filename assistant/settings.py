@@ -77,7 +77,11 @@ class Settings(BaseSettings):
         50, ge=1, le=1000, description="Chunks each retriever contributes before fusion."
     )
     top_k: int = Field(8, ge=1, le=100, description="Chunks kept after fusion.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    fusion_weights: dict[str, float] = Field(
+        {"dense": 0.5, "chunk_bm25": 0.25, "article_bm25": 0.25},
+        description="Weights of the hybrid retriever's signals: dense chunk similarity, BM25 over "
+        "chunks and BM25 over whole articles (tuned on RealTime QA, benchmarks/RESULTS.md).",
+    )
     llm: str = Field(
         "auto",
         description="What writes answers: 'extractive' (no LLM: cited source sentences), "
@@ -90,14 +94,14 @@ class Settings(BaseSettings):
         2, ge=0, le=10, description="Retries (with backoff) on 429, 5xx and timeouts."
     )
     support_threshold: float = Field(
-        0.45,
+        0.35,
         ge=0,
         le=1,
         description="Least similarity between an answer sentence and its cited source sentence "
         "for the citation to count as supporting (calibrated in benchmarks/RESULTS.md).",
     )
     extractive_threshold: float = Field(
-        0.35,
+        0.40,
         ge=0,
         le=1,
         description="Least relevance a source sentence needs for an extractive answer; below "
@@ -118,6 +122,13 @@ class Settings(BaseSettings):
         ),
         description="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio).",
     )
+    api_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="Bearer token `newsdesk serve` requires on every route but /healthz "
+        "(clients send 'Authorization: Bearer KEY'). At least 16 characters, e.g. from "
+        "`openssl rand -hex 32`. Required to serve on an address other than loopback.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -134,6 +145,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        expected = {"dense", "chunk_bm25", "article_bm25"}
+        if set(self.fusion_weights) != expected:
+            raise ConfigError(
+                f"fusion_weights must name exactly {sorted(expected)}",
+                hint='e.g. NEWSDESK_FUSION_WEIGHTS=\'{"dense": 0.5, "chunk_bm25": 0.25, '
+                '"article_bm25": 0.25}\'',
+            )
         from assistant.prompts import load_prompts
 
         load_prompts(self.prompts_dir)  # a broken template fails now, naming the file

@@ -429,20 +429,25 @@ class Store:
             if self._bm25 is None or self._bm25.generation != generation:
                 bm25 = KeywordIndex.load(self.settings.bm25_path, generation)
                 if bm25 is None:
-                    bm25 = KeywordIndex.build(self.all_chunks(), generation)
+                    articles = self._rows("SELECT id, title || '\n' || text FROM articles ORDER BY id")
+                    bm25 = KeywordIndex.build(self.all_chunks(), articles, generation)
                     bm25.save(self.settings.bm25_path)
-                bm25.attach_facets(self._chunk_facets())
+                bm25.chunks.attach_facets(self._facets(chunks=True))
+                bm25.articles.attach_facets(self._facets(chunks=False))
                 self._bm25 = bm25
             return self._bm25
 
-    def _chunk_facets(self) -> dict[str, tuple[str, str, int]]:
+    def _facets(self, *, chunks: bool) -> dict[str, tuple[str, str, int]]:
+        """(article id, outlet, day) for every chunk id, or for every article id."""
         rows = self._rows(
             "SELECT c.id, a.id, COALESCE(a.outlet, ''), a.published FROM chunks c "
             "JOIN articles a ON a.id = c.article_id"
+            if chunks
+            else "SELECT id, id, COALESCE(outlet, ''), published FROM articles"
         )
         return {
-            cid: (aid, outlet, day_number(date.fromisoformat(pub)) if pub else 0)
-            for cid, aid, outlet, pub in rows
+            key: (aid, outlet, day_number(date.fromisoformat(pub)) if pub else 0)
+            for key, aid, outlet, pub in rows
         }
 
     def close(self) -> None:
@@ -451,70 +456,108 @@ class Store:
             self._db.close()
 
 
-class KeywordIndex:
-    """A bm25s index over chunk texts, tagged with the catalog generation it reflects."""
+class Bm25Level:
+    """One bm25s index (over chunks or over whole articles) with per-document facets."""
 
-    def __init__(self, retriever: Any, chunk_ids: list[str], generation: int) -> None:
+    def __init__(self, retriever: Any, ids: list[str]) -> None:
         self.retriever = retriever
-        self.chunk_ids = chunk_ids
-        self.generation = generation
+        self.ids = ids
         self.article_ids: Any = None
         self.outlets: Any = None
         self.days: Any = None
 
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str]) -> Bm25Level:
+        """Index these texts under these ids."""
+        import bm25s
+
+        retriever = bm25s.BM25()
+        if ids:
+            retriever.index(tokenize(texts), show_progress=False)
+        return cls(retriever, ids)
+
     def attach_facets(self, facets: dict[str, tuple[str, str, int]]) -> None:
-        """Per-chunk article id, outlet and day, aligned with ``chunk_ids``, for filtering."""
+        """Article id, outlet and day of each indexed id, aligned with ``ids``, for filtering."""
         import numpy as np
 
-        rows = [facets.get(cid, ("", "", 0)) for cid in self.chunk_ids]
+        rows = [facets.get(i, ("", "", 0)) for i in self.ids]
         self.article_ids = np.array([r[0] for r in rows], dtype=object)
         self.outlets = np.array([r[1] for r in rows], dtype=object)
         self.days = np.array([r[2] for r in rows], dtype=np.int64)
 
     def search(self, query: str, k: int, mask: Any = None) -> list[tuple[str, float]]:
-        """Top-k (chunk id, BM25 score) for the query, only where ``mask`` is true."""
+        """Top-k (id, BM25 score) for the query, only where ``mask`` is true."""
         import numpy as np
 
-        if not self.chunk_ids:
+        if not self.ids:
             return []
         known = self.retriever.vocab_dict
-        words = [[w for w in self.tokenize([query], return_ids=False)[0] if w in known]]
+        words = [[w for w in tokenize([query], return_ids=False)[0] if w in known]]
         if not words[0]:
             return []
-        k = min(k, len(self.chunk_ids))
         weights = None if mask is None else mask.astype(np.float32)
         docs, scores = self.retriever.retrieve(
-            words, k=k, show_progress=False, weight_mask=weights, n_threads=1
+            words, k=min(k, len(self.ids)), show_progress=False, weight_mask=weights, n_threads=1
         )
         return [
-            (self.chunk_ids[int(d)], float(sc))
-            for d, sc in zip(docs[0], scores[0], strict=True)
-            if sc > 0
+            (self.ids[int(d)], float(sc)) for d, sc in zip(docs[0], scores[0], strict=True) if sc > 0
         ]
 
-    @staticmethod
-    def tokenize(texts: list[str], return_ids: bool = True) -> Any:
-        """Tokens as bm25s wants them: lower-cased, English stop words out, Snowball-stemmed."""
-        import bm25s
-        import Stemmer
-
-        return bm25s.tokenize(
-            texts,
-            stopwords="en",
-            stemmer=Stemmer.Stemmer("english"),
-            show_progress=False,
-            return_ids=return_ids,
-        )
+    def save(self, path: Path) -> None:
+        """Write into ``path`` (a fresh folder)."""
+        path.mkdir(parents=True)
+        if self.ids:
+            self.retriever.save(str(path))
+        (path / "ids.json").write_text(json.dumps(self.ids))
 
     @classmethod
-    def build(cls, chunks: list[IndexedChunk], generation: int) -> KeywordIndex:
-        """Index these chunks."""
+    def load(cls, path: Path) -> Bm25Level:
+        """Read what ``save`` wrote."""
         import bm25s
 
-        retriever = bm25s.BM25()
-        if chunks:
-            retriever.index(cls.tokenize([c.embed_text for c in chunks]), show_progress=False)
-        return cls(retriever, [c.id for c in chunks], generation)
+        ids = json.loads((path / "ids.json").read_text())
+        return cls(bm25s.BM25.load(str(path)) if ids else bm25s.BM25(), ids)
+
+
+def tokenize(texts: list[str], return_ids: bool = True) -> Any:
+    """Tokens as bm25s wants them: lower-cased, English stop words out, Snowball-stemmed."""
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(
+        texts,
+        stopwords="en",
+        stemmer=Stemmer.Stemmer("english"),
+        show_progress=False,
+        return_ids=return_ids,
+    )
+
+
+class KeywordIndex:
+    """BM25 over every chunk and over every whole article, tagged with the catalog generation."""
+
+    def __init__(self, chunks: Bm25Level, articles: Bm25Level, generation: int) -> None:
+        self.chunks = chunks
+        self.articles = articles
+        self.generation = generation
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        """Ids of the indexed chunks."""
+        return self.chunks.ids
+
+    tokenize = staticmethod(tokenize)
+
+    @classmethod
+    def build(
+        cls, chunks: list[IndexedChunk], articles: list[tuple[str, str]], generation: int
+    ) -> KeywordIndex:
+        """Index these chunks and these (article id, title + text) pairs."""
+        return cls(
+            Bm25Level.build([c.id for c in chunks], [c.embed_text for c in chunks]),
+            Bm25Level.build([a for a, _ in articles], [t for _, t in articles]),
+            generation,
+        )
 
     def save(self, path: Path) -> None:
         """Persist beside the catalog; written to a temporary folder, then swapped in."""
@@ -522,11 +565,9 @@ class KeywordIndex:
         old = path.with_name(path.name + ".old")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        if self.chunk_ids:
-            self.retriever.save(str(tmp))
-        (tmp / "newsdesk.json").write_text(
-            json.dumps({"generation": self.generation, "chunk_ids": self.chunk_ids})
-        )
+        self.chunks.save(tmp / "chunks")
+        self.articles.save(tmp / "articles")
+        (tmp / "newsdesk.json").write_text(json.dumps({"generation": self.generation}))
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             path.rename(old)
@@ -536,21 +577,15 @@ class KeywordIndex:
     @classmethod
     def load(cls, path: Path, generation: int) -> KeywordIndex | None:
         """The saved index if it matches this catalog generation, else None."""
-        import bm25s
-
         try:
             info = json.loads((path / "newsdesk.json").read_text())
-        except (OSError, ValueError):
+            if info.get("generation") != generation:
+                return None
+            return cls(
+                Bm25Level.load(path / "chunks"), Bm25Level.load(path / "articles"), generation
+            )
+        except Exception:  # noqa: BLE001 - a missing or damaged derived index is rebuilt
             return None
-        if info.get("generation") != generation:
-            return None
-        if not info["chunk_ids"]:
-            return cls(bm25s.BM25(), [], generation)
-        try:
-            retriever = bm25s.BM25.load(str(path))
-        except Exception:  # noqa: BLE001 - a damaged derived index is simply rebuilt
-            return None
-        return cls(retriever, info["chunk_ids"], generation)
 
 
 def _article_from_row(row: tuple[Any, ...]) -> Article:

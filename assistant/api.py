@@ -1,0 +1,860 @@
+"""The HTTP face: a REST and OpenAI-compatible service over the same Python API as the CLI.
+
+``create_app(settings) -> FastAPI`` builds the service around one ``Assistant`` (so one store
+and one embedding model are shared by every request); ``serve(host, port, settings)`` runs it
+under uvicorn.  Routes:
+
+- ``POST /v1/ask``: question and filters in, ``Answer`` out (``stream: true``: server-sent
+  events ``delta``, ``reset``, ``answer``, mirroring ``StreamEvent``).
+- ``GET|POST /v1/articles``, ``GET|DELETE /v1/articles/{id}``, ``GET /v1/stats``: the index.
+- ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI-compatible, so any OpenAI client or
+  chat front end can use newsdesk as a model; citations ride along in an extra ``citations``
+  field.
+- ``GET /healthz`` (open), ``/docs`` and ``/openapi.json`` (open: they describe the API and
+  hold no data, and a browser cannot send a bearer token to load them).
+
+Every other route needs ``Authorization: Bearer NEWSDESK_API_KEY`` when a key is set.  Errors
+are JSON ``{"error": {"message", "hint", "type"}}``; no stack trace reaches a client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import secrets
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from assistant.answer import Assistant
+from assistant.errors import (
+    ArticleNotFound,
+    ConfigError,
+    EmbeddingError,
+    InputError,
+    LLMError,
+    NewsdeskError,
+    NothingIndexed,
+    StoreError,
+)
+from assistant.models import Answer, Citation, StreamEvent
+from assistant.retrieve import Filters
+from assistant.settings import Settings, get_settings
+from index.ingest import ingest_items
+from index.models import Article, IngestReport, Skip
+from index.readers import SUPPORTED_HINT, article_from_record, read_file
+
+log = logging.getLogger("newsdesk.api")
+
+MAX_JSON_BYTES = 1024 * 1024
+"""Largest body of a question or chat request."""
+
+MAX_UPLOAD_MB = 10.0
+"""Largest body of POST /v1/articles (JSON records or an uploaded file), unless configured."""
+
+MODEL_ID = "newsdesk"
+"""The one model GET /v1/models lists; any model name is accepted on chat completions."""
+
+LLM_FAILED = "\n\n(The language model failed; the answer below is quoted from the sources.)\n\n"
+
+STATUS: dict[type[NewsdeskError], int] = {
+    ArticleNotFound: 404,
+    NothingIndexed: 409,
+    InputError: 422,
+    ConfigError: 400,
+    LLMError: 502,
+    StoreError: 503,
+    EmbeddingError: 503,
+}
+
+# The library's hints name CLI commands; over HTTP the fix is a request.
+HTTP_HINTS: dict[type[NewsdeskError], str] = {
+    NothingIndexed: "add articles with POST /v1/articles (or `newsdesk ingest PATH` on the "
+    "server), then ask again",
+    ArticleNotFound: "GET /v1/articles lists the ids that are indexed",
+}
+
+
+# --- request and response bodies -----------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong and how to fix it."""
+
+    message: str
+    hint: str | None = None
+    type: str = Field(description="The error's kind, e.g. NothingIndexed or InvalidRequest.")
+
+
+class ErrorBody(BaseModel):
+    """Every error response."""
+
+    error: ErrorDetail
+
+
+class AskRequest(Filters):
+    """A question and the filters it is answered under."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(
+        min_length=1, max_length=2000, pattern=r"\S", description="The question, in plain words."
+    )
+    retriever: Literal["hybrid", "dense", "bm25"] | None = Field(
+        None, description="How chunks are found (default: the server's setting)."
+    )
+    stream: bool = Field(
+        False,
+        description="Answer as server-sent events: `delta` (text as written), `reset` (discard "
+        "the text so far), then `answer` (the final Answer with its citations).",
+    )
+
+
+class ArticleRecord(BaseModel):
+    """One article in the corpus format (documents the body of POST /v1/articles)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str = Field(min_length=1, description="The article's full text (required).")
+    id: str | None = Field(None, description="Stable id; derived from url or content if absent.")
+    title: str | None = Field(None, description="Headline; the text's first line if absent.")
+    outlet: str | None = None
+    published: str | None = Field(None, description="Publication date, ISO like 2015-10-21.")
+    url: str | None = None
+    authors: list[str] | str | None = None
+
+
+class ArticlePage(BaseModel):
+    """A page of indexed articles, newest first."""
+
+    articles: list[Article] = Field(
+        description="Metadata only (text is ''): GET /v1/articles/{id} has the full text."
+    )
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="Offset of the next page; null on the last.")
+    total: int = Field(description="Articles indexed in all (before filters).")
+
+
+class Removed(BaseModel):
+    """The articles a DELETE removed."""
+
+    removed: list[str]
+
+
+class Health(BaseModel):
+    """The service is up."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ChatMessage(BaseModel):
+    """One message of an OpenAI chat request."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        """The message's text; content parts of type 'text' joined."""
+        if isinstance(self.content, list):
+            return "\n".join(
+                str(p.get("text", "")) for p in self.content if p.get("type") == "text"
+            )
+        return self.content or ""
+
+
+class ChatRequest(Filters):
+    """An OpenAI chat completion request; newsdesk's filters may ride along as extra fields."""
+
+    model_config = ConfigDict(extra="ignore")  # clients send temperature, top_p, user, ...
+
+    model: str = Field(MODEL_ID, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+
+    @model_validator(mode="after")
+    def _has_question(self) -> ChatRequest:
+        if not self.question:
+            raise ValueError("messages: no user message with text (the last one is the question)")
+        if len(self.question) > 2000:
+            raise ValueError("messages: the last user message is over 2000 characters")
+        return self
+
+    @property
+    def question(self) -> str:
+        """The last user message: the question (earlier turns are not used yet)."""
+        users = [m for m in self.messages if m.role == "user"]
+        return users[-1].text.strip() if users else ""
+
+
+class ChatReply(BaseModel):
+    """The assistant message of a completion."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    """The one choice of a completion."""
+
+    index: int = 0
+    message: ChatReply
+    finish_reason: Literal["stop"] = "stop"
+
+
+class ChatUsage(BaseModel):
+    """LLM tokens spent (zero for extractive answers)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatCompletion(BaseModel):
+    """An OpenAI chat completion plus the structured citations of the answer."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+    citations: list[Citation] = Field(
+        description="newsdesk's extra field: each [n] marker resolved to its source sentence."
+    )
+
+
+class ModelCard(BaseModel):
+    """A model as GET /v1/models lists it."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "newsdesk"
+
+
+class ModelList(BaseModel):
+    """GET /v1/models."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# --- the app -------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """What every request shares: one assistant (store, embedder, LLM) and one writer lock."""
+
+    assistant: Assistant
+    api_key: str | None
+    # Ingest and delete run one at a time: a second writer's start-of-ingest clean-up would
+    # delete vectors the first has written but not yet committed. Reads never wait on it.
+    write_lock: threading.Lock
+
+
+def create_app(
+    settings: Settings | None = None, *, assistant: Assistant | None = None, mount_ui: bool = False
+) -> FastAPI:
+    """The newsdesk HTTP service over one index; ``mount_ui`` adds the chat UI at /ui."""
+    assistant = assistant or Assistant(settings)
+    settings = assistant.settings
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    app = FastAPI(
+        title="newsdesk",
+        summary="Ask questions of news articles; every claim cites its source sentence.",
+        version="0.1.0",
+    )
+    app.state.newsdesk = Service(assistant, key, threading.Lock())
+    app.add_exception_handler(NewsdeskError, _newsdesk_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(_Guard)
+    app.include_router(open_routes)
+    app.include_router(
+        v1, dependencies=[Depends(_authorized)], responses=ERRORS, max_body_size=MAX_JSON_BYTES
+    )
+    # Registered apart from the v1 router so exactly one body limit, the upload one, applies.
+    app.post(
+        "/v1/articles",
+        response_model=IngestReport,
+        dependencies=[Depends(_authorized)],
+        responses={
+            **ERRORS,
+            415: {"model": ErrorBody, "description": "Neither JSON nor multipart/form-data."},
+        },
+        openapi_extra={"requestBody": ARTICLES_BODY},
+        max_body_size=_upload_limit(settings),
+        tags=["articles"],
+    )(add_articles)
+    if mount_ui:
+        _mount_ui(app, assistant, key)
+    return app
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: Settings | None = None,
+    *,
+    mount_ui: bool = False,
+) -> None:
+    """Run the service under uvicorn until interrupted.
+
+    Raises ConfigError when asked to listen beyond loopback without NEWSDESK_API_KEY.
+    """
+    import uvicorn
+
+    settings = settings or get_settings()
+    if not _is_loopback(host) and settings.api_key is None:
+        raise ConfigError(
+            f"refusing to serve on {host} without an API key: anyone who can reach it could "
+            "read and change the index",
+            hint="set NEWSDESK_API_KEY (e.g. `export NEWSDESK_API_KEY=$(openssl rand -hex 32)`) "
+            "and send it as 'Authorization: Bearer KEY', or serve on 127.0.0.1",
+        )
+    # Open event streams must not hold up Ctrl-C for long.
+    uvicorn.run(
+        create_app(settings, mount_ui=mount_ui), host=host, port=port, timeout_graceful_shutdown=5
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
+
+
+def _upload_limit(settings: Settings) -> int:
+    # NEWSDESK_API_MAX_UPLOAD_MB, once that settings field exists; the default until then.
+    megabytes = float(getattr(settings, "api_max_upload_mb", MAX_UPLOAD_MB))
+    return int(megabytes * 1024 * 1024)
+
+
+def _mount_ui(app: FastAPI, assistant: Assistant, key: str | None) -> None:
+    try:
+        from assistant import ui
+    except ModuleNotFoundError as exc:
+        if exc.name != "assistant.ui":
+            raise  # a broken UI is an error, not a reason to quietly serve without it
+        log.warning("chat UI not mounted: assistant/ui.py does not exist yet")
+        return
+    import gradio
+
+    blocks = ui.create_app(assistant.settings, assistant=assistant)
+    auth = None
+    if key:
+        # A browser cannot send a bearer token: the UI asks for the same key at a login page.
+        def auth(_user: str, password: str) -> bool:
+            return secrets.compare_digest(password.encode(), key.encode())
+
+    gradio.mount_gradio_app(
+        app, blocks, path="/ui", auth=auth,
+        auth_message="Any user name; the password is the server's NEWSDESK_API_KEY.",
+    )
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.newsdesk
+    return service
+
+
+bearer = HTTPBearer(auto_error=False, description="NEWSDESK_API_KEY, when the server sets one.")
+
+
+def _authorized(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    key = _service(request).api_key
+    if key is None:
+        return
+    given = credentials.credentials if credentials else ""
+    if not secrets.compare_digest(given.encode(), key.encode()):
+        raise HTTPException(
+            401,
+            "missing or wrong API key" if given else "this server needs an API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, hint: str | None, kind: str, **headers: str) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(message=message, hint=hint, type=kind))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers or None)
+
+
+async def _newsdesk_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NewsdeskError)
+    kind = type(exc)
+    status = next((s for k, s in STATUS.items() if isinstance(exc, k)), 500)
+    message = "no articles indexed yet" if isinstance(exc, NothingIndexed) else exc.message
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return _error(status, message, HTTP_HINTS.get(kind, exc.hint), kind.__name__)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path"))
+        text = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if e.get("type") == "json_invalid":
+            where, text = "body", f"not valid JSON ({e.get('ctx', {}).get('error', 'parse error')})"
+        problems.append(f"{where}: {text}" if where else text)
+    return _error(
+        422,
+        "invalid request: " + "; ".join(problems),
+        "fix the field named above; GET /docs shows every route's body and parameters",
+        "InvalidRequest",
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    hints = {
+        400: "send UTF-8 JSON with 'Content-Type: application/json'",
+        401: "send 'Authorization: Bearer KEY' with the server's NEWSDESK_API_KEY",
+        404: "GET /docs lists the routes",
+        413: f"split the request: bodies are limited ({MAX_JSON_BYTES // 1024} KiB for "
+        "questions; uploads per NEWSDESK_API_MAX_UPLOAD_MB)",
+    }
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if message == "There was an error parsing the body":
+        message = "body: cannot be parsed"
+    return _error(
+        exc.status_code, message, hints.get(exc.status_code), "HTTPError", **(exc.headers or {})
+    )
+
+
+class _Guard:
+    """Outermost safety net: an unexpected error becomes a generic 500, logged here only."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                response = _error(
+                    500,
+                    "internal error: the server could not complete this request",
+                    "try again; if it keeps failing, the server's log has the details",
+                    "InternalError",
+                )
+                await response(scope, receive, send)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be read (not UTF-8 JSON)."},
+    401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
+    413: {"model": ErrorBody, "description": "The body is over the size limit."},
+    422: {"model": ErrorBody, "description": "Invalid request; the message names the field."},
+    500: {"model": ErrorBody, "description": "Unexpected error (details in the server's log)."},
+}
+
+
+# Each server-sent event, as OpenAPI 3.1 documents an event stream: one schema per event.
+ASK_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["delta", "reset", "answer", "error"]},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": 'JSON: {"type": "delta", "text"}, {"type": "reset"} (discard the '
+            'text so far), {"type": "answer", "answer": Answer}, or {"error": {...}}.',
+        },
+    },
+}
+CHAT_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "string",
+            "description": "A chat.completion.chunk as JSON (the last one, with finish_reason "
+            "'stop', carries `citations`), then [DONE].",
+        },
+    },
+}
+
+
+# --- routes --------------------------------------------------------------------------------
+
+open_routes = APIRouter()
+v1 = APIRouter(prefix="/v1")
+
+
+@open_routes.get("/healthz", tags=["service"])
+def healthz() -> Health:
+    """Liveness: needs no token."""
+    return Health()
+
+
+@v1.post(
+    "/ask",
+    response_model=Answer,
+    tags=["answers"],
+    responses={
+        200: {
+            "description": "The Answer; with `stream: true`, server-sent events instead.",
+            "content": {"text/event-stream": {"schema": ASK_EVENT}},
+        },
+        409: {"model": ErrorBody, "description": "Nothing is indexed yet."},
+    },
+)
+def ask(body: AskRequest, service: Annotated[Service, Depends(_service)]) -> Any:
+    """Answer a question from the indexed articles, every sentence cited."""
+    events = service.assistant.stream(
+        body.question, outlets=body.outlets, since=body.since, until=body.until,
+        as_of=body.as_of, retriever=body.retriever,
+    )
+    if not body.stream:
+        return _final(events)
+    first = next(events)  # retrieval runs here, so its errors still get a proper status
+    return _event_stream(_ask_events(chain([first], events)))
+
+
+def _final(events: Iterator[StreamEvent]) -> Answer:
+    for event in events:
+        if event.answer is not None:
+            return event.answer
+    raise RuntimeError("the answer stream ended without an answer")
+
+
+def _ask_events(events: Iterator[StreamEvent]) -> Iterator[str]:
+    try:
+        for event in events:
+            payload: dict[str, Any] = {"type": event.type}
+            if event.type == "delta":
+                payload["text"] = event.text or ""
+            elif event.answer is not None:
+                payload["answer"] = event.answer.model_dump(mode="json")
+            yield _sse(payload, event.type)
+    except Exception as exc:  # noqa: BLE001 - the status is sent: the error becomes an event
+        yield _sse(_stream_error(exc), "error")
+
+
+def _stream_error(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, NewsdeskError):
+        log.error("error while streaming: %s", exc)
+        detail = ErrorDetail(message=exc.message, hint=exc.hint, type=type(exc).__name__)
+    else:
+        log.exception("unexpected error while streaming")
+        detail = ErrorDetail(message="internal error while answering", type="InternalError")
+    return {"error": detail.model_dump()}
+
+
+def _sse(payload: dict[str, Any], event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _event_stream(lines: Iterator[str]) -> StreamingResponse:
+    # A sync iterator: Starlette advances it in the threadpool, so the event loop never blocks.
+    return StreamingResponse(
+        lines,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@v1.get("/articles", tags=["articles"])
+def list_articles(
+    service: Annotated[Service, Depends(_service)],
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    outlet: Annotated[str | None, Query(max_length=500, description="Only this outlet.")] = None,
+    search: Annotated[
+        str | None, Query(max_length=500, description="Only titles containing this.")
+    ] = None,
+) -> ArticlePage:
+    """Indexed articles, newest first, without their text."""
+    store = service.assistant.store
+    rows = store.list_articles(offset=offset, limit=limit + 1, outlet=outlet, search=search)
+    return ArticlePage(
+        articles=rows[:limit],
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if len(rows) > limit else None,
+        total=store.count_articles(),
+    )
+
+
+@v1.get(
+    "/articles/{article_id:path}",
+    tags=["articles"],
+    responses={404: {"model": ErrorBody, "description": "No such article."}},
+)
+def get_article(article_id: str, service: Annotated[Service, Depends(_service)]) -> Article:
+    """One article with its full text: a citation's `start`/`end` index into `text`."""
+    return service.assistant.store.get_article(article_id)
+
+
+@v1.delete(
+    "/articles/{article_id:path}",
+    tags=["articles"],
+    responses={404: {"model": ErrorBody, "description": "No such article."}},
+)
+def delete_article(article_id: str, service: Annotated[Service, Depends(_service)]) -> Removed:
+    """Remove an article and all its chunks from the index."""
+    store = service.assistant.store
+    with service.write_lock:
+        removed = store.remove([article_id])
+        if not removed:
+            raise ArticleNotFound(article_id)
+        store.keyword_index()  # rebuild now, not in the next question's time
+    return Removed(removed=removed)
+
+
+@v1.get("/stats", tags=["articles"])
+def stats(service: Annotated[Service, Depends(_service)]) -> dict[str, Any]:
+    """What is indexed: counts, date range, outlets."""
+    return service.assistant.store.stats()
+
+
+ARTICLES_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "JSON: one record or a list of records in the corpus format (only `text` "
+    "is required). Or multipart/form-data with a `file` of any format `newsdesk ingest` reads "
+    "(.txt, .md, .html, .json, .jsonl, RSS/Atom).",
+    "content": {
+        "application/json": {
+            "schema": {
+                "anyOf": [
+                    ArticleRecord.model_json_schema(),
+                    {"type": "array", "items": ArticleRecord.model_json_schema(), "minItems": 1},
+                ]
+            }
+        },
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+    },
+}
+
+
+async def add_articles(request: Request) -> IngestReport:
+    """Ingest articles: JSON records, or an uploaded file. Responds with the IngestReport.
+
+    When nothing could be ingested the response is a 422 naming each problem; when some
+    inputs were bad, the report's `skipped` lists them (with `error: true`).
+    """
+    service = _service(request)
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError(
+                "field 'file': the multipart body has no file named 'file'",
+                hint="send it as -F file=@article.txt",
+            )
+        name = Path(upload.filename or "").name or "upload"
+        data = await upload.read()
+        return await run_in_threadpool(_ingest_upload, service, name, data)
+    if kind != "application/json":
+        raise HTTPException(
+            415, f"unsupported content type {kind!r}: send application/json or multipart/form-data"
+        )
+    raw = await request.body()
+    try:
+        payload = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InputError("body: not UTF-8 text", hint="send JSON encoded as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
+            hint="send one record {\"text\": ...} or a list of them",
+        ) from None
+    return await run_in_threadpool(_ingest_records, service, payload)
+
+
+def _ingest_records(service: Service, payload: Any) -> IngestReport:
+    records = payload if isinstance(payload, list) else [payload]
+    if not records:
+        raise InputError("body: the list of records is empty", hint="send at least one record")
+    items: list[Article | Skip] = []
+    for number, record in enumerate(records, start=1):
+        source = f"request[{number}]" if isinstance(payload, list) else "request"
+        try:
+            items.append(article_from_record(record, source=source))
+        except ValueError as exc:
+            items.append(Skip(source=source, reason=str(exc), error=True))
+    return _ingest(service, items, "records need a non-empty string field 'text'; optional: "
+                   "id, title, outlet, published (YYYY-MM-DD), url, authors")
+
+
+def _ingest_upload(service: Service, name: str, data: bytes) -> IngestReport:
+    # An upload is read exactly like a file given to `newsdesk ingest`, then renamed in the
+    # report: clients see their file name, never the server's temporary path.
+    source = f"upload:{name}"
+    with tempfile.TemporaryDirectory(prefix="newsdesk-upload-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        items = [
+            item.model_copy(update={"source": (item.source or "").replace(str(path), source)})
+            for item in read_file(path)
+        ]
+    return _ingest(service, items, SUPPORTED_HINT)
+
+
+def _ingest(service: Service, items: list[Article | Skip], hint: str) -> IngestReport:
+    assistant = service.assistant
+    with service.write_lock:
+        report = ingest_items(
+            items, settings=assistant.settings, store=assistant.store, embedder=assistant.embedder
+        )
+    indexed = report.added or report.updated or report.unchanged
+    if report.errors and not indexed:
+        shown = "; ".join(f"{s.source}: {s.reason}" for s in report.errors[:5])
+        more = f" (and {len(report.errors) - 5} more)" if len(report.errors) > 5 else ""
+        raise InputError(f"nothing was ingested: {shown}{more}", hint=hint)
+    return report
+
+
+# --- OpenAI-compatible ---------------------------------------------------------------------
+
+
+@v1.get("/models", tags=["openai"])
+def models() -> ModelList:
+    """The one model: newsdesk itself (OpenAI-compatible)."""
+    return ModelList(data=[ModelCard(id=MODEL_ID)])
+
+
+@v1.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    tags=["openai"],
+    responses={
+        200: {
+            "description": "A chat completion; with `stream: true`, OpenAI-style chunks as "
+            "server-sent events, the last one carrying `citations`.",
+            "content": {"text/event-stream": {"schema": CHAT_EVENT}},
+        },
+        409: {"model": ErrorBody, "description": "Nothing is indexed yet."},
+    },
+)
+def chat_completions(body: ChatRequest, service: Annotated[Service, Depends(_service)]) -> Any:
+    """OpenAI-compatible: the last user message is the question; the reply cites its sources.
+
+    The reply text carries [n] markers and a "Sources:" list; the structured citations are in
+    the extra `citations` field (on the completion, or on the final stream chunk).
+    """
+    events = service.assistant.stream(
+        body.question, outlets=body.outlets, since=body.since, until=body.until, as_of=body.as_of
+    )
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    if not body.stream:
+        answer = _final(events)
+        usage = ChatUsage(**{k: v for k, v in answer.usage.items() if k in ChatUsage.model_fields})
+        if not usage.total_tokens:
+            usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        return ChatCompletion(
+            id=completion_id,
+            created=int(time.time()),
+            model=body.model,
+            choices=[ChatChoice(message=ChatReply(content=answer.text + sources_text(answer)))],
+            usage=usage,
+            citations=answer.citations,
+        )
+    first = next(events)
+    return _event_stream(_chat_chunks(chain([first], events), completion_id, body.model))
+
+
+def _chat_chunks(events: Iterator[StreamEvent], completion_id: str, model: str) -> Iterator[str]:
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        return _sse({
+            "id": completion_id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        })
+
+    yield chunk({"role": "assistant", "content": ""})
+    written = ""  # the text since the last reset, to compare with the checked answer
+    try:
+        for event in events:
+            if event.type == "delta" and event.text:
+                written += event.text
+                yield chunk({"content": event.text})
+            elif event.type == "reset":
+                written = ""
+                yield chunk({"content": LLM_FAILED})
+            elif event.answer is not None:
+                answer = event.answer
+                if answer.refused and written.strip() != answer.text:
+                    # Streamed text that cited nothing valid was withheld by the citation check.
+                    yield chunk({"content": f"\n\n(Withheld: no valid citation.) {answer.text}"})
+                if answer.citations:
+                    yield chunk({"content": sources_text(answer)})
+                citations = [c.model_dump(mode="json") for c in answer.citations]
+                yield chunk({}, "stop", citations=citations)
+    except Exception as exc:  # noqa: BLE001 - the status is sent: the error becomes an event
+        yield _sse(_stream_error(exc))
+    yield "data: [DONE]\n\n"
+
+
+def sources_text(answer: Answer) -> str:
+    """The "Sources:" list a chat reply ends with: n. title — outlet, date: "quote"."""
+    if not answer.citations:
+        return ""
+    quotes: dict[int, list[str]] = {}
+    first: dict[int, Citation] = {}
+    for c in answer.citations:
+        first.setdefault(c.number, c)
+        if c.quote not in quotes.setdefault(c.number, []):
+            quotes[c.number].append(c.quote)
+    lines = []
+    for number in sorted(first):
+        c = first[number]
+        day = c.published.isoformat() if c.published else "date unknown"
+        said = " … ".join(f"\"{q}\"" for q in quotes[number])
+        lines.append(f"{number}. {c.title} — {c.outlet or 'unknown outlet'}, {day}: {said}")
+    return "\n\nSources:\n" + "\n".join(lines)
