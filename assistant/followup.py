@@ -207,7 +207,7 @@ def _condense_with_llm(
     try:
         reply = model.client.chat.completions.create(
             model=model.model,
-            messages=[{"role": "user", "content": prompt}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": prompt}],
             temperature=0,
             max_tokens=120,
         )

@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(8, ge=1, le=100, description="Chunks kept after fusion.")
     fusion_weights: dict[str, float] = Field(
-        {"dense": 0.5, "chunk_bm25": 0.25, "article_bm25": 0.25},
+        {"dense": 0.3, "chunk_bm25": 0.3, "article_bm25": 0.4},
         description="Weights of the hybrid retriever's signals: dense chunk similarity, BM25 over "
         "chunks and BM25 over whole articles (tuned on RealTime QA, benchmarks/RESULTS.md).",
     )
@@ -149,8 +149,8 @@ class Settings(BaseSettings):
         if set(self.fusion_weights) != expected:
             raise ConfigError(
                 f"fusion_weights must name exactly {sorted(expected)}",
-                hint='e.g. NEWSDESK_FUSION_WEIGHTS=\'{"dense": 0.5, "chunk_bm25": 0.25, '
-                '"article_bm25": 0.25}\'',
+                hint='e.g. NEWSDESK_FUSION_WEIGHTS=\'{"dense": 0.3, "chunk_bm25": 0.3, '
+                '"article_bm25": 0.4}\'',
             )
         from assistant.prompts import load_prompts
 

@@ -26,7 +26,7 @@ from typing import Any
 import gradio as gr
 
 from assistant.answer import Assistant
-from assistant.errors import InputError, NewsdeskError, NothingIndexed
+from assistant.errors import ConfigError, InputError, NewsdeskError, NothingIndexed
 from assistant.followup import condense
 from assistant.models import Answer, Citation
 from assistant.settings import Settings
@@ -126,7 +126,7 @@ def render_answer(
                 text = (f'<span class="nd-unsupported" title="The cited source does not clearly '
                         f'support this sentence">{text}</span>')
             parts.append(f"{text}{markers}")
-        body = f'<p class="nd-text">{" ".join(parts)}</p>'
+        body = f'<p class="nd-text">{" ".join(parts) or escape(answer.text)}</p>'
     foot = [f"<p>{_badge(answer, fallback)}{escape(answer.notice or '')}</p>"]
     if searched:
         foot.append(f"<p>Searched for: “{escape(searched)}”</p>")
@@ -463,7 +463,7 @@ class Desk:
             _warn(error_message(exc))
             yield "", list(chat), panel, f"⚠ {_md(error_message(exc))}", turns
             return
-        fallback = answer.mode == "extractive" and self.settings.resolved_llm != "extractive"
+        fallback = answer.mode == "extractive" and self.assistant.llm.mode == "llm"
         if fallback:
             _warn(answer.notice or "The language model failed; the answer is extractive.")
         chat[-1] = {"role": "assistant", "content": render_answer(
@@ -497,9 +497,9 @@ class Desk:
             stats = self.store.stats()
         except NewsdeskError as exc:
             return f"⚠ {_md(str(exc))}"
+        llm = self.assistant.llm
         writer = ("extractive answers (no language model configured)"
-                  if self.settings.resolved_llm == "extractive"
-                  else f"answers written by {self.settings.resolved_llm}")
+                  if llm.mode == "extractive" else f"answers written by {_md(llm.name)}")
         if not stats["articles"]:
             return f"**No articles indexed yet**: add some in the Library tab. · {writer}"
         span = ""
@@ -685,7 +685,7 @@ def create_app(
             "inputs": [question, chat, turns, outlets, since, until, as_of],
             "outputs": [question, chat, sources, status, turns],
         }
-        question.submit(desk.ask, **chat_io)  # type: ignore[arg-type]
+        question.submit(desk.ask, **chat_io)
         clear.click(desk.clear, outputs=[question, chat, sources, status, turns])
         chat.clear(desk.clear, outputs=[question, chat, sources, status, turns])
 
@@ -739,9 +739,16 @@ def launch(
     desk.warm_up()
     blocks = create_app(assistant=desk.assistant)
     blocks.queue(default_concurrency_limit=4)
-    blocks.launch(
-        server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
-        show_error=False, quiet=not block, ssr_mode=False, run_history=False,
-        footer_links=["gradio", "settings"],
-    )
+    try:
+        blocks.launch(
+            server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+            show_error=False, quiet=not block, ssr_mode=False, run_history=False,
+            footer_links=["gradio", "settings"],
+        )
+    except OSError:
+        raise ConfigError(
+            f"cannot serve the chat UI on {host}:{port}: the port is in use or the address is "
+            "not available on this machine",
+            hint="pick another with --port (or --host)",
+        ) from None
     return blocks

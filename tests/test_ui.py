@@ -16,12 +16,13 @@ import gradio as gr
 import pytest
 
 from assistant.answer import Assistant
-from assistant.errors import InputError
+from assistant.errors import ConfigError, InputError
 from assistant.models import CANNOT_ANSWER, Answer, AnswerSentence, Citation
 from assistant.settings import Settings, get_settings
 from assistant.ui import (
     Desk,
     create_app,
+    launch,
     paragraph_bounds,
     parse_filters,
     render_answer,
@@ -338,6 +339,14 @@ def test_create_app_builds_blocks_that_mount_under_a_path(desk: Desk) -> None:
     with TestClient(app) as client:
         page = client.get("/ui/")
         assert page.status_code == 200 and "newsdesk" in page.text
+
+
+def test_launch_on_a_busy_port_says_which_option_to_change(desk: Desk) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ConfigError, match="pick another with --port"):
+            launch("127.0.0.1", busy.getsockname()[1], assistant=desk.assistant, block=False)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,21 @@ ANSWER_TIMEOUT_MS = 30_000
 LATEST_REPLY = "#nd-chat [data-testid=bot] >> nth=-1"
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[str]:
-    """The app over its own index of the sample articles (the test uploads into it)."""
-    settings: Settings = get_settings(data_dir=tmp_path_factory.mktemp("ui") / "data")
+def require_chromium() -> None:
+    """Fail (not skip) without the browser: CI installs it, so its absence is a setup bug."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install it with "
+            "`apt-get update && apt-get install -y chromium` (CI does this in .ci/run; "
+            "`playwright install` cannot download browsers here)",
+            pytrace=False,
+        )
+
+
+@contextmanager
+def serving_samples(folder: Path, embedder: Embedder) -> Iterator[str]:
+    """The app on a free loopback port over its own index of the sample articles."""
+    settings: Settings = get_settings(data_dir=folder / "data")
     assert ingest([SAMPLES], settings=settings, embedder=embedder).added
     blocks = launch("127.0.0.1", _free_port(), settings,
                     assistant=Assistant(settings, embedder=embedder), block=False)
@@ -45,26 +57,20 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Ite
         blocks.close()
 
 
-@pytest.fixture(scope="module")
-def page(app_url: str) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install it with "
-            "`apt-get update && apt-get install -y chromium` (CI does; `playwright install` "
-            "cannot download browsers here)",
-            pytrace=False,
-        )
+@contextmanager
+def browser_page(url: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(15_000)
-        tab.goto(app_url)
-        tab.wait_for_selector("#nd-question textarea")
-        yield tab
-        browser.close()
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(15_000)
+            page.goto(url)
+            page.wait_for_selector("#nd-question textarea")
+            yield page
+        finally:
+            browser.close()
 
 
 def ask(page: Any, question: str) -> None:
@@ -73,7 +79,15 @@ def ask(page: Any, question: str) -> None:
     box.press("Enter")
 
 
-def test_ask_follow_up_jump_upload_and_filter(page: Any, tmp_path: Path) -> None:
+def test_ask_follow_up_jump_upload_and_filter(embedder: Embedder, tmp_path: Path) -> None:
+    require_chromium()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with serving_samples(tmp_path, embedder) as url, browser_page(url) as page:
+        walk_through(page, tmp_path)
+
+
+def walk_through(page: Any, tmp_path: Path) -> None:
+    """The reader's path through the app, a screenshot after each step."""
     from playwright.sync_api import expect
 
     page.screenshot(path=SHOTS / "1-start.png")
