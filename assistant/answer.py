@@ -141,6 +141,7 @@ class Assistant:
         sources = []
         for number, (hit, chunk) in enumerate(retrieval.chunks(self.store), start=1):
             article = self.store.get_article(chunk.article_id)
+            mentions = self.store.mentions(article.id)
             sources.append(
                 Source(
                     number=number,
@@ -154,7 +155,12 @@ class Assistant:
                     dense_rank=hit.dense_rank,
                     keyword_rank=hit.keyword_rank,
                     sentences=[
-                        SourceSentence(start=s, end=e, text=article.text[s:e])
+                        SourceSentence(
+                            start=s,
+                            end=e,
+                            text=article.text[s:e],
+                            dates=[m for m in mentions if s <= m.start < e],
+                        )
                         for s, e in chunk.sentences
                     ],
                 )

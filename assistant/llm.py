@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from assistant.errors import LLMError
 from assistant.models import CANNOT_ANSWER, Source
+from index.timex import Mention
 from assistant.prompts import load_prompts
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def render_messages(
             outlet=s.outlet or "unknown outlet",
             published=s.published.isoformat() if s.published else "date unknown",
             text=s.text,
+            dates=_dates_note(s),
         ).strip()
         for s in sources
     ]
@@ -60,6 +62,19 @@ def render_messages(
     )
     user = prompts["answer_user"].format(sources="\n\n".join(blocks), question=question)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _dates_note(source: Source) -> str:
+    """The source's resolved dates, one line, for the prompt ('' when there are none)."""
+    notes = []
+    for sentence in source.sentences:
+        for m in sentence.dates:
+            if m.kind == "absolute":
+                continue
+            how = f"; {m.note}" if m.note else ""
+            flag = ", inferred" if m.inferred else ""
+            notes.append(f'"{m.text}" = {m.label()}{flag}{how}')
+    return "\nResolved dates: " + " | ".join(notes) if notes else ""
 
 
 class OpenAIGenerator:
@@ -207,8 +222,14 @@ class ExtractiveGenerator:
         best_score, i, j = ranked[0]
         picks = [(i, j)]
         best = sources[i].sentences[j].text
-        if _WHEN.match(question) and not _EXPLICIT_DATE.search(best):
-            dated = self._dating_sentence(sources[i], j)
+        lead = None
+        if _WHEN.match(question):
+            mention = _when_mention(sources[i].sentences[j].dates)
+            if mention is not None:
+                lead = _when_lead(mention, best)
+            dated = self._anchor_sentence(sources[i], j, mention)
+            if dated is None and not _EXPLICIT_DATE.search(best):
+                dated = self._dating_sentence(sources[i], j)
             if dated is not None:
                 picks.append((i, dated))
         if len(picks) < self.max_sentences:
@@ -220,7 +241,19 @@ class ExtractiveGenerator:
                     picks.append((i2, j2))
                     break
         parts = [f"{sources[a].sentences[b].text} [{sources[a].number}]" for a, b in picks]
+        if lead:  # one sentence with its evidence, so the support check sees both together
+            parts[0] = f"{lead}: {parts[0]}"
         yield " ".join(parts)
+
+    @staticmethod
+    def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:
+        """The sentence of this source that an anchored date was derived from, if present."""
+        if mention is None or mention.anchor is None:
+            return None
+        for k, sentence in enumerate(source.sentences):
+            if k != j and sentence.start == mention.anchor[0]:
+                return k
+        return None
 
     @staticmethod
     def _dating_sentence(source: Source, j: int) -> int | None:
@@ -229,6 +262,37 @@ class ExtractiveGenerator:
             if _EXPLICIT_DATE.search(source.sentences[back].text):
                 return back
         return None
+
+
+_PREFERENCE = {"anchored": 0, "relative": 1, "partial": 2, "absolute": 3}
+_REMARKS = re.compile(
+    r"^(?P<who>[A-Z][\w.-]+)\s+(?:made|gave|delivered|issued)\s+(?:the|his|her|their)\s+"
+    r"(?P<what>remarks|comments|statement|speech|announcement)\b"
+)
+
+
+def _when_mention(dates: list[Mention]) -> Mention | None:
+    """The date that best answers 'when' in a sentence: derived ones first, day-level only."""
+    usable = [m for m in dates if m.granularity == "day" and m.month and m.day]
+    return min(usable, key=lambda m: _PREFERENCE[m.kind], default=None)
+
+
+def _when_lead(mention: Mention, sentence: str) -> str | None:
+    """'Around October 20 (two days before Putin's October 22 remarks)', or None when the
+    sentence already states the date in full."""
+    if mention.kind == "absolute":
+        return None
+    if mention.kind == "anchored":
+        how = mention.note
+        match = _REMARKS.match(sentence)
+        head, _, anchor_day = how.partition(" before ") if " before " in how else how.partition(" after ")
+        if match and anchor_day:
+            word = "before" if " before " in how else "after"
+            how = f"{head} {word} {match['who']}'s {anchor_day} {match['what']}"
+        return f"Around {mention.label()} ({how})"
+    if mention.kind == "partial" and not mention.inferred:
+        return f"On {mention.label()}" if mention.year else None
+    return f"On {mention.label()} ({mention.note})" if mention.note else f"On {mention.label()}"
 
 
 def get_generator(settings: Settings, embedder: Embedder) -> Generator:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from index.timex import Mention
+
 CANNOT_ANSWER = "The articles I have do not answer this question."
 """The one cannot-answer sentinel, shared by the prompt, the code and the tests."""
 
@@ -17,6 +19,9 @@ class SourceSentence(BaseModel):
     start: int
     end: int
     text: str
+    dates: list[Mention] = Field(
+        default_factory=list, description="Temporal expressions in the sentence, resolved."
+    )
 
 
 class Source(BaseModel):

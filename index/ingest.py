@@ -18,6 +18,7 @@ from index.embeddings import Embedder, get_embedder
 from index.models import Article, Chunk, IngestReport, Skip
 from index.readers import HTML_SUFFIXES, TEXT_SUFFIXES, read_paths
 from index.store import PreparedArticle, Store, open_store
+from index.timex import find_mentions
 
 Progress = Callable[[IngestReport, int], None]
 """Called after each article with the report so far and the number of articles in the run."""
@@ -129,7 +130,12 @@ def _index(
         vectors = embedder.embed_documents(texts)
         prepared, offset = [], 0
         for article, digest, chunks, n_dense in batch:
-            prepared.append(PreparedArticle(article, digest, chunks, vectors[offset : offset + n_dense]))
+            prepared.append(
+                PreparedArticle(
+                    article, digest, chunks, vectors[offset : offset + n_dense],
+                    mentions=find_mentions(article.text, article.published),
+                )
+            )
             offset += n_dense
         store.write(prepared)
         for item in prepared:

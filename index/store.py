@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 from assistant.errors import ArticleNotFound, StoreError
 from assistant.settings import Settings
 from index.models import Article, Chunk
+from index.timex import TIMEX_VERSION, Mention, find_mentions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS articles (
@@ -52,6 +53,11 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mentions (
+    article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
+    version TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 """
 
 
@@ -74,6 +80,7 @@ class PreparedArticle:
     content_hash: str
     chunks: list[Chunk]
     vectors: list[list[float]]
+    mentions: list[Mention] = field(default_factory=list)
 
 
 def day_number(day: date | None) -> int:
@@ -235,6 +242,22 @@ class Store:
             else str(self.settings.chroma_path),
         }
 
+    def mentions(self, article_id: str) -> list[Mention]:
+        """The article's resolved temporal expressions (computed once, then kept in the catalog)."""
+        row = self._one(
+            "SELECT data FROM mentions WHERE article_id=? AND version=?", (article_id, TIMEX_VERSION)
+        )
+        if row:
+            return [Mention.model_validate(m) for m in json.loads(row[0])]
+        article = self.get_article(article_id)
+        found = find_mentions(article.text, article.published)
+        with self._lock:  # derived data: no generation bump, so BM25 is not rebuilt for it
+            self._db.execute(
+                "INSERT OR REPLACE INTO mentions(article_id, version, data) VALUES (?,?,?)",
+                (article_id, TIMEX_VERSION, _dump_mentions(found)),
+            )
+        return found
+
     def chunks(self, chunk_ids: Sequence[str]) -> dict[str, IndexedChunk]:
         """Catalog rows of the given chunk ids; ids not in the catalog are left out."""
         out: dict[str, IndexedChunk] = {}
@@ -386,6 +409,10 @@ class Store:
                         prepared.content_hash,
                         now,
                     ),
+                )
+                db.execute(
+                    "INSERT OR REPLACE INTO mentions(article_id, version, data) VALUES (?,?,?)",
+                    (article.id, TIMEX_VERSION, _dump_mentions(prepared.mentions)),
                 )
                 db.executemany(
                     "INSERT INTO chunks(id, article_id, idx, sentences, embed_text, dense) "
@@ -586,6 +613,10 @@ class KeywordIndex:
             )
         except Exception:  # noqa: BLE001 - a missing or damaged derived index is rebuilt
             return None
+
+
+def _dump_mentions(mentions: list[Mention]) -> str:
+    return json.dumps([m.model_dump(mode="json", exclude_defaults=True) for m in mentions])
 
 
 def _article_from_row(row: tuple[Any, ...]) -> Article:
