@@ -165,7 +165,8 @@ def resolve(text: str, kind: str, published: date | None, sentence: str = "") ->
         if published:
             candidates = [date(y, m.month, min(m.day, calendar.monthrange(y, m.month)[1]))
                           for y in (published.year - 1, published.year, published.year + 1)]
-            pool = [c for c in candidates if (c >= published) == future] or candidates
+            # The nearest such day, unless the sentence speaks of the future.
+            pool = [c for c in candidates if c >= published] if future else candidates
             best = min(pool, key=lambda c: abs((c - published).days))
             m.year, m.note = best.year, f"year from publication date {published}"
         return m
