@@ -15,11 +15,20 @@ from typing import Any
 from assistant.citations import enforce
 from assistant.errors import LLMError
 from assistant.llm import ExtractiveGenerator, Generator, get_generator
-from assistant.models import Answer, Source, SourceSentence, StreamEvent
+from assistant.models import (
+    Answer,
+    Source,
+    SourceSentence,
+    StreamEvent,
+    Timeline,
+    TimelineEvent,
+    TimelineSource,
+)
 from assistant.retrieve import Filters, retrieve
 from assistant.settings import Settings, get_settings
 from index.embeddings import Embedder, get_embedder
 from index.store import Store, open_store
+from index.timex import Mention
 
 EXTRACTIVE_NOTICE = (
     "Extractive answer: no language model is configured, so these are the source sentences that "
@@ -137,6 +146,75 @@ class Assistant:
         )
         yield StreamEvent(type="answer", answer=answer)
 
+    def timeline(
+        self,
+        query: str,
+        *,
+        outlets: Sequence[str] | None = None,
+        since: date | None = None,
+        until: date | None = None,
+        as_of: date | None = None,
+        limit: int = 15,
+    ) -> Timeline:
+        """The dated events relevant to ``query``, ordered, one cited sentence each.
+
+        Sentences that date something (see ``index.timex``) are taken from the best chunks,
+        ranked by relevance to the query like extractive answers, and ordered by date; the same
+        event told by several articles (same date, similar sentence) becomes one line listing
+        all its sources.
+        """
+        started = time.perf_counter()
+        filters = Filters(
+            outlets=list(outlets) if outlets else None, since=since, until=until, as_of=as_of
+        )
+        retrieval = retrieve(
+            query, filters, k=max(30, self.settings.top_k), settings=self.settings,
+            store=self.store, embedder=self.embedder,
+        )
+        sources = self._sources(retrieval)
+        floor = self.settings.extractive_threshold * 0.8
+        picked: list[tuple[float, Source, SourceSentence, Mention]] = []
+        seen: set[tuple[str, int]] = set()
+        for score, i, j in self.extractive.rank(query, sources):
+            if score < floor or len(picked) >= 3 * limit:
+                break
+            source, sentence = sources[i], sources[i].sentences[j]
+            mention = _event_date(sentence.dates)
+            if mention is None or (source.article_id, sentence.start) in seen:
+                continue
+            seen.add((source.article_id, sentence.start))
+            picked.append((score, source, sentence, mention))
+        events: list[TimelineEvent] = []
+        texts: list[str] = []
+        for score, source, sentence, mention in picked:
+            cite = TimelineSource(
+                article_id=source.article_id, title=source.title, outlet=source.outlet,
+                published=source.published, url=source.url, quote=sentence.text,
+                start=sentence.start, end=sentence.end, expression=mention.text, how=mention.note,
+            )
+            same = [
+                n for n, e in enumerate(events)
+                if e.date == mention.iso() and self.support([sentence.text], [texts[n]])[0][0] >= 0.55
+            ]
+            if same:
+                if all(s.article_id != source.article_id for s in events[same[0]].sources):
+                    events[same[0]].sources.append(cite)
+                continue
+            if len(events) >= limit:
+                continue
+            events.append(
+                TimelineEvent(
+                    date=mention.iso(), label=mention.label(), granularity=mention.granularity,
+                    inferred=mention.inferred, text=sentence.text, relevance=round(score, 4),
+                    sources=[cite],
+                )
+            )
+            texts.append(sentence.text)
+        events.sort(key=lambda e: e.date)
+        return Timeline(
+            query=query, events=events, timings={"total": round(time.perf_counter() - started, 4)}
+        )
+
     def _sources(self, retrieval: Any) -> list[Source]:
         sources = []
         for number, (hit, chunk) in enumerate(retrieval.chunks(self.store), start=1):
@@ -175,6 +253,13 @@ class Assistant:
             [max(0.0, min(1.0, sum(a * b for a, b in zip(c, e, strict=True)))) for e in right]
             for c in left
         ]
+
+
+def _event_date(dates: list[Mention]) -> Mention | None:
+    """The mention that best dates a sentence's event: the most specific one with a month."""
+    order = {"day": 0, "week": 1, "month": 2}
+    usable = [m for m in dates if m.month]  # a bare year is too coarse to place an event
+    return min(usable, key=lambda m: (order[m.granularity], m.kind == "absolute"), default=None)
 
 
 def ask(question: str, *, settings: Settings | None = None, **filters: Any) -> Answer:

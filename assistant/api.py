@@ -12,27 +12,35 @@ under uvicorn.  Routes:
   field.
 - ``GET /healthz`` (open), ``/docs`` and ``/openapi.json`` (open: they describe the API and
   hold no data, and a browser cannot send a bearer token to load them).
+- ``/ui``: the chat UI when ``mount_ui`` is set, behind a login that asks for the same key.
 
 Every other route needs ``Authorization: Bearer NEWSDESK_API_KEY`` when a key is set.  Errors
-are JSON ``{"error": {"message", "hint", "type"}}``; no stack trace reaches a client.
+are JSON ``{"error": {"message", "hint", "type"}}``; no stack trace reaches a client.  Blocking
+work runs in worker threads; writes (ingest, delete) take turns, questions never wait on them.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
+import os
+import re
 import secrets
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -61,6 +69,7 @@ from index.models import Article, IngestReport, Skip
 from index.readers import SUPPORTED_HINT, article_from_record, read_file
 
 log = logging.getLogger("newsdesk.api")
+T = TypeVar("T")
 
 MAX_JSON_BYTES = 1024 * 1024
 """Largest body of a question or chat request."""
@@ -264,13 +273,32 @@ class ModelList(BaseModel):
 
 @dataclass
 class Service:
-    """What every request shares: one assistant (store, embedder, LLM) and one writer lock."""
+    """What every request shares: one assistant (store, embedder, LLM), and the locks."""
 
     assistant: Assistant
     api_key: str | None
     # Ingest and delete run one at a time: a second writer's start-of-ingest clean-up would
     # delete vectors the first has written but not yet committed. Reads never wait on it.
-    write_lock: threading.Lock
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Answering is CPU-bound unless an LLM is waited on: more threads than about twice the
+    # cores only contend (32 clients on 2 cores: 37 answers/s with 4 threads, 31 with 40, p95
+    # 1.0 s against 1.5 s; benchmarks/RESULTS.md). Waiting on an LLM needs many threads.
+    answer_threads: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        extractive = self.assistant.llm.mode == "extractive"
+        self.answer_threads = anyio.CapacityLimiter(2 * (os.cpu_count() or 1) if extractive else 32)
+
+    async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking answer work in a worker thread, within the answer thread limit."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(call, *args, **kwargs), limiter=self.answer_threads
+        )
+
+    async def iterate(self, lines: Iterator[str]) -> AsyncIterator[str]:
+        """Advance a blocking generator in worker threads, within the answer thread limit."""
+        while (line := await self.run(next, lines, None)) is not None:
+            yield line
 
 
 def create_app(
@@ -285,7 +313,7 @@ def create_app(
         summary="Ask questions of news articles; every claim cites its source sentence.",
         version="0.1.0",
     )
-    app.state.newsdesk = Service(assistant, key, threading.Lock())
+    app.state.newsdesk = Service(assistant, key)
     app.add_exception_handler(NewsdeskError, _newsdesk_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
@@ -333,6 +361,13 @@ def serve(
             hint="set NEWSDESK_API_KEY (e.g. `export NEWSDESK_API_KEY=$(openssl rand -hex 32)`) "
             "and send it as 'Authorization: Bearer KEY', or serve on 127.0.0.1",
         )
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    print(
+        f"newsdesk: API docs {base}/docs · OpenAI base URL {base}/v1"
+        + (f" · chat UI {base}/ui" if mount_ui else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     # Open event streams must not hold up Ctrl-C for long.
     uvicorn.run(
         create_app(settings, mount_ui=mount_ui), host=host, port=port, timeout_graceful_shutdown=5
@@ -377,7 +412,7 @@ def _mount_ui(app: FastAPI, assistant: Assistant, key: str | None) -> None:
     )
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
     service: Service = request.app.state.newsdesk
     return service
 
@@ -385,11 +420,11 @@ def _service(request: Request) -> Service:
 bearer = HTTPBearer(auto_error=False, description="NEWSDESK_API_KEY, when the server sets one.")
 
 
-def _authorized(
+async def _authorized(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    key = _service(request).api_key
+    key = (await _service(request)).api_key
     if key is None:
         return
     given = credentials.credentials if credentials else ""
@@ -544,23 +579,14 @@ def healthz() -> Health:
         409: {"model": ErrorBody, "description": "Nothing is indexed yet."},
     },
 )
-def ask(body: AskRequest, service: Annotated[Service, Depends(_service)]) -> Any:
+async def ask(body: AskRequest, service: Annotated[Service, Depends(_service)]) -> Any:
     """Answer a question from the indexed articles, every sentence cited."""
-    events = service.assistant.stream(
-        body.question, outlets=body.outlets, since=body.since, until=body.until,
-        as_of=body.as_of, retriever=body.retriever,
-    )
+    filters = body.model_dump(include={"outlets", "since", "until", "as_of", "retriever"})
     if not body.stream:
-        return _final(events)
-    first = next(events)  # retrieval runs here, so its errors still get a proper status
-    return _event_stream(_ask_events(chain([first], events)))
-
-
-def _final(events: Iterator[StreamEvent]) -> Answer:
-    for event in events:
-        if event.answer is not None:
-            return event.answer
-    raise RuntimeError("the answer stream ended without an answer")
+        return await service.run(service.assistant.ask, body.question, **filters)
+    events = service.assistant.stream(body.question, **filters)
+    first = await service.run(next, events)  # retrieval runs here: its errors get a status
+    return _event_stream(service.iterate(_ask_events(chain([first], events))))
 
 
 def _ask_events(events: Iterator[StreamEvent]) -> Iterator[str]:
@@ -591,8 +617,7 @@ def _sse(payload: dict[str, Any], event: str | None = None) -> str:
     return f"{head}data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def _event_stream(lines: Iterator[str]) -> StreamingResponse:
-    # A sync iterator: Starlette advances it in the threadpool, so the event loop never blocks.
+def _event_stream(lines: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(
         lines,
         media_type="text/event-stream",
@@ -685,7 +710,7 @@ async def add_articles(request: Request) -> IngestReport:
     When nothing could be ingested the response is a 422 naming each problem; when some
     inputs were bad, the report's `skipped` lists them (with `error: true`).
     """
-    service = _service(request)
+    service = await _service(request)
     kind = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         form = await request.form()
@@ -695,7 +720,7 @@ async def add_articles(request: Request) -> IngestReport:
                 "field 'file': the multipart body has no file named 'file'",
                 hint="send it as -F file=@article.txt",
             )
-        name = Path(upload.filename or "").name or "upload"
+        name = _upload_name(upload.filename)
         data = await upload.read()
         return await run_in_threadpool(_ingest_upload, service, name, data)
     if kind != "application/json":
@@ -713,6 +738,12 @@ async def add_articles(request: Request) -> IngestReport:
             hint="send one record {\"text\": ...} or a list of them",
         ) from None
     return await run_in_threadpool(_ingest_records, service, payload)
+
+
+def _upload_name(filename: str | None) -> str:
+    """The upload's base name, safe to create in a temporary folder; its suffix picks the reader."""
+    name = re.sub(r"[^\w.\- ]", "_", Path(filename or "").name)[-120:]
+    return name if name.strip(". ") else "upload"
 
 
 def _ingest_records(service: Service, payload: Any) -> IngestReport:
@@ -780,18 +811,18 @@ def models() -> ModelList:
         409: {"model": ErrorBody, "description": "Nothing is indexed yet."},
     },
 )
-def chat_completions(body: ChatRequest, service: Annotated[Service, Depends(_service)]) -> Any:
+async def chat_completions(
+    body: ChatRequest, service: Annotated[Service, Depends(_service)]
+) -> Any:
     """OpenAI-compatible: the last user message is the question; the reply cites its sources.
 
     The reply text carries [n] markers and a "Sources:" list; the structured citations are in
     the extra `citations` field (on the completion, or on the final stream chunk).
     """
-    events = service.assistant.stream(
-        body.question, outlets=body.outlets, since=body.since, until=body.until, as_of=body.as_of
-    )
+    filters = body.model_dump(include={"outlets", "since", "until", "as_of"})
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if not body.stream:
-        answer = _final(events)
+        answer = await service.run(service.assistant.ask, body.question, **filters)
         usage = ChatUsage(**{k: v for k, v in answer.usage.items() if k in ChatUsage.model_fields})
         if not usage.total_tokens:
             usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
@@ -803,8 +834,10 @@ def chat_completions(body: ChatRequest, service: Annotated[Service, Depends(_ser
             usage=usage,
             citations=answer.citations,
         )
-    first = next(events)
-    return _event_stream(_chat_chunks(chain([first], events), completion_id, body.model))
+    events = service.assistant.stream(body.question, **filters)
+    first = await service.run(next, events)
+    chunks = _chat_chunks(chain([first], events), completion_id, body.model)
+    return _event_stream(service.iterate(chunks))
 
 
 def _chat_chunks(events: Iterator[StreamEvent], completion_id: str, model: str) -> Iterator[str]:

@@ -251,6 +251,47 @@ def print_answer(answer: Any, *, text: bool = True) -> None:
         out.print(f"[yellow]unsupported:[/] {escape(s.text)}")
 
 
+@app.command()
+def timeline(
+    query: Annotated[str, typer.Argument(help="What the timeline is about, in quotes.")],
+    data_dir: DataDir = None,
+    outlet: Annotated[
+        list[str] | None, typer.Option("--outlet", help="Only this outlet (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Only articles published on/after YYYY-MM-DD.")] = None,
+    until: Annotated[str | None, typer.Option(help="Only articles published on/before YYYY-MM-DD.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Only what was published by YYYY-MM-DD.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Timeline as JSON.")] = False,
+) -> None:
+    """The dated events relevant to a query, in order, each with its cited sentence(s)."""
+    from assistant.answer import Assistant
+
+    result = Assistant(_settings(data_dir)).timeline(
+        query,
+        outlets=outlet or None,
+        since=_day(since, "--since"),
+        until=_day(until, "--until"),
+        as_of=_day(as_of, "--as-of"),
+        limit=limit,
+    )
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    if not result.events:
+        out.print("No dated events found for this query.")
+    for event in result.events:
+        mark = " [dim](inferred)[/]" if event.inferred else ""
+        out.print(f"[bold]{escape(event.label)}[/]{mark}  {escape(event.text)}")
+        for s in event.sources:
+            day = s.published.isoformat() if s.published else "date unknown"
+            how = f" — {escape(s.how)}" if s.how else ""
+            out.print(
+                f"    [dim]{escape(s.outlet or 'unknown outlet')}, {day}: “{escape(s.expression)}”"
+                f"{how}; {escape(s.article_id)} chars {s.start}–{s.end}[/]"
+            )
+
+
 DEMO_QUESTION = "When did Assad visit Moscow?"
 
 
@@ -269,6 +310,25 @@ def demo(data_dir: DataDir = None) -> None:
     out.print(f"[bold]Q:[/] {DEMO_QUESTION}")
     print_answer(Assistant(settings).ask(DEMO_QUESTION))
     out.print(f'\nAsk your own: newsdesk ask "..." (add --data-dir {settings.data_dir} if you set one)')
+
+
+@app.command()
+def chat(
+    data_dir: DataDir = None,
+    host: Annotated[
+        str, typer.Option(help="Address to serve on; keep the default to stay on this machine.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
+    llm: Annotated[
+        str | None, typer.Option(help="extractive, openai:MODEL or openai-compatible:MODEL.")
+    ] = None,
+) -> None:
+    """Open the chat UI: answers with each cited sentence highlighted in its source."""
+    from assistant.ui import launch
+
+    settings = get_settings(data_dir=data_dir, llm=llm)
+    err.print(f"[dim]loading the index in {settings.data_dir} …[/]")
+    launch(host, port, settings)
 
 
 def main() -> None:

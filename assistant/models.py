@@ -98,3 +98,38 @@ class StreamEvent(BaseModel):
     type: Literal["delta", "reset", "answer"]
     text: str | None = None
     answer: Answer | None = None
+
+
+class TimelineSource(BaseModel):
+    """One article's sentence dating a timeline event."""
+
+    article_id: str
+    title: str
+    outlet: str | None = None
+    published: date | None = None
+    url: str | None = None
+    quote: str = Field(description="Exactly article.text[start:end].")
+    start: int
+    end: int
+    expression: str = Field(description="The words that date it, as written ('on Tuesday').")
+    how: str = Field("", description="How the date was worked out.")
+
+
+class TimelineEvent(BaseModel):
+    """A dated event, told by one cited sentence, with every article that reports it."""
+
+    date: str = Field(description="Sortable date, unknown parts as '?': '2015-10-20', '????-10-20'.")
+    label: str = Field(description="Readable date: 'October 20, 2015', 'the week of ...'.")
+    granularity: str
+    inferred: bool = Field(description="Derived from another event, or the year guessed.")
+    text: str = Field(description="The sentence that tells the event.")
+    relevance: float
+    sources: list[TimelineSource]
+
+
+class Timeline(BaseModel):
+    """Dated events relevant to a query, in date order."""
+
+    query: str
+    events: list[TimelineEvent]
+    timings: dict[str, float] = Field(default_factory=dict)

@@ -7,6 +7,7 @@ Fusion is reciprocal rank fusion over chunk ranks.
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from datetime import date
@@ -137,10 +138,14 @@ def retrieve(
         chunk_bm25, article_bm25 = _keyword(question, filters, settings.candidates, store)
         timings["bm25"] = time.perf_counter() - started
     weights = settings.fusion_weights
+    recency = None
+    if settings.recency == "on" or settings.recency == "auto" and asks_for_latest(question):
+        recency = (store.keyword_index().articles.published_days(), settings.recency_weight)
     hits = fuse(
         dense=(dense, weights["dense"]),
         chunk_bm25=(chunk_bm25, weights["chunk_bm25"]),
         article_bm25=(article_bm25, weights["article_bm25"]),
+        recency=recency,
     )
     known = store.chunks([h.chunk_id for h in hits[: 4 * k]])  # skip vectors of an interrupted write
     return Retrieval(hits=[h for h in hits if h.chunk_id in known][:k], timings=timings)
@@ -163,6 +168,18 @@ def _keyword(question: str, filters: Filters, n: int, store: Store) -> tuple[Sco
     return out[0], out[1]
 
 
+_LATEST = re.compile(
+    r"\b(?:current(?:ly)?|latest|newest|most recent(?:ly)?|now|nowadays|still|so far|to date|"
+    r"these days|at present|presently|incumbent)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_latest(question: str) -> bool:
+    """True for questions about the present state ('who is the current ...', 'latest ...')."""
+    return bool(_LATEST.search(question))
+
+
 def article_of(chunk_id: str) -> str:
     """The article id inside a chunk id ('ARTICLE#HASH#N')."""
     return chunk_id.rsplit("#", 2)[0]
@@ -182,6 +199,7 @@ def fuse(
     dense: tuple[Scored, float],
     chunk_bm25: tuple[Scored, float],
     article_bm25: tuple[Scored, float],
+    recency: tuple[dict[str, int], float] | None = None,
     chunk_weight: float = 0.5,
 ) -> list[Hit]:
     """Score fusion at two levels: articles first, then chunks within that order.
@@ -191,7 +209,8 @@ def fuse(
     weighted sum of: best dense chunk similarity, best BM25 chunk score, whole-article BM25.
     A chunk scores its article's score plus ``chunk_weight`` times its own weighted z-score,
     so the best article's best chunk comes first.  Normalised score fusion beat reciprocal
-    rank fusion on RealTime QA (benchmarks/RESULTS.md).
+    rank fusion on RealTime QA (benchmarks/RESULTS.md).  ``recency`` (article id → YYYYMMDD,
+    weight) adds the candidates' z-scored publication day, undated ones counting as oldest.
     """
     signals = {"dense": dense, "chunk": chunk_bm25}
     per_article: list[tuple[dict[str, float], float]] = []
@@ -213,7 +232,14 @@ def fuse(
 
     ranks = {name: {cid: r for r, (cid, _) in enumerate(scored, 1)} for name, (scored, _) in signals.items()}
     chunks = set(ranks["dense"]) | set(ranks["chunk"])
-    article_score = {a: combined(per_article, a) for a in {article_of(c) for c in chunks}}
+    candidates = {article_of(c) for c in chunks}
+    if recency and recency[1]:
+        days, weight = recency
+        dated = {a: days.get(a, 0) for a in candidates}
+        oldest = min((d for d in dated.values() if d), default=0)
+        # YYYYMMDD is monotonic in time; z-scoring makes its scale irrelevant.
+        per_article.append((_zscores({a: d or oldest for a, d in dated.items()}), weight))
+    article_score = {a: combined(per_article, a) for a in candidates}
     scored_chunks = sorted(
         ((article_score[article_of(c)] + chunk_weight * combined(per_chunk, c), c) for c in chunks),
         key=lambda t: (-t[0], t[1]),

@@ -82,6 +82,14 @@ class Settings(BaseSettings):
         description="Weights of the hybrid retriever's signals: dense chunk similarity, BM25 over "
         "chunks and BM25 over whole articles (tuned on RealTime QA, benchmarks/RESULTS.md).",
     )
+    recency: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Favour newer articles: 'auto' does so for questions about the latest state "
+        "('who is the current ...', 'latest', 'now'), 'on' always, 'off' never.",
+    )
+    recency_weight: float = Field(
+        0.3, ge=0, le=5, description="Weight of article recency in hybrid fusion when it applies."
+    )
     llm: str = Field(
         "auto",
         description="What writes answers: 'extractive' (no LLM: cited source sentences), "

@@ -512,6 +512,10 @@ class Bm25Level:
         self.outlets = np.array([r[1] for r in rows], dtype=object)
         self.days = np.array([r[2] for r in rows], dtype=np.int64)
 
+    def published_days(self) -> dict[str, int]:
+        """Indexed id → publication day as YYYYMMDD (0 when unknown)."""
+        return dict(zip(self.ids, (int(d) for d in self.days), strict=True))
+
     def search(self, query: str, k: int, mask: Any = None) -> list[tuple[str, float]]:
         """Top-k (id, BM25 score) for the query, only where ``mask`` is true."""
         import numpy as np
