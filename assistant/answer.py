@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from assistant.citations import enforce
-from assistant.errors import LLMError
+from assistant.errors import ArticleNotFound, LLMError
 from assistant.llm import ExtractiveGenerator, Generator, get_generator
 from assistant.models import (
     Answer,
@@ -218,8 +218,11 @@ class Assistant:
     def _sources(self, retrieval: Any) -> list[Source]:
         sources = []
         for number, (hit, chunk) in enumerate(retrieval.chunks(self.store), start=1):
-            article = self.store.get_article(chunk.article_id)
-            mentions = self.store.mentions(article.id)
+            try:
+                article = self.store.get_article(chunk.article_id)
+                mentions = self.store.mentions(article.id)
+            except ArticleNotFound:  # removed while this question was being answered
+                continue
             sources.append(
                 Source(
                     number=number,

@@ -74,7 +74,6 @@ T = TypeVar("T")
 MAX_JSON_BYTES = 1024 * 1024
 """Largest body of a question or chat request."""
 
-MAX_UPLOAD_MB = 10.0
 """Largest body of POST /v1/articles (JSON records or an uploaded file), unless configured."""
 
 MODEL_ID = "newsdesk"
@@ -384,9 +383,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _upload_limit(settings: Settings) -> int:
-    # NEWSDESK_API_MAX_UPLOAD_MB, once that settings field exists; the default until then.
-    megabytes = float(getattr(settings, "api_max_upload_mb", MAX_UPLOAD_MB))
-    return int(megabytes * 1024 * 1024)
+    return int(settings.api_max_upload_mb * 1024 * 1024)
 
 
 def _mount_ui(app: FastAPI, assistant: Assistant, key: str | None) -> None:

@@ -313,6 +313,24 @@ def demo(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; beyond loopback needs NEWSDESK_API_KEY.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+    llm: Annotated[
+        str | None, typer.Option(help="extractive, openai:MODEL or openai-compatible:MODEL.")
+    ] = None,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Mount the chat UI at /ui.")] = True,
+) -> None:
+    """Serve the HTTP API (REST and OpenAI-compatible) and the chat UI; docs at /docs."""
+    from assistant.api import serve as run_server
+
+    run_server(host, port, get_settings(data_dir=data_dir, llm=llm), mount_ui=ui)
+
+
+@app.command()
 def chat(
     data_dir: DataDir = None,
     host: Annotated[

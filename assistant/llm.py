@@ -15,6 +15,7 @@ Adding a backend is one class with ``name``, ``mode`` and ``generate``.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -98,7 +99,7 @@ class OpenAIGenerator:
         self.name = f"{label}:{model}"
         self.model = model
         self.prompts = prompts
-        self.usage: dict[str, int] = {}
+        self._local = threading.local()  # usage is per request; one generator serves many threads
         # Local servers often need no key, but the client insists on one.
         self.client = OpenAI(
             api_key=api_key or "not-needed",
@@ -107,6 +108,11 @@ class OpenAIGenerator:
             max_retries=max_retries,
         )
 
+    @property
+    def usage(self) -> dict[str, int]:
+        """Token counts of this thread's latest request."""
+        return getattr(self._local, "usage", {})
+
     def generate(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
     ) -> Iterator[str]:
@@ -114,7 +120,7 @@ class OpenAIGenerator:
         import openai
 
         messages = render_messages(question, sources, as_of=as_of, prompts=self.prompts)
-        self.usage = {}
+        self._local.usage = {}
         try:
             stream = self.client.chat.completions.create(
                 model=self.model,
@@ -125,7 +131,7 @@ class OpenAIGenerator:
             )
             for chunk in stream:
                 if chunk.usage:
-                    self.usage = {
+                    self._local.usage = {
                         "prompt_tokens": chunk.usage.prompt_tokens,
                         "completion_tokens": chunk.usage.completion_tokens,
                     }

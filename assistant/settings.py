@@ -137,6 +137,13 @@ class Settings(BaseSettings):
         "(clients send 'Authorization: Bearer KEY'). At least 16 characters, e.g. from "
         "`openssl rand -hex 32`. Required to serve on an address other than loopback.",
     )
+    api_max_upload_mb: float = Field(
+        10.0,
+        gt=0,
+        le=1024,
+        description="Largest body POST /v1/articles accepts (JSON records or an uploaded file), "
+        "in MiB. Questions and chat requests are limited to 1 MiB.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -288,6 +288,19 @@ def test_stats_describe_the_index(api: TestClient) -> None:
     assert stats["first_published"] <= stats["last_published"]
 
 
+def test_unexpected_failures_are_a_generic_500_logged_on_the_server(
+    settings: Settings, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    assistant = Assistant(keyed(settings), embedder=embedder)
+    client = TestClient(create_app(assistant=assistant), headers=AUTH)
+    assistant.store.close()  # the catalog goes away under the running service
+    response = client.get("/v1/stats")
+    assert response.status_code == 500
+    assert error_of(response) == "internal error: the server could not complete this request"
+    assert "closed database" not in response.text
+    assert "closed database" in caplog.text
+
+
 def test_unknown_routes_get_a_json_404(api: TestClient) -> None:
     response = api.get("/v2/ask")
     assert response.status_code == 404 and error_of(response) == "Not Found"
@@ -391,6 +404,18 @@ def test_bad_uploads_get_a_422_naming_the_problem(
     message = error_of(response)
     assert names in message and f"upload:{name}" in message
     assert "/tmp" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("..", "upload:upload"), ("../../etc/passwd.txt", "upload:passwd.txt"),
+     ("b:c*d?.txt", "upload:b_c_d_.txt"), ("x" * 300 + ".md", "upload:" + "x" * 117 + ".md")],
+)
+def test_upload_names_cannot_escape_or_break_the_server(
+    writable: TestClient, name: str, shown: str
+) -> None:
+    response = writable.post("/v1/articles", files={"file": (name, b"\x00binary")})
+    assert response.status_code == 422 and shown in error_of(response)
 
 
 def test_upload_requests_are_checked(writable: TestClient) -> None:
