@@ -6,6 +6,7 @@ under uvicorn.  Routes:
 
 - ``POST /v1/ask``: question and filters in, ``Answer`` out (``stream: true``: server-sent
   events ``delta``, ``reset``, ``answer``, mirroring ``StreamEvent``).
+- ``POST /v1/timeline``: query and filters in, ``Timeline`` (dated, cited events) out.
 - ``GET|POST /v1/articles``, ``GET|DELETE /v1/articles/{id}``, ``GET /v1/stats``: the index.
 - ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI-compatible, so any OpenAI client or
   chat front end can use newsdesk as a model; citations ride along in an extra ``citations``
@@ -61,7 +62,7 @@ from assistant.errors import (
     NothingIndexed,
     StoreError,
 )
-from assistant.models import Answer, Citation, StreamEvent
+from assistant.models import Answer, Citation, StreamEvent, Timeline
 from assistant.retrieve import Filters
 from assistant.settings import Settings, get_settings
 from index.ingest import ingest_items
@@ -584,6 +585,29 @@ async def ask(body: AskRequest, service: Annotated[Service, Depends(_service)]) 
     events = service.assistant.stream(body.question, **filters)
     first = await service.run(next, events)  # retrieval runs here: its errors get a status
     return _event_stream(service.iterate(_ask_events(chain([first], events))))
+
+
+class TimelineRequest(Filters):
+    """A query for a timeline and the filters it is built under."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(
+        min_length=1, max_length=2000, pattern=r"\S", description="What the timeline is about."
+    )
+    limit: int = Field(15, ge=1, le=100, description="At most this many events.")
+
+
+@v1.post(
+    "/timeline",
+    response_model=Timeline,
+    tags=["answers"],
+    responses={409: {"model": ErrorBody, "description": "Nothing is indexed yet."}},
+)
+async def timeline(body: TimelineRequest, service: Annotated[Service, Depends(_service)]) -> Any:
+    """The dated events relevant to a query, in date order, each with its cited sentence(s)."""
+    options = body.model_dump(include={"outlets", "since", "until", "as_of", "limit"})
+    return await service.run(service.assistant.timeline, body.query, **options)
 
 
 def _ask_events(events: Iterator[StreamEvent]) -> Iterator[str]:

@@ -28,7 +28,7 @@ import gradio as gr
 from assistant.answer import Assistant
 from assistant.errors import ConfigError, InputError, NewsdeskError, NothingIndexed
 from assistant.followup import condense
-from assistant.models import Answer, Citation
+from assistant.models import Answer, Citation, Timeline
 from assistant.settings import Settings
 from index.models import Article, IngestReport, Skip
 from index.readers import SUPPORTED
@@ -288,6 +288,27 @@ def _link(url: str | None, html: str) -> str:
     return f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">{html}</a>'
 
 
+def render_timeline(timeline: Timeline) -> str:
+    """A timeline: one row per dated event, its sentence quoted, every reporting source listed."""
+    if not timeline.events:
+        return '<p class="nd-refusal">No dated events found for this query.</p>'
+    rows = []
+    for event in timeline.events:
+        flag = ' <span title="derived from another dated event">(inferred)</span>' \
+            if event.inferred else ""
+        cites = "; ".join(
+            _link(s.url, escape(s.outlet or "unknown outlet"))
+            + f" {escape(s.published.isoformat() if s.published else 'undated')}: "
+            + f"“{escape(s.expression)}”" + (f" — {escape(s.how)}" if s.how else "")
+            for s in event.sources
+        )
+        rows.append(
+            f'<li class="nd-event"><b>{escape(event.label)}</b>{flag} '
+            f"<mark>{escape(event.text)}</mark><br><small>{cites}</small></li>"
+        )
+    return f'<ol class="nd-timeline">{"".join(rows)}</ol>'
+
+
 def render_panel(turns: Sequence[dict[str, Any]]) -> str:
     """The sources panel: the sources of every answer so far, the newest first."""
     if not turns:
@@ -530,6 +551,23 @@ class Desk:
         shown = f"{len(table)} matching “{_md(search)}”" if search else f"{len(table)}"
         return table, f"{shown} of {total} articles · select a row to read it"
 
+    def timeline(
+        self,
+        query: str,
+        outlets: Sequence[str] | str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        as_of: str | None = None,
+    ) -> str:
+        """The timeline for a query under the Ask tab's filters, as HTML (errors as messages)."""
+        if not (query or "").strip():
+            return '<p class="nd-error">Type what the timeline is about.</p>'
+        try:
+            filters = parse_filters(outlets, since, until, as_of)
+            return render_timeline(self.assistant.timeline(query.strip(), **filters))
+        except NewsdeskError as exc:
+            return f'<p class="nd-error">{escape(error_message(exc))}</p>'
+
     def read(self, article_id: str | None) -> str:
         """The article in full, or a message saying why it cannot be shown."""
         if not article_id:
@@ -663,6 +701,12 @@ def create_app(
                     sources = gr.HTML(render_panel([]), label="Sources", elem_id="nd-sources",
                                       max_height=640, padding=True)
             turns = gr.State([])
+        with gr.Tab("Timeline", id="timeline"):
+            timeline_query = gr.Textbox(
+                label="Timeline of", elem_id="nd-timeline-query", submit_btn="Show",
+                placeholder="e.g. Ever Given Suez Canal (uses the Ask tab's filters)",
+            )
+            timeline_view = gr.HTML(elem_id="nd-timeline", padding=True)
         with gr.Tab("Library", id="library"), gr.Row(equal_height=False):
             with gr.Column(scale=2):
                 # No file_types: Gradio would reject a whole batch for one odd file, while
@@ -686,6 +730,10 @@ def create_app(
             "outputs": [question, chat, sources, status, turns],
         }
         question.submit(desk.ask, **chat_io)
+        timeline_query.submit(
+            desk.timeline, inputs=[timeline_query, outlets, since, until, as_of],
+            outputs=[timeline_view],
+        )
         clear.click(desk.clear, outputs=[question, chat, sources, status, turns])
         chat.clear(desk.clear, outputs=[question, chat, sources, status, turns])
 

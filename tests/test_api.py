@@ -662,3 +662,18 @@ def test_the_ui_mounts_behind_the_same_key(
     assert client.post("/ui/login", data={"username": "me", "password": "wrong"}).status_code == 400
     assert client.post("/ui/login", data={"username": "me", "password": KEY}).status_code == 200
     assert client.get("/ui/config").status_code == 200
+
+
+def test_timeline_route_returns_dated_cited_events(sample_index: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from assistant.api import create_app
+
+    client = TestClient(create_app(sample_index))
+    reply = client.post("/v1/timeline", json={"query": "Ever Given Suez Canal", "as_of": "2021-03-26"})
+    assert reply.status_code == 200, reply.text
+    events = reply.json()["events"]
+    assert events and events[0]["date"] == "2021-03-23"
+    assert all(s["published"] <= "2021-03-26" for e in events for s in e["sources"])
+    bad = client.post("/v1/timeline", json={"query": "x", "as_of": "soon"})
+    assert bad.status_code == 422 and "as_of" in bad.json()["error"]["message"]

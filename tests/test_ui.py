@@ -401,3 +401,13 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_timeline_tab_renders_dated_events_escaped(sample_index: Settings) -> None:
+    from assistant.ui import Desk
+
+    desk = Desk(Assistant(sample_index))
+    html = desk.timeline("Ever Given Suez Canal", None, "", "", "2021-03-26")
+    assert "March 23, 2021" in html and "<mark>" in html and "March 29" not in html
+    assert "not a date" in desk.timeline("Ever Given", None, "", "", "soon")
+    assert "Type what" in desk.timeline("  ", None, "", "", "")
