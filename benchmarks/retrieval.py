@@ -82,13 +82,13 @@ def evaluate(name: str, questions: list[dict], ranker: Ranker) -> dict:
     }
 
 
-def newsdesk_rankers(corpus: Path, out: Path, use_as_of: bool) -> dict[str, Ranker]:
+def newsdesk_rankers(corpus: Path, out: Path, use_as_of: bool, recency: str) -> dict[str, Ranker]:
     from assistant.retrieve import Filters, retrieve
     from assistant.settings import get_settings
     from index import ingest, open_store
     from index.embeddings import get_embedder
 
-    settings = get_settings(data_dir=out / "newsdesk")
+    settings = get_settings(data_dir=out / "newsdesk", recency=recency)
     started = time.perf_counter()
     report = ingest([corpus], settings=settings)
     print(f"newsdesk index: {len(report.added)} added, {len(report.unchanged)} unchanged "
@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--set", default="dev-small", choices=["dev-small", "dev"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--as-of", action="store_true", help="pass each question's as_of date")
+    parser.add_argument("--recency", default="auto", choices=["auto", "on", "off"],
+                        help="newsdesk's recency boost (default: auto, for 'latest' questions)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     args = parser.parse_args()
@@ -175,11 +177,12 @@ def main() -> None:
                  if line.strip()]
     if args.limit:
         questions = questions[: args.limit]
-    rankers = newsdesk_rankers(folder / "corpus.jsonl", out, args.as_of)
+    rankers = newsdesk_rankers(folder / "corpus.jsonl", out, args.as_of, args.recency)
     if not args.no_baseline:
         rankers["llama-index default (dense)"] = baseline_ranker(folder / "corpus.jsonl", out)
     rows = [evaluate(name, questions, ranker) for name, ranker in rankers.items()]
-    print(f"\n{args.set}: {len(questions)} questions" + (" (with as_of)" if args.as_of else ""))
+    print(f"\n{args.set}: {len(questions)} questions, as_of {'on' if args.as_of else 'off'}, "
+          f"recency {args.recency}")
     print(table(rows))
 
 
