@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from assistant.errors import LLMError
 from assistant.models import CANNOT_ANSWER, Source
-from index.timex import Mention
 from assistant.prompts import load_prompts
+from index.timex import Mention
 
 if TYPE_CHECKING:
     from assistant.settings import Settings

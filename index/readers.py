@@ -246,7 +246,7 @@ def derive_id(url: str | None, title: str, text: str) -> str:
         if parts.query:
             key += "?" + parts.query
         return "u-" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
-    return "c-" + hashlib.sha1(f"{title}\n{text}".encode("utf-8")).hexdigest()[:16]
+    return "c-" + hashlib.sha1(f"{title}\n{text}".encode()).hexdigest()[:16]
 
 
 def _outlet_from_url(url: str | None) -> str | None:

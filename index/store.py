@@ -309,7 +309,7 @@ class Store:
                 self.settings.collection,
                 configuration={"hnsw": {"space": "cosine"}},
             )
-        except Exception as exc:  # noqa: BLE001 - chroma raises many types; one fix applies
+        except Exception as exc:
             where = (
                 f"the Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port}"
                 if self.settings.chroma_host
@@ -377,7 +377,7 @@ class Store:
                 )
         except StoreError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise StoreError(f"writing vectors to Chroma failed: {exc}") from exc
 
         stale: list[str] = []

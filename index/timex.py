@@ -45,28 +45,28 @@ _WD = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 # Longest, most specific patterns first; a later pattern never takes text an earlier one took.
 PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("iso", re.compile(rf"\b{_YEAR}-[01]\d-[0-3]\d\b")),
-    ("mdy", re.compile(rf"\b(?:{_WD},?\s+)?{_MONTH}\s+{_DAY},?\s+{_YEAR}\b", re.I)),
-    ("dmy", re.compile(rf"\b(?:{_WD},?\s+)?{_DAY}\s+{_MONTH},?\s+{_YEAR}\b", re.I)),
-    ("md", re.compile(rf"\b(?:{_WD},?\s+)?{_MONTH}\s+{_DAY}\b(?!\s*,?\s*{_YEAR})(?!\d)", re.I)),
-    ("dm", re.compile(rf"\b{_DAY}\s+{_MONTH}\b(?!,?\s*{_YEAR})", re.I)),
-    ("my", re.compile(rf"\b{_MONTH}\s+(?:of\s+)?{_YEAR}\b", re.I)),
-    ("anchored", re.compile(rf"\b{_NUM}\s+{_UNIT}\s+(?:after|before)\b", re.I)),
+    ("mdy", re.compile(rf"\b(?:{_WD},?\s+)?{_MONTH}\s+{_DAY},?\s+{_YEAR}\b", re.IGNORECASE)),
+    ("dmy", re.compile(rf"\b(?:{_WD},?\s+)?{_DAY}\s+{_MONTH},?\s+{_YEAR}\b", re.IGNORECASE)),
+    ("md", re.compile(rf"\b(?:{_WD},?\s+)?{_MONTH}\s+{_DAY}\b(?!\s*,?\s*{_YEAR})(?!\d)", re.IGNORECASE)),
+    ("dm", re.compile(rf"\b{_DAY}\s+{_MONTH}\b(?!,?\s*{_YEAR})", re.IGNORECASE)),
+    ("my", re.compile(rf"\b{_MONTH}\s+(?:of\s+)?{_YEAR}\b", re.IGNORECASE)),
+    ("anchored", re.compile(rf"\b{_NUM}\s+{_UNIT}\s+(?:after|before)\b", re.IGNORECASE)),
     ("later", re.compile(rf"\b(?:{_NUM}\s+{_UNIT}\s+(?:later|earlier)|the\s+(?:next|following|"
                          rf"previous)\s+(?:day|week|month|year)|the\s+day\s+(?:before|after))\b",
-                         re.I)),
-    ("ago", re.compile(rf"\b{_NUM}\s+{_UNIT}\s+ago\b", re.I)),
+                         re.IGNORECASE)),
+    ("ago", re.compile(rf"\b{_NUM}\s+{_UNIT}\s+ago\b", re.IGNORECASE)),
     ("span", re.compile(r"\b(?:(?:earlier|later)\s+(?:this|that)|last|this|next|past)\s+"
-                        r"(?:week|month|year)(?:end)?\b", re.I)),
+                        r"(?:week|month|year)(?:end)?\b", re.IGNORECASE)),
     ("weekday", re.compile(rf"\b(?:(?:last|next|this|on)\s+)?{_WD}\b(?:\s+(?:morning|afternoon|"
-                           rf"evening|night))?", re.I)),
+                           rf"evening|night))?", re.IGNORECASE)),
     ("deictic", re.compile(r"\b(?:today|yesterday|tomorrow|tonight|this\s+(?:morning|afternoon|"
-                           r"evening))\b", re.I)),
+                           r"evening))\b", re.IGNORECASE)),
     ("year", re.compile(rf"\b(?:in|since|by|during|until|from|of|early|late|mid-?)\s+({_YEAR})\b",
-                        re.I)),
+                        re.IGNORECASE)),
 ]
 
 _FUTURE = re.compile(r"\b(?:will|would|is\s+(?:due|set|expected|scheduled)\s+to|are\s+(?:due|set|"
-                     r"expected|scheduled)\s+to|plans?\s+to|upcoming|next)\b", re.I)
+                     r"expected|scheduled)\s+to|plans?\s+to|upcoming|next)\b", re.IGNORECASE)
 
 
 class Mention(BaseModel):
@@ -140,7 +140,7 @@ def _parse_date(text: str, base: date | None) -> datetime | None:
     settings: dict[str, object] = {"PREFER_DATES_FROM": "past", "REQUIRE_PARTS": ["month"]}
     if base:
         settings["RELATIVE_BASE"] = datetime(base.year, base.month, base.day)
-    cleaned = re.sub(rf"^{_WD},?\s+", "", text.strip(), flags=re.I)
+    cleaned = re.sub(rf"^{_WD},?\s+", "", text.strip(), flags=re.IGNORECASE)
     return dateparser.parse(cleaned, languages=["en"], settings=settings)  # type: ignore[arg-type]
 
 

@@ -86,8 +86,8 @@ def word_overlap(claims: list[str], evidence: list[str]) -> list[list[float]]:
         ("Assad made a surprise visit to Moscow [2].", False, [(2, 1, False)], [False],
          "does not clearly support"),
         # two sentences, two sources, adjacent markers
-        ("Assad made a surprise visit to Moscow [1]. Russia is ready to support the Free Syrian "
-         "Army [2][1].", False, [(1, 1, True), (2, 1, True), (1, 0, False)], [True, True], None),
+        (("Assad made a surprise visit to Moscow [1]. Russia is ready to support the Free Syrian "
+         "Army [2][1]."), False, [(1, 1, True), (2, 1, True), (1, 0, False)], [True, True], None),
         # the model's own refusal
         (CANNOT_ANSWER, True, [], [], None),
         ("", True, [], [], None),

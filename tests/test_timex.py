@@ -117,10 +117,10 @@ def test_later_and_earlier_count_from_the_previous_dated_statement(text: str, ex
 
 def test_undated_article_year_is_inferred_only_when_its_dates_agree() -> None:
     agreeing = "The ship ran aground on March 23, 2021. It was freed on March 29."
-    freed = [m for m in find_mentions(agreeing, None) if m.text == "March 29"][0]
+    freed = next(m for m in find_mentions(agreeing, None) if m.text == "March 29")
     assert freed.iso() == "2021-03-29" and freed.inferred and "inferred" in freed.note
     mixed = "It began on March 23, 2021 and echoed May 2, 2019. It ended on March 29."
-    ended = [m for m in find_mentions(mixed, None) if m.text == "March 29"][0]
+    ended = next(m for m in find_mentions(mixed, None) if m.text == "March 29")
     assert ended.iso() == "????-03-29" and not ended.inferred
 
 
