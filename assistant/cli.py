@@ -43,6 +43,16 @@ DataDir = Annotated[
 ]
 
 
+Outlets = Annotated[
+    list[str] | None, typer.Option("--outlet", help="Only this outlet (repeatable).")
+]
+Since = Annotated[str | None, typer.Option(help="Only articles published on/after YYYY-MM-DD.")]
+Until = Annotated[str | None, typer.Option(help="Only articles published on/before YYYY-MM-DD.")]
+AsOf = Annotated[
+    str | None, typer.Option("--as-of", help="As of YYYY-MM-DD: later articles are not used.")
+]
+
+
 def _settings(data_dir: Path | None) -> Settings:
     return get_settings(data_dir=data_dir)
 
@@ -184,14 +194,10 @@ def _day(value: str | None, option: str) -> date | None:
 def ask(
     question: Annotated[str, typer.Argument(help="The question, in quotes.")],
     data_dir: DataDir = None,
-    outlet: Annotated[
-        list[str] | None, typer.Option("--outlet", help="Only this outlet (repeatable).")
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="Only articles published on/after YYYY-MM-DD.")] = None,
-    until: Annotated[str | None, typer.Option(help="Only articles published on/before YYYY-MM-DD.")] = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Answer as of YYYY-MM-DD (later articles unseen).")
-    ] = None,
+    outlet: Outlets = None,
+    since: Since = None,
+    until: Until = None,
+    as_of: AsOf = None,
     retriever: Annotated[
         str | None, typer.Option(help="hybrid (default), dense or bm25.")
     ] = None,
@@ -255,12 +261,10 @@ def print_answer(answer: Any, *, text: bool = True) -> None:
 def timeline(
     query: Annotated[str, typer.Argument(help="What the timeline is about, in quotes.")],
     data_dir: DataDir = None,
-    outlet: Annotated[
-        list[str] | None, typer.Option("--outlet", help="Only this outlet (repeatable).")
-    ] = None,
-    since: Annotated[str | None, typer.Option(help="Only articles published on/after YYYY-MM-DD.")] = None,
-    until: Annotated[str | None, typer.Option(help="Only articles published on/before YYYY-MM-DD.")] = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Only what was published by YYYY-MM-DD.")] = None,
+    outlet: Outlets = None,
+    since: Since = None,
+    until: Until = None,
+    as_of: AsOf = None,
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Timeline as JSON.")] = False,
 ) -> None:
