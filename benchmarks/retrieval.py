@@ -99,7 +99,8 @@ def newsdesk_rankers(corpus: Path, out: Path, use_as_of: bool, recency: str) -> 
 
     def make(mode: str) -> Ranker:
         def rank(q: dict) -> tuple[list[str], list[str]]:
-            filters = Filters(as_of=date.fromisoformat(q["as_of"])) if use_as_of else None
+            as_of = q.get("as_of") if use_as_of else None
+            filters = Filters(as_of=date.fromisoformat(as_of)) if as_of else None
             hits = retrieve(q["question"], filters, mode=mode, k=30, settings=settings,
                             store=store, embedder=embedder).hits
             rows = store.chunks([h.chunk_id for h in hits[:5]])
