@@ -353,6 +353,17 @@ def chat(
     launch(host, port, settings)
 
 
+def _register_eval() -> None:
+    from evals.cli import eval_command
+
+    app.command("eval", help="Evaluate question sets: retrieval, answers, citations, cost.")(
+        eval_command
+    )
+
+
+_register_eval()
+
+
 def main() -> None:
     """Entry point: run the app, turning newsdesk errors into clean messages."""
     try:

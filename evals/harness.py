@@ -11,20 +11,26 @@ Only ``question`` and ``as_of`` reach the system under test: ``answers``, the ar
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.errors import ArticleNotFound, InputError, NewsdeskError, NothingIndexed
-from assistant.models import Answer
 from assistant.settings import Settings, get_settings
 from evals import metrics as m
 from evals.questions import Question, load_questions, unknown_ids
+
+if TYPE_CHECKING:
+    from assistant.models import Answer
+    from index.embeddings import Embedder
 
 EVAL_TOP_K = 20
 """Chunks retrieved per question during evaluation (the app's default top_k is 8).
@@ -188,13 +194,16 @@ def run_eval(
                 raise NothingIndexed(settings.data_dir)
             wanted = {i for q in questions for i in (*q.relevant_doc_ids, *q.gold_doc_ids)}
             indexed = set(store.content_hashes(wanted))
-            for problem in unknown_ids(questions, indexed, str(questions_set.path)):
+            for problem in unknown_ids(
+                questions, indexed, str(questions_set.path), corpus_given=corpus_path is not None
+            ):
                 warn(str(problem))
-            assistants = {
-                name: Assistant(s, store=store, embedder=embedder) for name, s in per_config.items()
-            }
             store.keyword_index()  # load now: the first question should not pay for it
             embedder.embed_query("warm up")
+            assistants = {
+                name: Assistant(s, store=store, embedder=own_cache(embedder))
+                for name, s in per_config.items()
+            }
             total = len(questions) * len(configs)
             emit(Event("question", "answering", 0, total))
             for q in questions:
@@ -214,10 +223,6 @@ def run_eval(
             )
 
     summary = summarise(rows, configs, questions)
-    if previous is not None:
-        summary["compare"] = compare_summaries(summary, previous, str(compare))
-        if not summary["compare"]["deltas"]:
-            warn(f"--compare {compare}: no configuration in common with this run, so no Δ column")
     summary.update(
         partial=partial,
         started=started.isoformat(timespec="seconds"),
@@ -231,8 +236,14 @@ def run_eval(
         as_of=use_as_of,
         top_k=top_k,
         configs=[{"name": c.name, "retriever": c.retriever, "llm": c.llm} for c in configs],
-        warnings=warnings,
+        warnings=warnings,  # the same list: warnings below still land in the summary
     )
+    if previous is not None:
+        summary["compare"] = compare_summaries(summary, previous, str(compare))
+        if not summary["compare"]["deltas"]:
+            warn(f"--compare {compare}: no configuration in common with this run, so no Δ column")
+        for difference in summary["compare"]["differences"]:
+            warn(f"--compare {compare}: the runs differ in {difference}; read the Δ with care")
     (out / SUMMARY).write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
     plots = write_report(out, summary, rows, {q.id: q for q in questions})
     return EvalRun(out, summary, rows, warnings, plots, partial)
@@ -324,6 +335,20 @@ def evaluate_one(
         metrics=score(question, answer, ranked, indexed, texts, wall),
     )
     return row
+
+
+def own_cache(embedder: Embedder) -> Embedder:
+    """The same loaded model with a sentence-embedding cache of its own.
+
+    Answers embed source sentences through a cache.  Shared by all configurations, whichever
+    runs second on a question would reuse the vectors the first computed and look several times
+    faster than it is; with one cache each, every configuration warms up as its own app would.
+    """
+    twin = copy.copy(embedder)  # shares the loaded model and tokenizer (already in __dict__)
+    # index.embeddings.Embedder has no public way to do this yet (asked for in issue 4)
+    twin._cache = OrderedDict()
+    twin._lock = threading.Lock()
+    return twin
 
 
 def _article_texts(store: Any, ids: Iterable[str]) -> dict[str, str | None]:
@@ -458,7 +483,10 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def compare_summaries(
     current: dict[str, Any], previous: dict[str, Any], label: str
 ) -> dict[str, Any]:
-    """Per configuration present in both runs: current minus previous for every numeric metric."""
+    """Per configuration present in both runs: current minus previous for every numeric metric.
+
+    ``differences`` names what else changed between the runs (question file, index, top_k, ...).
+    """
     deltas: dict[str, dict[str, float | None]] = {}
     for name, now in current["metrics"].items():
         before = previous["metrics"].get(name)
@@ -470,9 +498,15 @@ def compare_summaries(
             else None
             for key, value in now.items()
         }
+    differences = [
+        f"{key} ({previous.get(key)!r} then, {current.get(key)!r} now)"
+        for key in ("questions_path", "questions_scored", "data_dir", "top_k", "as_of", "partial")
+        if key in current and previous.get(key) != current[key]
+    ]
     return {
         "path": label,
         "questions_path": previous.get("questions_path"),
         "finished": previous.get("finished"),
+        "differences": differences,
         "deltas": deltas,
     }

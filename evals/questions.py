@@ -153,30 +153,35 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def unknown_ids(questions: Iterable[Question], indexed: set[str], source: str) -> list[Problem]:
-    """A problem for every question naming relevant or gold article ids that are not indexed."""
+def unknown_ids(
+    questions: Iterable[Question], indexed: set[str], source: str, *, corpus_given: bool = False
+) -> list[Problem]:
+    """A problem for every question naming relevant or gold article ids that are not indexed.
+
+    Such ids are left out of scoring; a question left with none is not scored for retrieval.
+    """
+    hint = (
+        "they are not in the index after ingesting the corpus"
+        if corpus_given
+        else "ingest the corpus that goes with the questions: --corpus"
+    )
     problems = []
     for q in questions:
-        missing = [i for i in distinct_ids(q) if i not in indexed]
-        if missing:
-            every = len(missing) == len(set(q.relevant_doc_ids) | set(q.gold_doc_ids))
-            consequence = (
-                "its retrieval is not scored" if every else "only its indexed ids are scored"
-            )
+        parts = []
+        for name, ids in (
+            ("relevant_doc_ids", q.relevant_doc_ids),
+            ("gold_doc_ids", q.gold_doc_ids),
+        ):
+            missing = list(dict.fromkeys(i for i in ids if i not in indexed))
+            if not missing:
+                continue
             shown = ", ".join(missing[:5]) + (
                 f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             )
+            scored = "the others are scored" if len(missing) < len(set(ids)) else "none is scored"
+            parts.append(f"{name} not indexed: {shown} ({scored})")
+        if parts:
             problems.append(
-                Problem(
-                    source,
-                    q.line,
-                    f"question {q.id!r} names article ids that are not indexed: {shown}; "
-                    f"{consequence} (ingest the corpus that goes with the questions: --corpus)",
-                )
+                Problem(source, q.line, f"question {q.id!r}: {'; '.join(parts)}; {hint}")
             )
     return problems
-
-
-def distinct_ids(question: Question) -> list[str]:
-    """The question's relevant and gold article ids, each once."""
-    return list(dict.fromkeys([*question.relevant_doc_ids, *question.gold_doc_ids]))

@@ -59,6 +59,7 @@ NOTES = """\
 """
 
 FAILURES_SHOWN = 10
+MARKERS = re.compile(r"\s*\[\d+(?:\s*[,;–-]\s*\d+)*\]")
 
 
 def write_report(
@@ -109,10 +110,8 @@ def render(
     ]
     compare = summary.get("compare")
     if compare:
-        lines += [
-            f"Δ: change against `{compare['path']}` (finished {compare.get('finished')}).",
-            "",
-        ]
+        lines.append(f"Δ: change against `{compare['path']}` (finished {compare.get('finished')}).")
+        lines += [f"The runs differ in {d}." for d in compare.get("differences", [])] + [""]
     lines += [metrics_table(summary), "", NOTES]
     if plot_names:
         lines += ["## Plots", ""] + [f"![{n}]({n})" for n in plot_names] + [""]
@@ -263,7 +262,10 @@ def _said(row: dict[str, Any]) -> str:
     if row.get("error"):
         return f"error: {_inline(row['error'])}"
     answer = row["answer"]
-    return "refused" if answer["refused"] else f"said “{_inline(answer['text'], 400)}”"
+    if answer["refused"]:
+        return "refused"
+    # without its [n] markers: source numbers differ between retrievers, the words may not
+    return f"said “{_inline(MARKERS.sub('', answer['text']), 400)}”"
 
 
 def _top_articles(sources: Sequence[dict[str, Any]], n: int) -> list[dict[str, Any]]:
@@ -291,15 +293,16 @@ def plot(out_dir: Path, summary: dict[str, Any], rows: Sequence[dict[str, Any]])
     table = summary["metrics"]
     paths = []
 
-    fig = Figure(figsize=(6, 4), dpi=100)
+    fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # Agg explicitly: no display, no pyplot state shared with callers
     ax = fig.add_subplot()
-    for name in names:
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("P", "--")]
+    for i, name in enumerate(names):
         ys = [table[name].get(f"hit@{k}") for k in HIT_KS]
         if any(y is not None for y in ys):
-            ax.plot(
-                HIT_KS, [y if y is not None else float("nan") for y in ys], marker="o", label=name
-            )
+            marker, line = styles[i % len(styles)]  # overlapping curves stay distinguishable
+            values = [y if y is not None else float("nan") for y in ys]
+            ax.plot(HIT_KS, values, marker=marker, linestyle=line, label=name)
     ax.set(
         xlabel="k (distinct articles)",
         ylabel="hit@k",
@@ -315,9 +318,9 @@ def plot(out_dir: Path, summary: dict[str, Any], rows: Sequence[dict[str, Any]])
             0.5, 0.5, "no question names relevant articles", ha="center", transform=ax.transAxes
         )
     paths.append(out_dir / "hit_at_k.png")
-    fig.savefig(paths[-1], bbox_inches="tight")
+    fig.savefig(paths[-1])
 
-    fig = Figure(figsize=(9, 4), dpi=100)
+    fig = Figure(figsize=(9, 4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     for i, stage in enumerate(("retrieval", "generation", "total"), start=1):
         ax = fig.add_subplot(1, 3, i)
@@ -338,5 +341,5 @@ def plot(out_dir: Path, summary: dict[str, Any], rows: Sequence[dict[str, Any]])
         ax.grid(alpha=0.3, axis="y")
     fig.suptitle("Latency per question")
     paths.append(out_dir / "latency.png")
-    fig.savefig(paths[-1], bbox_inches="tight")
+    fig.savefig(paths[-1])
     return paths

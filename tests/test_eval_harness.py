@@ -20,6 +20,8 @@ from tests.fake_openai import FakeOpenAI, Reply
 QUESTIONS = REPO / "evals" / "questions.jsonl"
 ARTICLES = SAMPLES / "articles.jsonl"
 PNG = b"\x89PNG\r\n\x1a\n"
+FEW = 8
+"""top_k for the tests that check mechanics rather than quality: fewer sentences to embed."""
 ASSAD = {
     "id": "assad",
     "question": "When did Assad visit Moscow?",
@@ -128,14 +130,21 @@ def test_bad_lines_are_reported_by_line_and_the_run_goes_on(
         + "\n",
     )
     run = run_eval(
-        questions, configs=[Config("bm25")], settings=sample_index, out_dir=tmp_path / "out"
+        questions,
+        configs=[Config("bm25")],
+        settings=sample_index,
+        out_dir=tmp_path / "out",
+        top_k=FEW,
     )
     expected = [
         f"{questions}:2: malformed JSON",
         f"{questions}:3: unknown field 'answer' (known fields: id, question, answers,",
         f"{questions}:4: an unanswerable question ('answerable': false) lists answers",
         f"{questions}:5: duplicate id 'ok' (first on line 1)",
-        f"{questions}:6: question 'ghost' names article ids that are not indexed: no-such-article",
+        (
+            f"{questions}:6: question 'ghost': relevant_doc_ids not indexed: no-such-article "
+            "(none is scored); ingest the corpus that goes with the questions: --corpus"
+        ),
         f"{questions}:7: expected a JSON object, got list",
     ]
     stderr = capsys.readouterr().err
@@ -193,6 +202,7 @@ def test_corpus_is_ingested_once_and_its_bad_lines_reported(
         configs=[Config("hybrid")],
         settings=settings,
         out_dir=tmp_path / "one",
+        top_k=FEW,
         progress=lambda e: None,
     )
     again = run_eval(
@@ -201,6 +211,7 @@ def test_corpus_is_ingested_once_and_its_bad_lines_reported(
         configs=[Config("hybrid")],
         settings=settings,
         out_dir=tmp_path / "two",
+        top_k=FEW,
         progress=lambda e: None,
     )
     assert first.summary["ingest"]["added"] == 3
@@ -209,11 +220,11 @@ def test_corpus_is_ingested_once_and_its_bad_lines_reported(
     assert again.summary["metrics"]["hybrid/extractive"]["hit@5"] == 1.0
 
 
-def test_compare_adds_a_delta_column(
+def test_compare_adds_a_delta_column_and_names_what_differs(
     sample_index: Settings, full_run: EvalRun, tmp_path: Path
 ) -> None:
     questions = write(
-        tmp_path / "qs.jsonl", "\n".join(QUESTIONS.read_text().splitlines()[:3]) + "\n"
+        tmp_path / "qs.jsonl", "\n".join(QUESTIONS.read_text().splitlines()[:2]) + "\n"
     )
     run = run_eval(
         questions,
@@ -222,22 +233,25 @@ def test_compare_adds_a_delta_column(
         out_dir=tmp_path / "out",
         compare=full_run.out_dir,
         progress=lambda e: None,
+        top_k=FEW,
     )
     report = run.report_path.read_text()
     assert "| metric | bm25/extractive | Δ | hybrid/extractive | Δ |" in report
     assert f"Δ: change against `{full_run.out_dir}`" in report
+    assert "| questions scored | 2 | −22 | 2 | −22 |" in report
     deltas = run.summary["compare"]["deltas"]["hybrid/extractive"]
-    before = full_run.summary["metrics"]["hybrid/extractive"]
-    assert deltas["questions"] == 3 - 24
-    assert deltas["hit@1"] == pytest.approx(
-        run.summary["metrics"]["hybrid/extractive"]["hit@1"] - before["hit@1"]
+    now, before = (
+        run.summary["metrics"]["hybrid/extractive"],
+        full_run.summary["metrics"]["hybrid/extractive"],
     )
-    assert "| questions scored | 3 | −21 | 3 | −21 |" in report
+    assert deltas["hit@1"] == pytest.approx(now["hit@1"] - before["hit@1"])
+    differs = " ".join(run.warnings)
+    assert "the runs differ in questions_path" in differs and "top_k (20 then, 8 now)" in differs
 
 
 def test_ctrl_c_keeps_the_results_so_far(sample_index: Settings, tmp_path: Path) -> None:
-    def interrupt_after_five(event: Event) -> None:
-        if event.kind == "question" and event.done == 5:
+    def interrupt_after_three(event: Event) -> None:
+        if event.kind == "question" and event.done == 3:
             raise KeyboardInterrupt
 
     run = run_eval(
@@ -245,16 +259,17 @@ def test_ctrl_c_keeps_the_results_so_far(sample_index: Settings, tmp_path: Path)
         configs=configs(["bm25", "hybrid"]),
         settings=sample_index,
         out_dir=tmp_path / "out",
-        progress=interrupt_after_five,
+        progress=interrupt_after_three,
+        top_k=FEW,
     )
     assert run.partial
-    assert len(run.results_path.read_text().splitlines()) == len(run.rows) == 5
+    assert len(run.results_path.read_text().splitlines()) == len(run.rows) == 3
     summary = json.loads(run.summary_path.read_text())
     assert summary["partial"] is True
-    assert summary["questions_scored"] == 2  # the third question finished in bm25 only
-    assert summary["metrics"]["bm25/extractive"]["questions"] == 2
+    assert summary["questions_scored"] == 1  # the second question finished in bm25 only
+    assert summary["metrics"]["bm25/extractive"]["questions"] == 1
     assert "Partial run" in run.report_path.read_text()
-    assert any("interrupted after 5 of 48 answers" in w for w in run.warnings)
+    assert any("interrupted after 3 of 48 answers" in w for w in run.warnings)
 
 
 def test_evidence_text_never_reaches_the_system(
@@ -271,6 +286,7 @@ def test_evidence_text_never_reaches_the_system(
         settings=settings,
         out_dir=tmp_path / "out",
         progress=lambda e: None,
+        top_k=FEW,
     )
     (request,) = fake_llm.requests
     sent = json.dumps(request["body"])
@@ -284,7 +300,7 @@ def test_command_line(sample_index: Settings, tmp_path: Path) -> None:
     runner = CliRunner()
     questions = write(tmp_path / "qs.jsonl", line() + "\n")
     args = [str(questions), "--data-dir", str(sample_index.data_dir), "--out", str(tmp_path / "o")]
-    result = runner.invoke(app, [*args, "--retriever", "bm25,hybrid", "--no-as-of"])
+    result = runner.invoke(app, [*args, "--retriever", "bm25,hybrid", "--no-as-of", "--top-k", "8"])
     assert result.exit_code == 0, result.output
     assert "hybrid/extractive" in result.output and "report:" in result.output
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["as_of"] is False
