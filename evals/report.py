@@ -20,8 +20,10 @@ METRICS: list[tuple[str, str, Format]] = [
     ("questions", "questions scored", "count"),
     ("answerable", "answerable", "count"),
     ("unanswerable", "unanswerable", "count"),
+    ("retrieval_scored", "questions naming relevant articles", "count"),
     *[(f"hit@{k}", f"retrieval hit@{k}", "rate") for k in HIT_KS],
     ("mrr@10", "retrieval MRR@10", "rate"),
+    ("gold_scored", "questions naming a gold article", "count"),
     *[(f"gold_hit@{k}", f"gold article hit@{k}", "rate") for k in HIT_KS],
     ("gold_mrr@10", "gold article MRR@10", "rate"),
     ("articles_retrieved", "distinct articles in sources (mean)", "number"),
@@ -154,7 +156,7 @@ def metrics_table(summary: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
     for key, label, fmt in METRICS:
         cells = [table[n].get(key) for n in names]
-        if key.startswith("gold_") and not any(table[n].get("gold_scored") for n in names):
+        if key.startswith("gold") and not any(table[n].get("gold_scored") for n in names):
             continue
         if all(c is None for c in cells) and fmt != "rate":
             continue  # tokens without an LLM, for instance
@@ -233,8 +235,7 @@ def failures_section(
             lines.append("**Expected:** a refusal (the articles do not answer it)")
         if question is not None and question.evidence_text:
             lines.append(
-                "  \n**Evidence** (not shown to the system): "
-                + _inline(question.evidence_text, 300)
+                "\n**Evidence** (not shown to the system): " + _inline(question.evidence_text, 300)
             )
         lines.append("")
         relevant = set(first["relevant_doc_ids"]) | set(first["gold_doc_ids"])
