@@ -366,8 +366,13 @@ _register_eval()
 
 def main() -> None:
     """Entry point: run the app, turning newsdesk errors into clean messages."""
+    run(app)
+
+
+def run(typer_app: typer.Typer) -> None:
+    """Run a typer app; NewsdeskError becomes a message and a hint, Ctrl-C exit code 130."""
     try:
-        app()
+        typer_app()
     except NewsdeskError as exc:
         err.print(f"[red]error:[/] {escape(exc.message)}")
         if exc.hint:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +16,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.errors import NewsdeskError
 from evals.harness import EVAL_TOP_K, EvalRun, Event
 from evals.harness import Progress as ProgressCallback
 
@@ -170,13 +168,6 @@ app.command()(eval_command)
 
 def main() -> None:
     """Run the command on its own, turning newsdesk errors into clean messages."""
-    try:
-        app()
-    except NewsdeskError as exc:
-        err.print(f"[red]error:[/] {escape(exc.message)}")
-        if exc.hint:
-            err.print(f"[dim]hint:[/] {escape(exc.hint)}")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        sys.exit(130)
+    from assistant.cli import run  # late: assistant.cli registers this module's command
+
+    run(app)
