@@ -164,7 +164,7 @@ def metrics_table(summary: dict[str, Any]) -> str:
         for name, value in zip(names, cells, strict=True):
             row.append(fmt_value(value, fmt))
             if name in deltas:
-                row.append(_delta(deltas[name].get(key), fmt))
+                row.append(fmt_delta(deltas[name].get(key), fmt))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -180,12 +180,13 @@ def fmt_value(value: Any, fmt: Format) -> str:
     return f"{value:.1f}"
 
 
-def _delta(value: Any, fmt: Format) -> str:
+def fmt_delta(value: Any, fmt: Format) -> str:
+    """A change as the Δ column prints it: signed, or "0" when it rounds away."""
     if value is None:
         return ""
-    if abs(value) < 1e-12:
-        return "0"
     text = fmt_value(abs(value), fmt)
+    if not text.strip("0.") or abs(value) < 1e-12:
+        return "0"  # a change too small to show is no change ("−0.000" reads like a regression)
     return ("+" if value > 0 else "−") + text
 
 

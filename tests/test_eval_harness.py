@@ -14,6 +14,7 @@ from assistant.errors import InputError
 from assistant.settings import Settings, get_settings
 from evals import Config, EvalRun, Event, configs, load_questions, run_eval
 from evals.cli import app
+from evals.report import fmt_delta
 from tests.conftest import REPO, SAMPLES, write
 from tests.fake_openai import FakeOpenAI, Reply
 
@@ -247,6 +248,22 @@ def test_compare_adds_a_delta_column_and_names_what_differs(
     assert deltas["hit@1"] == pytest.approx(now["hit@1"] - before["hit@1"])
     differs = " ".join(run.warnings)
     assert "the runs differ in questions_path" in differs and "top_k (20 then, 8 now)" in differs
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "shown"),
+    [
+        (0.003, "rate", "+0.003"),
+        (-0.0001, "rate", "0"),  # rounds away: not a regression
+        (0.0, "rate", "0"),
+        (-21, "count", "−21"),
+        (-233.94, "ms", "−233.9"),
+        (0.04, "number", "0"),
+        (None, "rate", ""),
+    ],
+)
+def test_delta_cells(value: float | None, fmt: Any, shown: str) -> None:
+    assert fmt_delta(value, fmt) == shown
 
 
 def test_ctrl_c_keeps_the_results_so_far(sample_index: Settings, tmp_path: Path) -> None:
