@@ -11,12 +11,9 @@ Only ``question`` and ``as_of`` reach the system under test: ``answers``, the ar
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,7 +27,6 @@ from evals.questions import Question, load_questions, unknown_ids
 
 if TYPE_CHECKING:
     from assistant.models import Answer
-    from index.embeddings import Embedder
 
 EVAL_TOP_K = 20
 """Chunks retrieved per question during evaluation (the app's default top_k is 8).
@@ -201,7 +197,7 @@ def run_eval(
             store.keyword_index()  # load now: the first question should not pay for it
             embedder.embed_query("warm up")
             assistants = {
-                name: Assistant(s, store=store, embedder=own_cache(embedder))
+                name: Assistant(s, store=store, embedder=embedder.with_own_cache())
                 for name, s in per_config.items()
             }
             total = len(questions) * len(configs)
@@ -335,20 +331,6 @@ def evaluate_one(
         metrics=score(question, answer, ranked, indexed, texts, wall),
     )
     return row
-
-
-def own_cache(embedder: Embedder) -> Embedder:
-    """The same loaded model with a sentence-embedding cache of its own.
-
-    Answers embed source sentences through a cache.  Shared by all configurations, whichever
-    runs second on a question would reuse the vectors the first computed and look several times
-    faster than it is; with one cache each, every configuration warms up as its own app would.
-    """
-    twin = copy.copy(embedder)  # shares the loaded model and tokenizer (already in __dict__)
-    # index.embeddings.Embedder has no public way to do this yet (asked for in issue 4)
-    twin._cache = OrderedDict()
-    twin._lock = threading.Lock()
-    return twin
 
 
 def _article_texts(store: Any, ids: Iterable[str]) -> dict[str, str | None]:

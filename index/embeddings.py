@@ -8,6 +8,7 @@ Models load lazily: counting tokens for chunking needs only the tokenizer.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 from collections import OrderedDict
@@ -139,6 +140,17 @@ class Embedder:
             while len(self._cache) > 20_000:
                 self._cache.popitem(last=False)
         return out
+
+    def with_own_cache(self) -> Embedder:
+        """The same loaded model with an empty sentence-embedding cache of its own.
+
+        For measuring several configurations side by side: with a shared cache, whichever runs
+        second would reuse the first one's vectors and look faster than it is.
+        """
+        twin = copy.copy(self)  # shares the loaded model and tokenizer (cached properties)
+        twin._lock = threading.Lock()
+        twin._cache = OrderedDict()
+        return twin
 
     def embed_query(self, text: str) -> list[float]:
         """Embedding of a search query."""
