@@ -10,6 +10,7 @@ so an existing setup just works.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,12 @@ from assistant.errors import ConfigError
 ENV_PREFIX = "NEWSDESK_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = platformdirs.user_data_path("newsdesk")
+
+
+def default_prompts_dir() -> Path:
+    """The repo's prompts/ (editable install), else the copy a wheel installs under the prefix."""
+    repo = REPO_ROOT / "prompts"
+    return repo if repo.is_dir() else Path(sys.prefix) / "share" / "newsdesk" / "prompts"
 
 
 class Settings(BaseSettings):
@@ -116,7 +123,7 @@ class Settings(BaseSettings):
         "it newsdesk says the articles do not answer (calibrated in benchmarks/RESULTS.md).",
     )
     prompts_dir: Path = Field(
-        REPO_ROOT / "prompts", description="Folder holding the prompt templates."
+        default_factory=default_prompts_dir, description="Folder holding the prompt templates."
     )
     openai_api_key: SecretStr | None = Field(
         None,
