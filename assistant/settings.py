@@ -85,17 +85,27 @@ class Settings(BaseSettings):
     )
     top_k: int = Field(8, ge=1, le=100, description="Chunks kept after fusion.")
     fusion_weights: dict[str, float] = Field(
-        {"dense": 0.3, "chunk_bm25": 0.3, "article_bm25": 0.4},
+        {"dense": 0.3, "chunk_bm25": 0.2, "article_bm25": 0.5},
         description="Weights of the hybrid retriever's signals: dense chunk similarity, BM25 over "
         "chunks and BM25 over whole articles (tuned on RealTime QA, benchmarks/RESULTS.md).",
     )
     recency: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="Favour newer articles: 'auto' does so for questions about the latest state "
-        "('who is the current ...', 'latest', 'now'), 'on' always, 'off' never.",
+        description="Favour articles published shortly before the day a question is asked from: "
+        "'auto' does so for questions asked as_of a day and for questions about the present or "
+        "the recent past ('the current ...', 'latest', 'this week'), 'on' always, 'off' never.",
     )
     recency_weight: float = Field(
-        0.3, ge=0, le=5, description="Weight of article recency in hybrid fusion when it applies."
+        0.8,
+        ge=0,
+        le=5,
+        description="Largest recency boost, in the z-score units of the fused relevance scores.",
+    )
+    recency_days: float = Field(
+        60,
+        gt=0,
+        description="How fast the recency boost fades: an article this many days older than the "
+        "day asked from gets 1/e (37%) of the full boost.",
     )
     llm: str = Field(
         "auto",

@@ -88,6 +88,11 @@ def day_number(day: date | None) -> int:
     return day.year * 10000 + day.month * 100 + day.day if day else 0
 
 
+def day_of(number: int) -> date:
+    """The date a YYYYMMDD integer from ``day_number`` stands for."""
+    return date(number // 10000, number // 100 % 100, number % 100)
+
+
 class Store:
     """Open index in one data directory; safe to share between threads."""
 
@@ -464,23 +469,28 @@ class Store:
                 self._bm25 = bm25
             return self._bm25
 
-    def _facets(self, *, chunks: bool) -> dict[str, tuple[str, str, int]]:
-        """(article id, outlet, day) for every chunk id, or for every article id."""
+    def _facets(self, *, chunks: bool) -> dict[str, tuple[str, str, int, bool]]:
+        """(article id, outlet, day, has a vector) for every chunk id, or for every article id."""
         rows = self._rows(
-            "SELECT c.id, a.id, COALESCE(a.outlet, ''), a.published FROM chunks c "
+            "SELECT c.id, a.id, COALESCE(a.outlet, ''), a.published, c.dense FROM chunks c "
             "JOIN articles a ON a.id = c.article_id"
             if chunks
-            else "SELECT id, id, COALESCE(outlet, ''), published FROM articles"
+            else "SELECT id, id, COALESCE(outlet, ''), published, 0 FROM articles"
         )
         return {
-            key: (aid, outlet, day_number(date.fromisoformat(pub)) if pub else 0)
-            for key, aid, outlet, pub in rows
+            key: (aid, outlet, day_number(date.fromisoformat(pub)) if pub else 0, bool(dense))
+            for key, aid, outlet, pub, dense in rows
         }
 
     def close(self) -> None:
         """Release the catalog connection."""
         with self._lock:
             self._db.close()
+
+
+# Anserini's defaults; on RealTime QA they beat bm25s's k1=1.5, b=0.75 (benchmarks/RESULTS.md):
+# a lower b penalises long articles less, and news answers often sit deep in long ones.
+BM25_PARAMS = {"k1": 0.9, "b": 0.4}
 
 
 class Bm25Level:
@@ -492,25 +502,34 @@ class Bm25Level:
         self.article_ids: Any = None
         self.outlets: Any = None
         self.days: Any = None
+        self.dense: Any = None
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str]) -> Bm25Level:
         """Index these texts under these ids."""
         import bm25s
 
-        retriever = bm25s.BM25()
+        retriever = bm25s.BM25(**BM25_PARAMS)
         if ids:
             retriever.index(tokenize(texts), show_progress=False)
         return cls(retriever, ids)
 
-    def attach_facets(self, facets: dict[str, tuple[str, str, int]]) -> None:
-        """Article id, outlet and day of each indexed id, aligned with ``ids``, for filtering."""
+    def attach_facets(self, facets: dict[str, tuple[str, str, int, bool]]) -> None:
+        """Article id, outlet, day and vector flag of each id, aligned with ``ids``, for filtering."""
         import numpy as np
 
-        rows = [facets.get(i, ("", "", 0)) for i in self.ids]
+        rows = [facets.get(i, ("", "", 0, False)) for i in self.ids]
         self.article_ids = np.array([r[0] for r in rows], dtype=object)
         self.outlets = np.array([r[1] for r in rows], dtype=object)
         self.days = np.array([r[2] for r in rows], dtype=np.int64)
+        self.dense = np.array([r[3] for r in rows], dtype=bool)
+
+    def select(self, mask: Any, *, dense: bool = False) -> list[str]:
+        """The ids where ``mask`` is true (and, with ``dense``, that have a vector in Chroma)."""
+        import numpy as np
+
+        keep = mask & self.dense if dense else mask
+        return np.asarray(self.ids, dtype=object)[keep].tolist()
 
     def published_days(self) -> dict[str, int]:
         """Indexed id → publication day as YYYYMMDD (0 when unknown)."""
@@ -598,7 +617,9 @@ class KeywordIndex:
         tmp.mkdir(parents=True)
         self.chunks.save(tmp / "chunks")
         self.articles.save(tmp / "articles")
-        (tmp / "newsdesk.json").write_text(json.dumps({"generation": self.generation}))
+        (tmp / "newsdesk.json").write_text(
+            json.dumps({"generation": self.generation, "params": BM25_PARAMS})
+        )
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             path.rename(old)
@@ -610,7 +631,7 @@ class KeywordIndex:
         """The saved index if it matches this catalog generation, else None."""
         try:
             info = json.loads((path / "newsdesk.json").read_text())
-            if info.get("generation") != generation:
+            if info.get("generation") != generation or info.get("params") != BM25_PARAMS:
                 return None
             return cls(
                 Bm25Level.load(path / "chunks"), Bm25Level.load(path / "articles"), generation

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from assistant.answer import Assistant
 from assistant.cli import app
-from assistant.retrieve import asks_for_latest, retrieve
+from assistant.retrieve import Filters, asks_for_latest, retrieve
 from assistant.settings import Settings
 from index import open_store
 from index.embeddings import Embedder
@@ -74,6 +74,9 @@ def test_timeline_as_of_sees_only_what_was_published(sample_index: Settings, emb
         ("Is the ship still stuck?", True),
         ("When did Assad visit Moscow?", False),
         ("Who won the referendum?", False),
+        ("Which volcano erupted in Hawaii this week?", True),
+        ("What did the senator say on Monday?", True),
+        ("Which film won best picture in 1998?", False),
     ],
 )
 def test_questions_about_the_present_are_recognised(question: str, latest: bool) -> None:
@@ -81,16 +84,39 @@ def test_questions_about_the_present_are_recognised(question: str, latest: bool)
 
 
 def test_recency_boost_prefers_newer_articles(sample_index: Settings, embedder: Embedder) -> None:
-    store = open_store(sample_index)
-    published = {a.id: a.published for a in store.list_articles()}
+    moon = ["sample-artemis-i-launch", "sample-chandrayaan-3-landing"]  # 2022-11-17, 2023-08-24
 
-    def first_published(recency: str) -> date:
+    def moon_order(recency: str) -> list[str]:
         s = sample_index.model_copy(update={"recency": recency})
         hits = retrieve("What is the latest news about the Moon?", settings=s, embedder=embedder).hits
-        return published[hits[0].article_id]  # type: ignore[return-value]
+        return [a for a in dict.fromkeys(h.article_id for h in hits) if a in moon]
 
-    assert first_published("auto") == first_published("on")  # the question asks for the latest
-    assert first_published("on") > first_published("off")
+    assert moon_order("off") == moon  # the older launch matches the words better
+    assert moon_order("on") == moon[::-1]
+    assert moon_order("auto") == moon[::-1]  # the question asks for the latest
+
+
+def test_a_question_asked_as_of_a_day_favours_the_reporting_just_before_it(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    question = "What happened to the container ship in the Suez Canal?"
+    grounded, refloated = "sample-ever-given-grounded", "sample-ever-given-refloated"
+
+    def lead(as_of: date, recency: str = "auto") -> float:
+        """How far the refloating's report scores above the grounding's."""
+        s = sample_index.model_copy(update={"recency": recency})
+        hits = retrieve(question, Filters(as_of=as_of), settings=s, embedder=embedder).hits
+        best = {h.article_id: h.score for h in reversed(hits)}
+        return best[refloated] - best[grounded]
+
+    days_after = date(2021, 4, 2)  # 8 and 3 days after the two reports
+    assert lead(days_after) > lead(days_after, recency="off")
+    years_after = date(2031, 4, 2)  # both reports equally stale
+    assert lead(years_after) == pytest.approx(lead(years_after, recency="off"), abs=1e-3)
+    before = retrieve(question, Filters(as_of=date(2021, 3, 26)), settings=sample_index,
+                      embedder=embedder).hits
+    assert grounded in {h.article_id for h in before}
+    assert refloated not in {h.article_id for h in before}  # not yet reported
 
 
 def test_cli_ask_and_timeline_take_as_of(sample_index: Settings, embedder: Embedder) -> None:
@@ -106,3 +132,24 @@ def test_cli_ask_and_timeline_take_as_of(sample_index: Settings, embedder: Embed
     assert "March 29" not in result.output
     bad = runner.invoke(app, ["ask", "x", "--data-dir", data, "--as-of", "26/03/2021"])
     assert bad.exit_code == 2 and "use YYYY-MM-DD" in bad.output
+
+
+def test_filters_still_apply_when_a_vector_has_gone_missing_from_chroma(
+    settings: Settings, embedder: Embedder
+) -> None:
+    from index import ingest
+    from tests.conftest import SAMPLES
+
+    ingest([SAMPLES], settings=settings, embedder=embedder)
+    store = open_store(settings)
+    question = "What happened to the container ship in the Suez Canal?"
+    filters = Filters(as_of=date(2021, 3, 27))
+    before = retrieve(question, filters, mode="dense", settings=settings, store=store,
+                      embedder=embedder).hits
+    store.collection.delete(ids=[before[-1].chunk_id])  # the catalog still lists it
+
+    after = retrieve(question, filters, mode="dense", settings=settings, store=store,
+                     embedder=embedder).hits
+    assert [h.chunk_id for h in after][: len(before) - 1] == [h.chunk_id for h in before[:-1]]
+    assert before[-1].chunk_id not in {h.chunk_id for h in after}
+    assert "sample-ever-given-refloated" not in {h.article_id for h in after}
