@@ -7,7 +7,9 @@ Writes are ordered so that no article is ever half-indexed, even when the proces
 3. vectors of the article's previous version are deleted from Chroma.
 
 A kill between 1 and 2 leaves vectors no catalog row points to; ``reconcile()`` deletes them at
-the start of the next ingest, and queries ignore them meanwhile.  The BM25 index is derived from
+the start of the next ingest, and queries ignore them meanwhile.  Steps 1-3 hold a write lock
+file in the data directory, which ``reconcile()`` also takes, so one process's reconcile never
+deletes the vectors another process has written but not yet committed.  The BM25 index is derived from
 the catalog and carries the catalog's generation number, so a stale one is rebuilt on load.
 """
 
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from assistant.errors import ArticleNotFound, StoreError
 from assistant.settings import Settings
@@ -115,6 +119,7 @@ class Store:
         self._check_embedding()
         self._collection: Any = None
         self._bm25: Any = None
+        self._write_lock = FileLock(settings.data_dir / "write.lock")
 
     # --- catalog ------------------------------------------------------------------------
 
@@ -327,20 +332,33 @@ class Store:
                 else "check the folder is writable and not used by another Chroma version",
             ) from exc
 
-    def reconcile(self) -> int:
-        """Delete vectors no catalog row points to (left by an interrupted run); return count."""
-        known = {r[0] for r in self._rows("SELECT id FROM chunks WHERE dense=1")}
-        stray: list[str] = []
-        offset, page = 0, 5000
-        while True:
-            got = self.collection.get(include=[], limit=page, offset=offset)
-            ids = got["ids"]
-            stray.extend(i for i in ids if i not in known)
-            if len(ids) < page:
-                break
-            offset += page
-        for i in range(0, len(stray), 1000):
-            self.collection.delete(ids=stray[i : i + 1000])
+    @contextmanager
+    def writing(self, timeout: float = -1) -> Iterator[None]:
+        """Hold the data directory's write lock (shared by every process using the folder)."""
+        with self._write_lock.acquire(timeout=timeout):
+            yield
+
+    def reconcile(self, timeout: float = 60) -> int:
+        """Delete vectors no catalog row points to (left by an interrupted run); return count.
+
+        Waits up to ``timeout`` seconds for another process's write batch to commit; if it is
+        still writing then, nothing is deleted this time (0).
+        """
+        try:
+            with self.writing(timeout):
+                known = {r[0] for r in self._rows("SELECT id FROM chunks WHERE dense=1")}
+                stray: list[str] = []
+                offset, page = 0, 5000
+                while True:
+                    got = self.collection.get(include=[], limit=page, offset=offset)
+                    ids = got["ids"]
+                    stray.extend(i for i in ids if i not in known)
+                    if len(ids) < page:
+                        break
+                    offset += page
+                self._delete_vectors(stray)
+        except Timeout:
+            return 0
         return len(stray)
 
     # --- writes -------------------------------------------------------------------------
@@ -372,6 +390,17 @@ class Store:
                         }
                     )
             rows.append((prepared, keyed))
+        with self.writing():
+            self._write(ids, vectors, metadatas, documents, rows)
+
+    def _write(
+        self,
+        ids: list[str],
+        vectors: list[list[float]],
+        metadatas: list[dict[str, Any]],
+        documents: list[str],
+        rows: list[tuple[PreparedArticle, list[tuple[str, Chunk, bool]]]],
+    ) -> None:
         try:
             for i in range(0, len(ids), 2000):
                 self.collection.upsert(
@@ -431,6 +460,10 @@ class Store:
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
         """Remove articles and all their chunks; return the ids that were present."""
+        with self.writing():
+            return self._remove(article_ids)
+
+    def _remove(self, article_ids: Sequence[str]) -> list[str]:
         present = list(self.content_hashes(article_ids))
         if not present:
             return []

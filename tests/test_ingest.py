@@ -195,3 +195,37 @@ def test_catalog_survives_reopening(settings: Settings, embedder: Embedder) -> N
     assert fresh.keyword_index().chunk_ids == [c.id for c in fresh.all_chunks()]
     assert json.loads((settings.bm25_path / "newsdesk.json").read_text())["generation"] == fresh.generation
     assert os.path.exists(settings.chroma_path)
+
+
+MID_WRITE_SCRIPT = """
+import sys
+from assistant.settings import get_settings
+from index import open_store
+
+store = open_store(get_settings(data_dir=sys.argv[1]))
+with store.writing():
+    store.collection.upsert(ids=["other-process#0#0"], embeddings=[[0.1] * 384],
+                            metadatas=[{"published": 0}], documents=["not committed yet"])
+    print("written", flush=True)
+    sys.stdin.read()  # hold the lock, uncommitted, until the test closes stdin
+"""
+
+
+def test_reconcile_spares_vectors_another_process_is_still_writing(
+    settings: Settings, embedder: Embedder
+) -> None:
+    ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    store = open_store(settings)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", MID_WRITE_SCRIPT, str(settings.data_dir)],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "written"
+        assert store.reconcile(timeout=0.5) == 0  # the other writer has not committed yet
+        assert store.collection.get(ids=["other-process#0#0"])["ids"]
+    finally:
+        writer.communicate("", timeout=60)  # it ends without committing, like a crash
+    assert store.reconcile() == 1
+    assert not store.collection.get(ids=["other-process#0#0"])["ids"]
+    check_index_is_whole(store)
