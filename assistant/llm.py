@@ -122,9 +122,9 @@ class OpenAIGenerator:
         messages = render_messages(question, sources, as_of=as_of, prompts=self.prompts)
         self._local.usage = {}
         try:
-            stream = self.client.chat.completions.create(
+            stream = self.client.chat.completions.create(  # type: ignore[call-overload]
                 model=self.model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 temperature=0,
                 stream=True,
                 stream_options={"include_usage": True},

@@ -302,8 +302,8 @@ def fuse(
     if recency:
         days, boost = recency
         if boost.anchor is None:
-            best = sorted(article_score, key=lambda a: -article_score[a])[:ANCHOR_POOL]
-            newest = max((days.get(a, 0) for a in best), default=0)
+            leaders = sorted(article_score, key=lambda a: -article_score[a])[:ANCHOR_POOL]
+            newest = max((days.get(a, 0) for a in leaders), default=0)
             boost = boost.model_copy(update={"anchor": day_of(newest) if newest else None})
         article_score = {a: v + boost.boost(days.get(a, 0)) for a, v in article_score.items()}
     scored_chunks = sorted(

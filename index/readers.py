@@ -262,7 +262,7 @@ def _outlet_from_url(url: str | None) -> str | None:
 def _html_article(path: Path, data: bytes) -> Iterator[Item]:
     import trafilatura
 
-    doc = trafilatura.bare_extraction(data, with_metadata=True, include_comments=False)
+    doc: Any = trafilatura.bare_extraction(data, with_metadata=True, include_comments=False)
     if doc is None or not (doc.text or "").strip():
         yield Skip(source=str(path), reason="no article text found in this HTML page")
         return

@@ -212,7 +212,8 @@ class Store:
         search: str | None = None,
     ) -> list[Article]:
         """Articles, newest first, without their text (text is ''); filter by outlet or title."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if outlet:
             clauses.append("outlet = ?")
             params.append(outlet)
