@@ -212,3 +212,37 @@ def test_live_endpoint_answers_with_citations(sample_index: Settings, embedder: 
     answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
     assert answer.mode == "llm" and not answer.refused and answer.citations
     check_citations_are_verbatim(answer, sample_index)
+
+
+def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sentences(
+    embedder: Embedder,
+) -> None:
+    from assistant.llm import ExtractiveGenerator
+    from assistant.models import Source, SourceSentence
+
+    def source(number: int, text: str) -> Source:
+        return Source(number=number, chunk_id=f"a{number}#h#0", article_id=f"a{number}",
+                      title="Ever Given", score=1.0,
+                      sentences=[SourceSentence(start=0, end=len(text), text=text)])
+
+    question = "When was the Ever Given freed?"
+    near_equal = [  # two wordings of the same fact, from the first and the second article
+        source(1, "Salvage crews freed the Ever Given on Monday, March 29."),
+        source(2, "The Ever Given was freed by salvage crews on Monday, March 29."),
+    ]
+    plain = ExtractiveGenerator(embedder, threshold=0.0, max_sentences=1, source_prior=0.0)
+    scores = {i: s for s, i, _ in plain.rank(question, near_equal)}
+    first = 0 if scores[0] >= scores[1] else 1
+    ordered = [near_equal[1 - first], near_equal[first]]  # the better-scoring sentence ranked second
+    ordered = [s.model_copy(update={"number": n}) for n, s in enumerate(ordered, 1)]
+
+    chosen = "".join(ExtractiveGenerator(embedder, threshold=0.0, max_sentences=1).generate(
+        question, ordered))
+    assert "[1]" in chosen and "[2]" not in chosen
+    unbiased = "".join(plain.generate(question, ordered))
+    assert "[2]" in unbiased
+
+    irrelevant_first = [source(1, "The bakery sold out of croissants."), near_equal[0]]
+    irrelevant_first[1] = irrelevant_first[1].model_copy(update={"number": 2})
+    strict = ExtractiveGenerator(embedder, threshold=0.4, max_sentences=1)
+    assert "[2]" in "".join(strict.generate(question, irrelevant_first))  # relevance comes first
