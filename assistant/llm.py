@@ -159,6 +159,17 @@ class OpenAIGenerator:
             raise LLMError(f"{self.name} failed: {exc}") from None
 
 
+_HOW_MUCH = re.compile(
+    r"\bhow (?:many|much|long|old|far|tall|big|high)\b|"
+    r"\bwhat (?:percentage|percent|share|proportion|number|amount)\b|\bby how\b",
+    re.IGNORECASE,
+)
+_QUANTITY = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundreds?|thousands?|millions?|billions?|trillions?|dozens?|half|twice|"
+    r"once|double|triple)\b",
+    re.IGNORECASE,
+)
 _WHEN = re.compile(r"^\s*(when|what (day|date|year|month|time))\b", re.IGNORECASE)
 _MONTHS = (
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
@@ -185,6 +196,7 @@ class ExtractiveGenerator:
     correctness on RealTime QA dev from 0.363 to 0.387; 0.1 and 0.2 gave 0.367 and 0.380).  A "when" question
     whose best sentence dates the event only relative to another ("two days after the remarks")
     also gets the nearest earlier sentence of the same article that carries an explicit date.
+    A "how many / how much" question is answered only by a sentence that states a quantity.
     """
 
     name = "extractive"
@@ -233,6 +245,8 @@ class ExtractiveGenerator:
     ) -> Iterator[str]:
         """Yield the chosen sentences with their markers, or the cannot-answer sentinel."""
         ranked = [t for t in self.rank(question, sources) if t[0] >= self.threshold]
+        if _HOW_MUCH.search(question):  # only a sentence that states a quantity can answer
+            ranked = [t for t in ranked if _QUANTITY.search(sources[t[1]].sentences[t[2]].text)]
         if not ranked:
             yield CANNOT_ANSWER
             return

@@ -61,7 +61,7 @@ def test_seed_question_answers_extractively_with_both_sentences(
 def test_hybrid_retrieval_finds_the_assad_story_first(sample_index: Settings, embedder: Embedder) -> None:
     for mode in ("hybrid", "dense", "bm25"):
         hits = retrieve(ASSAD_Q, mode=mode, settings=sample_index, embedder=embedder).hits
-        assert hits and "assad" in hits[0].article_id or "putin" in hits[0].article_id, mode
+        assert hits and ("assad" in hits[0].article_id or "putin" in hits[0].article_id), mode
 
 
 def test_filters_apply_inside_the_stores(sample_index: Settings, embedder: Embedder) -> None:
@@ -246,3 +246,25 @@ def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sent
     irrelevant_first[1] = irrelevant_first[1].model_copy(update={"number": 2})
     strict = ExtractiveGenerator(embedder, threshold=0.4, max_sentences=1)
     assert "[2]" in "".join(strict.generate(question, irrelevant_first))  # relevance comes first
+
+
+def test_extractive_how_many_questions_quote_a_sentence_that_states_a_quantity(
+    embedder: Embedder,
+) -> None:
+    from assistant.llm import ExtractiveGenerator
+    from assistant.models import Source, SourceSentence
+
+    sentences = [
+        "Crews worked through the weekend to free the container ship stuck in the Suez Canal.",
+        "The container ship stuck in the Suez Canal held up 369 ships waiting to pass.",
+    ]
+    source = Source(number=1, chunk_id="a1#h#0", article_id="a1", title="Suez Canal", score=1.0,
+                    sentences=[SourceSentence(start=0, end=len(t), text=t) for t in sentences])
+    writer = ExtractiveGenerator(embedder, threshold=0.3, max_sentences=1)
+    answer = "".join(writer.generate("How many ships did the stuck container ship hold up?", [source]))
+    assert "369" in answer
+    no_number = source.model_copy(update={"sentences": source.sentences[:1]})
+    refused = "".join(writer.generate("How many ships did the stuck container ship hold up?", [no_number]))
+    assert refused == CANNOT_ANSWER
+    # the same sentence answers a question that does not ask for a quantity
+    assert "[1]" in "".join(writer.generate("What did crews do about the stuck ship?", [no_number]))
