@@ -268,3 +268,22 @@ def test_extractive_how_many_questions_quote_a_sentence_that_states_a_quantity(
     assert refused == CANNOT_ANSWER
     # the same sentence answers a question that does not ask for a quantity
     assert "[1]" in "".join(writer.generate("What did crews do about the stuck ship?", [no_number]))
+
+
+def test_extractive_which_questions_prefer_a_sentence_naming_something_new(embedder: Embedder) -> None:
+    from assistant.llm import ExtractiveGenerator
+    from assistant.models import Source, SourceSentence
+
+    sentences = [
+        "The cuts were announced on Monday as the company tries to save money.",
+        "The cuts at Disney, announced by chief executive Bob Iger on Monday, will eliminate 7,000 jobs.",
+    ]
+    source = Source(number=1, chunk_id="a1#h#0", article_id="a1", title="Job cuts", score=1.0,
+                    sentences=[SourceSentence(start=0, end=len(t), text=t) for t in sentences])
+    question = "Which company announced job cuts on Monday?"
+    plain = ExtractiveGenerator(embedder, threshold=0.3, max_sentences=1, novelty_bonus=0.0)
+    scores = {j: s for s, _, j in plain.rank(question, [source])}
+    assert scores[0] > scores[1]  # on wording alone the sentence that repeats the question wins
+    assert "Disney" not in "".join(plain.generate(question, [source]))
+    named = ExtractiveGenerator(embedder, threshold=0.3, max_sentences=1)
+    assert "Disney" in "".join(named.generate(question, [source]))
