@@ -1,8 +1,10 @@
 """Find the chunks that answer a question: dense (Chroma) and BM25 results, fused.
 
 ``retrieve(question, filters)`` is the entry point.  Filters (outlets, date range, ``as_of``) are
-applied inside each store, before the top-k cut: a Chroma ``where`` clause and a BM25 weight mask.
-Fusion is reciprocal rank fusion over chunk ranks.
+applied inside each store, before the top-k cut: Chroma searches only the admitted chunk ids, BM25
+takes a weight mask.  Fusion (``fuse``) z-normalises each signal's scores and sums them with the
+configured weights, articles first and then chunks within them, plus a recency boost for
+questions asked as of a day or about the present.
 """
 
 from __future__ import annotations
