@@ -1,0 +1,89 @@
+"""Refusing near-topic questions: how the extractive threshold trades answers for refusals.
+
+``benchmarks/calibrate.py`` sets ``extractive_threshold`` against off-topic negatives (quiz
+questions asked of the sample articles), which any threshold near 0.4 refuses.  The harder case
+is a question on a covered topic whose answer is not in the articles.  RealTime QA gives such
+questions for free: ask each question *as of 90 days before its date*, and keep it as a negative
+when no article published by then contains an accepted answer (the news it asks about had not
+happened yet, while the topic usually had coverage).  Positives: the same questions asked as of
+their own date whose best-ranked sentence holds an accepted answer (what a higher threshold
+would lose).  Both use the app's default retrieval (top_k 8) and ``ExtractiveGenerator.rank``.
+
+    python benchmarks/refusal.py --set dev     # needs benchmarks/out/dev (see retrieval.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data" / "realtimeqa"
+sys.path.insert(0, str(REPO))
+
+from benchmarks.retrieval import normalise
+
+SHIFT = timedelta(days=90)
+CUTS = (0.40, 0.42, 0.44, 0.45, 0.46, 0.48, 0.50)
+
+
+def main() -> None:
+    from assistant.answer import Assistant
+    from assistant.settings import get_settings
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    args = parser.parse_args()
+    folder, data_dir = DATA / args.set, args.out / args.set / "newsdesk"
+    if not (folder / "questions.jsonl").exists():
+        print(f"{folder} is absent: nothing to run (internal data lives in ../shared).")
+        return
+    if not (data_dir / "catalog.sqlite3").exists():
+        print(f"no index in {data_dir}: run `python benchmarks/retrieval.py --set {args.set}` first")
+        return
+    bot = Assistant(get_settings(data_dir=data_dir, llm="extractive"))
+    articles = [(a.published, normalise(f"{a.title} {bot.store.get_article(a.id).text}"))
+                for a in bot.store.list_articles()]
+    questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()
+                 if line.strip()]
+
+    def best(question: str, as_of: date) -> tuple[float, str]:
+        answer = bot.ask(question, as_of=as_of)
+        ranked = bot.extractive.rank(question, answer.sources)
+        if not ranked:
+            return 0.0, ""
+        score, i, j = ranked[0]
+        return score, answer.sources[i].sentences[j].text
+
+    def holds(text: str, answers: list[str]) -> bool:
+        return any(re.search(rf"\b{re.escape(a)}\b", text) for a in map(normalise, answers) if a)
+
+    pos, neg = [], []
+    for q in questions:
+        if not q.get("as_of"):
+            continue
+        day = date.fromisoformat(q["as_of"])
+        score, sentence = best(q["question"], day)
+        if holds(normalise(sentence), q["answers"]):
+            pos.append(score)
+        earlier = day - SHIFT
+        if not any(p and p <= earlier and holds(text, q["answers"]) for p, text in articles):
+            neg.append(best(q["question"], earlier)[0])
+    print(f"{args.set}: {len(pos)} questions answered correctly by the best sentence; "
+          f"{len(neg)} near-topic questions with no answer in the articles of 90 days before\n")
+    print("| threshold | correct answers kept | near-topic questions refused | balanced accuracy |")
+    print("|---|---:|---:|---:|")
+    for cut in CUTS:
+        kept = sum(s >= cut for s in pos) / len(pos)
+        refused = sum(s < cut for s in neg) / len(neg)
+        print(f"| {cut:.2f} | {kept:.3f} | {refused:.3f} | {(kept + refused) / 2:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
