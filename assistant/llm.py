@@ -14,6 +14,7 @@ Adding a backend is one class with ``name``, ``mode`` and ``generate``.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -174,11 +175,16 @@ _WH_NAME = re.compile(r"\b(?:which|who|whom|whose|what|where)\b", re.IGNORECASE)
 _NAME = re.compile(r"\b[A-Z][a-zA-Z'’.-]+")
 
 
-def _names(text: str) -> set[str]:
-    """Capitalised words of ``text``, lower-cased, leaving out stop words ("The", "It")."""
+@functools.cache
+def _stop_words() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
-    return {w.lower() for w in _NAME.findall(text)} - set(STOPWORDS_EN)
+    return frozenset(STOPWORDS_EN)
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words of ``text``, lower-cased, leaving out stop words ("The", "It")."""
+    return {w.lower() for w in _NAME.findall(text)} - _stop_words()
 
 
 _WHEN = re.compile(r"^\s*(when|what (day|date|year|month|time))\b", re.IGNORECASE)
