@@ -15,17 +15,15 @@ would lose).  Both use the app's default retrieval (top_k 8) and ``ExtractiveGen
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data" / "realtimeqa"
 sys.path.insert(0, str(REPO))
 
-from benchmarks.retrieval import normalise
+from benchmarks.retrieval import indexed_set, normalise
 
 SHIFT = timedelta(days=90)
 CUTS = (0.40, 0.42, 0.44, 0.45, 0.46, 0.48, 0.50)
@@ -40,18 +38,13 @@ def main() -> None:
     parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = parser.parse_args()
-    folder, data_dir = DATA / args.set, args.out / args.set / "newsdesk"
-    if not (folder / "questions.jsonl").exists():
-        print(f"{folder} is absent: nothing to run (internal data lives in ../shared).")
+    found = indexed_set(args.set, args.out)
+    if found is None:
         return
-    if not (data_dir / "catalog.sqlite3").exists():
-        print(f"no index in {data_dir}: run `python benchmarks/retrieval.py --set {args.set}` first")
-        return
+    data_dir, questions = found
     bot = Assistant(get_settings(data_dir=data_dir, llm="extractive"))
     articles = [(a.published, normalise(f"{a.title} {bot.store.get_article(a.id).text}"))
                 for a in bot.store.list_articles()]
-    questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()
-                 if line.strip()]
 
     def best(question: str, as_of: date) -> tuple[float, str]:
         answer = bot.ask(question, as_of=as_of)

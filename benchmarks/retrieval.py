@@ -45,6 +45,21 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def indexed_set(name: str, out: Path) -> tuple[Path, list[dict]] | None:
+    """The data folder of an index this script built for set ``name``, and the set's questions;
+    None (after saying why) when the data or the index is absent."""
+    folder, data_dir = DATA / name, out / name / "newsdesk"
+    if not (folder / "questions.jsonl").exists():
+        print(f"{folder} is absent: nothing to run (internal data lives in ../shared).")
+        return None
+    if not (data_dir / "catalog.sqlite3").exists():
+        print(f"no index in {data_dir}: run `python benchmarks/retrieval.py --set {name}` first")
+        return None
+    questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()
+                 if line.strip()]
+    return data_dir, questions
+
+
 def distinct(ids: list[str]) -> list[str]:
     """Article ids in first-seen order."""
     return list(dict.fromkeys(ids))

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import math
 import re
 import sys
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data" / "realtimeqa"
 sys.path.insert(0, str(REPO))
 
 import numpy as np
@@ -55,9 +53,10 @@ from assistant.retrieve import (
     asks_for_latest,
     day_of,
     fuse,
+    recency_for,
 )
 from assistant.settings import Settings, get_settings
-from benchmarks.retrieval import normalise
+from benchmarks.retrieval import indexed_set, normalise
 from index.chunking import sentence_spans
 from index.store import BM25_PARAMS, Store, day_number, open_store, tokenize
 
@@ -80,11 +79,9 @@ def collect(questions: list[dict], store: Store, settings: Settings, as_of: bool
 
 
 def recency(row: dict, days: dict[str, int], settings: Settings) -> tuple[dict, Recency] | None:
-    """The recency argument retrieve() would pass for this question (recency="auto")."""
-    if not row["as_of"] and not asks_for_latest(row["q"]["question"]):
-        return None
-    return days, Recency(anchor=row["as_of"], weight=settings.recency_weight,
-                         scale_days=settings.recency_days)
+    """The recency argument retrieve() would pass for this question."""
+    boost = recency_for(row["q"]["question"], Filters(as_of=row["as_of"]), settings)
+    return (days, boost) if boost else None
 
 
 def default_ranking(row: dict, days: dict[str, int], settings: Settings,
@@ -125,14 +122,15 @@ class Feedback:
     def scores(self, row: dict, first: list[str], docs: int, terms: int, lam: float) -> Scored:
         vocab = self.level.retriever.vocab_dict
         asked = [t for t in tokenize([row["q"]["question"]], return_ids=False)[0] if t in vocab]
-        weights: collections.Counter[str] = collections.Counter()
+        weights: collections.defaultdict[str, float] = collections.defaultdict(float)
         for article in first[:docs]:
             i = self.position[article]
             for t, c in self.tf[i].items():
                 weights[t] += c / self.length[i] * math.log(len(self.tf) / self.df[t])
-        expansion = {t: v for t, v in weights.most_common(terms) if t in vocab}
+        heaviest = sorted(weights.items(), key=lambda kv: -kv[1])[:terms]
+        expansion = {t: v for t, v in heaviest if t in vocab}
         total = sum(expansion.values()) or 1.0
-        query: collections.Counter[str] = collections.Counter()
+        query: collections.defaultdict[str, float] = collections.defaultdict(float)
         for t in asked:
             query[t] += (1 - lam) / len(asked)
         for t, v in expansion.items():
@@ -330,19 +328,13 @@ def main() -> None:
     parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = parser.parse_args()
-    folder = DATA / args.set
-    data_dir = args.out / args.set / "newsdesk"
-    if not (folder / "questions.jsonl").exists():
-        print(f"{folder} is absent: nothing to run (internal data lives in ../shared).")
+    found = indexed_set(args.set, args.out)
+    if found is None:
         return
-    if not (data_dir / "catalog.sqlite3").exists():
-        print(f"no index in {data_dir}: run `python benchmarks/retrieval.py --set {args.set}` first")
-        return
+    data_dir, questions = found
     settings = get_settings(data_dir=data_dir)
     store = open_store(settings)
     days = store.keyword_index().articles.published_days()
-    questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()
-                 if line.strip()]
     feedback, windows = Feedback(store), Windows(store)
     print(f"{args.set}: {len(questions)} questions over {store.count_articles()} articles\n")
     print("| variant | hit@1 | hit@5 | hit@1, as_of | hit@5, as_of |\n|---|---|---|---|---|")
@@ -359,10 +351,11 @@ def main() -> None:
 
     line("default fusion", lambda r: default_ranking(r, days, settings))
     for docs, terms, lam in ((3, 20, 0.3), (5, 20, 0.3), (10, 20, 0.3), (10, 40, 0.3), (10, 20, 0.5)):
-        line(f"feedback: {docs} articles, {terms} terms, weight {lam}",
-             lambda r, d=docs, t=terms, la=lam: default_ranking(
-                 r, days, settings,
-                 feedback.scores(r, default_ranking(r, days, settings), d, t, la)))
+        def expanded(r: dict, d: int = docs, t: int = terms, la: float = lam) -> list[str]:
+            first = default_ranking(r, days, settings)
+            return default_ranking(r, days, settings, feedback.scores(r, first, d, t, la))
+
+        line(f"feedback: {docs} articles, {terms} terms, weight {lam}", expanded)
     for l2 in (0.01, 0.1, 1.0):
         line(f"learned fusion, 5-fold CV, l2 {l2}",
              scores={flag: learned(rows_by[flag], days, l2) for flag in (False, True)})
