@@ -7,7 +7,6 @@ Library errors (``NewsdeskError``) become a one-line message and a hint; no trac
 from __future__ import annotations
 
 import json
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,8 +17,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.errors import NewsdeskError
+from assistant.cli_runner import run
 from assistant.settings import Settings, get_settings
+from evals.cli import eval_command
 
 app = typer.Typer(
     name="newsdesk",
@@ -353,34 +353,14 @@ def chat(
     launch(host, port, settings)
 
 
-def _register_eval() -> None:
-    from evals.cli import eval_command
-
-    app.command("eval", help="Evaluate question sets: retrieval, answers, citations, cost.")(
-        eval_command
-    )
-
-
-_register_eval()
+app.command("eval", help="Evaluate question sets: retrieval, answers, citations, cost.")(
+    eval_command
+)
 
 
 def main() -> None:
     """Entry point: run the app, turning newsdesk errors into clean messages."""
     run(app)
-
-
-def run(typer_app: typer.Typer) -> None:
-    """Run a typer app; NewsdeskError becomes a message and a hint, Ctrl-C exit code 130."""
-    try:
-        typer_app()
-    except NewsdeskError as exc:
-        err.print(f"[red]error:[/] {escape(exc.message)}")
-        if exc.hint:
-            err.print(f"[dim]hint:[/] {escape(exc.hint)}")
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]")
-        sys.exit(130)
 
 
 if __name__ == "__main__":

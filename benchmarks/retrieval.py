@@ -5,7 +5,8 @@ ranking is reduced to distinct articles.  Reported per retriever:
 
 - hit@1, hit@5: a relevant article (``relevant_doc_ids``) among the first k distinct articles;
 - MRR over the first 10 distinct articles;
-- answer@5: an accepted answer string (normalised) inside the top-5 chunks' text;
+- answer@5: an accepted answer string inside the top-5 chunks' text, both normalised by
+  ``evals.metrics.normalise`` (the evaluation's answer normalisation);
 - p50/p95 retrieval latency (query embedding included).
 
 The baseline is llama-index out of the box: ``VectorStoreIndex.from_documents`` (default
@@ -23,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
-import unicodedata
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -36,13 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "realtimeqa"
 sys.path.insert(0, str(REPO))
 
-
-def normalise(text: str) -> str:
-    """Lower-case, strip accents and punctuation, collapse spaces (SQuAD-style)."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = re.sub(r"\b(a|an|the)\b", " ", re.sub(r"[^\w\s]", " ", text))
-    return " ".join(text.split())
+from evals.metrics import normalise
 
 
 def indexed_set(name: str, out: Path) -> tuple[Path, list[dict]] | None:

@@ -1,7 +1,7 @@
 """The ``eval`` command: a thin face over ``evals.run_eval`` with a progress bar.
 
-``newsdesk eval`` registers ``eval_command`` (``app.command("eval")(eval_command)``) and
-``python -m evals`` runs it on its own; both behave the same.
+``eval_command`` is the command itself: ``newsdesk eval`` mounts it, and ``main()`` runs it on
+its own as ``python -m evals``, with the same options and the same error messages.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evals.harness import EVAL_TOP_K, EvalRun, Event
+from assistant.cli_runner import run
+from assistant.settings import get_settings
+from evals.harness import EVAL_TOP_K, EvalRun, Event, configs, default_out_dir, run_eval
 from evals.harness import Progress as ProgressCallback
+from evals.report import METRICS, fmt_value
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -72,9 +75,6 @@ def eval_command(
     top_k: Annotated[int, typer.Option(help="Chunks retrieved per question.")] = EVAL_TOP_K,
 ) -> None:
     """Evaluate newsdesk on a question set: retrieval, answers, refusals, citations, latency."""
-    from assistant.settings import get_settings
-    from evals.harness import configs, default_out_dir, run_eval
-
     retrievers = _split(retriever, "--retriever")
     unknown = [r for r in retrievers if r not in RETRIEVERS]
     if unknown:
@@ -133,8 +133,6 @@ def _with_progress(start: Callable[[ProgressCallback], EvalRun]) -> EvalRun:
 
 def print_summary(run: EvalRun) -> None:
     """The headline metrics as a table, then where the full report is."""
-    from evals.report import METRICS, fmt_value
-
     table_data = run.summary["metrics"]
     names = list(table_data)
     table = Table("metric", *names)
@@ -168,6 +166,4 @@ app.command()(eval_command)
 
 def main() -> None:
     """Run the command on its own, turning newsdesk errors into clean messages."""
-    from assistant.cli import run  # late: assistant.cli registers this module's command
-
     run(app)

@@ -24,6 +24,7 @@ from assistant.errors import ArticleNotFound, InputError, NewsdeskError, Nothing
 from assistant.settings import Settings, get_settings
 from evals import metrics as m
 from evals.questions import Question, load_questions, unknown_ids
+from evals.report import write_report
 
 if TYPE_CHECKING:
     from assistant.models import Answer
@@ -127,8 +128,6 @@ def run_eval(
     ``NewsdeskError`` before anything is asked.  Ctrl-C (or ``progress`` raising
     KeyboardInterrupt) stops the run and returns it marked partial.
     """
-    from evals.report import write_report
-
     settings = settings or get_settings()
     started = datetime.now()
     emit: Progress = progress or _print_warnings
@@ -155,6 +154,7 @@ def run_eval(
         warn(str(problem))
     questions = questions_set.questions
 
+    # here, not at the top: every `newsdesk` command imports this module, few of them evaluate
     from assistant.answer import Assistant
     from index import ingest, open_store
     from index.embeddings import get_embedder
@@ -383,16 +383,6 @@ def score(
         }
     )
     return scores
-
-
-def failed(row: dict[str, Any]) -> bool:
-    """Error, wrong or refused answer to an answerable question, or answered unanswerable one."""
-    if row.get("error"):
-        return True
-    scores = row["metrics"]
-    if row["answerable"]:
-        return scores["answer_correct"] is False
-    return not scores["refused"]
 
 
 def summarise(

@@ -11,7 +11,6 @@ never 0, so it cannot drag an average down.
 
 from __future__ import annotations
 
-import math
 import re
 import string
 import unicodedata
@@ -144,10 +143,14 @@ def false_refusal_rate(answerable: Sequence[bool], refused: Sequence[bool]) -> f
 
 
 def percentile(values: Iterable[float | None], q: float) -> float | None:
-    """The ``q``-th percentile (0..100), interpolated linearly as numpy does; ``None`` if empty."""
-    data = sorted(v for v in values if v is not None)
+    """The ``q``-th percentile (0..100) of the values that are not ``None``; ``None`` if empty.
+
+    Linear interpolation between the closest ranks (numpy's default method), so the 50th
+    percentile is the median and the 0th and 100th are the minimum and the maximum.
+    """
+    data = [v for v in values if v is not None]
     if not data:
         return None
-    position = (len(data) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    return data[low] + (data[high] - data[low]) * (position - low)
+    import numpy as np  # here: `newsdesk` loads this module, and numpy adds 0.15 s to every start
+
+    return float(np.percentile(data, q))

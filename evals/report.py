@@ -190,12 +190,25 @@ def fmt_delta(value: Any, fmt: Format) -> str:
     return ("+" if value > 0 else "−") + text
 
 
+def failed(row: dict[str, Any]) -> bool:
+    """Whether a result row counts as a failure in the report.
+
+    A row fails when it has an error, when an answerable question got a wrong or refused answer
+    (an answer the metrics could not judge is not a failure), or when an unanswerable question
+    was answered instead of refused.
+    """
+    if row.get("error"):
+        return True
+    scores = row["metrics"]
+    if row["answerable"]:
+        return scores["answer_correct"] is False
+    return not scores["refused"]
+
+
 def failures_section(
     rows: Sequence[dict[str, Any]], questions: Mapping[str, Question], names: Sequence[str]
 ) -> list[str]:
     """The worst failures: questions failed by the most configurations, worst retrieval first."""
-    from evals.harness import failed
-
     by_question: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_question.setdefault(row["question_id"], []).append(row)
