@@ -54,7 +54,7 @@ class Assistant:
         self.extractive = (
             self.llm
             if isinstance(self.llm, ExtractiveGenerator)
-            else ExtractiveGenerator(self.embedder, threshold=self.settings.extractive_threshold)
+            else get_generator(self.settings.updated(llm="extractive"), self.embedder)
         )
 
     def ask(
@@ -124,7 +124,7 @@ class Assistant:
 
         started = time.perf_counter()
         enforced = enforce(
-            text, sources, self.support, threshold=self.settings.support_threshold
+            text, sources, self.support, threshold=self.settings.writer.support_threshold
         )
         timings["citations"] = time.perf_counter() - started
         notice = None
@@ -168,11 +168,11 @@ class Assistant:
             outlets=list(outlets) if outlets else None, since=since, until=until, as_of=as_of
         )
         retrieval = retrieve(
-            query, filters, k=max(30, self.settings.top_k), settings=self.settings,
+            query, filters, k=max(30, self.settings.retrieval.top_k), settings=self.settings,
             store=self.store, embedder=self.embedder,
         )
         sources = self._sources(retrieval)
-        floor = self.settings.extractive_threshold * 0.8
+        floor = self.settings.writer.extractive_threshold * 0.8
         picked: list[tuple[float, Source, SourceSentence, Mention]] = []
         seen: set[tuple[str, int]] = set()
         for score, i, j in self.extractive.rank(query, sources):
@@ -194,7 +194,8 @@ class Assistant:
             )
             same = [
                 n for n, e in enumerate(events)
-                if e.date == mention.iso() and self.support([sentence.text], [texts[n]])[0][0] >= 0.55
+                if e.date == mention.iso() and self.support([sentence.text], [texts[n]])[0][0]
+                >= self.settings.writer.timeline_support
             ]
             if same:
                 if all(s.article_id != source.article_id for s in events[same[0]].sources):

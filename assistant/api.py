@@ -307,7 +307,7 @@ def create_app(
     """The newsdesk HTTP service over one index; ``mount_ui`` adds the chat UI at /ui."""
     assistant = assistant or Assistant(settings)
     settings = assistant.settings
-    key = settings.api_key.get_secret_value() if settings.api_key else None
+    key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
     app = FastAPI(
         title="newsdesk",
         summary="Ask questions of news articles; every claim cites its source sentence.",
@@ -354,7 +354,7 @@ def serve(
     import uvicorn
 
     settings = settings or get_settings()
-    if not _is_loopback(host) and settings.api_key is None:
+    if not _is_loopback(host) and settings.api.api_key is None:
         raise ConfigError(
             f"refusing to serve on {host} without an API key: anyone who can reach it could "
             "read and change the index",
@@ -384,7 +384,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def _upload_limit(settings: Settings) -> int:
-    return int(settings.api_max_upload_mb * 1024 * 1024)
+    return int(settings.api.api_max_upload_mb * 1024 * 1024)
 
 
 def _mount_ui(app: FastAPI, assistant: Assistant, key: str | None) -> None:
@@ -800,7 +800,7 @@ def _ingest(service: Service, items: list[Article | Skip], hint: str) -> IngestR
     assistant = service.assistant
     with service.write_lock:
         report = ingest_items(
-            items, settings=assistant.settings, store=assistant.store, embedder=assistant.embedder
+            items, config=assistant.settings, store=assistant.store, embedder=assistant.embedder
         )
     indexed = report.added or report.updated or report.unchanged
     if report.errors and not indexed:

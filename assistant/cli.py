@@ -66,7 +66,7 @@ def ingest(
     from index import ingest as run_ingest
 
     settings = _settings(data_dir)
-    report = _with_progress(lambda progress: run_ingest(paths, settings=settings, progress=progress))
+    report = _with_progress(lambda progress: run_ingest(paths, config=settings, progress=progress))
     _print_report(report)
     if report.interrupted:
         err.print(
@@ -307,13 +307,13 @@ def demo(data_dir: DataDir = None) -> None:
 
     settings = _settings(data_dir)
     report = _with_progress(
-        lambda progress: run_ingest([SAMPLES], settings=settings, progress=progress)
+        lambda progress: run_ingest([SAMPLES], config=settings, progress=progress)
     )
     _print_report(report)
-    out.print(f"index: {settings.data_dir}\n")
+    out.print(f"index: {settings.index.data_dir}\n")
     out.print(f"[bold]Q:[/] {DEMO_QUESTION}")
     print_answer(Assistant(settings).ask(DEMO_QUESTION))
-    out.print(f'\nAsk your own: newsdesk ask "..." (add --data-dir {settings.data_dir} if you set one)')
+    out.print(f'\nAsk your own: newsdesk ask "..." (add --data-dir {settings.index.data_dir} if you set one)')
 
 
 @app.command()
@@ -349,7 +349,7 @@ def chat(
     from assistant.ui import launch
 
     settings = get_settings(data_dir=data_dir, llm=llm)
-    err.print(f"[dim]loading the index in {settings.data_dir} …[/]")
+    err.print(f"[dim]loading the index in {settings.index.data_dir} …[/]")
     launch(host, port, settings)
 
 

@@ -1,59 +1,32 @@
 """Every error newsdesk means a user to see, each saying how to fix the problem.
 
-The library raises these; only the faces (CLI, HTTP, UI) turn them into messages.
+The index's errors (``index.errors``) are re-exported here, so a face catches everything from one
+module; the query side adds its own.  The library raises these; only the faces (CLI, HTTP, UI)
+turn them into messages.
 """
 
 from __future__ import annotations
 
+from index.errors import (
+    ArticleNotFound,
+    ConfigError,
+    EmbeddingError,
+    InputError,
+    NewsdeskError,
+    NothingIndexed,
+    StoreError,
+)
 
-class NewsdeskError(Exception):
-    """Base of all user-facing errors: a message plus a hint on what to do."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
-
-
-class ConfigError(NewsdeskError):
-    """A setting is missing, unknown or invalid."""
-
-
-class InputError(NewsdeskError):
-    """An input file, record or field cannot be used."""
-
-
-class NothingIndexed(NewsdeskError):
-    """A query was made before any article was ingested."""
-
-    def __init__(self, data_dir: object) -> None:
-        super().__init__(
-            f"no articles indexed yet in {data_dir}",
-            hint="run `newsdesk ingest PATH` first (or `newsdesk demo` for the sample articles)",
-        )
-
-
-class ArticleNotFound(NewsdeskError):
-    """An article id that is not in the index."""
-
-    def __init__(self, article_id: str) -> None:
-        super().__init__(
-            f"no article with id {article_id!r}",
-            hint="`newsdesk list` shows the ids that are indexed",
-        )
-
-
-class StoreError(NewsdeskError):
-    """The index (catalog, Chroma or BM25) cannot be opened or written."""
-
-
-class EmbeddingError(NewsdeskError):
-    """The embedding model cannot be loaded or called."""
+__all__ = [
+    "ArticleNotFound",
+    "ConfigError",
+    "EmbeddingError",
+    "InputError",
+    "LLMError",
+    "NewsdeskError",
+    "NothingIndexed",
+    "StoreError",
+]
 
 
 class LLMError(NewsdeskError):

@@ -202,7 +202,7 @@ def _condense_with_llm(
 ) -> str:
     import openai
 
-    template = load_prompts(settings.prompts_dir)["condense"]
+    template = load_prompts(settings.writer.prompts_dir)["condense"]
     prompt = template.format(history=_transcript(history), question=question)
     try:
         reply = model.client.chat.completions.create(

@@ -371,14 +371,19 @@ def get_generator(settings: Settings, embedder: Embedder) -> Generator:
     """The generator the settings choose (``llm``: extractive, openai:MODEL, ...)."""
     choice = settings.resolved_llm
     if choice == "extractive":
-        return ExtractiveGenerator(embedder, threshold=settings.extractive_threshold)
+        return ExtractiveGenerator(
+            embedder,
+            threshold=settings.writer.extractive_threshold,
+            source_prior=settings.writer.source_prior,
+            second_ratio=settings.writer.second_sentence_ratio,
+        )
     kind, _, model = choice.partition(":")
     return OpenAIGenerator(
-        model or settings.llm_model,
+        model or settings.writer.llm_model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=settings.openai_base_url,
-        timeout=settings.llm_timeout,
-        max_retries=settings.llm_max_retries,
-        prompts=load_prompts(settings.prompts_dir),
+        timeout=settings.writer.llm_timeout,
+        max_retries=settings.writer.llm_max_retries,
+        prompts=load_prompts(settings.writer.prompts_dir),
         label=kind,
     )

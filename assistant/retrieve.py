@@ -122,10 +122,10 @@ def retrieve(
     settings = settings or get_settings()
     store = store or open_store(settings)
     filters = filters or Filters()
-    mode = mode or settings.retriever
-    k = k or settings.top_k
+    mode = mode or settings.retrieval.retriever
+    k = k or settings.retrieval.top_k
     if store.count_articles() == 0:
-        raise NothingIndexed(settings.data_dir)
+        raise NothingIndexed(settings.index.data_dir)
     timings: dict[str, float] = {}
     dense: Scored = []
     chunk_bm25: Scored = []
@@ -133,14 +133,14 @@ def retrieve(
     if mode in ("dense", "hybrid"):
         started = time.perf_counter()
         dense = _dense(
-            question, filters, 2 * settings.candidates, store, embedder or get_embedder(settings)
+            question, filters, 2 * settings.retrieval.candidates, store, embedder or get_embedder(settings)
         )
         timings["dense"] = time.perf_counter() - started
     if mode in ("bm25", "hybrid"):
         started = time.perf_counter()
-        chunk_bm25, article_bm25 = _keyword(question, filters, settings.candidates, store)
+        chunk_bm25, article_bm25 = _keyword(question, filters, settings.retrieval.candidates, store)
         timings["bm25"] = time.perf_counter() - started
-    weights = settings.fusion_weights
+    weights = settings.retrieval.fusion_weights
     recency_arg = None
     recency = recency_for(question, filters, settings)
     if recency is not None:
@@ -151,6 +151,7 @@ def retrieve(
         chunk_bm25=(chunk_bm25, weights["chunk_bm25"]),
         article_bm25=(article_bm25, weights["article_bm25"]),
         recency=recency_arg,
+        chunk_weight=settings.retrieval.chunk_weight,
     )
     known = store.chunks([h.chunk_id for h in hits[: 4 * k]])  # skip vectors of an interrupted write
     return Retrieval(hits=[h for h in hits if h.chunk_id in known][:k], timings=timings)
@@ -218,12 +219,12 @@ def recency_for(question: str, filters: Filters, settings: Settings) -> Recency 
     shortly before it are favoured.  Otherwise, with ``recency="auto"``, only questions about
     the present or the recent past are, anchored to the newest of the best-matching articles.
     """
-    if settings.recency == "off" or not settings.recency_weight:
+    if settings.retrieval.recency == "off" or not settings.retrieval.recency_weight:
         return None
-    if not filters.as_of and settings.recency == "auto" and not asks_for_latest(question):
+    if not filters.as_of and settings.retrieval.recency == "auto" and not asks_for_latest(question):
         return None
     return Recency(
-        anchor=filters.as_of, weight=settings.recency_weight, scale_days=settings.recency_days
+        anchor=filters.as_of, weight=settings.retrieval.recency_weight, scale_days=settings.retrieval.recency_days
     )
 
 

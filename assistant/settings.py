@@ -1,28 +1,36 @@
-"""newsdesk's settings: the one typed object that reads the environment.
+"""newsdesk's settings: one typed object in sections, and the only reader of the environment.
 
-Every other module receives a ``Settings`` (or builds the default one through
-``get_settings()``); nothing else looks at ``os.environ``.  Values resolve as:
-explicit keyword argument > ``NEWSDESK_*`` environment variable > default.
-The OpenAI variables keep their usual names (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``)
-so an existing setup just works.
+``Settings`` composes four sections, each a pydantic model with every field described and unknown
+fields rejected:
+
+- ``index``: where the index lives and how articles are embedded (``index.config.IndexConfig``);
+- ``retrieval``: how chunks are found and fused;
+- ``writer``: what writes answers and how citations are judged;
+- ``api``: the HTTP service.
+
+Values resolve as: explicit keyword argument > ``NEWSDESK_<FIELD>`` environment variable > default.
+Field names are unique across sections, so the environment stays flat (``NEWSDESK_TOP_K``,
+``NEWSDESK_DATA_DIR``) and so do ``get_settings(top_k=5)`` and ``settings.updated(top_k=5)``.
+The OpenAI variables keep their usual names (``OPENAI_API_KEY``, ``OPENAI_BASE_URL``) so an
+existing setup just works.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
-import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from assistant.errors import ConfigError
+from index.config import IndexConfig
+from index.errors import ConfigError
 
 ENV_PREFIX = "NEWSDESK_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = platformdirs.user_data_path("newsdesk")
 
 
 def default_prompts_dir() -> Path:
@@ -31,54 +39,17 @@ def default_prompts_dir() -> Path:
     return repo if repo.is_dir() else Path(sys.prefix) / "share" / "newsdesk" / "prompts"
 
 
-class Settings(BaseSettings):
-    """All of newsdesk's configuration, each field described."""
+_SECTION = ConfigDict(extra="forbid", validate_default=True, validate_assignment=True)
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        extra="forbid",
-        validate_default=True,
-        populate_by_name=True,
-    )
 
-    data_dir: Path = Field(
-        DEFAULT_DATA_DIR,
-        description="Folder holding the article catalog, the embedded Chroma store and the BM25 "
-        "index. Override with --data-dir or NEWSDESK_DATA_DIR.",
-    )
-    chroma_host: str | None = Field(
-        None,
-        description="Host of a Chroma server (`chroma run`). Unset: embedded Chroma in data_dir.",
-    )
-    chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
-    collection: str = Field(
-        "newsdesk",
-        min_length=3,
-        max_length=60,
-        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]*[a-zA-Z0-9]$",
-        description="Name of the Chroma collection holding the chunks.",
-    )
-    embedding: str = Field(
-        "local:all-MiniLM-L6-v2",
-        description="Embedding model: 'local:all-MiniLM-L6-v2' (bundled, offline, CPU) or "
-        "'openai:MODEL' such as 'openai:text-embedding-3-small' (needs OPENAI_API_KEY).",
-    )
-    embed_batch_size: int = Field(64, ge=1, le=2048, description="Chunks embedded per batch.")
-    chunk_tokens: int = Field(
-        200,
-        ge=32,
-        le=256,
-        description="Largest chunk, in the embedding model's tokens, header included. "
-        "all-MiniLM-L6-v2 reads at most 256 tokens, so chunks stay under that.",
-    )
-    dense_chunks_per_article: int = Field(
-        4,
-        ge=0,
-        description="Embed at most this many leading chunks of each article (0: all). News puts "
-        "the essentials first; BM25 still covers every chunk. Raising it costs ingest time.",
-    )
-    retriever: Literal["hybrid", "dense", "bm25"] = Field(
-        "hybrid", description="How chunks are found: dense (Chroma), bm25, or both fused."
+class RetrievalSettings(BaseModel):
+    """How chunks are found for a question and fused into one ranking."""
+
+    model_config = _SECTION
+
+    retriever: str = Field(
+        "hybrid",
+        description="How chunks are found: 'dense' (Chroma), 'bm25', or 'hybrid' (both fused).",
     )
     candidates: int = Field(
         50, ge=1, le=1000, description="Chunks each retriever contributes before fusion."
@@ -88,6 +59,13 @@ class Settings(BaseSettings):
         {"dense": 0.3, "chunk_bm25": 0.2, "article_bm25": 0.5},
         description="Weights of the hybrid retriever's signals: dense chunk similarity, BM25 over "
         "chunks and BM25 over whole articles (tuned on RealTime QA, benchmarks/RESULTS.md).",
+    )
+    chunk_weight: float = Field(
+        0.5,
+        ge=0,
+        le=5,
+        description="Hybrid fusion: a chunk scores its article's fused score plus this times its "
+        "own fused z-score (tuned on RealTime QA dev-small).",
     )
     recency: Literal["auto", "on", "off"] = Field(
         "auto",
@@ -107,6 +85,25 @@ class Settings(BaseSettings):
         description="How fast the recency boost fades: an article this many days older than the "
         "day asked from gets 1/e (37%) of the full boost.",
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrievalSettings:
+        if self.retriever not in {"hybrid", "dense", "bm25"}:
+            raise ValueError("retriever must be one of 'hybrid', 'dense', 'bm25'")
+        expected = {"dense", "chunk_bm25", "article_bm25"}
+        if set(self.fusion_weights) != expected:
+            raise ValueError(
+                f"fusion_weights must name exactly {sorted(expected)}, e.g. "
+                '\'{"dense": 0.3, "chunk_bm25": 0.3, "article_bm25": 0.4}\''
+            )
+        return self
+
+
+class WriterSettings(BaseModel):
+    """What writes answers, and how answers and citations are judged."""
+
+    model_config = _SECTION
+
     llm: str = Field(
         "auto",
         description="What writes answers: 'extractive' (no LLM: cited source sentences), "
@@ -132,21 +129,37 @@ class Settings(BaseSettings):
         description="Least relevance a source sentence needs for an extractive answer; below "
         "it newsdesk says the articles do not answer (calibrated in benchmarks/RESULTS.md).",
     )
+    source_prior: float = Field(
+        0.4,
+        ge=0,
+        le=5,
+        description="Extractive writer: relevance bonus for sentences of the best-ranked article, "
+        "halving with each later article (tuned on RealTime QA dev-small).",
+    )
+    second_sentence_ratio: float = Field(
+        0.85,
+        ge=0,
+        le=1,
+        description="Extractive writer: a second sentence, from another article, is quoted when "
+        "its relevance reaches this share of the first's.",
+    )
+    timeline_support: float = Field(
+        0.55,
+        ge=0,
+        le=1,
+        description="Timelines: least similarity between a dated sentence and the event it is "
+        "listed under for it to count as a source of that event.",
+    )
     prompts_dir: Path = Field(
         default_factory=default_prompts_dir, description="Folder holding the prompt templates."
     )
-    openai_api_key: SecretStr | None = Field(
-        None,
-        validation_alias=AliasChoices("OPENAI_API_KEY", "NEWSDESK_OPENAI_API_KEY", "openai_api_key"),
-        description="Key for OpenAI or an OpenAI-compatible server.",
-    )
-    openai_base_url: str | None = Field(
-        None,
-        validation_alias=AliasChoices(
-            "OPENAI_BASE_URL", "NEWSDESK_OPENAI_BASE_URL", "openai_base_url"
-        ),
-        description="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio).",
-    )
+
+
+class ApiSettings(BaseModel):
+    """The HTTP service (`newsdesk serve`)."""
+
+    model_config = _SECTION
+
     api_key: SecretStr | None = Field(
         None,
         min_length=16,
@@ -162,87 +175,167 @@ class Settings(BaseSettings):
         "in MiB. Questions and chat requests are limited to 1 MiB.",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _reject_unknown_env(cls, data: Any) -> Any:
-        """A mistyped NEWSDESK_* variable is an error, not silently ignored."""
-        known = {ENV_PREFIX + name.upper() for name in cls.model_fields}
-        unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
-        if unknown:
-            raise ConfigError(
-                f"unknown setting {', '.join(unknown)}",
-                hint="known settings: " + ", ".join(sorted(known)),
-            )
-        return data
+
+SECTIONS: dict[str, type[BaseModel]] = {
+    "index": IndexConfig,
+    "retrieval": RetrievalSettings,
+    "writer": WriterSettings,
+    "api": ApiSettings,
+}
+CREDENTIALS = {"openai_api_key": "OPENAI_API_KEY", "openai_base_url": "OPENAI_BASE_URL"}
+_DERIVED = {"embedding_api_key", "embedding_base_url"}  # filled from the credentials
+
+
+def _field_section() -> dict[str, str]:
+    where = {name: section for section, model in SECTIONS.items() for name in model.model_fields}
+    return {name: section for name, section in where.items() if name not in _DERIVED}
+
+
+FIELD_SECTION = _field_section()
+
+
+class Settings(BaseModel):
+    """All of newsdesk's configuration, in sections; build it with ``get_settings()``."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    index: IndexConfig = Field(default_factory=IndexConfig, description="The index section.")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="The retrieval section."
+    )
+    writer: WriterSettings = Field(default_factory=WriterSettings, description="The writer section.")
+    api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP section.")
+    openai_api_key: SecretStr | None = Field(
+        None, description="Key for OpenAI or an OpenAI-compatible server (OPENAI_API_KEY)."
+    )
+    openai_base_url: str | None = Field(
+        None,
+        description="Base URL of an OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM Studio; "
+        "OPENAI_BASE_URL).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        expected = {"dense", "chunk_bm25", "article_bm25"}
-        if set(self.fusion_weights) != expected:
-            raise ConfigError(
-                f"fusion_weights must name exactly {sorted(expected)}",
-                hint='e.g. NEWSDESK_FUSION_WEIGHTS=\'{"dense": 0.3, "chunk_bm25": 0.3, '
-                '"article_bm25": 0.4}\'',
-            )
-        from assistant.prompts import load_prompts
-
-        load_prompts(self.prompts_dir)  # a broken template fails now, naming the file
-        kind = self.llm.partition(":")[0]
+        kind = self.writer.llm.partition(":")[0]
         if kind not in {"auto", "extractive", "openai", "openai-compatible"}:
             raise ConfigError(
-                f"unknown llm {self.llm!r}",
+                f"unknown llm {self.writer.llm!r}",
                 hint="use 'extractive', 'openai:MODEL', 'openai-compatible:MODEL' or 'auto'",
             )
         if kind == "openai-compatible" and not self.openai_base_url:
             raise ConfigError(
-                f"llm {self.llm!r} needs a server address", hint="set OPENAI_BASE_URL"
+                f"llm {self.writer.llm!r} needs a server address", hint="set OPENAI_BASE_URL"
             )
         if kind == "openai" and not (self.openai_api_key or self.openai_base_url):
-            raise ConfigError(f"llm {self.llm!r} needs an API key", hint="set OPENAI_API_KEY")
+            raise ConfigError(
+                f"llm {self.writer.llm!r} needs an API key", hint="set OPENAI_API_KEY"
+            )
+        if self.index.embedding_api_key is None and self.openai_api_key is not None:
+            self.index.embedding_api_key = self.openai_api_key
+        if self.index.embedding_base_url is None and self.openai_base_url is not None:
+            self.index.embedding_base_url = self.openai_base_url
         return self
 
     @property
     def resolved_llm(self) -> str:
         """The llm setting with 'auto' decided."""
-        if self.llm != "auto":
-            return self.llm
+        if self.writer.llm != "auto":
+            return self.writer.llm
         if self.openai_base_url:
-            return f"openai-compatible:{self.llm_model}"
+            return f"openai-compatible:{self.writer.llm_model}"
         if self.openai_api_key:
-            return f"openai:{self.llm_model}"
+            return f"openai:{self.writer.llm_model}"
         return "extractive"
 
-    @property
-    def catalog_path(self) -> Path:
-        """The SQLite catalog: the source of truth for articles and chunks."""
-        return self.data_dir / "catalog.sqlite3"
+    def updated(self, **changes: Any) -> Settings:
+        """A copy with these flat fields changed (``top_k=3``, ``data_dir=...``), validated."""
+        return _build(self._flat() | changes)
 
-    @property
-    def chroma_path(self) -> Path:
-        """Where embedded Chroma keeps its files."""
-        return self.data_dir / "chroma"
+    def _flat(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {}
+        for section in SECTIONS:
+            flat.update(dict(getattr(self, section)))
+        for name in _DERIVED:
+            flat.pop(name, None)
+        flat.update(openai_api_key=self.openai_api_key, openai_base_url=self.openai_base_url)
+        return flat
 
-    @property
-    def bm25_path(self) -> Path:
-        """Where the BM25 keyword index is persisted."""
-        return self.data_dir / "bm25"
+
+def _env_name(field: str) -> str:
+    return CREDENTIALS.get(field, ENV_PREFIX + field.upper())
+
+
+def _from_environment() -> dict[str, Any]:
+    """Flat field values from NEWSDESK_* (and OPENAI_*) variables; a mistyped name is an error."""
+    known = {ENV_PREFIX + name.upper(): name for name in FIELD_SECTION}
+    known |= {ENV_PREFIX + name.upper(): name for name in CREDENTIALS}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k not in known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)}",
+            hint="known settings: " + ", ".join(sorted(known)),
+        )
+    values: dict[str, Any] = {}
+    for name, variable in CREDENTIALS.items():
+        if os.environ.get(variable):
+            values[name] = os.environ[variable]
+    for variable, name in known.items():
+        if variable in os.environ:
+            values[name] = _parse_env(name, variable, os.environ[variable])
+    return values
+
+
+def _parse_env(name: str, variable: str, raw: str) -> Any:
+    if name in FIELD_SECTION:
+        annotation = SECTIONS[FIELD_SECTION[name]].model_fields[name].annotation
+        if typing.get_origin(annotation) in (dict, list):
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"{variable} is not valid JSON: {exc.msg} at character {exc.pos}",
+                    hint=f"write it as JSON, e.g. {variable}='"
+                    + json.dumps(SECTIONS[FIELD_SECTION[name]].model_fields[name].default)
+                    + "'",
+                ) from None
+    return raw
+
+
+def _build(flat: dict[str, Any]) -> Settings:
+    nested: dict[str, Any] = {section: {} for section in SECTIONS}
+    for name, value in flat.items():
+        if value is None:
+            continue
+        if name in CREDENTIALS:
+            nested[name] = value
+        elif name in FIELD_SECTION:
+            nested[FIELD_SECTION[name]][name] = value
+        else:
+            raise ConfigError(
+                f"unknown setting {name!r}",
+                hint="known settings: " + ", ".join(sorted([*FIELD_SECTION, *CREDENTIALS])),
+            )
+    try:
+        return Settings(**nested)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        raise ConfigError(
+            f"invalid settings: {problems}",
+            hint="fix the environment variable or command-line option named above",
+        ) from None
+
+
+def _problem(error: Any) -> str:
+    """One validation error as 'NEWSDESK_TOP_K (top_k): what is wrong'."""
+    names = [str(part) for part in error["loc"] if str(part) not in SECTIONS]
+    if not names:
+        return str(error["msg"])
+    return f"{_env_name(names[0])} ({names[0]}): {error['msg']}"
 
 
 def get_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment plus explicit overrides (None values are ignored).
+    """Settings from the environment plus explicit flat overrides (None values are ignored).
 
-    Raises ConfigError with the offending field named when a value is invalid.
+    Raises ConfigError naming the offending variable when a value is invalid or unknown.
     """
-    from pydantic import ValidationError
-
-    clean = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return Settings(**clean)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(
-            f"invalid settings: {problems}",
-            hint="fix the NEWSDESK_* environment variable or command-line option named above",
-        ) from None
+    return _build(_from_environment() | {k: v for k, v in overrides.items() if v is not None})

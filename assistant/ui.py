@@ -598,7 +598,7 @@ class Desk:
 
         report = ingest_items(
             [item for found in items.values() for item in found],
-            settings=self.settings, store=self.store, embedder=self.assistant.embedder,
+            config=self.settings, store=self.store, embedder=self.assistant.embedder,
             progress=on_progress,
         )
         outcome = {i: "added" for i in report.added}

@@ -64,11 +64,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp())
     sample_settings = get_settings(data_dir=tmp / "samples", llm="extractive")
-    ingest([REPO / "index" / "samples"], settings=sample_settings)
+    ingest([REPO / "index" / "samples"], config=sample_settings)
     sample_bot = Assistant(sample_settings)
     rt_settings = get_settings(data_dir=REPO / "benchmarks" / "out" / "dev-small" / "newsdesk",
                                llm="extractive")
-    ingest([DATA / "corpus.jsonl"], settings=rt_settings)
+    ingest([DATA / "corpus.jsonl"], config=rt_settings)
     rt_bot = Assistant(rt_settings)
 
     def best(bot: Assistant, question: str) -> tuple[float, str, list]:  # type: ignore[type-arg]
@@ -100,7 +100,7 @@ def main() -> None:
     cut, acc = best_threshold(pos, neg)
     print(f"extractive_threshold: {len(pos)} answerable, {len(neg)} unanswerable; "
           f"best cut {cut:.3f} (balanced accuracy {acc:.3f})")
-    shipped = rt_settings.extractive_threshold
+    shipped = rt_settings.writer.extractive_threshold
     print(f"  at the shipped {shipped:.2f}: balanced accuracy {balanced(pos, neg, shipped):.3f}")
 
     support_pos, support_neg, support_other = [], [], []

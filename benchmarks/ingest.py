@@ -2,7 +2,7 @@
 
 What is measured, per configuration, on one JSONL corpus (RealTimeQA format):
 
-* ``newsdesk``            -- ``ingest([corpus], settings=get_settings(data_dir=tmp))`` with the
+* ``newsdesk``            -- ``ingest([corpus], config=get_settings(data_dir=tmp))`` with the
   default settings (the first ``dense_chunks_per_article=4`` chunks of each article embedded,
   every chunk in the catalog and in BM25), then the same call again on the same data dir
   (the idempotent re-run: every article "unchanged", nothing embedded).
@@ -103,13 +103,13 @@ def run_newsdesk(name: str, corpus: str, dense_chunks_per_article: int | None) -
         settings, load_s = _load_model(Path(tmp) / "data", **overrides)
 
         started = time.perf_counter()
-        first = ingest([corpus], settings=settings)
+        first = ingest([corpus], config=settings)
         first_s = time.perf_counter() - started
         embedded = open_store(settings).collection.count()
         first_rss = _peak_rss_mib()
 
         started = time.perf_counter()
-        again = ingest([corpus], settings=settings)
+        again = ingest([corpus], config=settings)
         again_s = time.perf_counter() - started
 
         skips = f"{len(first.skipped)} skipped" if first.skipped else ""

@@ -53,7 +53,7 @@ def build_index(data_dir: Path) -> int:
     from assistant.settings import get_settings
     from index import ingest
 
-    report = ingest([REPO / "index" / "samples"], settings=get_settings(data_dir=data_dir))
+    report = ingest([REPO / "index" / "samples"], config=get_settings(data_dir=data_dir))
     return len(report.added) + len(report.unchanged)
 
 

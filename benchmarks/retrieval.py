@@ -98,7 +98,7 @@ def newsdesk_rankers(corpus: Path, out: Path, use_as_of: bool, recency: str) -> 
 
     settings = get_settings(data_dir=out / "newsdesk", recency=recency)
     started = time.perf_counter()
-    report = ingest([corpus], settings=settings)
+    report = ingest([corpus], config=settings)
     print(f"newsdesk index: {len(report.added)} added, {len(report.unchanged)} unchanged "
           f"in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     store, embedder = open_store(settings), get_embedder(settings)

@@ -72,8 +72,8 @@ def collect(questions: list[dict], store: Store, settings: Settings, as_of: bool
     for q in questions:
         day = date.fromisoformat(q["as_of"]) if as_of and q.get("as_of") else None
         filters = Filters(as_of=day)
-        dense = _dense(q["question"], filters, 2 * settings.candidates, store, embedder)
-        chunk, article = _keyword(q["question"], filters, settings.candidates, store)
+        dense = _dense(q["question"], filters, 2 * settings.retrieval.candidates, store, embedder)
+        chunk, article = _keyword(q["question"], filters, settings.retrieval.candidates, store)
         rows.append({"q": q, "as_of": day, "dense": dense, "chunk": chunk, "article": article})
     return rows
 
@@ -87,7 +87,7 @@ def recency(row: dict, days: dict[str, int], settings: Settings) -> tuple[dict, 
 def default_ranking(row: dict, days: dict[str, int], settings: Settings,
                     article_bm25: Scored | None = None) -> list[str]:
     """Distinct articles in the order the shipped fusion puts their chunks."""
-    w = settings.fusion_weights
+    w = settings.retrieval.fusion_weights
     hits = fuse(dense=(row["dense"], w["dense"]), chunk_bm25=(row["chunk"], w["chunk_bm25"]),
                 article_bm25=(row["article"] if article_bm25 is None else article_bm25,
                               w["article_bm25"]),

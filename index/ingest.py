@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
-from assistant.settings import Settings, get_settings
 from index.chunking import CHUNKER_VERSION, chunk_article
+from index.config import IndexConfig, index_config
 from index.embeddings import Embedder, get_embedder
 from index.models import Article, Chunk, IngestReport, Skip
 from index.readers import HTML_SUFFIXES, TEXT_SUFFIXES, read_paths
@@ -24,55 +25,54 @@ Progress = Callable[[IngestReport, int], None]
 """Called after each article with the report so far and the number of articles in the run."""
 
 
-def fingerprint(settings: Settings) -> str:
+def fingerprint(config: IndexConfig) -> str:
     """What, besides an article's content, decides its chunks and vectors."""
     return (
-        f"chunker={CHUNKER_VERSION};tokens={settings.chunk_tokens};"
-        f"dense={settings.dense_chunks_per_article};embedding={settings.embedding}"
+        f"chunker={CHUNKER_VERSION};tokens={config.chunk_tokens};"
+        f"dense={config.dense_chunks_per_article};embedding={config.embedding}"
     )
 
 
 def ingest(
     paths: Iterable[str | Path],
     *,
-    settings: Settings | None = None,
+    config: Any = None,
     store: Store | None = None,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Read, chunk, embed and index every article under ``paths``; report what happened."""
-    settings = settings or get_settings()
     return ingest_items(
-        read_paths(paths), settings=settings, store=store, embedder=embedder, progress=progress
+        read_paths(paths), config=config, store=store, embedder=embedder, progress=progress
     )
 
 
 def ingest_articles(
     articles: Iterable[Article],
     *,
-    settings: Settings | None = None,
+    config: Any = None,
     store: Store | None = None,
     embedder: Embedder | None = None,
 ) -> IngestReport:
     """Index already-parsed articles (the HTTP API's JSON bodies, for instance)."""
-    return ingest_items(articles, settings=settings, store=store, embedder=embedder)
+    return ingest_items(articles, config=config, store=store, embedder=embedder)
 
 
 def ingest_items(
     items: Iterable[Article | Skip],
     *,
-    settings: Settings | None = None,
+    config: Any = None,
     store: Store | None = None,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
     """Index a stream of articles and skips as read by ``index.readers``."""
-    settings = settings or get_settings()
-    store = store or open_store(settings)
-    embedder = embedder or get_embedder(settings)
+    config = index_config(config)
+    store = store or open_store(config)
+    embedder = embedder or get_embedder(config)
     started = time.perf_counter()
     report = IngestReport()
-    salt = fingerprint(settings)
+    salt = fingerprint(config)
 
     try:
         store.reconcile()
@@ -102,7 +102,7 @@ def ingest_items(
                     progress(report, total)
             else:
                 pending.append((article, digest))
-        _index(pending, stored, settings, store, embedder, report, progress, total)
+        _index(pending, stored, config, store, embedder, report, progress, total)
     except KeyboardInterrupt:
         report.interrupted = True
     if report.added or report.updated or report.removed:
@@ -114,7 +114,7 @@ def ingest_items(
 def _index(
     pending: list[tuple[Article, str]],
     stored: dict[str, str],
-    settings: Settings,
+    config: IndexConfig,
     store: Store,
     embedder: Embedder,
     report: IngestReport,
@@ -123,8 +123,8 @@ def _index(
 ) -> None:
     batch: list[tuple[Article, str, list[Chunk], int]] = []
     texts: list[str] = []
-    flush_at = settings.embed_batch_size * 4
-    limit = settings.dense_chunks_per_article or None
+    flush_at = config.embed_batch_size * 4
+    limit = config.dense_chunks_per_article or None
 
     def flush() -> None:
         vectors = embedder.embed_documents(texts)
@@ -150,7 +150,7 @@ def _index(
 
     for article, digest in pending:
         chunks = chunk_article(
-            article, max_tokens=settings.chunk_tokens, count_tokens=embedder.count_tokens
+            article, max_tokens=config.chunk_tokens, count_tokens=embedder.count_tokens
         )
         if not chunks:
             report.skipped.append(

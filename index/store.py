@@ -28,8 +28,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from assistant.errors import ArticleNotFound, StoreError
-from assistant.settings import Settings
+from index.config import IndexConfig, index_config
+from index.errors import ArticleNotFound, StoreError
 from index.models import Article, Chunk
 from index.timex import TIMEX_VERSION, Mention, find_mentions
 
@@ -100,26 +100,27 @@ def day_of(number: int) -> date:
 class Store:
     """Open index in one data directory; safe to share between threads."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, config: Any = None) -> None:
+        self.config: IndexConfig = index_config(config)
+        config = self.config
         self._lock = threading.RLock()
         try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            config.data_dir.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                settings.catalog_path, check_same_thread=False, isolation_level=None, timeout=30
+                config.catalog_path, check_same_thread=False, isolation_level=None, timeout=30
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
-                f"cannot open the index in {settings.data_dir}: {exc}",
+                f"cannot open the index in {config.data_dir}: {exc}",
                 hint="check that the folder is writable, or pick another with --data-dir",
             ) from exc
         self._check_embedding()
         self._collection: Any = None
         self._bm25: Any = None
-        self._write_lock = FileLock(settings.data_dir / "write.lock")
+        self._write_lock = FileLock(config.data_dir / "write.lock")
 
     # --- catalog ------------------------------------------------------------------------
 
@@ -138,10 +139,10 @@ class Store:
 
     def _check_embedding(self) -> None:
         built_with = self._meta("embedding")
-        if built_with and built_with != self.settings.embedding and self.count_articles():
+        if built_with and built_with != self.config.embedding and self.count_articles():
             raise StoreError(
-                f"the index in {self.settings.data_dir} was built with embedding {built_with!r}, "
-                f"not {self.settings.embedding!r}",
+                f"the index in {self.config.data_dir} was built with embedding {built_with!r}, "
+                f"not {self.config.embedding!r}",
                 hint=f"set NEWSDESK_EMBEDDING={built_with} or use a new --data-dir",
             )
 
@@ -162,7 +163,7 @@ class Store:
                 )
                 self._db.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES('embedding', ?)",
-                    (self.settings.embedding,),
+                    (self.config.embedding,),
                 )
                 self._db.execute("COMMIT")
             except BaseException:
@@ -239,7 +240,7 @@ class Store:
             "SELECT outlet, COUNT(*) FROM articles GROUP BY outlet ORDER BY COUNT(*) DESC, outlet"
         )
         return {
-            "data_dir": str(self.settings.data_dir),
+            "data_dir": str(self.config.data_dir),
             "articles": articles,
             "chunks": chunks or 0,
             "dense_chunks": dense or 0,
@@ -247,10 +248,10 @@ class Store:
             "first_published": first,
             "last_published": last,
             "outlets": {o or "(unknown)": n for o, n in outlets},
-            "embedding": self.settings.embedding,
-            "chroma": f"{self.settings.chroma_host}:{self.settings.chroma_port}"
-            if self.settings.chroma_host
-            else str(self.settings.chroma_path),
+            "embedding": self.config.embedding,
+            "chroma": f"{self.config.chroma_host}:{self.config.chroma_port}"
+            if self.config.chroma_host
+            else str(self.config.chroma_path),
         }
 
     def mentions(self, article_id: str) -> list[Mention]:
@@ -306,30 +307,30 @@ class Store:
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         try:
-            if self.settings.chroma_host:
+            if self.config.chroma_host:
                 client = chromadb.HttpClient(
-                    host=self.settings.chroma_host,
-                    port=self.settings.chroma_port,
+                    host=self.config.chroma_host,
+                    port=self.config.chroma_port,
                     settings=chroma_settings,
                 )
             else:
                 client = chromadb.PersistentClient(
-                    path=str(self.settings.chroma_path), settings=chroma_settings
+                    path=str(self.config.chroma_path), settings=chroma_settings
                 )
             return client.get_or_create_collection(
-                self.settings.collection,
+                self.config.collection,
                 configuration={"hnsw": {"space": "cosine"}},
             )
         except Exception as exc:
             where = (
-                f"the Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port}"
-                if self.settings.chroma_host
-                else f"embedded Chroma in {self.settings.chroma_path}"
+                f"the Chroma server at {self.config.chroma_host}:{self.config.chroma_port}"
+                if self.config.chroma_host
+                else f"embedded Chroma in {self.config.chroma_path}"
             )
             raise StoreError(
                 f"cannot open {where}: {exc}",
                 hint="start the server (`chroma run --path DIR`) or unset NEWSDESK_CHROMA_HOST"
-                if self.settings.chroma_host
+                if self.config.chroma_host
                 else "check the folder is writable and not used by another Chroma version",
             ) from exc
 
@@ -493,11 +494,11 @@ class Store:
         with self._lock:
             generation = self.generation
             if self._bm25 is None or self._bm25.generation != generation:
-                bm25 = KeywordIndex.load(self.settings.bm25_path, generation)
+                bm25 = KeywordIndex.load(self.config.bm25_path, generation)
                 if bm25 is None:
                     articles = self._rows("SELECT id, title || '\n' || text FROM articles ORDER BY id")
                     bm25 = KeywordIndex.build(self.all_chunks(), articles, generation)
-                    bm25.save(self.settings.bm25_path)
+                    bm25.save(self.config.bm25_path)
                 bm25.chunks.attach_facets(self._facets(chunks=True))
                 bm25.articles.attach_facets(self._facets(chunks=False))
                 self._bm25 = bm25
@@ -705,16 +706,18 @@ _STORES: dict[tuple[str, str | None, int, str], Store] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def open_store(settings: Settings) -> Store:
-    """The store for these settings; one per data directory and collection per process."""
+def open_store(config: Any = None) -> Store:
+    """The store for this ``IndexConfig`` (or settings holding one); one per data directory and
+    collection per process."""
+    config = index_config(config)
     key = (
-        str(settings.data_dir.resolve()),
-        settings.chroma_host,
-        settings.chroma_port,
-        settings.collection,
+        str(config.data_dir.resolve()),
+        config.chroma_host,
+        config.chroma_port,
+        config.collection,
     )
     with _STORES_LOCK:
         store = _STORES.get(key)
-        if store is None or store.settings.embedding != settings.embedding:
-            store = _STORES[key] = Store(settings)
+        if store is None or store.config.embedding != config.embedding:
+            store = _STORES[key] = Store(config)
         return store

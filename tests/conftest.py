@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant.settings import Settings, get_settings
+from index.config import IndexConfig
 from index.embeddings import Embedder, get_embedder
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,8 +29,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:
     """The real bundled all-MiniLM-L6-v2, loaded once per test session."""
-    model = get_embedder(Settings(data_dir=Path("/nonexistent")))
-    model.model  # noqa: B018 - load now so per-test timings stay honest
+    model = get_embedder(IndexConfig(data_dir=Path("/nonexistent")))
+    model.encoder  # noqa: B018 - load now so per-test timings stay honest
     return model
 
 
@@ -45,7 +46,7 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -
     from index import ingest
 
     settings = get_settings(data_dir=tmp_path_factory.mktemp("samples") / "data")
-    report = ingest([SAMPLES], settings=settings, embedder=embedder)
+    report = ingest([SAMPLES], config=settings, embedder=embedder)
     assert not report.errors and report.added
     yield settings
 

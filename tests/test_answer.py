@@ -28,7 +28,7 @@ def seed_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> 
     if not SEED_ARTICLE.exists():
         pytest.skip("../shared/data/seed-article.txt is absent")
     settings = get_settings(data_dir=tmp_path_factory.mktemp("seed") / "data")
-    ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    ingest([SEED_ARTICLE], config=settings, embedder=embedder)
     return settings
 
 
@@ -113,7 +113,7 @@ def test_empty_index_says_how_to_fix_it(settings: Settings, embedder: Embedder) 
 
 def llm_settings(base: Settings, fake: FakeOpenAI, **extra: object) -> Settings:
     options: dict[str, object] = {"llm_max_retries": 1, "llm_timeout": 2, **extra}
-    return get_settings(data_dir=base.data_dir, llm="openai-compatible:test-model",
+    return get_settings(data_dir=base.index.data_dir, llm="openai-compatible:test-model",
                         openai_base_url=fake.base_url, **options)
 
 
@@ -195,7 +195,7 @@ def test_llm_failures_fall_back_to_an_extractive_answer(
 
 
 def test_unreachable_server_falls_back(sample_index: Settings, embedder: Embedder) -> None:
-    settings = get_settings(data_dir=sample_index.data_dir, llm="openai-compatible:m",
+    settings = get_settings(data_dir=sample_index.index.data_dir, llm="openai-compatible:m",
                             openai_base_url="http://127.0.0.1:9/v1", llm_max_retries=0)
     answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
     assert answer.mode == "extractive" and any("cannot reach" in w for w in answer.warnings)
@@ -206,7 +206,7 @@ def test_unreachable_server_falls_back(sample_index: Settings, embedder: Embedde
                     reason="no OPENAI_API_KEY or OPENAI_BASE_URL set")
 def test_live_endpoint_answers_with_citations(sample_index: Settings, embedder: Embedder) -> None:
     settings = get_settings(
-        data_dir=sample_index.data_dir, openai_api_key=LIVE_ENV["OPENAI_API_KEY"],
+        data_dir=sample_index.index.data_dir, openai_api_key=LIVE_ENV["OPENAI_API_KEY"],
         openai_base_url=LIVE_ENV["OPENAI_BASE_URL"], llm_model=LIVE_ENV["NEWSDESK_LLM_MODEL"],
     )
     answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)

@@ -45,7 +45,7 @@ QUESTIONS = [
 
 
 def keyed(base: Settings, **extra: Any) -> Settings:
-    return get_settings(data_dir=base.data_dir, api_key=KEY, **extra)
+    return get_settings(data_dir=base.index.data_dir, api_key=KEY, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -601,7 +601,7 @@ def test_openai_client_sees_auth_and_input_errors(server: str) -> None:
 
 @pytest.mark.slow
 def test_many_questions_while_ingesting(settings: Settings, embedder: Embedder) -> None:
-    report = ingest([SAMPLES], settings=settings, embedder=embedder)
+    report = ingest([SAMPLES], config=settings, embedder=embedder)
     assert len(report.added) == 16
     answerable = [q for q in QUESTIONS if q["answerable"]][:8]
     app = create_app(assistant=Assistant(keyed(settings), embedder=embedder))

@@ -54,10 +54,10 @@ def chroma_server(tmp_path: Path) -> Iterator[int]:
 
 def test_ingest_into_a_chroma_server(chroma_server: int, tmp_path: Path, embedder: Embedder) -> None:
     settings = get_settings(data_dir=tmp_path / "d", chroma_host="127.0.0.1", chroma_port=chroma_server)
-    report = ingest([SAMPLES], settings=settings, embedder=embedder)
+    report = ingest([SAMPLES], config=settings, embedder=embedder)
     assert len(report.added) == 16 and not report.errors
     store = open_store(settings)
     assert store.collection.count() == store.stats()["dense_chunks"] > 16
     assert not (tmp_path / "d" / "chroma").exists(), "nothing went to embedded Chroma"
-    again = ingest([SAMPLES], settings=settings, embedder=embedder)
+    again = ingest([SAMPLES], config=settings, embedder=embedder)
     assert len(again.unchanged) == 16

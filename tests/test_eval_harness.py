@@ -295,7 +295,7 @@ def test_evidence_text_never_reaches_the_system(
     fake_llm.script(Reply("Assad visited Moscow on October 20 [1]."))
     questions = write(tmp_path / "qs.jsonl", line(evidence_text="SECRET-EVIDENCE-7731") + "\n")
     settings = get_settings(
-        data_dir=sample_index.data_dir, openai_base_url=fake_llm.base_url, llm_max_retries=0
+        data_dir=sample_index.index.data_dir, openai_base_url=fake_llm.base_url, llm_max_retries=0
     )
     run = run_eval(
         questions,
@@ -316,7 +316,7 @@ def test_evidence_text_never_reaches_the_system(
 def test_command_line(sample_index: Settings, tmp_path: Path) -> None:
     runner = CliRunner()
     questions = write(tmp_path / "qs.jsonl", line() + "\n")
-    args = [str(questions), "--data-dir", str(sample_index.data_dir), "--out", str(tmp_path / "o")]
+    args = [str(questions), "--data-dir", str(sample_index.index.data_dir), "--out", str(tmp_path / "o")]
     result = runner.invoke(app, [*args, "--retriever", "bm25,hybrid", "--no-as-of", "--top-k", "8"])
     assert result.exit_code == 0, result.output
     assert "hybrid/extractive" in result.output and "report:" in result.output

@@ -37,7 +37,7 @@ def test_every_stored_sentence_span_slices_its_article(
 ) -> None:
     stores = [open_store(sample_index)]  # read only: other tests share this index
     if SEED_ARTICLE.exists():
-        ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+        ingest([SEED_ARTICLE], config=settings, embedder=embedder)
         stores.append(open_store(settings))
     checked = 0
     for store in stores:
@@ -57,8 +57,8 @@ def test_every_stored_sentence_span_slices_its_article(
 def test_seed_article_twice_is_added_then_unchanged(settings: Settings, embedder: Embedder) -> None:
     if not SEED_ARTICLE.exists():
         pytest.skip("../shared/data/seed-article.txt is absent")
-    first = ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
-    second = ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    first = ingest([SEED_ARTICLE], config=settings, embedder=embedder)
+    second = ingest([SEED_ARTICLE], config=settings, embedder=embedder)
     assert (len(first.added), len(first.unchanged)) == (1, 0)
     assert (len(second.added), len(second.unchanged), second.chunks_written) == (0, 1, 0)
     assert second.seconds < first.seconds / 5
@@ -70,11 +70,11 @@ def test_seed_article_twice_is_added_then_unchanged(settings: Settings, embedder
 def test_a_changed_article_replaces_its_old_chunks(settings: Settings, embedder: Embedder) -> None:
     long_text = " ".join(f"Paragraph {i} says the talks went on late into the night." for i in range(60))
     v1 = Article(id="story", title="Talks", text=long_text, outlet="Harbor Ledger")
-    ingest_articles([v1], settings=settings, embedder=embedder)
+    ingest_articles([v1], config=settings, embedder=embedder)
     store = open_store(settings)
     before = {c.id for c in store.all_chunks()}
     v2 = v1.model_copy(update={"text": "The talks collapsed. Nobody signed anything."})
-    report = ingest_articles([v2], settings=settings, embedder=embedder)
+    report = ingest_articles([v2], config=settings, embedder=embedder)
     assert report.updated == ["story"]
     after = store.all_chunks()
     assert len(after) == 1 and not before & {c.id for c in after}
@@ -88,9 +88,9 @@ def test_an_edited_text_file_replaces_its_previous_version(
     settings: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
     path = write(tmp_path / "story.txt", "Headline\nThe first version of the story.")
-    first = ingest([path], settings=settings, embedder=embedder)
+    first = ingest([path], config=settings, embedder=embedder)
     write(path, "Headline\nThe corrected version of the story.")
-    second = ingest([path], settings=settings, embedder=embedder)
+    second = ingest([path], config=settings, embedder=embedder)
     assert second.removed == first.added and len(second.added) == 1
     store = open_store(settings)
     assert [a.id for a in store.list_articles()] == second.added
@@ -100,7 +100,7 @@ def test_remove_list_and_stats(sample_index: Settings, embedder: Embedder, tmp_p
     from assistant.settings import get_settings
 
     settings = get_settings(data_dir=tmp_path / "d")
-    ingest([SAMPLES], settings=settings, embedder=embedder)
+    ingest([SAMPLES], config=settings, embedder=embedder)
     store = open_store(settings)
     total = store.count_articles()
     victim = store.list_articles(limit=1)[0].id
@@ -120,7 +120,7 @@ def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
         Article(id=f"a{i}", title=f"Story {i}", text=f"Sentence {i}. Another line {i}.")
         for i in range(12)
     ]
-    small = settings.model_copy(update={"embed_batch_size": 1})  # flush every 4 chunks
+    small = settings.updated(embed_batch_size=1)  # flush every 4 chunks
 
     def interrupt_after_a_few(report, total):  # type: ignore[no-untyped-def]
         if len(report.added) >= 3:
@@ -128,11 +128,11 @@ def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
 
     from index.ingest import ingest_items
 
-    first = ingest_items(articles, settings=small, embedder=embedder, progress=interrupt_after_a_few)
+    first = ingest_items(articles, config=small, embedder=embedder, progress=interrupt_after_a_few)
     assert first.interrupted and 3 <= len(first.added) < 12
     store = open_store(small)
     check_index_is_whole(store)
-    second = ingest_articles(articles, settings=small, embedder=embedder)
+    second = ingest_articles(articles, config=small, embedder=embedder)
     assert sorted(second.unchanged) == sorted(first.added)
     assert len(second.added) == 12 - len(first.added)
     check_index_is_whole(store)
@@ -146,21 +146,21 @@ settings = get_settings(data_dir=sys.argv[1], embed_batch_size=1)
 def die(report, total):
     if len(report.added) >= 5:
         os.kill(os.getpid(), signal.SIGKILL)
-ingest([sys.argv[2]], settings=settings, progress=die)
+ingest([sys.argv[2]], config=settings, progress=die)
 """
 
 
 @pytest.mark.slow
 def test_a_killed_run_leaves_no_half_article(settings: Settings, embedder: Embedder) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", KILL_SCRIPT, str(settings.data_dir), str(SAMPLES)],
+        [sys.executable, "-c", KILL_SCRIPT, str(settings.index.data_dir), str(SAMPLES)],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     store = open_store(settings)
     done = store.count_articles()
     assert 5 <= done < 16
-    report = ingest([SAMPLES], settings=settings, embedder=embedder)
+    report = ingest([SAMPLES], config=settings, embedder=embedder)
     assert len(report.unchanged) == done and len(report.added) == 16 - done
     check_index_is_whole(store)
 
@@ -171,7 +171,7 @@ def test_bad_files_are_skipped_and_the_rest_ingested(
     write(tmp_path / "in" / "good.txt", "Good story\nIt is fine.")
     write(tmp_path / "in" / "empty.txt", "")
     write(tmp_path / "in" / "bad.jsonl", '{"text": "ok line."}\n{broken\n')
-    report = ingest([tmp_path / "in", tmp_path / "missing.txt"], settings=settings, embedder=embedder)
+    report = ingest([tmp_path / "in", tmp_path / "missing.txt"], config=settings, embedder=embedder)
     assert len(report.added) == 2
     reasons = sorted((Path(s.source.split(":")[0]).name, s.reason) for s in report.errors)
     assert [name for name, _ in reasons] == ["bad.jsonl", "empty.txt", "missing.txt"]
@@ -181,20 +181,20 @@ def test_the_index_refuses_a_different_embedding_model(settings: Settings, embed
     from assistant.errors import StoreError
     from index.store import Store
 
-    ingest_articles([Article(id="x", title="t", text="Some text.")], settings=settings, embedder=embedder)
-    other = settings.model_copy(update={"embedding": "openai:text-embedding-3-small"})
+    ingest_articles([Article(id="x", title="t", text="Some text.")], config=settings, embedder=embedder)
+    other = settings.updated(embedding="openai:text-embedding-3-small")
     with pytest.raises(StoreError, match="was built with embedding 'local:all-MiniLM-L6-v2'"):
         Store(other)
 
 
 def test_catalog_survives_reopening(settings: Settings, embedder: Embedder) -> None:
-    ingest_articles([Article(id="x", title="t", text="Some text. More text.")], settings=settings,
+    ingest_articles([Article(id="x", title="t", text="Some text. More text.")], config=settings,
                     embedder=embedder)
     fresh = Store(settings)
     assert fresh.get_article("x").text == "Some text. More text."
     assert fresh.keyword_index().chunk_ids == [c.id for c in fresh.all_chunks()]
-    assert json.loads((settings.bm25_path / "newsdesk.json").read_text())["generation"] == fresh.generation
-    assert os.path.exists(settings.chroma_path)
+    assert json.loads((settings.index.bm25_path / "newsdesk.json").read_text())["generation"] == fresh.generation
+    assert os.path.exists(settings.index.chroma_path)
 
 
 MID_WRITE_SCRIPT = """
@@ -214,10 +214,10 @@ with store.writing():
 def test_reconcile_spares_vectors_another_process_is_still_writing(
     settings: Settings, embedder: Embedder
 ) -> None:
-    ingest([SEED_ARTICLE], settings=settings, embedder=embedder)
+    ingest([SEED_ARTICLE], config=settings, embedder=embedder)
     store = open_store(settings)
     writer = subprocess.Popen(
-        [sys.executable, "-c", MID_WRITE_SCRIPT, str(settings.data_dir)],
+        [sys.executable, "-c", MID_WRITE_SCRIPT, str(settings.index.data_dir)],
         cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:

@@ -37,7 +37,7 @@ def test_relative_dates_are_resolved_for_the_llm_too(sample_index: Settings, emb
     assistant = Assistant(sample_index, embedder=embedder)
     sources = assistant._sources(retrieve("Assad surprise visit Moscow Tuesday", settings=sample_index,
                                           embedder=embedder))
-    user = render_messages("When?", sources, as_of=None, prompts=load_prompts(sample_index.prompts_dir))[1]
+    user = render_messages("When?", sources, as_of=None, prompts=load_prompts(sample_index.writer.prompts_dir))[1]
     assert '"on Tuesday evening" = October 20, 2015; the Tuesday before publication on 2015-10-21' in user["content"]
 
 
@@ -87,7 +87,7 @@ def test_recency_boost_prefers_newer_articles(sample_index: Settings, embedder: 
     moon = ["sample-artemis-i-launch", "sample-chandrayaan-3-landing"]  # 2022-11-17, 2023-08-24
 
     def moon_order(recency: str) -> list[str]:
-        s = sample_index.model_copy(update={"recency": recency})
+        s = sample_index.updated(recency=recency)
         hits = retrieve("What is the latest news about the Moon?", settings=s, embedder=embedder).hits
         return [a for a in dict.fromkeys(h.article_id for h in hits) if a in moon]
 
@@ -104,7 +104,7 @@ def test_a_question_asked_as_of_a_day_favours_the_reporting_just_before_it(
 
     def lead(as_of: date, recency: str = "auto") -> float:
         """How far the refloating's report scores above the grounding's."""
-        s = sample_index.model_copy(update={"recency": recency})
+        s = sample_index.updated(recency=recency)
         hits = retrieve(question, Filters(as_of=as_of), settings=s, embedder=embedder).hits
         best = {h.article_id: h.score for h in reversed(hits)}
         return best[refloated] - best[grounded]
@@ -120,7 +120,7 @@ def test_a_question_asked_as_of_a_day_favours_the_reporting_just_before_it(
 
 
 def test_cli_ask_and_timeline_take_as_of(sample_index: Settings, embedder: Embedder) -> None:
-    data = str(sample_index.data_dir)
+    data = str(sample_index.index.data_dir)
     result = runner.invoke(app, ["ask", "Who did Lavrov say Russia was ready to support from the air?",
                                  "--data-dir", data, "--as-of", "2015-10-22", "--json"])
     assert result.exit_code == 0, result.output
@@ -140,7 +140,7 @@ def test_filters_still_apply_when_a_vector_has_gone_missing_from_chroma(
     from index import ingest
     from tests.conftest import SAMPLES
 
-    ingest([SAMPLES], settings=settings, embedder=embedder)
+    ingest([SAMPLES], config=settings, embedder=embedder)
     store = open_store(settings)
     question = "What happened to the container ship in the Suez Canal?"
     filters = Filters(as_of=date(2021, 3, 27))

@@ -149,7 +149,7 @@ def test_llm_answers_get_the_llm_badge_and_an_uncited_sentence_is_marked(
 def test_an_unreachable_llm_gives_an_extractive_answer_and_says_so(
     sample_index: Settings, embedder: Embedder
 ) -> None:
-    settings = get_settings(data_dir=sample_index.data_dir, llm="openai-compatible:test-model",
+    settings = get_settings(data_dir=sample_index.index.data_dir, llm="openai-compatible:test-model",
                             openai_base_url=f"http://127.0.0.1:{_closed_port()}/v1",
                             llm_max_retries=0, llm_timeout=2)
     desk = Desk(Assistant(settings, embedder=embedder))
@@ -383,7 +383,7 @@ def _answer(sentences: list[tuple[str, list[int], bool]], citations: list[Citati
 
 
 def _llm_settings(base: Settings, fake: FakeOpenAI) -> Settings:
-    return get_settings(data_dir=base.data_dir, llm="openai-compatible:test-model",
+    return get_settings(data_dir=base.index.data_dir, llm="openai-compatible:test-model",
                         openai_base_url=fake.base_url, llm_max_retries=0, llm_timeout=5)
 
 

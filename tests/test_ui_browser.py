@@ -49,7 +49,7 @@ def require_chromium() -> None:
 def serving_samples(folder: Path, embedder: Embedder) -> Iterator[str]:
     """The app on a free loopback port over its own index of the sample articles."""
     settings: Settings = get_settings(data_dir=folder / "data")
-    assert ingest([SAMPLES], settings=settings, embedder=embedder).added
+    assert ingest([SAMPLES], config=settings, embedder=embedder).added
     blocks = launch("127.0.0.1", _free_port(), settings,
                     assistant=Assistant(settings, embedder=embedder), block=False)
     try:
