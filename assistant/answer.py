@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from datetime import date
 from typing import Any
 
 from assistant.citations import enforce
 from assistant.errors import ArticleNotFound, LLMError
+from assistant.filters import make_filters
+from assistant.followup import Message, condense, split_conversation
 from assistant.llm import ExtractiveGenerator, Generator, get_generator
 from assistant.models import (
     Answer,
@@ -60,32 +61,57 @@ class Assistant:
     def ask(
         self,
         question: str,
+        filters: Filters | None = None,
         *,
-        outlets: Sequence[str] | None = None,
-        since: date | None = None,
-        until: date | None = None,
-        as_of: date | None = None,
+        retriever: str | None = None,
+        **legacy: Any,
+    ) -> Answer:
+        """Answer ``question`` from the indexed articles, every sentence cited.
+
+        ``filters`` limits the articles drawn on (build it with ``assistant.filters.make_filters``);
+        ``retriever`` overrides the configured retrieval mode. The old keyword filters
+        (``outlets``, ``since``, ``until``, ``as_of``) are still accepted instead of ``filters``.
+        Raises NothingIndexed when the index is empty and InputError for impossible filters; an
+        LLM failure is not raised but answered extractively, with ``Answer.fallback`` saying why.
+        """
+        return _final(self.stream(question, filters, retriever=retriever, **legacy))
+
+    def chat(
+        self,
+        messages: Sequence[Message],
+        filters: Filters | None = None,
+        *,
         retriever: str | None = None,
     ) -> Answer:
-        """Answer ``question`` from the indexed articles, every sentence cited."""
-        final: Answer | None = None
-        for event in self.stream(
-            question, outlets=outlets, since=since, until=until, as_of=as_of, retriever=retriever
-        ):
-            if event.type == "answer":
-                final = event.answer
-        assert final is not None
-        return final
+        """Answer the last user message of a conversation (OpenAI-style role/content messages).
+
+        The message is first rewritten into a standalone question with the turns before it
+        (``assistant.followup.condense``: this assistant's chat model when one is configured,
+        else the rule); retrieval and writing use that question, which the answer reports in
+        ``searched`` when it differs from the user's words. Raises InputError when no user
+        message has text.
+        """
+        return _final(self.chat_stream(messages, filters, retriever=retriever))
+
+    def chat_stream(
+        self,
+        messages: Sequence[Message],
+        filters: Filters | None = None,
+        *,
+        retriever: str | None = None,
+    ) -> Iterator[StreamEvent]:
+        """Like ``chat``, as events: text deltas (and ``reset``), then the final answer."""
+        history, question = split_conversation(messages)
+        standalone = condense(history, question, settings=self.settings, llm=self.llm)
+        yield from self._answer(question, standalone, filters, retriever)
 
     def stream(
         self,
         question: str,
+        filters: Filters | None = None,
         *,
-        outlets: Sequence[str] | None = None,
-        since: date | None = None,
-        until: date | None = None,
-        as_of: date | None = None,
         retriever: str | None = None,
+        **legacy: Any,
     ) -> Iterator[StreamEvent]:
         """Like ``ask``, yielding text deltas as they are written, then the final answer.
 
@@ -93,12 +119,15 @@ class Assistant:
         it before the extractive fallback's text arrives.
         """
         question = question.strip()
+        return self._answer(question, question, _filters(filters, legacy), retriever)
+
+    def _answer(
+        self, question: str, searched: str, filters: Filters | None, retriever: str | None
+    ) -> Iterator[StreamEvent]:
         started = time.perf_counter()
-        filters = Filters(
-            outlets=list(outlets) if outlets else None, since=since, until=until, as_of=as_of
-        )
+        filters = filters or Filters()
         retrieval = retrieve(
-            question, filters, mode=retriever, settings=self.settings, store=self.store,
+            searched, filters, mode=retriever, settings=self.settings, store=self.store,
             embedder=self.embedder,
         )
         timings = {"retrieval": time.perf_counter() - started, **retrieval.timings}
@@ -106,18 +135,20 @@ class Assistant:
 
         generator: Generator = self.llm
         warnings: list[str] = []
+        fallback: str | None = None
         text = ""
         started = time.perf_counter()
         try:
-            for piece in generator.generate(question, sources, as_of=as_of):
+            for piece in generator.generate(searched, sources, as_of=filters.as_of):
                 text += piece
                 yield StreamEvent(type="delta", text=piece)
         except LLMError as exc:
+            fallback = str(exc)
             warnings.append(f"{exc}; answered extractively instead")
             if text:
                 yield StreamEvent(type="reset")
             generator, text = self.extractive, ""
-            for piece in generator.generate(question, sources, as_of=as_of):
+            for piece in generator.generate(searched, sources, as_of=filters.as_of):
                 text += piece
                 yield StreamEvent(type="delta", text=piece)
         timings["generation"] = time.perf_counter() - started
@@ -139,6 +170,8 @@ class Assistant:
             model=generator.name,
             refused=enforced.refused,
             notice=notice,
+            fallback=fallback,
+            searched=searched if searched != question else None,
             warnings=warnings + enforced.warnings,
             sources=sources,
             timings={k: round(v, 4) for k, v in timings.items()},
@@ -149,24 +182,20 @@ class Assistant:
     def timeline(
         self,
         query: str,
+        filters: Filters | None = None,
         *,
-        outlets: Sequence[str] | None = None,
-        since: date | None = None,
-        until: date | None = None,
-        as_of: date | None = None,
         limit: int = 15,
+        **legacy: Any,
     ) -> Timeline:
         """The dated events relevant to ``query``, ordered, one cited sentence each.
 
         Sentences that date something (see ``index.timex``) are taken from the best chunks,
         ranked by relevance to the query like extractive answers, and ordered by date; the same
         event told by several articles (same date, similar sentence) becomes one line listing
-        all its sources.
+        all its sources. ``filters`` (or the old keyword filters) limit the articles drawn on.
         """
         started = time.perf_counter()
-        filters = Filters(
-            outlets=list(outlets) if outlets else None, since=since, until=until, as_of=as_of
-        )
+        filters = _filters(filters, legacy)
         retrieval = retrieve(
             query, filters, k=max(30, self.settings.retrieval.top_k), settings=self.settings,
             store=self.store, embedder=self.embedder,
@@ -264,6 +293,27 @@ def _event_date(dates: list[Mention]) -> Mention | None:
     order = {"day": 0, "week": 1, "month": 2}
     usable = [m for m in dates if m.month]  # a bare year is too coarse to place an event
     return min(usable, key=lambda m: (order[m.granularity], m.kind == "absolute"), default=None)
+
+
+def _filters(filters: Filters | None, legacy: dict[str, Any]) -> Filters:
+    """``filters``, or the old keyword filters (outlets, since, until, as_of) made into one."""
+    if not legacy:
+        return filters or Filters()
+    unknown = set(legacy) - {"outlets", "since", "until", "as_of"}
+    if unknown or filters is not None:
+        wrong = ", ".join(sorted(unknown)) if unknown else "both filters and keyword filters"
+        raise TypeError(f"unexpected keyword arguments: {wrong}")
+    return make_filters(**legacy)
+
+
+def _final(events: Iterator[StreamEvent]) -> Answer:
+    """The answer at the end of a stream of events."""
+    final: Answer | None = None
+    for event in events:
+        if event.type == "answer":
+            final = event.answer
+    assert final is not None, "an answer stream always ends with its answer"
+    return final
 
 
 def ask(question: str, *, settings: Settings | None = None, **filters: Any) -> Answer:

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from assistant.errors import InputError
 from assistant.llm import Generator, OpenAIGenerator, get_generator
 from assistant.prompts import load_prompts
 
@@ -101,6 +102,33 @@ def condense(
         except _Unusable as exc:
             log.warning("condensing with %s failed (%s); using the rule instead", model.name, exc)
     return condense_by_rule(history, question)
+
+
+def split_conversation(messages: Sequence[Message]) -> tuple[list[Message], str]:
+    """The turns before the last user message, and that message's text (the question).
+
+    Raises InputError when no user message has text.
+    """
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user" and text_of(messages[index]).strip():
+            return list(messages[:index]), " ".join(text_of(messages[index]).split())
+    raise InputError(
+        "messages: no user message with text (the last one is the question)",
+        hint='end the conversation with {"role": "user", "content": "QUESTION"}',
+    )
+
+
+def text_of(message: Message) -> str:
+    """A message's text: its string content, or its parts of type 'text' joined by newlines."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(part.get("text", "")) for part in content
+            if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    return ""
 
 
 def condense_by_rule(history: Sequence[Message], question: str) -> str:

@@ -81,6 +81,16 @@ class Answer(BaseModel):
     model: str = Field(description="What wrote the answer: 'extractive' or 'openai:MODEL'.")
     refused: bool = False
     notice: str | None = Field(None, description="Plain words about how the answer was made.")
+    fallback: str | None = Field(
+        None,
+        description="Why the configured language model did not write this answer (it failed, "
+        "and the answer is extractive instead); null when it did, or when none is configured.",
+    )
+    searched: str | None = Field(
+        None,
+        description="The standalone question retrieval used, when it differs from the user's "
+        "words (a follow-up rewritten with the conversation); null otherwise.",
+    )
     warnings: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
@@ -93,7 +103,12 @@ class Answer(BaseModel):
 
 
 class StreamEvent(BaseModel):
-    """One event of a streamed answer: text deltas, then the final answer."""
+    """One event of a streamed answer: text deltas, then the final answer.
+
+    ``delta`` carries text as it is written; ``reset`` means the text so far is void (the
+    language model failed mid-answer; the fallback's text follows); ``answer`` comes last, once,
+    with the checked ``Answer``.
+    """
 
     type: Literal["delta", "reset", "answer"]
     text: str | None = None
