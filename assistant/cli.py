@@ -7,9 +7,8 @@ Library errors (``NewsdeskError``) become a one-line message and a hint; no trac
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +19,9 @@ from rich.table import Table
 from assistant.cli_runner import run
 from assistant.settings import Settings, get_settings
 from evals.cli import eval_command
+
+if TYPE_CHECKING:  # heavy at run time; the commands import what they use
+    from assistant.retrieve import Filters
 
 app = typer.Typer(
     name="newsdesk",
@@ -63,10 +65,10 @@ def ingest(
     data_dir: DataDir = None,
 ) -> None:
     """Index articles: .txt/.md, .html, .json/.jsonl (corpus format) and RSS/Atom feeds."""
-    from index import ingest as run_ingest
+    from assistant.library import Library
 
-    settings = _settings(data_dir)
-    report = _with_progress(lambda progress: run_ingest(paths, config=settings, progress=progress))
+    library = Library(_settings(data_dir))
+    report = _with_progress(lambda progress: library.ingest_paths(paths, progress=progress))
     _print_report(report)
     if report.interrupted:
         err.print(
@@ -123,16 +125,17 @@ def list_articles(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """List indexed articles, newest first."""
-    from index import open_store
+    from assistant.library import Library
 
-    store = open_store(_settings(data_dir))
-    rows = store.list_articles(limit=limit or None, outlet=outlet, search=search)
+    page = Library(_settings(data_dir)).list_articles(
+        limit=limit or None, outlet=outlet, search=search
+    )
     if as_json:
-        for article in rows:
+        for article in page.articles:
             print(article.model_dump_json(exclude={"text"}))
         return
     table = Table("id", "published", "outlet", "title")
-    for article in rows:
+    for article in page.articles:
         table.add_row(
             escape(article.id),
             article.published.isoformat() if article.published else "?",
@@ -140,7 +143,7 @@ def list_articles(
             escape(article.title),
         )
     out.print(table)
-    out.print(f"{len(rows)} of {store.count_articles()} articles")
+    out.print(f"{len(page.articles)} of {page.total} articles")
 
 
 @app.command()
@@ -149,11 +152,9 @@ def remove(
     data_dir: DataDir = None,
 ) -> None:
     """Remove articles and all their chunks from the index."""
-    from index import open_store
+    from assistant.library import Library
 
-    store = open_store(_settings(data_dir))
-    removed = store.remove(ids)
-    store.keyword_index()
+    removed = Library(_settings(data_dir)).remove_many(ids)
     for article_id in ids:
         if article_id in removed:
             out.print(f"removed {escape(article_id)}")
@@ -169,9 +170,9 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what is indexed: counts, date range, outlets."""
-    from index import open_store
+    from assistant.library import Library
 
-    info = open_store(_settings(data_dir)).stats()
+    info = Library(_settings(data_dir)).stats()
     if as_json:
         print(json.dumps(info, indent=2))
         return
@@ -181,13 +182,16 @@ def stats(
         out.print(f"[bold]{key}[/]: {escape(str(value))}")
 
 
-def _day(value: str | None, option: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date; use YYYY-MM-DD", param_hint=option)
+def _filters(
+    outlets: list[str] | None, since: str | None, until: str | None, as_of: str | None
+) -> Filters:
+    """The filter options as ``Filters``; a bad date or range raises InputError naming the option."""
+    from assistant.filters import make_filters
+
+    return make_filters(
+        outlets=outlets, since=since, until=until, as_of=as_of,
+        labels={"outlets": "--outlet", "since": "--since", "until": "--until", "as_of": "--as-of"},
+    )
 
 
 @app.command()
@@ -210,20 +214,14 @@ def ask(
     """Answer a question from the indexed articles, citing the sentence behind every claim."""
     from assistant.answer import Assistant
 
-    settings = get_settings(data_dir=data_dir, llm=llm, retriever=retriever)
-    assistant = Assistant(settings)
-    kwargs: dict[str, Any] = {
-        "outlets": outlet or None,
-        "since": _day(since, "--since"),
-        "until": _day(until, "--until"),
-        "as_of": _day(as_of, "--as-of"),
-    }
+    filters = _filters(outlet, since, until, as_of)
+    assistant = Assistant(get_settings(data_dir=data_dir, llm=llm, retriever=retriever))
     if as_json:
-        print(assistant.ask(question, **kwargs).model_dump_json(indent=2))
+        print(assistant.ask(question, filters).model_dump_json(indent=2))
         return
     answer = None
     live = stream and out.is_terminal
-    for event in assistant.stream(question, **kwargs):
+    for event in assistant.stream(question, filters):
         if event.type == "delta" and live:
             out.print(escape(event.text or ""), end="")
         elif event.type == "reset" and live:
@@ -271,14 +269,8 @@ def timeline(
     """The dated events relevant to a query, in order, each with its cited sentence(s)."""
     from assistant.answer import Assistant
 
-    result = Assistant(_settings(data_dir)).timeline(
-        query,
-        outlets=outlet or None,
-        since=_day(since, "--since"),
-        until=_day(until, "--until"),
-        as_of=_day(as_of, "--as-of"),
-        limit=limit,
-    )
+    filters = _filters(outlet, since, until, as_of)
+    result = Assistant(_settings(data_dir)).timeline(query, filters, limit=limit)
     if as_json:
         print(result.model_dump_json(indent=2))
         return
@@ -303,16 +295,16 @@ DEMO_QUESTION = "When did Assad visit Moscow?"
 def demo(data_dir: DataDir = None) -> None:
     """Index the bundled sample articles, then answer the question newsdesk was built around."""
     from assistant.answer import Assistant
-    from index import ingest as run_ingest
+    from assistant.library import Library
 
     settings = _settings(data_dir)
-    report = _with_progress(
-        lambda progress: run_ingest([SAMPLES], config=settings, progress=progress)
-    )
+    assistant = Assistant(settings)
+    library = Library(settings, store=assistant.store, embedder=assistant.embedder)
+    report = _with_progress(lambda progress: library.ingest_paths([SAMPLES], progress=progress))
     _print_report(report)
     out.print(f"index: {settings.index.data_dir}\n")
     out.print(f"[bold]Q:[/] {DEMO_QUESTION}")
-    print_answer(Assistant(settings).ask(DEMO_QUESTION))
+    print_answer(assistant.ask(DEMO_QUESTION))
     out.print(f'\nAsk your own: newsdesk ask "..." (add --data-dir {settings.index.data_dir} if you set one)')
 
 

@@ -67,3 +67,26 @@ def test_library_errors_become_a_message_and_a_hint(
     message = capsys.readouterr().err
     assert "unknown setting NEWSDESK_CHUNK_TOKEN" in message and "NEWSDESK_CHUNK_TOKENS" in message
     assert "Traceback" not in message
+
+
+@pytest.mark.parametrize(
+    ("options", "says", "hint"),
+    [
+        (["--since", "2021-01-02", "--until", "2021-01-01"],
+         "error: --since (2021-01-02) is after --until (2021-01-01), so no article can match",
+         "hint: swap the dates"),
+        (["--as-of", "next week"], "error: --as-of: 'next week' is not a date",
+         "hint: write it as YYYY-MM-DD"),
+    ],
+)
+def test_impossible_filters_are_one_line_and_a_hint(
+    options: list[str], says: str, hint: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["newsdesk", "ask", "Who won?", *options, "--data-dir", str(tmp_path / "d")]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    error, hint_line = capsys.readouterr().err.strip().splitlines()
+    assert error == says and hint_line.startswith(hint)
