@@ -21,13 +21,31 @@ CHUNKER_VERSION = "1"
 _PARAGRAPH = re.compile(r"[^\n]+")
 
 
+# NLTK's package import pulls in scikit-learn, SciPy and pandas for features newsdesk never uses
+# (classifiers, collocation statistics): seconds of start-up for a sentence splitter.  They are
+# hidden while NLTK loads (NLTK treats each as an optional import) and visible again right after.
+_NLTK_OPTIONAL = ("sklearn", "scipy.stats", "pandas")
+
+
 @lru_cache(maxsize=1)
 def _punkt():  # type: ignore[no-untyped-def]
-    import llama_index.core
-    import nltk.data
-    from nltk.tokenize.punkt import PunktTokenizer
+    """NLTK's Punkt English model, from the copy llama-index ships (no download)."""
+    import importlib.util
+    import sys
 
-    cache = Path(llama_index.core.__file__).parent / "_static" / "nltk_cache"
+    hidden = [name for name in _NLTK_OPTIONAL if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        import nltk.data
+        from nltk.tokenize.punkt import PunktTokenizer
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    spec = importlib.util.find_spec("llama_index.core")  # located, not imported: it is slow
+    assert spec is not None and spec.submodule_search_locations
+    cache = Path(next(iter(spec.submodule_search_locations))) / "_static" / "nltk_cache"
     if str(cache) not in nltk.data.path:
         nltk.data.path.insert(0, str(cache))
     return PunktTokenizer("english")

@@ -1,0 +1,128 @@
+"""Start-up benchmark: how long a new process takes to be useful.
+
+Measured, each over ``--runs`` fresh processes (median, min, max), in one run:
+
+* ``python -c pass``  -- the interpreter alone: the floor, and a gauge of how loaded the machine is;
+* ``newsdesk --help`` -- target at most 0.5 s;
+* ``newsdesk ask``    -- "When did Assad visit Moscow?" over the bundled sample articles (indexed
+  once before timing, in a temporary folder), target at most 1.5 s (median);
+* ``serve first answer`` -- from starting ``newsdesk serve`` to the first ``POST /v1/ask`` answer.
+
+Every ``ask`` run is also checked for torch: the run fails if torch was imported.
+
+Run from the repository root::
+
+    python benchmarks/startup.py            # 5 runs each
+    python benchmarks/startup.py --runs 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTION = "When did Assad visit Moscow?"
+TARGETS = {"newsdesk --help": 0.5, "newsdesk ask": 1.5}
+TORCH_PROBE = (
+    "import sys, runpy; sys.argv = ['newsdesk', 'ask', {q!r}]\n"
+    "try:\n    runpy.run_module('assistant.cli', run_name='__main__')\n"
+    "except SystemExit:\n    pass\n"
+    "assert 'torch' not in sys.modules, 'torch was imported'\n"
+)
+
+
+def timed(command: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one process run; a failing command ends the benchmark."""
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_first_answer(env: dict[str, str]) -> float:
+    """Seconds from starting `newsdesk serve` to its first answer."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "assistant.cli", "serve", "--port", str(port), "--no-ui"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = started + 120
+        while time.perf_counter() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"newsdesk serve exited with code {server.returncode}")
+            try:
+                response = httpx.post(f"{url}/v1/ask", json={"question": QUESTION}, timeout=60)
+                if response.status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise SystemExit("newsdesk serve gave no answer within 120 s")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def summary(name: str, seconds: list[float]) -> str:
+    target = TARGETS.get(name)
+    median = statistics.median(seconds)
+    verdict = "" if target is None else (" met" if median <= target else " NOT met")
+    limit = "" if target is None else f"{target:.1f}"
+    return (
+        f"| {name} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | {limit}{verdict} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            k: v for k, v in os.environ.items()
+            if not k.startswith("NEWSDESK_") and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}
+        }
+        env |= {"NEWSDESK_DATA_DIR": str(Path(tmp) / "data"), "NEWSDESK_LLM": "extractive"}
+        subprocess.run(
+            [sys.executable, "-m", "assistant.cli", "ingest", str(REPO / "index" / "samples")],
+            env=env, check=True, capture_output=True,
+        )
+        newsdesk = [sys.executable, "-m", "assistant.cli"]
+        timed(newsdesk + ["ask", QUESTION], env)  # warm the OS file cache and the ONNX export
+        rows = {
+            "python -c pass": [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)],
+            "newsdesk --help": [timed(newsdesk + ["--help"], env) for _ in range(args.runs)],
+            "newsdesk ask": [timed(newsdesk + ["ask", QUESTION], env) for _ in range(args.runs)],
+            "serve first answer": [serve_first_answer(env) for _ in range(args.runs)],
+        }
+        timed([sys.executable, "-c", TORCH_PROBE.format(q=QUESTION)], env)
+    print(f"{args.runs} cold runs each; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print("| command | median s | min s | max s | target |")
+    print("|---|---|---|---|---|")
+    for name, seconds in rows.items():
+        print(summary(name, seconds))
+    print("torch imported by `newsdesk ask`: no")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Start-up: the command line loads only what a command needs, and never torch at run time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from assistant.settings import Settings
+
+PROBE = """
+import json, runpy, sys
+sys.argv = ["newsdesk", *json.loads(sys.argv[1])]
+code = 0
+try:
+    runpy.run_module("assistant.cli", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code or 0
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+HEAVY = ("torch", "transformers", "sentence_transformers", "llama_index", "chromadb",
+         "onnxruntime", "gradio", "nltk", "bm25s", "scipy", "sklearn", "pandas")
+
+
+def run_newsdesk(args: list[str], data_dir: object = None) -> tuple[int, set[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDESK_")}
+    env.pop("OPENAI_API_KEY", None)
+    env.pop("OPENAI_BASE_URL", None)
+    if data_dir is not None:
+        env["NEWSDESK_DATA_DIR"] = str(data_dir)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    tops = {name.split(".")[0] for name in report["modules"]}
+    return report["code"], tops, done.stdout
+
+
+def test_help_loads_no_model_index_or_ui_library() -> None:
+    code, modules, _ = run_newsdesk(["--help"])
+    assert code == 0
+    assert not modules & set(HEAVY), f"--help imported {sorted(modules & set(HEAVY))}"
+
+
+@pytest.mark.slow
+def test_ask_answers_without_ever_importing_torch(sample_index: Settings) -> None:
+    code, modules, out = run_newsdesk(
+        ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
+    )
+    assert code == 0, out
+    assert "Moscow" in out
+    assert not modules & {"torch", "transformers", "sentence_transformers"}, sorted(modules)
+    assert "onnxruntime" in modules  # the embedding model did run
