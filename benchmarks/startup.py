@@ -44,7 +44,7 @@ TORCH_PROBE = (
 def timed(command: list[str], env: dict[str, str]) -> float:
     """Wall seconds of one process run; a failing command ends the benchmark."""
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")

@@ -34,7 +34,7 @@ def run_newsdesk(args: list[str], data_dir: object = None) -> tuple[int, set[str
         env["NEWSDESK_DATA_DIR"] = str(data_dir)
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
-        env=env, capture_output=True, text=True, timeout=300,
+        check=False, env=env, capture_output=True, text=True, timeout=300,
     )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     tops = {name.split(".")[0] for name in report["modules"]}
