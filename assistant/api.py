@@ -27,17 +27,14 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import secrets
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -62,12 +59,11 @@ from assistant.errors import (
     NothingIndexed,
     StoreError,
 )
+from assistant.library import ArticlePage, Library
 from assistant.models import Answer, Citation, StreamEvent, Timeline
 from assistant.retrieve import Filters
 from assistant.settings import Settings, get_settings
-from index.ingest import ingest_items
-from index.models import Article, IngestReport, Skip
-from index.readers import SUPPORTED_HINT, article_from_record, read_file
+from index.models import Article, IngestReport
 
 log = logging.getLogger("newsdesk.api")
 T = TypeVar("T")
@@ -147,18 +143,6 @@ class ArticleRecord(BaseModel):
     published: str | None = Field(None, description="Publication date, ISO like 2015-10-21.")
     url: str | None = None
     authors: list[str] | str | None = None
-
-
-class ArticlePage(BaseModel):
-    """A page of indexed articles, newest first."""
-
-    articles: list[Article] = Field(
-        description="Metadata only (text is ''): GET /v1/articles/{id} has the full text."
-    )
-    offset: int
-    limit: int
-    next_offset: int | None = Field(description="Offset of the next page; null on the last.")
-    total: int = Field(description="Articles indexed in all (before filters).")
 
 
 class Removed(BaseModel):
@@ -657,14 +641,8 @@ def list_articles(
     ] = None,
 ) -> ArticlePage:
     """Indexed articles, newest first, without their text."""
-    store = service.assistant.store
-    rows = store.list_articles(offset=offset, limit=limit + 1, outlet=outlet, search=search)
-    return ArticlePage(
-        articles=rows[:limit],
-        offset=offset,
-        limit=limit,
-        next_offset=offset + limit if len(rows) > limit else None,
-        total=store.count_articles(),
+    return _library(service).list_articles(
+        offset=offset, limit=limit, outlet=outlet, search=search
     )
 
 
@@ -675,7 +653,7 @@ def list_articles(
 )
 def get_article(article_id: str, service: Annotated[Service, Depends(_service)]) -> Article:
     """One article with its full text: a citation's `start`/`end` index into `text`."""
-    return service.assistant.store.get_article(article_id)
+    return _library(service).get_article(article_id)
 
 
 @v1.delete(
@@ -685,19 +663,14 @@ def get_article(article_id: str, service: Annotated[Service, Depends(_service)])
 )
 def delete_article(article_id: str, service: Annotated[Service, Depends(_service)]) -> Removed:
     """Remove an article and all its chunks from the index."""
-    store = service.assistant.store
-    with service.write_lock:
-        removed = store.remove([article_id])
-        if not removed:
-            raise ArticleNotFound(article_id)
-        store.keyword_index()  # rebuild now, not in the next question's time
-    return Removed(removed=removed)
+    _library(service).remove(article_id)
+    return Removed(removed=[article_id])
 
 
 @v1.get("/stats", tags=["articles"])
 def stats(service: Annotated[Service, Depends(_service)]) -> dict[str, Any]:
     """What is indexed: counts, date range, outlets."""
-    return service.assistant.store.stats()
+    return _library(service).stats()
 
 
 ARTICLES_BODY: dict[str, Any] = {
@@ -741,9 +714,8 @@ async def add_articles(request: Request) -> IngestReport:
                 "field 'file': the multipart body has no file named 'file'",
                 hint="send it as -F file=@article.txt",
             )
-        name = _upload_name(upload.filename)
         data = await upload.read()
-        return await run_in_threadpool(_ingest_upload, service, name, data)
+        return await run_in_threadpool(_ingest_upload, service, upload.filename, data)
     if kind != "application/json":
         raise HTTPException(
             415, f"unsupported content type {kind!r}: send application/json or multipart/form-data"
@@ -761,53 +733,19 @@ async def add_articles(request: Request) -> IngestReport:
     return await run_in_threadpool(_ingest_records, service, payload)
 
 
-def _upload_name(filename: str | None) -> str:
-    """The upload's base name, safe to create in a temporary folder; its suffix picks the reader."""
-    name = re.sub(r"[^\w.\- ]", "_", Path(filename or "").name)[-120:]
-    return name if name.strip(". ") else "upload"
+def _library(service: Service) -> Library:
+    """The library over the service's index: the assistant's store and embedding model."""
+    assistant = service.assistant
+    return Library(assistant.settings, store=assistant.store, embedder=assistant.embedder)
 
 
 def _ingest_records(service: Service, payload: Any) -> IngestReport:
-    records = payload if isinstance(payload, list) else [payload]
-    if not records:
-        raise InputError("body: the list of records is empty", hint="send at least one record")
-    items: list[Article | Skip] = []
-    for number, record in enumerate(records, start=1):
-        source = f"request[{number}]" if isinstance(payload, list) else "request"
-        try:
-            items.append(article_from_record(record, source=source))
-        except ValueError as exc:
-            items.append(Skip(source=source, reason=str(exc), error=True))
-    return _ingest(service, items, "records need a non-empty string field 'text'; optional: "
-                   "id, title, outlet, published (YYYY-MM-DD), url, authors")
+    return _library(service).ingest_records(payload)
 
 
-def _ingest_upload(service: Service, name: str, data: bytes) -> IngestReport:
-    # An upload is read exactly like a file given to `newsdesk ingest`, then renamed in the
-    # report: clients see their file name, never the server's temporary path.
-    source = f"upload:{name}"
-    with tempfile.TemporaryDirectory(prefix="newsdesk-upload-") as folder:
-        path = Path(folder) / name
-        path.write_bytes(data)
-        items = [
-            item.model_copy(update={"source": (item.source or "").replace(str(path), source)})
-            for item in read_file(path)
-        ]
-    return _ingest(service, items, SUPPORTED_HINT)
-
-
-def _ingest(service: Service, items: list[Article | Skip], hint: str) -> IngestReport:
-    assistant = service.assistant
-    with service.write_lock:
-        report = ingest_items(
-            items, config=assistant.settings, store=assistant.store, embedder=assistant.embedder
-        )
-    indexed = report.added or report.updated or report.unchanged
-    if report.errors and not indexed:
-        shown = "; ".join(f"{s.source}: {s.reason}" for s in report.errors[:5])
-        more = f" (and {len(report.errors) - 5} more)" if len(report.errors) > 5 else ""
-        raise InputError(f"nothing was ingested: {shown}{more}", hint=hint)
-    return report
+def _ingest_upload(service: Service, filename: str | None, data: bytes) -> IngestReport:
+    # Read exactly like a file given to `newsdesk ingest`; reports name it upload:NAME.
+    return _library(service).ingest_upload(filename, data)
 
 
 # --- OpenAI-compatible ---------------------------------------------------------------------
