@@ -1,21 +1,32 @@
-"""Where a question becomes a cited answer: retrieve → generate → enforce citations.
+"""Where a question becomes a cited answer: (condense →) retrieve → write → enforce citations.
 
-``Assistant(settings).ask(question, outlets=..., since=..., until=..., as_of=...) -> Answer`` and
-``Assistant.stream(...)`` (text deltas, then the final ``Answer``) are the Python API that the
-CLI, the HTTP service and the chat UI all call.
+``Assistant`` is the Python API that the CLI, the HTTP service and the chat UI all call:
+
+- ``ask(question, filters) -> Answer`` and ``stream(question, filters)`` (``StreamEvent``: text
+  deltas, ``reset`` when the LLM failed mid-answer, then the final ``Answer``);
+- ``chat(messages, filters) -> Answer`` and ``chat_stream(messages, filters)``: the last user
+  message of a conversation, made standalone with the turns before it, then answered;
+- ``timeline(query, filters) -> Timeline``: dated, cited events in order.
+
+``filters`` is ``assistant.retrieve.Filters``; faces build it with
+``assistant.filters.make_filters``, which turns bad input into an ``InputError``.  The core
+decides everything an answer says about itself: ``Answer.fallback`` (why the configured LLM did
+not write it) and ``Answer.searched`` (the standalone question retrieval used).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.chat_model import ChatEvent, ChatModel, TextDelta, Usage
 from assistant.citations import enforce
 from assistant.errors import ArticleNotFound, LLMError
 from assistant.filters import make_filters
 from assistant.followup import Message, condense, split_conversation
-from assistant.llm import ExtractiveGenerator, Generator, get_generator
+from assistant.llm import ExtractiveWriter, LLMChoice, Writer, extractive_writer, get_writer
 from assistant.models import (
     Answer,
     Source,
@@ -46,17 +57,27 @@ class Assistant:
         *,
         store: Store | None = None,
         embedder: Embedder | None = None,
-        llm: Generator | None = None,
+        writer: Writer | None = None,
     ) -> None:
+        """Each dependency defaults to what ``settings`` (default: the environment) configure.
+
+        ``writer`` writes the answers (``assistant.llm.get_writer``); its chat model, if any,
+        also condenses follow-ups. Raises ConfigError for an unusable configuration.
+        """
         self.settings = settings or get_settings()
         self.store = store or open_store(self.settings)
         self.embedder = embedder or get_embedder(self.settings)
-        self.llm = llm or get_generator(self.settings, self.embedder)
-        self.extractive = (
-            self.llm
-            if isinstance(self.llm, ExtractiveGenerator)
-            else get_generator(self.settings.updated(llm="extractive"), self.embedder)
+        self.writer = writer or get_writer(self.settings, self.embedder)
+        self.chat_model: ChatModel | None = self.writer.chat_model
+        # What answers when the LLM fails, and what ranks sentences for timelines.
+        self.extractive: ExtractiveWriter = extractive_writer(
+            LLMChoice("extractive"), self.settings, self.embedder
         )
+
+    @property
+    def llm(self) -> Writer:
+        """The old name of ``writer``."""
+        return self.writer
 
     def ask(
         self,
@@ -102,7 +123,7 @@ class Assistant:
     ) -> Iterator[StreamEvent]:
         """Like ``chat``, as events: text deltas (and ``reset``), then the final answer."""
         history, question = split_conversation(messages)
-        standalone = condense(history, question, settings=self.settings, llm=self.llm)
+        standalone = condense(history, question, settings=self.settings, chat_model=self.chat_model)
         yield from self._answer(question, standalone, filters, retriever)
 
     def stream(
@@ -133,41 +154,37 @@ class Assistant:
         timings = {"retrieval": time.perf_counter() - started, **retrieval.timings}
         sources = self._sources(retrieval)
 
-        generator: Generator = self.llm
+        writer: Writer = self.writer
         warnings: list[str] = []
         fallback: str | None = None
-        text = ""
+        draft = _Draft()
         started = time.perf_counter()
         try:
-            for piece in generator.generate(searched, sources, as_of=filters.as_of):
-                text += piece
-                yield StreamEvent(type="delta", text=piece)
+            yield from draft.take(writer.write(searched, sources, as_of=filters.as_of))
         except LLMError as exc:
             fallback = str(exc)
             warnings.append(f"{exc}; answered extractively instead")
-            if text:
+            if draft.text:
                 yield StreamEvent(type="reset")
-            generator, text = self.extractive, ""
-            for piece in generator.generate(searched, sources, as_of=filters.as_of):
-                text += piece
-                yield StreamEvent(type="delta", text=piece)
+            writer, draft = self.extractive, _Draft()
+            yield from draft.take(writer.write(searched, sources, as_of=filters.as_of))
         timings["generation"] = time.perf_counter() - started
 
         started = time.perf_counter()
         enforced = enforce(
-            text, sources, self.support, threshold=self.settings.writer.support_threshold
+            draft.text, sources, self.support, threshold=self.settings.writer.support_threshold
         )
         timings["citations"] = time.perf_counter() - started
         notice = None
-        if generator.mode == "extractive":
-            notice = EXTRACTIVE_NOTICE if not warnings else "Extractive answer: " + warnings[0]
+        if writer.mode == "extractive":
+            notice = EXTRACTIVE_NOTICE if fallback is None else "Extractive answer: " + warnings[0]
         answer = Answer(
             question=question,
             text=enforced.text,
             sentences=enforced.sentences,
             citations=enforced.citations,
-            mode=generator.mode,
-            model=generator.name,
+            mode=writer.mode,
+            model=writer.name,
             refused=enforced.refused,
             notice=notice,
             fallback=fallback,
@@ -175,7 +192,7 @@ class Assistant:
             warnings=warnings + enforced.warnings,
             sources=sources,
             timings={k: round(v, 4) for k, v in timings.items()},
-            usage=getattr(generator, "usage", {}) or {},
+            usage=draft.usage,
         )
         yield StreamEvent(type="answer", answer=answer)
 
@@ -286,6 +303,24 @@ class Assistant:
             [max(0.0, min(1.0, sum(a * b for a, b in zip(c, e, strict=True)))) for e in right]
             for c in left
         ]
+
+
+@dataclass
+class _Draft:
+    """The answer text as a writer streams it, and the tokens it reports."""
+
+    text: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+
+    def take(self, events: Iterator[ChatEvent]) -> Iterator[StreamEvent]:
+        """Pass the writer's text on as delta events, keeping the text and the usage."""
+        for event in events:
+            match event:
+                case TextDelta(text=piece):
+                    self.text += piece
+                    yield StreamEvent(type="delta", text=piece)
+                case Usage():
+                    self.usage = event.as_dict()
 
 
 def _event_date(dates: list[Mention]) -> Mention | None:

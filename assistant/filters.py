@@ -60,5 +60,5 @@ def _day(value: date | str | None, label: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise InputError(
-            f"{label}: {text!r} is not a date", hint="write it as YYYY-MM-DD, e.g. 2015-10-21"
+            f"{label}: {text!r} is not a date", hint="use YYYY-MM-DD, e.g. 2015-10-21"
         ) from None

@@ -2,9 +2,9 @@
 
 ``condense(history, question, settings=...) -> str`` is the entry point.  Retrieval only sees the
 question, so "And what did Lavrov say?" after "When did Assad visit Moscow?" must carry the topic
-along.  With an LLM configured, the model rewrites the question (``prompts/condense.txt``,
-variables ``{history}`` and ``{question}``), through the same ``openai`` client that writes the
-answers.  Without one, or when the model fails, a rule does it:
+along.  Given a chat model (``Assistant.chat_model``: the one that writes the answers, when one is
+configured), the model rewrites the question (``prompts/condense.txt``, variables ``{history}``
+and ``{question}``).  Without one, or when the model fails, a rule does it:
 
 1. With no earlier question, the question is used as typed.
 2. A question is a *follow-up* when it opens with a connective ("and", "but", "also", "so",
@@ -30,10 +30,10 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from assistant.errors import InputError
-from assistant.llm import Generator, OpenAIGenerator, get_generator
+from assistant.chat_model import ChatModel
+from assistant.errors import InputError, LLMError
 from assistant.prompts import load_prompts
 
 if TYPE_CHECKING:
@@ -83,24 +83,25 @@ def condense(
     question: str,
     *,
     settings: Settings,
-    llm: Generator | None = None,
+    chat_model: ChatModel | None = None,
 ) -> str:
     """The question rewritten to stand on its own, given the chat so far.
 
-    ``llm`` is the generator that writes the answers (``Assistant.llm``); when it talks to an
-    OpenAI-protocol model its client is reused.  Without it, the settings decide whether a model
-    is configured.  No model, or a model that fails, means the rule in the module docstring (a
-    failure is logged: the answer itself will report the unreachable model to the user).
+    ``chat_model`` (``Assistant.chat_model``) rewrites it when given, with the condense prompt
+    from the settings' prompts folder; without one, or when the model fails or its reply is not
+    a question, the rule in the module docstring does (a failure is logged: the answer itself
+    will report an unreachable model to the user). With no earlier user question the question
+    is returned as typed, without asking the model.
     """
     question = " ".join(question.split())
     if not _user_questions(history):
         return question
-    model = llm if llm is not None else _configured_llm(settings)
-    if isinstance(model, OpenAIGenerator):
+    if chat_model is not None:
         try:
-            return _condense_with_llm(model, history, question, settings)
-        except _Unusable as exc:
-            log.warning("condensing with %s failed (%s); using the rule instead", model.name, exc)
+            return _condense_with_model(chat_model, history, question, settings)
+        except (LLMError, _Unusable) as exc:
+            log.warning("condensing with %s failed (%s); using the rule instead",
+                        chat_model.name, exc)
     return condense_by_rule(history, question)
 
 
@@ -205,9 +206,7 @@ def _unique(terms: Sequence[str]) -> list[str]:
 
 def _user_questions(history: Sequence[Message]) -> list[str]:
     return [
-        str(m["content"]).strip()
-        for m in history
-        if m.get("role") == "user" and isinstance(m.get("content"), str) and m["content"].strip()
+        text_of(m).strip() for m in history if m.get("role") == "user" and text_of(m).strip()
     ]
 
 
@@ -218,31 +217,13 @@ class _Unusable(Exception):
     """The model could not be asked, or its reply is not a question."""
 
 
-def _configured_llm(settings: Settings) -> Generator | None:
-    if settings.resolved_llm == "extractive":
-        return None
-    # The OpenAI-protocol path of get_generator never touches the embedder.
-    return get_generator(settings, cast(Any, None))
-
-
-def _condense_with_llm(
-    model: OpenAIGenerator, history: Sequence[Message], question: str, settings: Settings
+def _condense_with_model(
+    model: ChatModel, history: Sequence[Message], question: str, settings: Settings
 ) -> str:
-    import openai
-
     template = load_prompts(settings.writer.prompts_dir)["condense"]
     prompt = template.format(history=_transcript(history), question=question)
-    try:
-        reply = model.client.chat.completions.create(
-            model=model.model,
-            messages=[{"role": "user", "content": prompt}],
-            temperature=0,
-            max_tokens=120,
-        )
-    except openai.OpenAIError as exc:
-        raise _Unusable(f"{type(exc).__name__}: {exc}") from None
-    content = reply.choices[0].message.content if reply.choices else None
-    return _clean_reply(content or "")
+    reply = model.complete([{"role": "user", "content": prompt}], max_tokens=120, temperature=0)
+    return _clean_reply(reply.text)
 
 
 def _clean_reply(content: str) -> str:
@@ -259,8 +240,8 @@ def _clean_reply(content: str) -> str:
 def _transcript(history: Sequence[Message]) -> str:
     lines = []
     for message in list(history)[-HISTORY_MESSAGES:]:
-        content = message.get("content")
-        if not isinstance(content, str) or not content.strip():
+        content = text_of(message)
+        if not content.strip():
             continue
         if message.get("role") == "user":
             lines.append(f"User: {' '.join(content.split())}")

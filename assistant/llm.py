@@ -1,27 +1,31 @@
-"""What writes the answer text, behind one small interface chosen by the ``llm`` setting.
+"""What writes the answer text: writers behind one small interface, picked by the ``llm`` setting.
 
-A ``Generator`` turns a question and numbered sources into answer text carrying [n] markers,
-streamed in pieces.  Two backends exist:
+A ``Writer`` turns a question and numbered sources into answer text carrying [n] markers, as
+events: ``TextDelta`` pieces, then (when a model was used) one ``Usage``.  Writers:
 
-- ``OpenAIGenerator``: OpenAI or any OpenAI-compatible server (vLLM, Ollama, llama.cpp, LM
-  Studio) through the ``openai`` client, with the citation-enforcing prompt from ``prompts/``.
-- ``ExtractiveGenerator``: no model at all; picks the source sentences that best answer the
+- ``LLMWriter``: a ``ChatModel`` (``assistant.chat_model``; OpenAI or any OpenAI-compatible
+  server) prompted with the citation-enforcing templates from ``prompts/``.
+- ``ExtractiveWriter``: no model at all; quotes the source sentences that best answer the
   question and cites them.  The default when no LLM is configured, and the fallback when the
   LLM fails.
 
-Adding a backend is one class with ``name``, ``mode`` and ``generate``.
+``get_writer(settings, embedder)`` builds the writer the ``llm`` setting names.  That setting is
+parsed here and only here (``choose_llm``): 'extractive', 'openai:MODEL',
+'openai-compatible:MODEL', or 'auto'.  The part before the colon is a key of ``WRITERS``; adding
+a backend is one class (a ``ChatModel`` or a ``Writer``) and one line in ``WRITERS``.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from assistant.errors import LLMError
+from assistant.chat_model import ChatEvent, ChatModel, OpenAIChatModel, TextDelta
+from assistant.errors import ConfigError
 from assistant.models import CANNOT_ANSWER, Source
 from assistant.prompts import load_prompts
 from index.timex import Mention
@@ -31,16 +35,25 @@ if TYPE_CHECKING:
     from index.embeddings import Embedder
 
 
-class Generator(Protocol):
+class Writer(Protocol):
     """Writes answer text with [n] citation markers from numbered sources."""
 
     name: str
+    """What writes, as ``Answer.model`` reports it: 'extractive', 'openai:MODEL', ..."""
     mode: Literal["llm", "extractive"]
 
-    def generate(
+    @property
+    def chat_model(self) -> ChatModel | None:
+        """The model this writer talks to (the follow-up condenser reuses it); None without one."""
+        ...
+
+    def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
-    ) -> Iterator[str]:
-        """Yield the answer text in pieces. Raises LLMError when the model cannot be used."""
+    ) -> Iterator[ChatEvent]:
+        """The answer as ``TextDelta`` pieces, then its ``Usage`` if a model reported one.
+
+        Raises LLMError (possibly after some pieces) when the model cannot be used.
+        """
         ...
 
 
@@ -79,85 +92,23 @@ def _dates_note(source: Source) -> str:
     return "\nResolved dates: " + " | ".join(notes) if notes else ""
 
 
-class OpenAIGenerator:
-    """Answers through the OpenAI chat completions protocol, streaming."""
+class LLMWriter:
+    """Answers through a chat model, streaming, with the citation-enforcing prompt."""
 
     mode: Literal["llm", "extractive"] = "llm"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        api_key: str | None,
-        base_url: str | None,
-        timeout: float,
-        max_retries: int,
-        prompts: dict[str, str],
-        label: str = "openai",
-    ) -> None:
-        from openai import OpenAI
-
-        self.name = f"{label}:{model}"
-        self.model = model
+    def __init__(self, chat_model: ChatModel, *, prompts: dict[str, str]) -> None:
+        """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``)."""
+        self.chat_model = chat_model
+        self.name = chat_model.name
         self.prompts = prompts
-        self._local = threading.local()  # usage is per request; one generator serves many threads
-        # Local servers often need no key, but the client insists on one.
-        self.client = OpenAI(
-            api_key=api_key or "not-needed",
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
 
-    @property
-    def usage(self) -> dict[str, int]:
-        """Token counts of this thread's latest request."""
-        return getattr(self._local, "usage", {})
-
-    def generate(
+    def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
-    ) -> Iterator[str]:
-        """Stream the model's answer; every failure becomes an LLMError naming its cause."""
-        import openai
-
+    ) -> Iterator[ChatEvent]:
+        """Stream the model's answer; see ``Writer.write``."""
         messages = render_messages(question, sources, as_of=as_of, prompts=self.prompts)
-        self._local.usage = {}
-        try:
-            stream = self.client.chat.completions.create(  # type: ignore[call-overload]
-                model=self.model,
-                messages=messages,
-                temperature=0,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-            for chunk in stream:
-                if chunk.usage:
-                    self._local.usage = {
-                        "prompt_tokens": chunk.usage.prompt_tokens,
-                        "completion_tokens": chunk.usage.completion_tokens,
-                    }
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        yield choice.delta.content
-        except openai.AuthenticationError:
-            raise LLMError(
-                f"{self.name} rejected the API key (401)", hint="check OPENAI_API_KEY"
-            ) from None
-        except openai.RateLimitError:
-            raise LLMError(f"{self.name} is rate limited (429) even after retries") from None
-        except openai.APITimeoutError:
-            raise LLMError(
-                f"{self.name} timed out", hint="raise NEWSDESK_LLM_TIMEOUT or check the server"
-            ) from None
-        except openai.APIConnectionError:
-            raise LLMError(
-                f"cannot reach {self.name} at {self.client.base_url}",
-                hint="check OPENAI_BASE_URL and that the server is running",
-            ) from None
-        except openai.APIStatusError as exc:
-            raise LLMError(f"{self.name} failed with HTTP {exc.status_code}") from None
-        except openai.OpenAIError as exc:
-            raise LLMError(f"{self.name} failed: {exc}") from None
+        yield from self.chat_model.stream(messages, temperature=0)
 
 
 _HOW_MUCH = re.compile(
@@ -203,7 +154,7 @@ _ANAPHORIC_TIME = re.compile(
 )
 
 
-class ExtractiveGenerator:
+class ExtractiveWriter:
     """Answers with the source sentences that best answer the question, each cited.
 
     Relevance mixes the embedding similarity of question and sentence with how many of the
@@ -224,6 +175,7 @@ class ExtractiveGenerator:
 
     name = "extractive"
     mode: Literal["llm", "extractive"] = "extractive"
+    chat_model: ChatModel | None = None
 
     def __init__(
         self,
@@ -267,17 +219,20 @@ class ExtractiveGenerator:
         scored.sort(key=lambda t: -t[0])
         return scored
 
-    def generate(
+    def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
-    ) -> Iterator[str]:
-        """Yield the chosen sentences with their markers, or the cannot-answer sentinel."""
+    ) -> Iterator[ChatEvent]:
+        """The chosen sentences with their markers, or the cannot-answer sentinel, in one piece."""
+        yield TextDelta(self.answer(question, sources))
+
+    def answer(self, question: str, sources: Sequence[Source]) -> str:
+        """The chosen sentences with their markers, or the cannot-answer sentinel."""
         ranked = [t for t in self.rank(question, sources) if t[0] >= self.threshold]
         how_much = bool(_HOW_MUCH.search(question))
         if how_much:  # only a sentence that states a quantity can answer
             ranked = [t for t in ranked if _QUANTITY.search(sources[t[1]].sentences[t[2]].text)]
         if not ranked:
-            yield CANNOT_ANSWER
-            return
+            return CANNOT_ANSWER
         order = {a: n for n, a in enumerate(dict.fromkeys(s.article_id for s in sources))}
         asked_names = _names(question)
         asks_name = not how_much and bool(_WH_NAME.search(question))
@@ -315,7 +270,7 @@ class ExtractiveGenerator:
         parts = [f"{sources[a].sentences[b].text} [{sources[a].number}]" for a, b in picks]
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
-        yield " ".join(parts)
+        return " ".join(parts)
 
     @staticmethod
     def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:
@@ -367,23 +322,86 @@ def _when_lead(mention: Mention, sentence: str) -> str | None:
     return f"On {mention.label()} ({mention.note})" if mention.note else f"On {mention.label()}"
 
 
-def get_generator(settings: Settings, embedder: Embedder) -> Generator:
-    """The generator the settings choose (``llm``: extractive, openai:MODEL, ...)."""
-    choice = settings.resolved_llm
-    if choice == "extractive":
-        return ExtractiveGenerator(
-            embedder,
-            threshold=settings.writer.extractive_threshold,
-            source_prior=settings.writer.source_prior,
-            second_ratio=settings.writer.second_sentence_ratio,
-        )
-    kind, _, model = choice.partition(":")
-    return OpenAIGenerator(
-        model or settings.writer.llm_model,
+# --- choosing a writer -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LLMChoice:
+    """The ``llm`` setting parsed: a ``WRITERS`` key and what follows its colon."""
+
+    kind: str
+    model: str = ""
+
+    @property
+    def name(self) -> str:
+        """The choice written back: 'extractive', 'openai-compatible:llama3.1'."""
+        return f"{self.kind}:{self.model}" if self.model else self.kind
+
+
+def choose_llm(settings: Settings, llm: str | None = None) -> LLMChoice:
+    """The writer ``llm`` (default: the ``llm`` setting) names, with 'auto' decided.
+
+    'auto' is an OpenAI-compatible server when OPENAI_BASE_URL is set, else OpenAI when
+    OPENAI_API_KEY is, else extractive; a kind given without a model uses ``llm_model``.
+    Raises ConfigError for a kind ``WRITERS`` does not know.
+    """
+    text = (llm or settings.writer.llm).strip()
+    if text == "auto":
+        if settings.openai_base_url:
+            text = "openai-compatible"
+        elif settings.openai_api_key:
+            text = "openai"
+        else:
+            text = "extractive"
+    kind, _, model = text.partition(":")
+    if kind not in WRITERS:
+        known = ", ".join(f"'{k}'" if k == "extractive" else f"'{k}:MODEL'" for k in WRITERS)
+        raise ConfigError(f"unknown llm {text!r}", hint=f"use {known} or 'auto'")
+    if kind != "extractive" and not model:
+        model = settings.writer.llm_model
+    return LLMChoice(kind, model)
+
+
+def get_writer(settings: Settings, embedder: Embedder, *, llm: str | None = None) -> Writer:
+    """The writer ``llm`` (default: the ``llm`` setting) chooses, built from ``settings``.
+
+    Raises ConfigError for an unknown writer or a broken prompt template (naming the file).
+    """
+    choice = choose_llm(settings, llm)
+    return WRITERS[choice.kind](choice, settings, embedder)
+
+
+def extractive_writer(_: LLMChoice, settings: Settings, embedder: Embedder) -> ExtractiveWriter:
+    """The extractive writer with the calibrated settings."""
+    return ExtractiveWriter(
+        embedder,
+        threshold=settings.writer.extractive_threshold,
+        source_prior=settings.writer.source_prior,
+        second_ratio=settings.writer.second_sentence_ratio,
+    )
+
+
+def openai_writer(choice: LLMChoice, settings: Settings, _: Embedder) -> LLMWriter:
+    """An ``LLMWriter`` over OpenAI or an OpenAI-compatible server."""
+    model = OpenAIChatModel(
+        choice.model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=settings.openai_base_url,
         timeout=settings.writer.llm_timeout,
         max_retries=settings.writer.llm_max_retries,
-        prompts=load_prompts(settings.writer.prompts_dir),
-        label=kind,
+        label=choice.kind,
     )
+    return LLMWriter(model, prompts=load_prompts(settings.writer.prompts_dir))
+
+
+WRITERS: dict[str, Callable[[LLMChoice, Settings, Embedder], Writer]] = {
+    "extractive": extractive_writer,
+    "openai": openai_writer,
+    "openai-compatible": openai_writer,
+}
+"""Every writer by the ``llm`` setting's kind (the part before the colon)."""
+
+get_generator = get_writer
+"""The old name of ``get_writer``."""
+ExtractiveGenerator = ExtractiveWriter
+"""The old name of ``ExtractiveWriter``."""

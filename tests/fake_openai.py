@@ -25,6 +25,7 @@ class Reply:
     status: int = 200
     delay: float = 0.0
     pieces: int = 4  # how many stream chunks the content is cut into
+    error_after: int | None = None  # stream this many chunks, then an error event (a mid-answer failure)
 
 
 @dataclass
@@ -68,7 +69,7 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             content = reply.content(body["messages"]) if callable(reply.content) else reply.content
             try:
                 if body.get("stream"):
-                    self._stream(body["model"], content, reply.pieces)
+                    self._stream(body["model"], content, reply.pieces, reply.error_after)
                 else:
                     self._json(200, _completion(body["model"], content))
             except (BrokenPipeError, ConnectionResetError):
@@ -84,12 +85,17 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _stream(self, model: str, content: str, pieces: int) -> None:
+        def _stream(self, model: str, content: str, pieces: int, error_after: int | None) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()
-            for delta in _cut(content, pieces):
+            for n, delta in enumerate(_cut(content, pieces)):
+                if n == error_after:
+                    self._event({"error": {"message": "scripted failure mid-stream",
+                                           "type": "server_error"}})
+                    self.close_connection = True
+                    return
                 self._event(_chunk(model, {"content": delta}))
             self._event(_chunk(model, {}, finish="stop"))
             usage = {"prompt_tokens": 100, "completion_tokens": len(content.split()),

@@ -134,7 +134,7 @@ def test_llm_answer_is_cited_and_checked(sample_index: Settings, embedder: Embed
         "surprise visit to Moscow", "Assad made a surprise visit to Moscow on October 20")))
     answer = Assistant(llm_settings(sample_index, fake_llm), embedder=embedder).ask(ASSAD_Q)
     assert answer.mode == "llm" and answer.model == "openai-compatible:test-model"
-    assert not answer.refused and answer.notice is None
+    assert not answer.refused and answer.notice is None and answer.fallback is None
     (citation,) = answer.citations
     assert citation.supported and "Moscow" in citation.quote
     check_citations_are_verbatim(answer, sample_index)
@@ -189,6 +189,7 @@ def test_llm_failures_fall_back_to_an_extractive_answer(
     settings = llm_settings(sample_index, fake_llm, llm_timeout=1)
     answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
     assert answer.mode == "extractive" and not answer.refused
+    assert answer.fallback and says in answer.fallback
     assert any(says in w for w in answer.warnings), answer.warnings
     assert says in (answer.notice or "")
     assert "Moscow" in answer.text and answer.citations
@@ -199,6 +200,31 @@ def test_unreachable_server_falls_back(sample_index: Settings, embedder: Embedde
                             openai_base_url="http://127.0.0.1:9/v1", llm_max_retries=0)
     answer = Assistant(settings, embedder=embedder).ask(ASSAD_Q)
     assert answer.mode == "extractive" and any("cannot reach" in w for w in answer.warnings)
+    assert answer.fallback and "cannot reach" in answer.fallback
+
+
+def test_a_failure_mid_stream_resets_the_text_and_the_answer_says_why(
+    sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI
+) -> None:
+    settings = llm_settings(sample_index, fake_llm, llm_max_retries=0)
+    fake_llm.script(Reply("Assad went to Moscow on a surprise visit [1].", pieces=4, error_after=2))
+    events = list(Assistant(settings, embedder=embedder).stream(ASSAD_Q))
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["delta", "delta", "reset"] and kinds[-1] == "answer"
+    answer = events[-1].answer
+    assert answer is not None and answer.mode == "extractive" and answer.model == "extractive"
+    assert answer.fallback and "scripted failure mid-stream" in answer.fallback
+    after_reset = "".join(e.text or "" for e in events[3:-1])
+    assert after_reset.strip() == answer.text and "Moscow" in answer.text
+
+
+def test_an_extractive_setup_has_no_fallback_and_no_chat_model(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    assistant = Assistant(sample_index, embedder=embedder)
+    assert assistant.chat_model is None and assistant.writer.mode == "extractive"
+    answer = assistant.ask(ASSAD_Q)
+    assert answer.fallback is None and answer.searched is None and answer.usage == {}
 
 
 @pytest.mark.live
@@ -217,7 +243,7 @@ def test_live_endpoint_answers_with_citations(sample_index: Settings, embedder: 
 def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sentences(
     embedder: Embedder,
 ) -> None:
-    from assistant.llm import ExtractiveGenerator
+    from assistant.llm import ExtractiveWriter
     from assistant.models import Source, SourceSentence
 
     def source(number: int, text: str) -> Source:
@@ -230,28 +256,27 @@ def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sent
         source(1, "Salvage crews freed the Ever Given on Monday, March 29."),
         source(2, "The Ever Given was freed by salvage crews on Monday, March 29."),
     ]
-    plain = ExtractiveGenerator(embedder, threshold=0.0, max_sentences=1, source_prior=0.0)
+    plain = ExtractiveWriter(embedder, threshold=0.0, max_sentences=1, source_prior=0.0)
     scores = {i: s for s, i, _ in plain.rank(question, near_equal)}
     first = 0 if scores[0] >= scores[1] else 1
     ordered = [near_equal[1 - first], near_equal[first]]  # the better-scoring sentence ranked second
     ordered = [s.model_copy(update={"number": n}) for n, s in enumerate(ordered, 1)]
 
-    chosen = "".join(ExtractiveGenerator(embedder, threshold=0.0, max_sentences=1).generate(
-        question, ordered))
+    chosen = ExtractiveWriter(embedder, threshold=0.0, max_sentences=1).answer(question, ordered)
     assert "[1]" in chosen and "[2]" not in chosen
-    unbiased = "".join(plain.generate(question, ordered))
+    unbiased = plain.answer(question, ordered)
     assert "[2]" in unbiased
 
     irrelevant_first = [source(1, "The bakery sold out of croissants."), near_equal[0]]
     irrelevant_first[1] = irrelevant_first[1].model_copy(update={"number": 2})
-    strict = ExtractiveGenerator(embedder, threshold=0.4, max_sentences=1)
-    assert "[2]" in "".join(strict.generate(question, irrelevant_first))  # relevance comes first
+    strict = ExtractiveWriter(embedder, threshold=0.4, max_sentences=1)
+    assert "[2]" in strict.answer(question, irrelevant_first)  # relevance comes first
 
 
 def test_extractive_how_many_questions_quote_a_sentence_that_states_a_quantity(
     embedder: Embedder,
 ) -> None:
-    from assistant.llm import ExtractiveGenerator
+    from assistant.llm import ExtractiveWriter
     from assistant.models import Source, SourceSentence
 
     sentences = [
@@ -260,18 +285,18 @@ def test_extractive_how_many_questions_quote_a_sentence_that_states_a_quantity(
     ]
     source = Source(number=1, chunk_id="a1#h#0", article_id="a1", title="Suez Canal", score=1.0,
                     sentences=[SourceSentence(start=0, end=len(t), text=t) for t in sentences])
-    writer = ExtractiveGenerator(embedder, threshold=0.3, max_sentences=1)
-    answer = "".join(writer.generate("How many ships did the stuck container ship hold up?", [source]))
+    writer = ExtractiveWriter(embedder, threshold=0.3, max_sentences=1)
+    answer = writer.answer("How many ships did the stuck container ship hold up?", [source])
     assert "369" in answer
     no_number = source.model_copy(update={"sentences": source.sentences[:1]})
-    refused = "".join(writer.generate("How many ships did the stuck container ship hold up?", [no_number]))
+    refused = writer.answer("How many ships did the stuck container ship hold up?", [no_number])
     assert refused == CANNOT_ANSWER
     # the same sentence answers a question that does not ask for a quantity
-    assert "[1]" in "".join(writer.generate("What did crews do about the stuck ship?", [no_number]))
+    assert "[1]" in writer.answer("What did crews do about the stuck ship?", [no_number])
 
 
 def test_extractive_which_questions_prefer_a_sentence_naming_something_new(embedder: Embedder) -> None:
-    from assistant.llm import ExtractiveGenerator
+    from assistant.llm import ExtractiveWriter
     from assistant.models import Source, SourceSentence
 
     sentences = [
@@ -281,9 +306,161 @@ def test_extractive_which_questions_prefer_a_sentence_naming_something_new(embed
     source = Source(number=1, chunk_id="a1#h#0", article_id="a1", title="Job cuts", score=1.0,
                     sentences=[SourceSentence(start=0, end=len(t), text=t) for t in sentences])
     question = "Which company announced job cuts on Monday?"
-    plain = ExtractiveGenerator(embedder, threshold=0.3, max_sentences=1, novelty_bonus=0.0)
+    plain = ExtractiveWriter(embedder, threshold=0.3, max_sentences=1, novelty_bonus=0.0)
     scores = {j: s for s, _, j in plain.rank(question, [source])}
     assert scores[0] > scores[1]  # on wording alone the sentence that repeats the question wins
-    assert "Disney" not in "".join(plain.generate(question, [source]))
-    named = ExtractiveGenerator(embedder, threshold=0.3, max_sentences=1)
-    assert "Disney" in "".join(named.generate(question, [source]))
+    assert "Disney" not in plain.answer(question, [source])
+    named = ExtractiveWriter(embedder, threshold=0.3, max_sentences=1)
+    assert "Disney" in named.answer(question, [source])
+
+
+# --- choosing the writer ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("setting", "env", "chosen"),
+    [
+        ("auto", {}, "extractive"),
+        ("auto", {"openai_api_key": "sk-test"}, "openai:gpt-4o-mini"),
+        ("auto", {"openai_base_url": "http://127.0.0.1:9/v1"}, "openai-compatible:gpt-4o-mini"),
+        ("auto", {"openai_base_url": "http://127.0.0.1:9/v1", "llm_model": "llama3.1"},
+         "openai-compatible:llama3.1"),
+        ("extractive", {"openai_api_key": "sk-test"}, "extractive"),
+        ("openai:gpt-4o", {"openai_api_key": "sk-test"}, "openai:gpt-4o"),
+        ("openai-compatible:qwen", {"openai_base_url": "http://127.0.0.1:9/v1"},
+         "openai-compatible:qwen"),
+    ],
+)
+def test_the_llm_setting_picks_the_writer(
+    settings: Settings, setting: str, env: dict[str, str], chosen: str
+) -> None:
+    from assistant.llm import choose_llm
+
+    assert choose_llm(settings.updated(llm=setting, **env)).name == chosen
+
+
+def test_an_unknown_writer_is_a_config_error_listing_the_known_ones(
+    settings: Settings, embedder: Embedder
+) -> None:
+    from assistant.errors import ConfigError
+    from assistant.llm import get_writer
+
+    with pytest.raises(ConfigError, match="unknown llm 'psychic:oracle'") as info:
+        get_writer(settings, embedder, llm="psychic:oracle")
+    hint = info.value.hint or ""
+    assert all(name in hint for name in ("'extractive'", "'openai:MODEL'", "'openai-compatible:MODEL'"))
+
+
+def test_a_new_backend_is_one_chat_model_and_one_registry_line(
+    sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterator, Sequence
+
+    from assistant import llm
+    from assistant.chat_model import ChatEvent, ChatMessage, Completion, TextDelta, Usage
+
+    class Echo:  # a stand-in for e.g. a local GGUF model: quotes source [1]'s first sentence
+        name = "echo:test"
+
+        def complete(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+                     temperature: float = 0.0) -> Completion:
+            return Completion(text="".join(e.text for e in self.stream(messages)
+                                           if isinstance(e, TextDelta)), usage=Usage())
+
+        def stream(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
+                   temperature: float = 0.0) -> Iterator[ChatEvent]:
+            first = re.search(r'\[1\] "[^"]*"[^\n]*\n(.+?[.!?])(?:\s|$)', messages[-1]["content"])
+            yield TextDelta(f"{first.group(1) if first else CANNOT_ANSWER} [1]")
+            yield Usage(prompt_tokens=7, completion_tokens=3)
+
+    monkeypatch.setitem(llm.WRITERS, "echo", lambda choice, settings, _: llm.LLMWriter(
+        Echo(), prompts=llm.load_prompts(settings.writer.prompts_dir)))
+    writer = llm.get_writer(sample_index, embedder, llm="echo:test")
+    answer = Assistant(sample_index, embedder=embedder, writer=writer).ask(ASSAD_Q)
+    assert answer.mode == "llm" and answer.model == "echo:test" and answer.usage == {
+        "prompt_tokens": 7, "completion_tokens": 3}
+    assert answer.citations and answer.citations[0].number == 1
+
+
+# --- filters and conversations ----------------------------------------------------------------
+
+
+def test_impossible_filters_are_an_input_error_with_a_hint(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    from assistant.errors import InputError
+    from assistant.filters import make_filters
+
+    with pytest.raises(InputError, match=r"since \(2021-01-02\) is after until \(2021-01-01\)") as info:
+        make_filters(since="2021-01-02", until="2021-01-01")
+    assert info.value.hint
+    with pytest.raises(InputError, match="--since .* is after --as-of"):
+        make_filters(since=date(2021, 1, 2), as_of=date(2021, 1, 1),
+                     labels={"since": "--since", "as_of": "--as-of"})
+    with pytest.raises(InputError, match="as_of: 'yesterday' is not a date") as info:
+        make_filters(as_of="yesterday")
+    assert "YYYY-MM-DD" in (info.value.hint or "")
+    assert make_filters(outlets=["Northgate Post", " "], since=" ", until="2021-01-01") == Filters(
+        outlets=["Northgate Post"], until=date(2021, 1, 1))
+    # the old keyword filters go through the same check
+    with pytest.raises(InputError, match="is after"):
+        Assistant(sample_index, embedder=embedder).ask(
+            ASSAD_Q, since=date(2021, 1, 2), until=date(2021, 1, 1))
+
+
+def test_ask_takes_a_filters_object(sample_index: Settings, embedder: Embedder) -> None:
+    assistant = Assistant(sample_index, embedder=embedder)
+    answer = assistant.ask("Moscow summit ship telescope", Filters(outlets=["Northgate Post"]))
+    assert answer.sources and {s.outlet for s in answer.sources} == {"Northgate Post"}
+    timeline = assistant.timeline("Ever Given Suez Canal", Filters(as_of=date(2021, 3, 26)))
+    assert timeline.events and all(
+        s.published and s.published <= date(2021, 3, 26) for e in timeline.events for s in e.sources)
+
+
+LAVROV_CHAT = [
+    {"role": "user", "content": ASSAD_Q},
+    {"role": "assistant", "content": "Around October 20 [1]."},
+    {"role": "user", "content": "And what did Lavrov say?"},
+]
+
+
+def test_chat_answers_a_follow_up_with_the_conversations_topic(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    assistant = Assistant(sample_index, embedder=embedder)
+    answer = assistant.chat(LAVROV_CHAT)
+    assert answer.question == "And what did Lavrov say?"
+    assert answer.searched == "What did Lavrov say? (Assad, Moscow)"
+    assert "Lavrov" in answer.text and not answer.refused
+    assert "sample-putin-assad-opposition-talks" in {c.article_id for c in answer.citations}
+    alone = assistant.ask("And what did Lavrov say?")
+    assert alone.searched is None
+    assert "sample-putin-assad-opposition-talks" not in {c.article_id for c in alone.citations}
+    first = assistant.chat(LAVROV_CHAT[:1])
+    assert first.searched is None and first.question == ASSAD_Q
+
+
+def test_chat_stream_condenses_with_the_writers_chat_model(
+    sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(
+        Reply("What did Lavrov say about Assad's visit to Moscow?"),
+        Reply(cite_source_saying("Lavrov", "Lavrov said Russia wanted contacts with the group")),
+    )
+    assistant = Assistant(llm_settings(sample_index, fake_llm), embedder=embedder)
+    events = list(assistant.chat_stream(LAVROV_CHAT))
+    answer = events[-1].answer
+    assert answer is not None and answer.mode == "llm" and answer.fallback is None
+    assert answer.searched == "What did Lavrov say about Assad's visit to Moscow?"
+    condense_request, answer_request = (r["body"] for r in fake_llm.requests)
+    assert "Last message: And what did Lavrov say?" in condense_request["messages"][0]["content"]
+    assert answer.searched in answer_request["messages"][-1]["content"]
+
+
+def test_chat_without_a_user_question_is_an_input_error(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    from assistant.errors import InputError
+
+    with pytest.raises(InputError, match="no user message"):
+        Assistant(sample_index, embedder=embedder).chat([{"role": "system", "content": "Hi"}])

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from assistant.followup import condense, condense_by_rule
-from assistant.llm import get_generator
+from assistant.chat_model import OpenAIChatModel
+from assistant.errors import InputError
+from assistant.followup import condense, condense_by_rule, split_conversation
+from assistant.llm import choose_llm, get_writer
 from assistant.prompts import load_prompts
 from assistant.settings import Settings, get_settings
 from tests.fake_openai import FakeOpenAI, Reply
@@ -92,9 +94,40 @@ def test_answers_and_odd_messages_do_not_count_as_questions() -> None:
 
 
 def test_without_an_llm_configured_condense_uses_the_rule(settings: Settings) -> None:
-    assert settings.resolved_llm == "extractive"
+    assert choose_llm(settings).kind == "extractive"
     assert condense(chat(ASSAD), "And what did Lavrov say?", settings=settings) == (
         "What did Lavrov say? (Assad, Moscow)")
+
+
+@pytest.mark.parametrize(
+    ("messages", "history", "question"),
+    [
+        ([{"role": "user", "content": " When did  Assad visit Moscow? "}], 0, ASSAD),
+        ([*chat(ASSAD), {"role": "user", "content": "Why?"}], 2, "Why?"),
+        # the last user message is the question, whatever follows it
+        ([*chat(ASSAD), {"role": "user", "content": "Why?"}, {"role": "assistant", "content": ""}],
+         2, "Why?"),
+        # OpenAI content parts: the text parts joined
+        ([{"role": "user", "content": [{"type": "text", "text": ASSAD},
+                                       {"type": "image_url", "image_url": {"url": "x"}}]}],
+         0, ASSAD),
+    ],
+)
+def test_a_conversation_splits_into_history_and_the_last_user_question(
+    messages: list[dict[str, Any]], history: int, question: str
+) -> None:
+    before, last = split_conversation(messages)
+    assert len(before) == history and last == question
+
+
+@pytest.mark.parametrize("messages", [[], [{"role": "system", "content": "Be brief."}],
+                                      [{"role": "user", "content": "   "}]])
+def test_a_conversation_without_a_user_question_is_an_input_error(
+    messages: list[dict[str, Any]]
+) -> None:
+    with pytest.raises(InputError, match="no user message") as info:
+        split_conversation(messages)
+    assert info.value.hint
 
 
 # --- the LLM ---------------------------------------------------------------------------------
@@ -106,13 +139,20 @@ def llm_settings(tmp_path: Path, fake_llm: FakeOpenAI) -> Settings:
                         openai_base_url=fake_llm.base_url, llm_max_retries=0, llm_timeout=5)
 
 
+@pytest.fixture
+def model(fake_llm: FakeOpenAI) -> OpenAIChatModel:
+    return OpenAIChatModel("test-model", api_key=None, base_url=fake_llm.base_url, timeout=5,
+                           max_retries=0, label="openai-compatible")
+
+
 def test_the_llm_rewrites_the_follow_up_with_the_conversation(
-    llm_settings: Settings, fake_llm: FakeOpenAI
+    llm_settings: Settings, fake_llm: FakeOpenAI, model: OpenAIChatModel
 ) -> None:
     fake_llm.script(Reply("What did Lavrov say about Assad's visit to Moscow?"))
     history = chat(ASSAD)
     history[1]["content"] = "Assad visited Moscow on October 20 [4]."
-    standalone = condense(history, "And what did Lavrov say?", settings=llm_settings)
+    standalone = condense(history, "And what did Lavrov say?", settings=llm_settings,
+                          chat_model=model)
     assert standalone == "What did Lavrov say about Assad's visit to Moscow?"
     [request] = fake_llm.requests
     prompt = request["body"]["messages"][0]["content"]
@@ -120,27 +160,42 @@ def test_the_llm_rewrites_the_follow_up_with_the_conversation(
     assert "Assistant: Assad visited Moscow on October 20." in prompt, "markers are stripped"
     assert "Last message: And what did Lavrov say?" in prompt
     assert request["body"]["model"] == "test-model" and request["body"]["temperature"] == 0
+    assert request["body"]["max_tokens"] == 120 and not request["body"].get("stream")
 
 
-def test_the_answering_generator_is_reused(llm_settings: Settings, fake_llm: FakeOpenAI) -> None:
-    generator = get_generator(llm_settings, None)  # type: ignore[arg-type]
+def test_the_answering_writers_chat_model_is_reused(
+    llm_settings: Settings, fake_llm: FakeOpenAI
+) -> None:
+    writer = get_writer(llm_settings, None)  # type: ignore[arg-type]
+    assert writer.chat_model is not None and writer.chat_model.name == "openai-compatible:test-model"
     fake_llm.script(Reply("Standalone question: \"Why did Assad go to Moscow?\"\nBecause..."))
-    assert condense(chat(ASSAD), "Why?", settings=llm_settings, llm=generator) == (
+    assert condense(chat(ASSAD), "Why?", settings=llm_settings, chat_model=writer.chat_model) == (
         "Why did Assad go to Moscow?")
 
 
-def test_no_history_means_no_llm_call(llm_settings: Settings, fake_llm: FakeOpenAI) -> None:
-    assert condense([], ASSAD, settings=llm_settings) == ASSAD
+def test_without_a_chat_model_given_the_rule_is_used_even_with_an_llm_configured(
+    llm_settings: Settings, fake_llm: FakeOpenAI
+) -> None:
+    assert condense(chat(ASSAD), "Why?", settings=llm_settings) == "Why? (Assad, Moscow)"
+    assert fake_llm.requests == []
+
+
+def test_no_history_means_no_llm_call(
+    llm_settings: Settings, fake_llm: FakeOpenAI, model: OpenAIChatModel
+) -> None:
+    assert condense([], ASSAD, settings=llm_settings, chat_model=model) == ASSAD
     assert fake_llm.requests == []
 
 
 @pytest.mark.parametrize("reply", [Reply(status=500), Reply(""), Reply("x" * 500)])
 def test_a_failing_or_useless_llm_falls_back_to_the_rule_and_logs_why(
-    llm_settings: Settings, fake_llm: FakeOpenAI, reply: Reply, caplog: pytest.LogCaptureFixture
+    llm_settings: Settings, fake_llm: FakeOpenAI, model: OpenAIChatModel, reply: Reply,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     fake_llm.script(reply)
     with caplog.at_level(logging.WARNING, logger="assistant.followup"):
-        standalone = condense(chat(ASSAD), "And what did Lavrov say?", settings=llm_settings)
+        standalone = condense(chat(ASSAD), "And what did Lavrov say?", settings=llm_settings,
+                              chat_model=model)
     assert standalone == "What did Lavrov say? (Assad, Moscow)"
     assert "using the rule instead" in caplog.text
 
