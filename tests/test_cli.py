@@ -74,9 +74,9 @@ def test_library_errors_become_a_message_and_a_hint(
     [
         (["--since", "2021-01-02", "--until", "2021-01-01"],
          "error: --since (2021-01-02) is after --until (2021-01-01), so no article can match",
-         "hint: swap the dates"),
+         "swap the dates"),
         (["--as-of", "next week"], "error: --as-of: 'next week' is not a date",
-         "hint: write it as YYYY-MM-DD"),
+         "YYYY-MM-DD"),
     ],
 )
 def test_impossible_filters_are_one_line_and_a_hint(
@@ -89,4 +89,4 @@ def test_impossible_filters_are_one_line_and_a_hint(
         main()
     assert exit_info.value.code == 1
     error, hint_line = capsys.readouterr().err.strip().splitlines()
-    assert error == says and hint_line.startswith(hint)
+    assert error == says and hint_line.startswith("hint: ") and hint in hint_line

@@ -17,14 +17,13 @@ import pytest
 
 from assistant.answer import Assistant
 from assistant.errors import ConfigError, InputError
+from assistant.library import FileResult
 from assistant.models import CANNOT_ANSWER, Answer, AnswerSentence, Citation
+from assistant.retrieve import Filters
 from assistant.settings import Settings, get_settings
-from assistant.ui import (
-    Desk,
-    create_app,
-    launch,
+from assistant.ui import Desk, create_app, filters_from_boxes, launch
+from assistant.ui_render import (
     paragraph_bounds,
-    parse_filters,
     render_answer,
     render_article,
     render_sources,
@@ -202,34 +201,32 @@ def test_article_text_is_escaped_never_injected() -> None:
 @pytest.mark.parametrize(
     ("boxes", "expected"),
     [
-        ((None, "", "", ""), {"outlets": None, "since": None, "until": None, "as_of": None}),
+        ((None, "", "", ""), Filters()),
         ((["Harbor Ledger"], " 2015-10-01 ", "2015-10-31", ""),
-         {"outlets": ["Harbor Ledger"], "since": date(2015, 10, 1), "until": date(2015, 10, 31),
-          "as_of": None}),
+         Filters(outlets=["Harbor Ledger"], since=date(2015, 10, 1), until=date(2015, 10, 31))),
         (("Harbor Ledger", "", "", ""),  # a single-choice dropdown gives a string
-         {"outlets": ["Harbor Ledger"], "since": None, "until": None, "as_of": None}),
-        (([], "", "", "2015-10-22"),
-         {"outlets": None, "since": None, "until": None, "as_of": date(2015, 10, 22)}),
+         Filters(outlets=["Harbor Ledger"])),
+        (([], "", "", "2015-10-22"), Filters(as_of=date(2015, 10, 22))),
     ],
 )
-def test_filter_boxes_become_ask_arguments(boxes: Any, expected: Any) -> None:
-    assert parse_filters(*boxes) == expected
+def test_filter_boxes_become_filters(boxes: Any, expected: Filters) -> None:
+    assert filters_from_boxes(*boxes) == expected
 
 
 @pytest.mark.parametrize(
     ("since", "until", "as_of", "says"),
     [
-        ("2015-13-01", "", "", "“2015-13-01” in Since is not a date (write it as YYYY-MM-DD"),
-        ("", "21/10/2015", "", "“21/10/2015” in Until is not a date"),
-        ("", "", "yesterday", "“yesterday” in As of is not a date"),
+        ("2015-13-01", "", "", "Since: '2015-13-01' is not a date"),
+        ("", "21/10/2015", "", "Until: '21/10/2015' is not a date"),
+        ("", "", "yesterday", "As of: 'yesterday' is not a date"),
         ("2016-01-01", "2015-01-01", "", "Since (2016-01-01) is after Until (2015-01-01)"),
         ("2016-01-01", "", "2015-06-01", "Since (2016-01-01) is after As of (2015-06-01)"),
     ],
 )
 def test_bad_dates_are_refused_with_a_readable_message(since: str, until: str, as_of: str, says: str) -> None:
     with pytest.raises(InputError) as caught:
-        parse_filters(None, since, until, as_of)
-    assert says in str(caught.value)
+        filters_from_boxes(None, since, until, as_of)
+    assert says in str(caught.value) and caught.value.hint
 
 
 def test_a_bad_date_keeps_the_question_and_shows_the_problem(desk: Desk) -> None:
@@ -302,8 +299,6 @@ def test_upload_reports_a_result_per_file(settings: Settings, embedder: Embedder
 
 
 def test_upload_results_escape_file_names_and_reasons() -> None:
-    from assistant.ui import FileResult
-
     html = render_upload_results([FileResult("<b>x</b>.txt", skipped=["bad <i>field</i>"])])
     assert "<b>" not in html and "&lt;b&gt;x&lt;/b&gt;.txt" in html and "&lt;i&gt;" in html
 
@@ -403,10 +398,7 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_timeline_tab_renders_dated_events_escaped(sample_index: Settings) -> None:
-    from assistant.ui import Desk
-
-    desk = Desk(Assistant(sample_index))
+def test_timeline_tab_renders_dated_events_escaped(desk: Desk) -> None:
     html = desk.timeline("Ever Given Suez Canal", None, "", "", "2021-03-26")
     assert "March 23, 2021" in html and "<mark>" in html and "March 29" not in html
     assert "not a date" in desk.timeline("Ever Given", None, "", "", "soon")

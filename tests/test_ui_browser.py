@@ -149,7 +149,7 @@ def walk_through(page: Any, tmp_path: Path) -> None:
     page.get_by_text("Filters").click()
     page.locator("#nd-since input, #nd-since textarea").first.fill("2015-13-01")
     ask(page, "When did Assad visit Moscow?")
-    expect(page.locator("#nd-status")).to_contain_text("“2015-13-01” in Since is not a date")
+    expect(page.locator("#nd-status")).to_contain_text("Since: '2015-13-01' is not a date")
     expect(page.locator("#nd-question textarea")).to_have_value("When did Assad visit Moscow?")
     page.screenshot(path=SHOTS / "7-bad-date.png")
 
