@@ -79,14 +79,21 @@ def header(article: Article) -> str:
     return " | ".join(bits)
 
 
-def chunk_article(article: Article, *, max_tokens: int, count_tokens: TokenCounter) -> list[Chunk]:
+def chunk_article(
+    article: Article,
+    *,
+    max_tokens: int,
+    count_tokens: TokenCounter,
+    spans: list[tuple[int, int]] | None = None,
+) -> list[Chunk]:
     """Pack the article's sentences into chunks of at most ``max_tokens`` (header included).
 
-    A sentence longer than the budget on its own (scraped boilerplate, tables) is cut at word
-    boundaries into pieces that fit, so no chunk is silently truncated by the embedding model.
+    ``spans`` are the article's ``sentence_spans`` when the caller has them already.  A sentence
+    longer than the budget on its own (scraped boilerplate, tables) is cut at word boundaries
+    into pieces that fit, so no chunk is silently truncated by the embedding model.
     """
     head = header(article)
-    spans = sentence_spans(article.text)
+    spans = sentence_spans(article.text) if spans is None else spans
     if not spans:
         return []
     budget = max(16, max_tokens - count_tokens([head])[0] - 2)

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from index.chunking import CHUNKER_VERSION, chunk_article
+from index.chunking import CHUNKER_VERSION, chunk_article, sentence_spans
 from index.config import IndexConfig, index_config
 from index.embeddings import Embedder, get_embedder
 from index.models import Article, Chunk, IngestReport, Skip
 from index.readers import HTML_SUFFIXES, TEXT_SUFFIXES, read_paths
 from index.store import PreparedArticle, Store, open_store
-from index.timex import find_mentions
+from index.timex import Mention, find_mentions
+
+Prepared = tuple[Article, str, list[Chunk], int, list[Mention]]
+"""An article ready to write: content hash, chunks, how many lead chunks are embedded, dates."""
 
 Progress = Callable[[IngestReport, int], None]
 """Called after each article with the report so far and the number of articles in the run."""
@@ -121,19 +125,23 @@ def _index(
     progress: Progress | None,
     total: int,
 ) -> None:
-    batch: list[tuple[Article, str, list[Chunk], int]] = []
+    """Chunk, date, embed and write ``pending`` in batches.
+
+    The model embeds one batch in a worker thread (ONNX Runtime releases the GIL) while this
+    thread splits and dates the next, so the pipeline's own work hides behind the model's.
+    Batches are written in order, each by one ``store.write`` (atomic), on this thread.
+    """
+    batch: list[Prepared] = []
     texts: list[str] = []
     flush_at = config.embed_batch_size * 4
     limit = config.dense_chunks_per_article or None
 
-    def flush() -> None:
-        vectors = embedder.embed_documents(texts)
+    def write(vectors: list[list[float]], done: list[Prepared]) -> None:
         prepared, offset = [], 0
-        for article, digest, chunks, n_dense in batch:
+        for article, digest, chunks, n_dense, mentions in done:
             prepared.append(
                 PreparedArticle(
-                    article, digest, chunks, vectors[offset : offset + n_dense],
-                    mentions=find_mentions(article.text, article.published),
+                    article, digest, chunks, vectors[offset : offset + n_dense], mentions=mentions
                 )
             )
             offset += n_dense
@@ -143,27 +151,36 @@ def _index(
             (report.updated if article_id in stored else report.added).append(article_id)
             report.chunks_written += len(item.chunks)
             report.removed.extend(_replaced_by(item.article, store))
-        batch.clear()
-        texts.clear()
         if progress:  # after the report is complete: the callback may raise KeyboardInterrupt
             progress(report, total)
 
-    for article, digest in pending:
-        chunks = chunk_article(
-            article, max_tokens=config.chunk_tokens, count_tokens=embedder.count_tokens
-        )
-        if not chunks:
-            report.skipped.append(
-                Skip(source=article.source or article.id, reason="article has no sentences")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as model:
+        in_flight: tuple[Future[list[list[float]]], list[Prepared]] | None = None
+        for article, digest in pending:
+            spans = sentence_spans(article.text)
+            chunks = chunk_article(
+                article, max_tokens=config.chunk_tokens, count_tokens=embedder.count_tokens,
+                spans=spans,
             )
-            continue
-        dense = chunks[:limit]
-        texts.extend(c.embed_text for c in dense)
-        batch.append((article, digest, chunks, len(dense)))
-        if len(texts) >= flush_at:
-            flush()
-    if batch:
-        flush()
+            if not chunks:
+                report.skipped.append(
+                    Skip(source=article.source or article.id, reason="article has no sentences")
+                )
+                continue
+            dense = chunks[:limit]
+            texts.extend(c.embed_text for c in dense)
+            mentions = find_mentions(article.text, article.published, sentences=spans)
+            batch.append((article, digest, chunks, len(dense), mentions))
+            if len(texts) >= flush_at:
+                if in_flight:
+                    write(in_flight[0].result(), in_flight[1])
+                in_flight = (model.submit(embedder.embed_documents, list(texts)), list(batch))
+                batch.clear()
+                texts.clear()
+        if in_flight:
+            write(in_flight[0].result(), in_flight[1])
+        if batch:
+            write(embedder.embed_documents(texts), batch)
 
 
 def _replaced_by(article: Article, store: Store) -> list[str]:

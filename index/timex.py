@@ -299,7 +299,9 @@ def _resolve_anchored(text: str, sentences: list[tuple[int, int]], mentions: lis
         if here is None:
             continue
         words = re.findall(r"\w+", m.text.lower())
-        anchor = _anchor_for(text, here, dated, same_names=words[-1] in ("after", "before"))
+        anchor = _anchor_for(
+            text, here, dated, sentences, same_names=words[-1] in ("after", "before")
+        )
         if anchor is None:
             m.note = "anchored on an event the article does not date"
             continue
@@ -322,15 +324,18 @@ def _resolve_anchored(text: str, sentences: list[tuple[int, int]], mentions: lis
 
 
 def _anchor_for(
-    text: str, here: tuple[int, int], dated: list[Mention], *, same_names: bool
+    text: str,
+    here: tuple[int, int],
+    dated: list[Mention],
+    sentences: list[tuple[int, int]],
+    *,
+    same_names: bool,
 ) -> tuple[Mention, tuple[int, int]] | None:
     """The nearest dated statement about the anchoring event: a dated sentence before this one
     (up to three back; for "N days after X", one sharing a name with this sentence), else this
     sentence's own date, if any."""
-    from index.chunking import sentence_spans
-
     names = set(re.findall(r"\b[A-Z][a-z]{2,}\b", text[here[0]:here[1]]))
-    spans = [s for s in sentence_spans(text) if s[1] <= here[0]][-3:]
+    spans = [s for s in sentences if s[1] <= here[0]][-3:]
     for span in reversed(spans):
         inside = [m for m in dated if span[0] <= m.start < span[1]]
         shared = names & set(re.findall(r"\b[A-Z][a-z]{2,}\b", text[span[0]:span[1]]))
