@@ -1,0 +1,125 @@
+"""The catalog: the source of truth for what is indexed.
+
+It holds every article (text included), every chunk with its sentence offsets and whether it has
+a vector, each article's resolved temporal expressions, and a generation number that every
+write bumps, so indexes derived from the catalog can tell when they are stale.
+
+``Catalog`` is the interface a backend implements (``index.sqlite_catalog.SqliteCatalog`` keeps
+it in one SQLite file); ``PreparedArticle`` is what a write is given and ``IndexedChunk`` what
+chunk reads return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from index.models import Article, Chunk
+from index.timex import Mention
+
+Facets = dict[str, tuple[str, str, int, bool]]
+"""Indexed id → (article id, outlet or '', publication day as YYYYMMDD or 0, has a vector)."""
+
+
+@dataclass
+class IndexedChunk:
+    """A chunk as the catalog holds it, with what a citation needs."""
+
+    id: str
+    article_id: str
+    index: int
+    sentences: list[tuple[int, int]]
+    embed_text: str
+
+
+@dataclass
+class PreparedArticle:
+    """An article ready to be written: its chunks and the vectors of the leading (dense) ones."""
+
+    article: Article
+    content_hash: str
+    chunks: list[Chunk]
+    vectors: list[list[float]]
+    mentions: list[Mention] = field(default_factory=list)
+
+    def chunk_ids(self) -> list[str]:
+        """Each chunk's id, ``ARTICLE#CONTENT_HASH#INDEX``: a new version never reuses an old id,
+        so its vectors can be added before the catalog switches to them."""
+        return [f"{self.article.id}#{self.content_hash}#{c.index}" for c in self.chunks]
+
+
+class Catalog(Protocol):
+    """What the index keeps about articles and chunks, and the commit point of every write."""
+
+    @property
+    def generation(self) -> int:
+        """Counter bumped by every write (``replace``, ``delete``); derived indexes compare it."""
+
+    @property
+    def embedding(self) -> str | None:
+        """The embedding model recorded by the last write; None before the first."""
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """A consistent view: no write through this catalog commits while it is held."""
+
+    def count_articles(self) -> int:
+        """Number of articles indexed."""
+
+    def content_hashes(self, ids: Iterable[str]) -> dict[str, str]:
+        """Stored content hash of each given article id that is indexed."""
+
+    def ids_from_source(self, source: str) -> list[str]:
+        """Ids of the articles last read from this file."""
+
+    def get_article(self, article_id: str) -> Article:
+        """The full article, text included. Raises ArticleNotFound."""
+
+    def list_articles(
+        self,
+        *,
+        offset: int = 0,
+        limit: int | None = None,
+        outlet: str | None = None,
+        search: str | None = None,
+    ) -> list[Article]:
+        """Articles, newest first (undated last, then by id), with text ''; filter by outlet or
+        by a substring of the title."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counts: articles, chunks, dense_chunks, undated_articles; first_published and
+        last_published (ISO dates or None); outlets (name or '(unknown)' → articles)."""
+
+    def chunks(self, chunk_ids: Sequence[str]) -> dict[str, IndexedChunk]:
+        """The given chunks by id; ids not in the catalog are left out."""
+
+    def all_chunks(self) -> list[IndexedChunk]:
+        """Every chunk, ordered by article id, then position."""
+
+    def dense_chunk_ids(self) -> set[str]:
+        """Ids of the chunks that have a vector."""
+
+    def article_texts(self) -> list[tuple[str, str]]:
+        """(article id, title + newline + text) of every article, ordered by id."""
+
+    def facets(self, *, chunks: bool) -> Facets:
+        """The filter facets of every chunk id (``chunks``), or of every article id."""
+
+    def mentions(self, article_id: str) -> list[Mention] | None:
+        """The article's stored temporal expressions, None when not stored for this
+        ``TIMEX_VERSION``."""
+
+    def keep_mentions(self, article_id: str, mentions: list[Mention]) -> None:
+        """Store derived mentions of an indexed article, without bumping the generation."""
+
+    def replace(self, batch: Sequence[PreparedArticle]) -> list[str]:
+        """Add or replace these articles with all their chunks and mentions in one transaction;
+        return the ids of the replaced versions' dense chunks, whose vectors are now stale."""
+
+    def delete(self, article_ids: Sequence[str]) -> list[str]:
+        """Delete these articles and their chunks in one transaction; return the ids of their
+        dense chunks, whose vectors are now stale."""
+
+    def close(self) -> None:
+        """Release the catalog's connection."""

@@ -1,0 +1,150 @@
+"""Chunk vectors in a Chroma collection: embedded in the data folder, or on a Chroma server.
+
+``ChromaVectors(config)`` opens the collection on first use (``config.chroma_host`` set: a server
+started with ``chroma run``; else ``config.chroma_path``).  Each vector is stored under its chunk
+id with metadata ``article_id``, ``content_hash``, ``chunk``, ``outlet`` ('' when unknown) and
+``published`` (YYYYMMDD, 0 when undated), which is what a Chroma ``where`` clause can filter on.
+The catalog, not Chroma, decides which vectors count: ids it does not list are ignored by
+queries and removed by ``Store.reconcile``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from index.catalog import PreparedArticle
+from index.config import IndexConfig
+from index.dates import day_number
+from index.errors import StoreError
+
+
+class ChromaVectors:
+    """The Chroma collection of chunk vectors; safe to share between threads."""
+
+    def __init__(self, config: IndexConfig) -> None:
+        self.config = config
+        self._collection: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def location(self) -> str:
+        """Where the vectors are: the server's ``host:port``, or the embedded store's folder."""
+        if self.config.chroma_host:
+            return f"{self.config.chroma_host}:{self.config.chroma_port}"
+        return str(self.config.chroma_path)
+
+    @property
+    def collection(self) -> Any:
+        """The Chroma collection itself (cosine space), opened on first use. Raises StoreError."""
+        if self._collection is None:
+            with self._lock:
+                if self._collection is None:
+                    self._collection = self._open()
+        return self._collection
+
+    def _open(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if self.config.chroma_host:
+                client = chromadb.HttpClient(
+                    host=self.config.chroma_host,
+                    port=self.config.chroma_port,
+                    settings=chroma_settings,
+                )
+            else:
+                client = chromadb.PersistentClient(
+                    path=str(self.config.chroma_path), settings=chroma_settings
+                )
+            return client.get_or_create_collection(
+                self.config.collection,
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+        except Exception as exc:
+            server = self.config.chroma_host
+            raise StoreError(
+                f"cannot open {'the Chroma server at' if server else 'embedded Chroma in'} "
+                f"{self.location}: {exc}",
+                hint="start the server (`chroma run --path DIR`) or unset NEWSDESK_CHROMA_HOST"
+                if server
+                else "check the folder is writable and not used by another Chroma version",
+            ) from exc
+
+    def add(self, batch: Sequence[PreparedArticle]) -> None:
+        """Upsert the vectors of these articles' leading chunks under their chunk ids.
+
+        Raises StoreError when Chroma cannot be opened or refuses the write.
+        """
+        ids: list[str] = []
+        vectors: list[list[float]] = []
+        metadatas: list[dict[str, Any]] = []
+        documents: list[str] = []
+        for prepared in batch:
+            article = prepared.article
+            for chunk_id, chunk, vector in zip(
+                prepared.chunk_ids(), prepared.chunks, prepared.vectors, strict=False
+            ):
+                ids.append(chunk_id)
+                vectors.append(vector)
+                documents.append(chunk.embed_text)
+                metadatas.append(
+                    {
+                        "article_id": article.id,
+                        "content_hash": prepared.content_hash,
+                        "chunk": chunk.index,
+                        "outlet": article.outlet or "",
+                        "published": day_number(article.published),
+                    }
+                )
+        try:
+            for i in range(0, len(ids), 2000):
+                self.collection.upsert(
+                    ids=ids[i : i + 2000],
+                    embeddings=vectors[i : i + 2000],
+                    metadatas=metadatas[i : i + 2000],
+                    documents=documents[i : i + 2000],
+                )
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"writing vectors to Chroma failed: {exc}") from exc
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove these vectors (ids that are absent are ignored)."""
+        for i in range(0, len(ids), 1000):
+            self.collection.delete(ids=list(ids[i : i + 1000]))
+
+    def ids(self) -> Iterator[str]:
+        """Every vector id in the collection, read in pages."""
+        offset, page = 0, 5000
+        while True:
+            got = self.collection.get(include=[], limit=page, offset=offset)["ids"]
+            yield from got
+            if len(got) < page:
+                return
+            offset += page
+
+    def query(
+        self,
+        vector: list[float],
+        n: int,
+        *,
+        ids: list[str] | None = None,
+        where: dict[str, Any] | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``n`` nearest (chunk id, cosine similarity), only among ``ids`` and only those
+        matching ``where`` when these are given."""
+        if ids is not None and not ids:
+            return []
+        extra = {k: v for k, v in (("ids", ids), ("where", where)) if v is not None}
+        result = self.collection.query(
+            query_embeddings=[vector], n_results=n, include=["distances"], **extra
+        )
+        return [
+            (cid, 1.0 - dist)
+            for cid, dist in zip(result["ids"][0], result["distances"][0], strict=True)
+        ]
