@@ -84,7 +84,10 @@ class Store:
             raise StoreError(
                 f"the index in {self.config.data_dir} was built with embedding {built_with!r}, "
                 f"not {self.config.embedding!r}",
-                hint=f"set NEWSDESK_EMBEDDING={built_with} or use a new --data-dir",
+                hint=f"keep using this index with NEWSDESK_EMBEDDING={built_with}, or re-embed "
+                f"its articles with {self.config.embedding!r} into a new folder: `newsdesk "
+                "ingest --data-dir NEW_FOLDER YOUR_FILES` (vectors of different models cannot "
+                "be mixed)",
             )
 
     @property

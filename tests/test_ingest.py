@@ -183,8 +183,10 @@ def test_the_index_refuses_a_different_embedding_model(settings: Settings, embed
 
     ingest_articles([Article(id="x", title="t", text="Some text.")], config=settings, embedder=embedder)
     other = settings.updated(embedding="openai:text-embedding-3-small")
-    with pytest.raises(StoreError, match="was built with embedding 'local:all-MiniLM-L6-v2'"):
+    with pytest.raises(StoreError, match="was built with embedding 'local:all-MiniLM-L6-v2'") as err:
         Store(other)
+    assert "NEWSDESK_EMBEDDING=local:all-MiniLM-L6-v2" in (err.value.hint or "")
+    assert "newsdesk ingest --data-dir NEW_FOLDER" in (err.value.hint or "")
 
 
 def test_catalog_survives_reopening(settings: Settings, embedder: Embedder) -> None:
