@@ -584,6 +584,73 @@ def test_openai_client_streams_with_citations_on_the_last_chunk(server: str) -> 
     assert all("citations" not in (c.model_extra or {}) for c in chunks[:-1])
 
 
+FOLLOW_UP = [
+    {"role": "user", "content": ASSAD_Q},
+    {"role": "assistant", "content": "Around October 20 [1].\n\nSources:\n1. ..."},
+    {"role": "user", "content": "And what did Lavrov say?"},
+]
+"""A second question that only makes sense after the first."""
+FIRST_TOPIC = "sample-putin-assad-opposition-talks"
+"""An article about Assad's visit to Moscow that the follow-up alone does not find."""
+
+
+def test_openai_client_conversation_searches_the_follow_up_with_the_first_topic(server: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key=KEY)
+    completion = client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP)  # type: ignore[arg-type]
+    extra = completion.model_extra or {}
+    assert "Lavrov" in (completion.choices[0].message.content or "")
+    assert {"Assad", "Moscow"} <= set(re.findall(r"\w+", extra["searched"]))
+    assert FIRST_TOPIC in {c["article_id"] for c in extra["citations"]}
+    assert extra["fallback"] is None
+    # the same words without the conversation neither search nor cite the first topic
+    alone = client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP[-1:])  # type: ignore[arg-type]
+    assert (alone.model_extra or {})["searched"] is None
+    assert FIRST_TOPIC not in {c["article_id"] for c in (alone.model_extra or {})["citations"]}
+
+
+def test_openai_client_conversation_streams_the_follow_up_answer_with_what_was_searched(
+    server: str,
+) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{server}/v1", api_key=KEY)
+    chunks = list(client.chat.completions.create(
+        model="newsdesk", messages=FOLLOW_UP, stream=True))  # type: ignore[call-overload]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Lavrov" in text and "\n\nSources:\n" in text
+    extra = chunks[-1].model_extra or {}
+    assert {"Assad", "Moscow"} <= set(re.findall(r"\w+", extra["searched"]))
+    assert FIRST_TOPIC in {c["article_id"] for c in extra["citations"]}
+
+
+def test_a_failing_llm_is_reported_as_the_answers_fallback(
+    llm_api: TestClient, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(Reply(status=503))
+    answer = llm_api.post("/v1/ask", json={"question": ASSAD_Q}).json()
+    assert answer["mode"] == "extractive" and "HTTP 503" in answer["fallback"]
+    fake_llm.script(Reply(status=503))
+    body = {"messages": [{"role": "user", "content": ASSAD_Q}]}
+    completion = llm_api.post("/v1/chat/completions", json=body).json()
+    assert "HTTP 503" in completion["fallback"] and completion["citations"]
+    assert completion["object"] == "chat.completion" and completion["usage"]["total_tokens"] == 0
+
+
+def test_the_chat_model_condenses_the_conversation_over_http(
+    llm_api: TestClient, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(
+        Reply("What did Lavrov say about Assad's visit to Moscow?"),
+        Reply(cite_source_saying("Lavrov", "Lavrov said Russia wanted contacts with the group")),
+    )
+    completion = llm_api.post("/v1/chat/completions", json={"messages": FOLLOW_UP}).json()
+    assert completion["searched"] == "What did Lavrov say about Assad's visit to Moscow?"
+    assert completion["choices"][0]["message"]["content"].startswith("Lavrov said")
+    assert completion["usage"]["prompt_tokens"] == 100 and completion["fallback"] is None
+
+
 def test_openai_client_sees_auth_and_input_errors(server: str) -> None:
     import openai
 
