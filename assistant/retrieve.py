@@ -1,27 +1,55 @@
-"""Find the chunks that answer a question: dense (Chroma) and BM25 results, fused.
+"""Find the chunks that answer a question: retrievers, chosen by name from a registry.
 
-``retrieve(question, filters)`` is the entry point.  Filters (outlets, date range, ``as_of``) are
-applied inside each store, before the top-k cut: Chroma searches only the admitted chunk ids, BM25
-takes a weight mask.  Fusion (``fuse``) z-normalises each signal's scores and sums them with the
-configured weights, articles first and then chunks within them, plus a recency boost for
-questions asked as of a day or about the present.
+``retrieve(question, filters)`` is the entry point.  It picks a retriever from ``RETRIEVERS`` by
+the ``retriever`` setting (or ``mode``) and runs it:
+
+- ``DenseRetriever`` ("dense"): nearest chunk vectors in Chroma;
+- ``KeywordRetriever`` ("bm25"): BM25 over chunks and over whole articles;
+- ``HybridRetriever`` ("hybrid", the default): both.
+
+Each retriever is handed its store (and embedder) when built, exposes one ``retrieve(question,
+filters, k)``, and ranks its searches' signals with the same ``assistant.fusion.Fusion``
+(weighted z-scores, articles first, recency).  Filters (outlets, date range, ``as_of``) are
+applied inside each store, before the top-k cut: Chroma searches only the admitted chunk ids,
+BM25 takes a weight mask.  Adding a backend is one class with ``name``, ``from_settings``,
+``search`` and ``retrieve`` (subclass ``FusedRetriever`` for the last) and one registry line.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import statistics
 import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
-from assistant.errors import NothingIndexed
+from assistant.errors import ConfigError, NothingIndexed
+from assistant.fusion import Fusion, Hit, Scored, Signal, asks_for_latest
 from assistant.settings import Settings, get_settings
 from index.embeddings import Embedder, get_embedder
-from index.store import IndexedChunk, Store, day_number, day_of, open_store
+from index.store import IndexedChunk, Store, day_number, open_store
+
+if TYPE_CHECKING:
+    from index.store import Bm25Level
+
+__all__ = [
+    "RETRIEVERS",
+    "DenseRetriever",
+    "Filters",
+    "FusedRetriever",
+    "Hit",
+    "HybridRetriever",
+    "KeywordRetriever",
+    "Retrieval",
+    "Retriever",
+    "Search",
+    "admitted_chunk_ids",
+    "asks_for_latest",
+    "get_retriever",
+    "retrieve",
+]
 
 
 class Filters(BaseModel):
@@ -79,16 +107,6 @@ class Filters(BaseModel):
         return keep
 
 
-class Hit(BaseModel):
-    """One retrieved chunk with its fused score and the rank each retriever gave it."""
-
-    chunk_id: str
-    article_id: str
-    score: float
-    dense_rank: int | None = None
-    keyword_rank: int | None = None
-
-
 class Retrieval(BaseModel):
     """Fused hits plus how long each part took."""
 
@@ -101,7 +119,202 @@ class Retrieval(BaseModel):
         return [(h, rows[h.chunk_id]) for h in self.hits if h.chunk_id in rows]
 
 
-Scored = list[tuple[str, float]]
+class Retriever(Protocol):
+    """Finds the chunks most likely to answer a question; built by ``from_settings``."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, store: Store, embedder: Embedder | None = None
+    ) -> Retriever:
+        """The retriever the settings describe, over ``store``; ``embedder`` defaults to the
+        settings' (loaded only by retrievers that embed the question)."""
+        ...
+
+    def retrieve(self, question: str, filters: Filters, k: int) -> Retrieval:
+        """At most ``k`` hits within ``filters``, best first, each a chunk the catalog holds,
+        with the seconds each search took."""
+        ...
+
+
+class Search(Protocol):
+    """One store-facing search whose scored candidates fusion can combine."""
+
+    name: ClassVar[str]
+
+    def search(self, question: str, filters: Filters) -> list[Signal]:
+        """Scored candidates within ``filters``, one list per signal, before fusion."""
+        ...
+
+
+class FusedRetriever(ABC):
+    """Base of the shipped retrievers: run the searches, fuse their signals, cut to ``k``.
+
+    A subclass sets ``name`` and implements ``search``; a composite overrides ``searches``.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, store: Store, fusion: Fusion) -> None:
+        self.store = store
+        self.fusion = fusion
+
+    @property
+    def searches(self) -> Sequence[Search]:
+        """The searches whose signals are fused, each timed under its own name: itself."""
+        return [self]
+
+    @abstractmethod
+    def search(self, question: str, filters: Filters) -> list[Signal]:
+        """Scored candidates within ``filters``, one list per signal, before fusion."""
+
+    def retrieve(self, question: str, filters: Filters, k: int) -> Retrieval:
+        """At most ``k`` fused hits within ``filters``, best first.
+
+        Hits whose chunk the catalog does not hold (vectors of an interrupted write) are
+        skipped.  ``timings`` has the seconds each search took, under its name.
+        """
+        signals: list[Signal] = []
+        timings: dict[str, float] = {}
+        for part in self.searches:
+            started = time.perf_counter()
+            signals += part.search(question, filters)
+            timings[part.name] = time.perf_counter() - started
+        recency = self.fusion.recency_for(question, filters.as_of)
+        # TODO(index split): ask the catalog part for publication days, not the keyword index
+        published = self.store.keyword_index().articles.published_days() if recency else None
+        hits = self.fusion.fuse(signals, recency=recency, published=published)
+        known = self.store.chunks([h.chunk_id for h in hits[: 4 * k]])
+        return Retrieval(hits=[h for h in hits if h.chunk_id in known][:k], timings=timings)
+
+
+class DenseRetriever(FusedRetriever):
+    """Nearest chunk vectors in Chroma to the embedded question."""
+
+    name = "dense"
+
+    def __init__(
+        self, store: Store, embedder: Embedder, fusion: Fusion, *, candidates: int
+    ) -> None:
+        super().__init__(store, fusion)
+        self.embedder = embedder
+        self.candidates = candidates
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, store: Store, embedder: Embedder | None = None
+    ) -> DenseRetriever:
+        """A dense retriever taking ``2 * candidates`` chunks (most articles have several)."""
+        return cls(
+            store,
+            embedder or get_embedder(settings),
+            Fusion.from_settings(settings),
+            candidates=2 * settings.retrieval.candidates,
+        )
+
+    def search(self, question: str, filters: Filters) -> list[Signal]:
+        """One signal, "dense": the ``candidates`` chunks most cosine-similar to the question
+        among those the filters admit, scored 1 - cosine distance."""
+        from chromadb.errors import InternalError, NotFoundError
+
+        vector = self.embedder.embed_query(question)
+        query: dict[str, Any] = {
+            "query_embeddings": [vector], "n_results": self.candidates, "include": ["distances"]
+        }
+        if not filters.active:
+            result = self.store.collection.query(**query)
+        elif not (admitted := admitted_chunk_ids(self.store, filters)):
+            return [Signal("dense", [])]
+        else:
+            try:
+                result = self.store.collection.query(ids=admitted, **query)
+            except (InternalError, NotFoundError):  # an admitted vector has gone from Chroma
+                result = self.store.collection.query(where=filters.chroma_where(), **query)
+        ids, distances = result["ids"][0], result["distances"][0]
+        return [Signal("dense", [(c, 1.0 - d) for c, d in zip(ids, distances, strict=True)])]
+
+
+class KeywordRetriever(FusedRetriever):
+    """BM25 over every chunk and over every whole article (title and text)."""
+
+    name = "bm25"
+
+    def __init__(self, store: Store, fusion: Fusion, *, candidates: int) -> None:
+        super().__init__(store, fusion)
+        self.candidates = candidates
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, store: Store, embedder: Embedder | None = None
+    ) -> KeywordRetriever:
+        """A keyword retriever; ``embedder`` is not used."""
+        return cls(store, Fusion.from_settings(settings), candidates=settings.retrieval.candidates)
+
+    def search(self, question: str, filters: Filters) -> list[Signal]:
+        """Two signals: "chunk_bm25", the ``4 * candidates`` best chunks, and "article_bm25"
+        (article level), the ``2 * candidates`` best articles, each among those the filters
+        admit and with a positive score."""
+        index = self.store.keyword_index()
+        n = self.candidates
+        return [
+            Signal("chunk_bm25", _bm25(index.chunks, question, filters, 4 * n)),
+            Signal(
+                "article_bm25", _bm25(index.articles, question, filters, 2 * n), level="article"
+            ),
+        ]
+
+
+class HybridRetriever(FusedRetriever):
+    """Dense and keyword searches, fused (timings under "dense" and "bm25")."""
+
+    name = "hybrid"
+
+    def __init__(self, parts: Sequence[Search], store: Store, fusion: Fusion) -> None:
+        super().__init__(store, fusion)
+        self.parts = list(parts)
+
+    @property
+    def searches(self) -> Sequence[Search]:
+        """The composed searches."""
+        return self.parts
+
+    def search(self, question: str, filters: Filters) -> list[Signal]:
+        """Every part's signals, in the order of ``parts``."""
+        return [s for part in self.parts for s in part.search(question, filters)]
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, store: Store, embedder: Embedder | None = None
+    ) -> HybridRetriever:
+        """Dense then keyword search, fused with the settings' weights."""
+        parts = [
+            DenseRetriever.from_settings(settings, store=store, embedder=embedder),
+            KeywordRetriever.from_settings(settings, store=store),
+        ]
+        return cls(parts, store, Fusion.from_settings(settings))
+
+
+RETRIEVERS: dict[str, type[Retriever]] = {
+    "dense": DenseRetriever,
+    "bm25": KeywordRetriever,
+    "hybrid": HybridRetriever,
+}
+"""Retriever classes by the name the ``retriever`` setting gives."""
+
+
+def get_retriever(
+    name: str, *, settings: Settings, store: Store, embedder: Embedder | None = None
+) -> Retriever:
+    """The registered retriever called ``name``, built from ``settings`` over ``store``.
+    Raises ConfigError, naming the known retrievers, for an unknown name."""
+    try:
+        cls = RETRIEVERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown retriever {name!r}", hint=f"use one of {', '.join(RETRIEVERS)}"
+        ) from None
+    return cls.from_settings(settings, store=store, embedder=embedder)
 
 
 def retrieve(
@@ -114,212 +327,40 @@ def retrieve(
     store: Store | None = None,
     embedder: Embedder | None = None,
 ) -> Retrieval:
-    """The ``k`` chunks most likely to answer ``question`` within ``filters``.
+    """The ``k`` chunks (default: the ``top_k`` setting) most likely to answer ``question``
+    within ``filters``, best first.
 
-    ``mode`` is "dense" (Chroma only), "bm25" (keyword signals only) or "hybrid" (both).
-    Raises NothingIndexed when the index is empty.
+    ``mode`` names the retriever in ``RETRIEVERS`` (default: the ``retriever`` setting): "dense"
+    (Chroma only), "bm25" (keyword signals only) or "hybrid" (both).  Raises ConfigError for
+    an unknown mode and NothingIndexed when the index is empty.
     """
     settings = settings or get_settings()
     store = store or open_store(settings)
-    filters = filters or Filters()
-    mode = mode or settings.retrieval.retriever
-    k = k or settings.retrieval.top_k
+    retriever = get_retriever(
+        mode or settings.retrieval.retriever, settings=settings, store=store, embedder=embedder
+    )
     if store.count_articles() == 0:
         raise NothingIndexed(settings.index.data_dir)
-    timings: dict[str, float] = {}
-    dense: Scored = []
-    chunk_bm25: Scored = []
-    article_bm25: Scored = []
-    if mode in ("dense", "hybrid"):
-        started = time.perf_counter()
-        dense = _dense(
-            question, filters, 2 * settings.retrieval.candidates, store, embedder or get_embedder(settings)
-        )
-        timings["dense"] = time.perf_counter() - started
-    if mode in ("bm25", "hybrid"):
-        started = time.perf_counter()
-        chunk_bm25, article_bm25 = _keyword(question, filters, settings.retrieval.candidates, store)
-        timings["bm25"] = time.perf_counter() - started
-    weights = settings.retrieval.fusion_weights
-    recency_arg = None
-    recency = recency_for(question, filters, settings)
-    if recency is not None:
-        days = store.keyword_index().articles.published_days()
-        recency_arg = (days, recency)
-    hits = fuse(
-        dense=(dense, weights["dense"]),
-        chunk_bm25=(chunk_bm25, weights["chunk_bm25"]),
-        article_bm25=(article_bm25, weights["article_bm25"]),
-        recency=recency_arg,
-        chunk_weight=settings.retrieval.chunk_weight,
-    )
-    known = store.chunks([h.chunk_id for h in hits[: 4 * k]])  # skip vectors of an interrupted write
-    return Retrieval(hits=[h for h in hits if h.chunk_id in known][:k], timings=timings)
+    return retriever.retrieve(question, filters or Filters(), k or settings.retrieval.top_k)
 
 
-def _dense(question: str, filters: Filters, n: int, store: Store, embedder: Embedder) -> Scored:
-    """The ``n`` chunks nearest the question among those the filters admit.
+def _bm25(level: Bm25Level, question: str, filters: Filters, n: int) -> Scored:
+    """The ``n`` best-scoring ids of one BM25 level among those the filters admit."""
+    mask = filters.mask(level.outlets, level.days) if filters.active else None
+    if mask is not None and not mask.any():
+        return []
+    return level.search(question, n, mask)
 
-    Filters reach Chroma as the list of admitted chunk ids, computed from the catalog facets
-    the keyword index holds: Chroma searches only those.  That is several times faster than
-    a metadata ``where`` clause, whose cost grows with the chunks it admits (30-40 ms for
-    7,500 of the dev index's 9,150 vectors, against 4-6 ms); the clause remains the fallback.
+
+def admitted_chunk_ids(store: Store, filters: Filters) -> list[str]:
+    """Ids of the chunks with a vector in Chroma whose article the filters admit.
+
+    Computed from the catalog's facets (outlet, day, vector flag per chunk), which the store
+    keeps aligned with the keyword index's chunk arrays.  Chroma searching only these ids is
+    several times faster than the equivalent metadata ``where`` clause (``Filters.chroma_where``),
+    whose cost grows with the chunks it admits: 10 ms against 43-103 ms for 7,800 of 9,150
+    vectors (chromadb 1.5, synthetic vectors), or 4-6 ms against 30-40 ms on the dev index.
     """
-    vector = embedder.embed_query(question)
-    query: dict[str, Any] = {}
-    if filters.active:
-        level = store.keyword_index().chunks
-        admitted = level.select(filters.mask(level.outlets, level.days), dense=True)
-        if not admitted:
-            return []
-        query["ids"] = admitted
-    try:
-        result = store.collection.query(
-            query_embeddings=[vector], n_results=n, include=["distances"], **query
-        )
-    except Exception:  # e.g. an admitted vector gone missing since the catalog was read
-        if not filters.active:
-            raise
-        result = store.collection.query(
-            query_embeddings=[vector], n_results=n, where=filters.chroma_where(),
-            include=["distances"],
-        )
-    return [(cid, 1.0 - dist) for cid, dist in zip(result["ids"][0], result["distances"][0], strict=True)]
-
-
-def _keyword(question: str, filters: Filters, n: int, store: Store) -> tuple[Scored, Scored]:
-    index = store.keyword_index()
-    out: list[Scored] = []
-    for level, size in ((index.chunks, 4 * n), (index.articles, 2 * n)):
-        mask = filters.mask(level.outlets, level.days) if filters.active else None
-        out.append([] if mask is not None and not mask.any() else level.search(question, size, mask))
-    return out[0], out[1]
-
-
-_DAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-_LATEST = re.compile(
-    r"\b(?:current(?:ly)?|latest|newest|most recent(?:ly)?|now|nowadays|still|so far|to date|"
-    r"these days|at present|presently|incumbent|recent(?:ly)?|today|tonight|yesterday|"
-    r"(?:this|last|past) (?:week(?:end)?|month|year)|(?:on|last|this) " + _DAY + r"|" + _DAY
-    + r"'s)\b",
-    re.IGNORECASE,
-)
-
-
-def asks_for_latest(question: str) -> bool:
-    """True for questions about the present or the recent past ('the current ...', 'latest',
-    'this week', 'on Monday'): their answer is in the newest reporting."""
-    return bool(_LATEST.search(question))
-
-
-def recency_for(question: str, filters: Filters, settings: Settings) -> Recency | None:
-    """How recency counts for this question, or None when it does not.
-
-    A question asked ``as_of`` a day is about the news around that day: articles published
-    shortly before it are favoured.  Otherwise, with ``recency="auto"``, only questions about
-    the present or the recent past are, anchored to the newest of the best-matching articles.
-    """
-    if settings.retrieval.recency == "off" or not settings.retrieval.recency_weight:
-        return None
-    if not filters.as_of and settings.retrieval.recency == "auto" and not asks_for_latest(question):
-        return None
-    return Recency(
-        anchor=filters.as_of, weight=settings.retrieval.recency_weight, scale_days=settings.retrieval.recency_days
-    )
-
-
-ANCHOR_POOL = 10  # articles whose newest publication day anchors an undated "latest" question
-
-
-class Recency(BaseModel):
-    """A boost for articles published shortly before the anchor day, fading with age."""
-
-    anchor: date | None = Field(
-        None, description="The day asked from; None: the newest of the best-matching articles."
-    )
-    weight: float
-    scale_days: float
-
-    def boost(self, published: int) -> float:
-        """``weight * exp(-age / scale_days)`` for a YYYYMMDD day on or before the anchor, else 0."""
-        if not published or self.anchor is None:
-            return 0.0
-        age = (self.anchor - day_of(published)).days
-        return self.weight * math.exp(-age / self.scale_days) if age >= 0 else 0.0
-
-
-def article_of(chunk_id: str) -> str:
-    """The article id inside a chunk id ('ARTICLE#HASH#N')."""
-    return chunk_id.rsplit("#", 2)[0]
-
-
-def _zscores(scores: dict[str, float]) -> dict[str, float]:
-    if not scores:
-        return {}
-    values = list(scores.values())
-    mean = statistics.fmean(values)
-    spread = statistics.pstdev(values) or 1.0
-    return {key: (value - mean) / spread for key, value in scores.items()}
-
-
-def fuse(
-    *,
-    dense: tuple[Scored, float],
-    chunk_bm25: tuple[Scored, float],
-    article_bm25: tuple[Scored, float],
-    recency: tuple[dict[str, int], Recency] | None = None,
-    chunk_weight: float = 0.5,
-) -> list[Hit]:
-    """Score fusion at two levels: articles first, then chunks within that order.
-
-    Each signal's scores are z-normalised over its own candidates (an absent candidate gets
-    the signal's lowest z), then combined with the given weights.  An article's score is its
-    weighted sum of: best dense chunk similarity, best BM25 chunk score, whole-article BM25.
-    A chunk scores its article's score plus ``chunk_weight`` times its own weighted z-score,
-    so the best article's best chunk comes first.  Normalised score fusion beat reciprocal
-    rank fusion on RealTime QA (benchmarks/RESULTS.md).  ``recency`` (article id → YYYYMMDD,
-    and the boost) adds to each article's score a boost that fades with its age at the anchor.
-    """
-    signals = {"dense": dense, "chunk": chunk_bm25}
-    per_article: list[tuple[dict[str, float], float]] = []
-    per_chunk: list[tuple[dict[str, float], float]] = []
-    for scored, weight in signals.values():
-        if not scored or not weight:
-            continue
-        best: dict[str, float] = {}
-        for chunk_id, value in scored:
-            article = article_of(chunk_id)
-            best[article] = max(best.get(article, value), value)
-        per_article.append((_zscores(best), weight))
-        per_chunk.append((_zscores(dict(scored)), weight))
-    if article_bm25[0] and article_bm25[1]:
-        per_article.append((_zscores(dict(article_bm25[0])), article_bm25[1]))
-
-    def combined(parts: list[tuple[dict[str, float], float]], key: str) -> float:
-        return sum(w * z.get(key, min(z.values())) for z, w in parts)
-
-    ranks = {name: {cid: r for r, (cid, _) in enumerate(scored, 1)} for name, (scored, _) in signals.items()}
-    chunks = set(ranks["dense"]) | set(ranks["chunk"])
-    candidates = {article_of(c) for c in chunks}
-    article_score = {a: combined(per_article, a) for a in candidates}
-    if recency:
-        days, boost = recency
-        if boost.anchor is None:
-            leaders = sorted(article_score, key=lambda a: -article_score[a])[:ANCHOR_POOL]
-            newest = max((days.get(a, 0) for a in leaders), default=0)
-            boost = boost.model_copy(update={"anchor": day_of(newest) if newest else None})
-        article_score = {a: v + boost.boost(days.get(a, 0)) for a, v in article_score.items()}
-    scored_chunks = sorted(
-        ((article_score[article_of(c)] + chunk_weight * combined(per_chunk, c), c) for c in chunks),
-        key=lambda t: (-t[0], t[1]),
-    )
-    return [
-        Hit(
-            chunk_id=c,
-            article_id=article_of(c),
-            score=round(score, 6),
-            dense_rank=ranks["dense"].get(c),
-            keyword_rank=ranks["chunk"].get(c),
-        )
-        for score, c in scored_chunks
-    ]
+    # TODO(index split): ask the catalog part for these ids instead of the keyword arrays
+    level = store.keyword_index().chunks
+    return level.select(filters.mask(level.outlets, level.days), dense=True)

@@ -5,7 +5,7 @@ every question of the set, with and without each question's ``as_of``.  Candidat
 collected once per question (the same calls ``assistant.retrieve.retrieve`` makes, with larger
 candidate lists) and every variant is fused from them, so the variants differ only in fusion:
 
-1. **default**: ``assistant.retrieve.fuse`` with the shipped settings (the reference row);
+1. **default**: ``assistant.fusion.Fusion.fuse`` with the shipped settings (the reference row);
 2. **pseudo-relevance feedback** (RM3-style): the query is expanded with the top terms
    (tf-idf weighted) of the first ``docs`` articles of the default ranking, interpolated with
    weight ``lam``, and the whole-article BM25 signal is recomputed from the expanded query;
@@ -42,23 +42,20 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
-from assistant.retrieve import (
+from assistant.fusion import (
     ANCHOR_POOL,
-    Filters,
+    Fusion,
     Recency,
-    _dense,
-    _keyword,
-    _zscores,
+    Signal,
     article_of,
     asks_for_latest,
-    day_of,
-    fuse,
-    recency_for,
+    zscores,
 )
+from assistant.retrieve import DenseRetriever, Filters, KeywordRetriever
 from assistant.settings import Settings, get_settings
 from benchmarks.retrieval import indexed_set, normalise
 from index.chunking import sentence_spans
-from index.store import BM25_PARAMS, Store, day_number, open_store, tokenize
+from index.store import BM25_PARAMS, Store, day_number, day_of, open_store, tokenize
 
 Scored = list[tuple[str, float]]
 
@@ -68,30 +65,34 @@ def collect(questions: list[dict], store: Store, settings: Settings, as_of: bool
     from index.embeddings import get_embedder
 
     embedder = get_embedder(settings)
+    dense_search = DenseRetriever.from_settings(settings, store=store, embedder=embedder)
+    keyword_search = KeywordRetriever.from_settings(settings, store=store)
     rows = []
     for q in questions:
         day = date.fromisoformat(q["as_of"]) if as_of and q.get("as_of") else None
         filters = Filters(as_of=day)
-        dense = _dense(q["question"], filters, 2 * settings.retrieval.candidates, store, embedder)
-        chunk, article = _keyword(q["question"], filters, settings.retrieval.candidates, store)
-        rows.append({"q": q, "as_of": day, "dense": dense, "chunk": chunk, "article": article})
+        (dense,) = dense_search.search(q["question"], filters)
+        chunk, article = keyword_search.search(q["question"], filters)
+        rows.append({"q": q, "as_of": day, "dense": dense.scored, "chunk": chunk.scored,
+                     "article": article.scored})
     return rows
 
 
 def recency(row: dict, days: dict[str, int], settings: Settings) -> tuple[dict, Recency] | None:
     """The recency argument retrieve() would pass for this question."""
-    boost = recency_for(row["q"]["question"], Filters(as_of=row["as_of"]), settings)
+    boost = Fusion.from_settings(settings).recency_for(row["q"]["question"], row["as_of"])
     return (days, boost) if boost else None
 
 
 def default_ranking(row: dict, days: dict[str, int], settings: Settings,
                     article_bm25: Scored | None = None) -> list[str]:
     """Distinct articles in the order the shipped fusion puts their chunks."""
-    w = settings.retrieval.fusion_weights
-    hits = fuse(dense=(row["dense"], w["dense"]), chunk_bm25=(row["chunk"], w["chunk_bm25"]),
-                article_bm25=(row["article"] if article_bm25 is None else article_bm25,
-                              w["article_bm25"]),
-                recency=recency(row, days, settings))
+    rec = recency(row, days, settings)
+    hits = Fusion.from_settings(settings).fuse(
+        [Signal("dense", row["dense"]), Signal("chunk_bm25", row["chunk"]),
+         Signal("article_bm25", row["article"] if article_bm25 is None else article_bm25,
+                level="article")],
+        recency=rec[1] if rec else None, published=days)
     return list(dict.fromkeys(h.article_id for h in hits))
 
 
@@ -163,7 +164,7 @@ def features(row: dict, days: dict[str, int]) -> tuple[list[str], Any]:
             rank[n].setdefault(a, r)
     whole = dict(row["article"])
     rank_whole = {a: r for r, (a, _) in enumerate(row["article"])}
-    z = [_zscores(best[0]), _zscores(best[1]), _zscores(whole)]
+    z = [zscores(best[0]), zscores(best[1]), zscores(whole)]
     floor = [min(s.values()) if s else 0.0 for s in z]
     candidates = sorted(set(best[0]) | set(best[1]))
     anchor = row["as_of"]
@@ -283,7 +284,7 @@ def windows_ranking(row: dict, window: Scored, days: dict[str, int], settings: S
             best[a] = max(best.get(a, v), v)
         if chunk_level:
             candidates |= set(best)
-        z = _zscores(best)
+        z = zscores(best)
         parts.append((z, weight, min(z.values())))
     score = {a: sum(w * z.get(a, lo) for z, w, lo in parts) for a in candidates}
     rec = recency(row, days, settings)
