@@ -382,7 +382,15 @@ def extractive_writer(_: LLMChoice, settings: Settings, embedder: Embedder) -> E
 
 
 def openai_writer(choice: LLMChoice, settings: Settings, _: Embedder) -> LLMWriter:
-    """An ``LLMWriter`` over OpenAI or an OpenAI-compatible server."""
+    """An ``LLMWriter`` over OpenAI or an OpenAI-compatible server.
+
+    Raises ConfigError when the server's address ('openai-compatible') or a key or address
+    ('openai') is missing.
+    """
+    if choice.kind == "openai-compatible" and not settings.openai_base_url:
+        raise ConfigError(f"llm {choice.name!r} needs a server address", hint="set OPENAI_BASE_URL")
+    if choice.kind == "openai" and not (settings.openai_api_key or settings.openai_base_url):
+        raise ConfigError(f"llm {choice.name!r} needs an API key", hint="set OPENAI_API_KEY")
     model = OpenAIChatModel(
         choice.model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,

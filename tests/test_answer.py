@@ -349,6 +349,10 @@ def test_an_unknown_writer_is_a_config_error_listing_the_known_ones(
         get_writer(settings, embedder, llm="psychic:oracle")
     hint = info.value.hint or ""
     assert all(name in hint for name in ("'extractive'", "'openai:MODEL'", "'openai-compatible:MODEL'"))
+    with pytest.raises(ConfigError, match="needs a server address"):
+        get_writer(settings, embedder, llm="openai-compatible:m")
+    with pytest.raises(ConfigError, match="needs an API key"):
+        get_writer(settings, embedder, llm="openai:gpt-4o")
 
 
 def test_a_new_backend_is_one_chat_model_and_one_registry_line(

@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from openai.types.chat import ChatCompletionMessageParam
 
 from assistant.answer import Assistant
 from assistant.api import create_app, serve
@@ -584,7 +585,7 @@ def test_openai_client_streams_with_citations_on_the_last_chunk(server: str) -> 
     assert all("citations" not in (c.model_extra or {}) for c in chunks[:-1])
 
 
-FOLLOW_UP = [
+FOLLOW_UP: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": ASSAD_Q},
     {"role": "assistant", "content": "Around October 20 [1].\n\nSources:\n1. ..."},
     {"role": "user", "content": "And what did Lavrov say?"},
@@ -598,14 +599,14 @@ def test_openai_client_conversation_searches_the_follow_up_with_the_first_topic(
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{server}/v1", api_key=KEY)
-    completion = client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP)  # type: ignore[arg-type]
+    completion = client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP)
     extra = completion.model_extra or {}
     assert "Lavrov" in (completion.choices[0].message.content or "")
     assert {"Assad", "Moscow"} <= set(re.findall(r"\w+", extra["searched"]))
     assert FIRST_TOPIC in {c["article_id"] for c in extra["citations"]}
     assert extra["fallback"] is None
     # the same words without the conversation neither search nor cite the first topic
-    alone = client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP[-1:])  # type: ignore[arg-type]
+    alone = client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP[-1:])
     assert (alone.model_extra or {})["searched"] is None
     assert FIRST_TOPIC not in {c["article_id"] for c in (alone.model_extra or {})["citations"]}
 
@@ -616,8 +617,7 @@ def test_openai_client_conversation_streams_the_follow_up_answer_with_what_was_s
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{server}/v1", api_key=KEY)
-    chunks = list(client.chat.completions.create(
-        model="newsdesk", messages=FOLLOW_UP, stream=True))  # type: ignore[call-overload]
+    chunks = list(client.chat.completions.create(model="newsdesk", messages=FOLLOW_UP, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "Lavrov" in text and "\n\nSources:\n" in text
     extra = chunks[-1].model_extra or {}
