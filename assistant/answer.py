@@ -121,7 +121,10 @@ class Assistant:
         *,
         retriever: str | None = None,
     ) -> Iterator[StreamEvent]:
-        """Like ``chat``, as events: text deltas (and ``reset``), then the final answer."""
+        """Like ``chat``, as events: text deltas (and ``reset``), then the final answer.
+
+        Nothing runs until the first event is asked for; errors are raised from there.
+        """
         history, question = split_conversation(messages)
         standalone = condense(history, question, settings=self.settings, chat_model=self.chat_model)
         yield from self._answer(question, standalone, filters, retriever)
@@ -137,7 +140,8 @@ class Assistant:
         """Like ``ask``, yielding text deltas as they are written, then the final answer.
 
         If the LLM fails after text was streamed, a ``reset`` event tells the client to discard
-        it before the extractive fallback's text arrives.
+        it before the extractive fallback's text arrives. Bad filters raise InputError at once;
+        everything else runs when the first event is asked for.
         """
         question = question.strip()
         return self._answer(question, question, _filters(filters, legacy), retriever)

@@ -1,7 +1,8 @@
 """Turn a follow-up question into a standalone one before retrieval.
 
-``condense(history, question, settings=...) -> str`` is the entry point.  Retrieval only sees the
-question, so "And what did Lavrov say?" after "When did Assad visit Moscow?" must carry the topic
+``condense(history, question, settings=..., chat_model=...) -> str`` is the entry point, and
+``split_conversation(messages)`` cuts a chat into the turns so far and its last user question
+(``Assistant.chat`` calls both).  Retrieval only sees the question, so "And what did Lavrov say?" after "When did Assad visit Moscow?" must carry the topic
 along.  Given a chat model (``Assistant.chat_model``: the one that writes the answers, when one is
 configured), the model rewrites the question (``prompts/condense.txt``, variables ``{history}``
 and ``{question}``).  Without one, or when the model fails, a rule does it:
