@@ -308,13 +308,17 @@ def get_retriever(
 ) -> Retriever:
     """The registered retriever called ``name``, built from ``settings`` over ``store``.
     Raises ConfigError, naming the known retrievers, for an unknown name."""
+    return retriever_class(name).from_settings(settings, store=store, embedder=embedder)
+
+
+def retriever_class(name: str) -> type[Retriever]:
+    """The retriever class registered as ``name``; ConfigError naming the known ones if none."""
     try:
-        cls = RETRIEVERS[name]
+        return RETRIEVERS[name]
     except KeyError:
         raise ConfigError(
             f"unknown retriever {name!r}", hint=f"use one of {', '.join(RETRIEVERS)}"
         ) from None
-    return cls.from_settings(settings, store=store, embedder=embedder)
 
 
 def retrieve(

@@ -49,7 +49,8 @@ class RetrievalSettings(BaseModel):
 
     retriever: str = Field(
         "hybrid",
-        description="How chunks are found: 'dense' (Chroma), 'bm25', or 'hybrid' (both fused).",
+        description="How chunks are found, a name in assistant.retrieve.RETRIEVERS: 'dense' "
+        "(Chroma), 'bm25', or 'hybrid' (both fused).",
     )
     candidates: int = Field(
         50, ge=1, le=1000, description="Chunks each retriever contributes before fusion."
@@ -88,8 +89,6 @@ class RetrievalSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RetrievalSettings:
-        if self.retriever not in {"hybrid", "dense", "bm25"}:
-            raise ValueError("retriever must be one of 'hybrid', 'dense', 'bm25'")
         expected = {"dense", "chunk_bm25", "article_bm25"}
         if set(self.fusion_weights) != expected:
             raise ValueError(
@@ -106,9 +105,10 @@ class WriterSettings(BaseModel):
 
     llm: str = Field(
         "auto",
-        description="What writes answers: 'extractive' (no LLM: cited source sentences), "
-        "'openai:MODEL', 'openai-compatible:MODEL' (needs OPENAI_BASE_URL), or 'auto': "
-        "an OpenAI-protocol model when OPENAI_API_KEY or OPENAI_BASE_URL is set, else extractive.",
+        description="What writes answers, a kind in assistant.llm.WRITERS: 'extractive' (no LLM: "
+        "cited source sentences), 'openai:MODEL', 'openai-compatible:MODEL' (needs "
+        "OPENAI_BASE_URL), or 'auto': an OpenAI-protocol model when OPENAI_API_KEY or "
+        "OPENAI_BASE_URL is set, else extractive. Checked when the writer is made.",
     )
     llm_model: str = Field("gpt-4o-mini", description="Model used when llm is 'auto'.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds before an LLM call times out.")
@@ -215,37 +215,12 @@ class Settings(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> Settings:
-        kind = self.writer.llm.partition(":")[0]
-        if kind not in {"auto", "extractive", "openai", "openai-compatible"}:
-            raise ConfigError(
-                f"unknown llm {self.writer.llm!r}",
-                hint="use 'extractive', 'openai:MODEL', 'openai-compatible:MODEL' or 'auto'",
-            )
-        if kind == "openai-compatible" and not self.openai_base_url:
-            raise ConfigError(
-                f"llm {self.writer.llm!r} needs a server address", hint="set OPENAI_BASE_URL"
-            )
-        if kind == "openai" and not (self.openai_api_key or self.openai_base_url):
-            raise ConfigError(
-                f"llm {self.writer.llm!r} needs an API key", hint="set OPENAI_API_KEY"
-            )
+    def _share_credentials(self) -> Settings:
         if self.index.embedding_api_key is None and self.openai_api_key is not None:
             self.index.embedding_api_key = self.openai_api_key
         if self.index.embedding_base_url is None and self.openai_base_url is not None:
             self.index.embedding_base_url = self.openai_base_url
         return self
-
-    @property
-    def resolved_llm(self) -> str:
-        """The llm setting with 'auto' decided."""
-        if self.writer.llm != "auto":
-            return self.writer.llm
-        if self.openai_base_url:
-            return f"openai-compatible:{self.writer.llm_model}"
-        if self.openai_api_key:
-            return f"openai:{self.writer.llm_model}"
-        return "extractive"
 
     def updated(self, **changes: Any) -> Settings:
         """A copy with these flat fields changed (``top_k=3``, ``data_dir=...``), validated."""

@@ -255,8 +255,15 @@ def _ingested(report: Any) -> int:
 
 
 def _config_settings(base: Settings, config: Config, top_k: int) -> Settings:
-    """The base settings with this configuration's retriever, answer mode and top_k, validated."""
-    return base.updated(retriever=config.retriever, llm=config.llm, top_k=top_k)
+    """The base settings with this configuration's retriever, answer mode and top_k, validated
+    (an unknown retriever or writer is a ConfigError before anything runs)."""
+    from assistant.llm import choose_llm
+    from assistant.retrieve import retriever_class
+
+    settings = base.updated(retriever=config.retriever, llm=config.llm, top_k=top_k)
+    retriever_class(settings.retrieval.retriever)
+    choose_llm(settings)
+    return settings
 
 
 def _load_previous(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from assistant.answer import Assistant
 from assistant.cli import app
+from assistant.errors import InputError
 from assistant.retrieve import Filters, asks_for_latest, retrieve
 from assistant.settings import Settings
 from index import open_store
@@ -131,7 +132,8 @@ def test_cli_ask_and_timeline_take_as_of(sample_index: Settings, embedder: Embed
     assert result.exit_code == 0 and "March 23, 2021" in result.output
     assert "March 29" not in result.output
     bad = runner.invoke(app, ["ask", "x", "--data-dir", data, "--as-of", "26/03/2021"])
-    assert bad.exit_code == 2 and "use YYYY-MM-DD" in bad.output
+    assert bad.exit_code == 1 and isinstance(bad.exception, InputError)
+    assert "--as-of" in bad.exception.message and "YYYY-MM-DD" in (bad.exception.hint or "")
 
 
 def test_filters_still_apply_when_a_vector_has_gone_missing_from_chroma(
