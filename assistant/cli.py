@@ -17,11 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from assistant.cli_runner import run
-from assistant.settings import Settings, get_settings
 from evals.cli import eval_command
 
 if TYPE_CHECKING:  # heavy at run time; the commands import what they use
     from assistant.retrieve import Filters
+    from assistant.settings import Settings
 
 app = typer.Typer(
     name="newsdesk",
@@ -53,6 +53,13 @@ Until = Annotated[str | None, typer.Option(help="Only articles published on/befo
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="As of YYYY-MM-DD: later articles are not used.")
 ]
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """The settings for a command (imported here: ``newsdesk --help`` needs none)."""
+    from assistant.settings import get_settings as from_environment
+
+    return from_environment(**overrides)
 
 
 def _settings(data_dir: Path | None) -> Settings:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,16 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from assistant.cli_runner import run
-from assistant.settings import get_settings
-from evals.harness import EVAL_TOP_K, EvalRun, Event, configs, default_out_dir, run_eval
-from evals.harness import Progress as ProgressCallback
-from evals.report import METRICS, fmt_value
+from evals.metrics import EVAL_TOP_K
+
+if TYPE_CHECKING:  # the harness loads pydantic models: `newsdesk --help` needs none of it
+    from evals.harness import EvalRun, Event
+    from evals.harness import Progress as ProgressCallback
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-RETRIEVERS = ("dense", "bm25", "hybrid")
-
 
 def _split(value: str, option: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
@@ -75,6 +73,10 @@ def eval_command(
     top_k: Annotated[int, typer.Option(help="Chunks retrieved per question.")] = EVAL_TOP_K,
 ) -> None:
     """Evaluate newsdesk on a question set: retrieval, answers, refusals, citations, latency."""
+    from assistant.retrieve import RETRIEVERS
+    from assistant.settings import get_settings
+    from evals.harness import configs, default_out_dir, run_eval
+
     retrievers = _split(retriever, "--retriever")
     unknown = [r for r in retrievers if r not in RETRIEVERS]
     if unknown:
@@ -83,6 +85,7 @@ def eval_command(
             param_hint="--retriever",
         )
     chosen = configs(retrievers, _split(llm, "--llm"))
+
     settings = get_settings(data_dir=data_dir)
     target = out_dir or default_out_dir()
     run = _with_progress(
@@ -133,6 +136,8 @@ def _with_progress(start: Callable[[ProgressCallback], EvalRun]) -> EvalRun:
 
 def print_summary(run: EvalRun) -> None:
     """The headline metrics as a table, then where the full report is."""
+    from evals.report import METRICS, fmt_value
+
     table_data = run.summary["metrics"]
     names = list(table_data)
     table = Table("metric", *names)

@@ -21,20 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from assistant.errors import ArticleNotFound, InputError, NewsdeskError, NothingIndexed
-from assistant.settings import Settings, get_settings
 from evals import metrics as m
+from evals.metrics import EVAL_TOP_K
 from evals.questions import Question, load_questions, unknown_ids
 from evals.report import write_report
 
 if TYPE_CHECKING:
     from assistant.models import Answer
-
-EVAL_TOP_K = 20
-"""Chunks retrieved per question during evaluation (the app's default top_k is 8).
-
-hit@10 needs ten distinct articles among the answer's sources, and chunks of one article often
-sit side by side, so evaluation asks for 20 chunks.  The generator sees all of them, so answers
-may differ slightly from the app's at its default."""
+    from assistant.settings import Settings
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
@@ -128,7 +122,10 @@ def run_eval(
     ``NewsdeskError`` before anything is asked.  Ctrl-C (or ``progress`` raising
     KeyboardInterrupt) stops the run and returns it marked partial.
     """
-    settings = settings or get_settings()
+    if settings is None:
+        from assistant.settings import get_settings  # here: every `newsdesk` command loads this
+
+        settings = get_settings()
     started = datetime.now()
     emit: Progress = progress or _print_warnings
     warnings: list[str] = []

@@ -17,6 +17,13 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
+EVAL_TOP_K = 20
+"""Chunks retrieved per question during evaluation (the app's default top_k is 8).
+
+hit@10 needs ten distinct articles among the answer's sources, and chunks of one article often
+sit side by side, so evaluation asks for 20 chunks.  The generator sees all of them, so answers
+may differ slightly from the app's at its default."""
+
 HIT_KS = (1, 3, 5, 10)
 """The cut-offs reported for hit@k."""
 

@@ -126,7 +126,7 @@ def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
         if len(report.added) >= 3:
             raise KeyboardInterrupt
 
-    from index.ingest import ingest_items
+    from index.pipeline import ingest_items
 
     first = ingest_items(articles, config=small, embedder=embedder, progress=interrupt_after_a_few)
     assert first.interrupted and 3 <= len(first.added) < 12

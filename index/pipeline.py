@@ -1,4 +1,4 @@
-"""Files in, indexed articles out: ``ingest(paths) -> IngestReport``.
+"""The ingest pipeline, files in, indexed articles out: ``ingest(paths) -> IngestReport``.
 
 Idempotent and incremental: an article whose content hash is already stored is counted as
 unchanged and costs no embedding; a changed one replaces its old chunks.  Articles are written
