@@ -16,6 +16,7 @@ Run from the repository root (indexes are cached under benchmarks/out/, reused w
 
     python benchmarks/retrieval.py --set dev-small
     python benchmarks/retrieval.py --set dev --as-of      # also with each question's as_of date
+    python benchmarks/retrieval.py --set dev --as-of --dense-all --no-baseline   # + every chunk embedded
 
 The data stays in ../shared/data; the script exits cleanly when it is absent.
 """
@@ -90,13 +91,20 @@ def evaluate(name: str, questions: list[dict], ranker: Ranker) -> dict:
     }
 
 
-def newsdesk_rankers(corpus: Path, out: Path, use_as_of: bool, recency: str) -> dict[str, Ranker]:
+def newsdesk_rankers(
+    corpus: Path, out: Path, use_as_of: bool, recency: str, dense_chunks: int = 4,
+    modes: tuple[str, ...] = ("dense", "bm25", "hybrid"),
+) -> dict[str, Ranker]:
+    """newsdesk's retrievers over an index of ``corpus`` that embeds the first ``dense_chunks``
+    chunks of each article (0: all; the default index lives in ``out/newsdesk``)."""
     from assistant.retrieve import Filters, retrieve
     from assistant.settings import get_settings
     from index import ingest, open_store
     from index.embeddings import get_embedder
 
-    settings = get_settings(data_dir=out / "newsdesk", recency=recency)
+    folder = out / ("newsdesk" if dense_chunks == 4 else f"newsdesk-dense{dense_chunks}")
+    settings = get_settings(data_dir=folder, recency=recency,
+                            dense_chunks_per_article=dense_chunks)
     started = time.perf_counter()
     report = ingest([corpus], config=settings)
     print(f"newsdesk index: {len(report.added)} added, {len(report.unchanged)} unchanged "
@@ -115,7 +123,10 @@ def newsdesk_rankers(corpus: Path, out: Path, use_as_of: bool, recency: str) -> 
             return [h.article_id for h in hits], [rows[h.chunk_id].embed_text for h in hits[:5]]
         return rank
 
-    return {f"newsdesk {m}": make(m) for m in ("dense", "bm25", "hybrid")}
+    label = "" if dense_chunks == 4 else (
+        " (every chunk embedded)" if dense_chunks == 0 else f" (first {dense_chunks} embedded)"
+    )
+    return {f"newsdesk {m}{label}": make(m) for m in modes}
 
 
 def baseline_ranker(corpus: Path, out: Path) -> Ranker:
@@ -174,6 +185,8 @@ def main() -> None:
     parser.add_argument("--recency", default="auto", choices=["auto", "on", "off"],
                         help="newsdesk's recency boost (default: auto, for 'latest' questions)")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--dense-all", action="store_true",
+                        help="also an index with every chunk embedded (dense and hybrid rows)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N questions")
     args = parser.parse_args()
     folder = DATA / args.set
@@ -187,6 +200,9 @@ def main() -> None:
     if args.limit:
         questions = questions[: args.limit]
     rankers = newsdesk_rankers(folder / "corpus.jsonl", out, args.as_of, args.recency)
+    if args.dense_all:
+        rankers |= newsdesk_rankers(folder / "corpus.jsonl", out, args.as_of, args.recency,
+                                    dense_chunks=0, modes=("dense", "hybrid"))
     if not args.no_baseline:
         rankers["llama-index default (dense)"] = baseline_ranker(folder / "corpus.jsonl", out)
     rows = [evaluate(name, questions, ranker) for name, ranker in rankers.items()]
