@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from assistant.errors import InputError
 from assistant.settings import Settings, get_settings
-from evals import Config, EvalRun, Event, configs, load_questions, run_eval
+from evals.harness import Config, EvalRun, Event, configs, run_eval
+from evals.questions import load_questions
 from evals.cli import app
 from evals.report import fmt_delta
 from tests.conftest import REPO, SAMPLES, write
