@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from assistant.errors import InputError
 from assistant.settings import Settings, get_settings
+from evals.cli import app
 from evals.harness import Config, EvalRun, Event, configs, run_eval
 from evals.questions import load_questions
-from evals.cli import app
 from evals.report import fmt_delta
 from tests.conftest import REPO, SAMPLES, write
 from tests.fake_openai import FakeOpenAI, Reply
