@@ -65,6 +65,12 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                         re.IGNORECASE)),
 ]
 
+# Every pattern above needs one of these: a digit, a month's name, or a word holding "day",
+# "week", "month", "year", "tomorrow", "tonight" or a part of the day.  Sentences without any
+# (most of them) skip the thirteen patterns.
+_CUE = re.compile(r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)|day|week|month|year"
+                  r"|tomorrow|tonight|morning|afternoon|evening", re.IGNORECASE)
+
 _FUTURE = re.compile(r"\b(?:will|would|is\s+(?:due|set|expected|scheduled)\s+to|are\s+(?:due|set|"
                      r"expected|scheduled)\s+to|plans?\s+to|upcoming|next)\b", re.IGNORECASE)
 
@@ -261,6 +267,8 @@ def find_mentions(
     mentions: list[Mention] = []
     for s_start, s_end in sentences:
         sentence = text[s_start:s_end]
+        if not _CUE.search(sentence):
+            continue
         taken: list[tuple[int, int]] = []
         for kind, pattern in PATTERNS:
             for match in pattern.finditer(sentence):
