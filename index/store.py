@@ -100,11 +100,6 @@ class Store:
         """The Chroma collection of chunk vectors (embedded client, or a server if configured)."""
         return self.vectors.collection
 
-    @property
-    def _db(self) -> Any:
-        """The SQLite catalog's connection, for tests that read its tables."""
-        return self.catalog.db  # type: ignore[attr-defined]
-
     def stats(self) -> dict[str, Any]:
         """Counts and ranges describing what is indexed, and where."""
         return {

@@ -21,7 +21,7 @@ from tests.conftest import REPO, SAMPLES, SEED_ARTICLE, write
 def check_index_is_whole(store: Store) -> None:
     """Every catalog article has all its chunks in the catalog and its dense ones in Chroma."""
     chunks = store.all_chunks()
-    dense = {r[0] for r in store._db.execute("SELECT id FROM chunks WHERE dense=1")}
+    dense = store.catalog.dense_chunk_ids()
     vectors = set(store.collection.get(include=[])["ids"])
     assert vectors == dense, "Chroma holds exactly the catalog's dense chunks"
     by_article: dict[str, list[int]] = {}
