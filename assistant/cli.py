@@ -66,6 +66,19 @@ def _settings(data_dir: Path | None) -> Settings:
     return get_settings(data_dir=data_dir)
 
 
+def _ready_model(settings: Settings) -> None:
+    """Export the bundled embedding model now, saying so, if this machine has no export yet."""
+    if not settings.index.embedding.startswith("local:"):
+        return
+    from index.bundled_model import is_exported
+    from index.embeddings import get_embedder
+
+    if not is_exported(settings.index.model_cache_dir):
+        err.print("preparing the bundled embedding model: a one-time check and ONNX export "
+                  f"into {settings.index.model_cache_dir} (about 10-30 s)")
+        get_embedder(settings).bundled  # noqa: B018 - the export happens here
+
+
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders of articles.")],
@@ -74,7 +87,9 @@ def ingest(
     """Index articles: .txt/.md, .html, .json/.jsonl (corpus format) and RSS/Atom feeds."""
     from assistant.library import Library
 
-    library = Library(_settings(data_dir))
+    settings = _settings(data_dir)
+    _ready_model(settings)
+    library = Library(settings)
     report = _with_progress(lambda progress: library.ingest_paths(paths, progress=progress))
     _print_report(report)
     if report.interrupted:
@@ -222,7 +237,9 @@ def ask(
     from assistant.answer import Assistant
 
     filters = _filters(outlet, since, until, as_of)
-    assistant = Assistant(get_settings(data_dir=data_dir, llm=llm, retriever=retriever))
+    settings = get_settings(data_dir=data_dir, llm=llm, retriever=retriever)
+    _ready_model(settings)
+    assistant = Assistant(settings)
     if as_json:
         print(assistant.ask(question, filters).model_dump_json(indent=2))
         return
@@ -305,6 +322,7 @@ def demo(data_dir: DataDir = None) -> None:
     from assistant.library import Library
 
     settings = _settings(data_dir)
+    _ready_model(settings)
     assistant = Assistant(settings)
     library = Library(settings, store=assistant.store, embedder=assistant.embedder)
     report = _with_progress(lambda progress: library.ingest_paths([SAMPLES], progress=progress))

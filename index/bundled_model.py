@@ -71,6 +71,11 @@ def bundled_model(cache_dir: Path, *, source: Path | None = None) -> BundledMode
         return _reuse(folder) or _export(source or package_dir(), folder)
 
 
+def is_exported(cache_dir: Path) -> bool:
+    """True when ``cache_dir`` holds a verified export, so first use costs no export."""
+    return _reuse(cache_dir / f"{NAME}-onnx-v{EXPORT_VERSION}") is not None
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()

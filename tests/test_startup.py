@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,23 @@ def test_ask_answers_without_ever_importing_torch(sample_index: Settings) -> Non
     assert "Moscow" in out
     assert not modules & {"torch", "transformers", "sentence_transformers"}, sorted(modules)
     assert "onnxruntime" in modules  # the embedding model did run
+
+
+@pytest.mark.slow
+def test_the_first_command_on_a_new_machine_says_it_prepares_the_model_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from assistant.cli import app
+
+    monkeypatch.setenv("NEWSDESK_MODEL_CACHE_DIR", str(tmp_path / "models"))
+    article = tmp_path / "note.txt"
+    article.write_text("Bridge reopens\n\nThe bridge reopened on Monday after repairs.\n")
+    runner = CliRunner()
+    args = ["ingest", str(article), "--data-dir", str(tmp_path / "data")]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "preparing the bundled embedding model" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "preparing" not in again.output
