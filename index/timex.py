@@ -65,11 +65,12 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                         re.IGNORECASE)),
 ]
 
-# Every pattern above needs one of these: a digit, a month's name, or a word holding "day",
-# "week", "month", "year", "tomorrow", "tonight" or a part of the day.  Sentences without any
-# (most of them) skip the thirteen patterns.
-_CUE = re.compile(r"\d|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)|day|week|month|year"
-                  r"|tomorrow|tonight|morning|afternoon|evening", re.IGNORECASE)
+# Every pattern above needs one of these in the lowercased sentence: a digit, a month's name, or
+# "day", "week", "month", "year", "tomorrow", "tonight" or a part of the day.  Sentences without
+# any (about half) skip the thirteen patterns.  No word boundaries: a wider net is still correct,
+# and the plain alternation is several times faster.
+_CUE = re.compile(r"[0-9]|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|day|week|month|year"
+                  r"|tomorrow|tonight|morning|afternoon|evening")
 
 _FUTURE = re.compile(r"\b(?:will|would|is\s+(?:due|set|expected|scheduled)\s+to|are\s+(?:due|set|"
                      r"expected|scheduled)\s+to|plans?\s+to|upcoming|next)\b", re.IGNORECASE)
@@ -267,7 +268,7 @@ def find_mentions(
     mentions: list[Mention] = []
     for s_start, s_end in sentences:
         sentence = text[s_start:s_end]
-        if not _CUE.search(sentence):
+        if not _CUE.search(sentence.lower()):
             continue
         taken: list[tuple[int, int]] = []
         for kind, pattern in PATTERNS:
