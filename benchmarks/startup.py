@@ -6,7 +6,8 @@ Measured, each over ``--runs`` fresh processes (median, min, max), in one run:
 * ``newsdesk --help`` -- target at most 0.5 s;
 * ``newsdesk ask``    -- "When did Assad visit Moscow?" over the bundled sample articles (indexed
   once before timing, in a temporary folder), target at most 1.5 s (median);
-* ``serve first answer`` -- from starting ``newsdesk serve`` to the first ``POST /v1/ask`` answer.
+* ``serve first answer`` -- from starting ``newsdesk serve`` to the first ``POST /v1/ask`` answer,
+  and the server's peak RSS (``VmHWM``) once it has answered.
 
 Every ``ask`` run is also checked for torch: the run fails if torch was imported.
 
@@ -57,8 +58,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident set size of a running process (Linux), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+SERVE_RSS: list[float] = []
+
+
 def serve_first_answer(env: dict[str, str]) -> float:
-    """Seconds from starting `newsdesk serve` to its first answer."""
+    """Seconds from starting `newsdesk serve` to its first answer (its peak RSS then is kept)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
@@ -74,7 +86,9 @@ def serve_first_answer(env: dict[str, str]) -> float:
             try:
                 response = httpx.post(f"{url}/v1/ask", json={"question": QUESTION}, timeout=60)
                 if response.status_code == 200:
-                    return time.perf_counter() - started
+                    seconds = time.perf_counter() - started
+                    SERVE_RSS.append(peak_rss_mib(server.pid))
+                    return seconds
             except httpx.TransportError:
                 time.sleep(0.05)
         raise SystemExit("newsdesk serve gave no answer within 120 s")
@@ -121,6 +135,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, seconds in rows.items():
         print(summary(name, seconds))
+    print(f"peak RSS of `newsdesk serve` after its first answer: median "
+          f"{statistics.median(SERVE_RSS):.0f} MiB (max {max(SERVE_RSS):.0f})")
     print("torch imported by `newsdesk ask`: no")
 
 
