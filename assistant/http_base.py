@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -190,8 +191,33 @@ async def _newsdesk_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def _denied(request: Request) -> JSONResponse | None:
+    """The 401 for a keyed /v1 request without the key, else None.
+
+    FastAPI reads and validates a body before any dependency runs, so a request with a bad body
+    and no key would otherwise learn about its body (422) before being told it may not ask.
+    """
+    service = getattr(request.app.state, "newsdesk", None)
+    key = getattr(service, "api_key", None)
+    if key is None or not request.url.path.startswith("/v1/"):
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and secrets.compare_digest(given.encode(), key.encode()):
+        return None
+    return _error(
+        401,
+        "missing or wrong API key" if given else "this server needs an API key",
+        "send 'Authorization: Bearer KEY' with the server's NEWSDESK_API_KEY",
+        "HTTPError",
+        **{"WWW-Authenticate": "Bearer"},
+    )
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    denied = _denied(request)
+    if denied is not None:
+        return denied
     problems = []
     for e in exc.errors():
         where = ".".join(str(p) for p in e["loc"] if p not in ("body", "query", "path"))

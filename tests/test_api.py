@@ -120,6 +120,21 @@ def test_every_route_but_healthz_needs_the_key(
     assert "NEWSDESK_API_KEY" in response.json()["error"]["hint"]
 
 
+@pytest.mark.parametrize("path", ["/v1/ask", "/v1/timeline", "/v1/chat/completions"])
+@pytest.mark.parametrize("token", [None, "wrong-key-0123456789"])
+def test_a_bad_body_without_the_key_is_refused_before_it_is_read(
+    api: TestClient, path: str, token: str | None
+) -> None:
+    headers = {"Content-Type": "application/json",
+               "Authorization": f"Bearer {token}" if token else ""}
+    response = api.post(path, content=b"{not json", headers=headers)
+    assert response.status_code == 401
+    assert "NEWSDESK_API_KEY" in response.json()["error"]["hint"]
+    keyed = api.post(path, content=b"{not json",
+                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    assert keyed.status_code == 422 and "not valid JSON" in error_of(keyed)
+
+
 def test_healthz_schema_and_docs_are_open(api: TestClient) -> None:
     anonymous = {"Authorization": ""}
     assert api.get("/healthz", headers=anonymous).json() == {"status": "ok"}
