@@ -223,7 +223,8 @@ class Settings(BaseModel):
         return self
 
     def updated(self, **changes: Any) -> Settings:
-        """A copy with these flat fields changed (``top_k=3``, ``data_dir=...``), validated."""
+        """A copy with these flat fields changed (``top_k=3``, ``data_dir=...``), validated; a
+        None value leaves its field as it is."""
         return _build(self._flat() | changes)
 
     def _flat(self) -> dict[str, Any]:
