@@ -65,7 +65,7 @@ class OnnxEncoder:
         out: list[Any] = [None] * len(texts)
         for start in range(0, len(order), self.batch_size):
             picked = order[start : start + self.batch_size]
-            encoded = self.tokenizer.encode_batch([texts[i] for i in picked])
+            encoded = self.tokenizer.encode_batch_fast([texts[i] for i in picked])  # no offsets
             ids = np.array([e.ids for e in encoded], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
@@ -140,7 +140,8 @@ class Embedder:
             return []
         tok = self._tokenizer
         if self.kind == "local":
-            return [len(e.ids) for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+            encoded = tok.encode_batch_fast(list(texts), add_special_tokens=False)  # no offsets
+            return [len(e.ids) for e in encoded]
         return [len(ids) for ids in tok.encode_ordinary_batch(list(texts))]
 
     @cached_property
