@@ -51,6 +51,7 @@ from assistant.http_base import (
     Service,
     error_payload,
     install_error_handlers,
+    key_refusal,
     service_of,
     sse,
 )
@@ -233,16 +234,10 @@ async def _authorized(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
-    key = (await _service(request)).api_key
-    if key is None:
-        return
-    given = credentials.credentials if credentials else ""
-    if not secrets.compare_digest(given.encode(), key.encode()):
-        raise HTTPException(
-            401,
-            "missing or wrong API key" if given else "this server needs an API key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    """The bearer check of every /v1 route (``credentials`` documents it in the OpenAPI schema)."""
+    refusal = key_refusal(request)
+    if refusal is not None:
+        raise HTTPException(401, refusal, headers={"WWW-Authenticate": "Bearer"})
 
 
 # Each server-sent event, as OpenAPI 3.1 documents an event stream: one schema per event.

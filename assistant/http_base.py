@@ -191,25 +191,31 @@ async def _newsdesk_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def key_refusal(request: Request) -> str | None:
+    """Why the server refuses this request for want of its API key, or None when it may pass:
+    no key is set, or the request carries ``Authorization: Bearer KEY`` with the right one."""
+    service = getattr(request.app.state, "newsdesk", None)
+    key = getattr(service, "api_key", None)
+    if key is None:
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and secrets.compare_digest(given.encode(), key.encode()):
+        return None
+    return "missing or wrong API key" if given else "this server needs an API key"
+
+
 def _denied(request: Request) -> JSONResponse | None:
     """The 401 for a keyed /v1 request without the key, else None.
 
     FastAPI reads and validates a body before any dependency runs, so a request with a bad body
     and no key would otherwise learn about its body (422) before being told it may not ask.
     """
-    service = getattr(request.app.state, "newsdesk", None)
-    key = getattr(service, "api_key", None)
-    if key is None or not request.url.path.startswith("/v1/"):
-        return None
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and secrets.compare_digest(given.encode(), key.encode()):
+    refusal = key_refusal(request) if request.url.path.startswith("/v1/") else None
+    if refusal is None:
         return None
     return _error(
-        401,
-        "missing or wrong API key" if given else "this server needs an API key",
-        "send 'Authorization: Bearer KEY' with the server's NEWSDESK_API_KEY",
-        "HTTPError",
-        **{"WWW-Authenticate": "Bearer"},
+        401, refusal, "send 'Authorization: Bearer KEY' with the server's NEWSDESK_API_KEY",
+        "HTTPError", **{"WWW-Authenticate": "Bearer"},
     )
 
 
