@@ -24,8 +24,8 @@ from pydantic import BaseModel, Field
 from assistant.errors import ArticleNotFound, InputError
 from assistant.settings import Settings, get_settings
 from index.embeddings import Embedder, get_embedder
-from index.pipeline import Progress, ingest_items
 from index.models import Article, IngestReport, Skip
+from index.pipeline import Progress, ingest_items
 from index.readers import SUPPORTED_HINT, article_from_record, read_file, read_paths
 from index.store import Store, open_store
 

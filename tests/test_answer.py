@@ -243,7 +243,7 @@ def test_live_endpoint_answers_with_citations(sample_index: Settings, embedder: 
 def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sentences(
     embedder: Embedder,
 ) -> None:
-    from assistant.llm import ExtractiveWriter
+    from assistant.extractive import ExtractiveWriter
     from assistant.models import Source, SourceSentence
 
     def source(number: int, text: str) -> Source:
@@ -276,7 +276,7 @@ def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sent
 def test_extractive_how_many_questions_quote_a_sentence_that_states_a_quantity(
     embedder: Embedder,
 ) -> None:
-    from assistant.llm import ExtractiveWriter
+    from assistant.extractive import ExtractiveWriter
     from assistant.models import Source, SourceSentence
 
     sentences = [
@@ -296,7 +296,7 @@ def test_extractive_how_many_questions_quote_a_sentence_that_states_a_quantity(
 
 
 def test_extractive_which_questions_prefer_a_sentence_naming_something_new(embedder: Embedder) -> None:
-    from assistant.llm import ExtractiveWriter
+    from assistant.extractive import ExtractiveWriter
     from assistant.models import Source, SourceSentence
 
     sentences = [
