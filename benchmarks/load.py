@@ -8,10 +8,18 @@ over (``POST /v1/ask``) for a fixed time.  Reports requests/s, latency percentil
 error.  Bounded: at most ``--seconds`` of load and ``--max-requests`` requests, whichever comes
 first.
 
+With ``--writers`` the same run also writes into the served folder the way a newsroom does:
+one thread runs `newsdesk ingest FILE` and `newsdesk remove ID` as separate processes (a second
+writer beside the server), another posts and deletes articles through the server itself, and the
+clients' questions carry filters (as_of, outlets, since/until), which is what broke when another
+process wrote (issue 13).  At the end every article written and not removed must be in the
+catalog exactly once with all its vectors, and no removed one may remain.
+
 Run from the repository root:
 
     python benchmarks/load.py                         # 32 clients for 30 s
     python benchmarks/load.py --clients 8 --seconds 10 --stream
+    python benchmarks/load.py --clients 16 --seconds 75 --writers
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.writers import FILTERS, Writers, check_written
 
 SERVER = """
 import sys
@@ -88,18 +98,19 @@ def warm_up(url: str, key: str, questions: list[str]) -> None:
 
 def run_load(
     url: str, key: str, questions: list[str], *, clients: int, seconds: float,
-    max_requests: int, stream: bool,
+    max_requests: int, stream: bool, filtered: bool = False,
 ) -> dict[str, object]:
     """Hammer POST /v1/ask from ``clients`` threads; return counts and latencies."""
     latencies: list[float] = []
     errors: list[str] = []
+    server_errors = 0
     lock = threading.Lock()
     issued = 0
     start_line = threading.Barrier(clients + 1)
     stop_at = [0.0]
 
     def client(number: int) -> None:
-        nonlocal issued
+        nonlocal issued, server_errors
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
             n = number
@@ -110,6 +121,8 @@ def run_load(
                         return
                     issued += 1
                 body = {"question": questions[n % len(questions)], "stream": stream}
+                if filtered:
+                    body |= FILTERS[n % len(FILTERS)]
                 n += clients
                 began = time.perf_counter()
                 try:
@@ -119,6 +132,9 @@ def run_load(
                     )
                     ok = response.status_code == 200 and answered
                     problem = None if ok else f"HTTP {response.status_code}: {response.text[:200]}"
+                    if response.status_code >= 500:
+                        with lock:
+                            server_errors += 1
                 except httpx.HTTPError as exc:
                     problem = f"{type(exc).__name__}: {exc}"
                 elapsed = time.perf_counter() - began
@@ -144,6 +160,7 @@ def run_load(
         "requests": len(latencies) + len(errors),
         "ok": len(latencies),
         "errors": len(errors),
+        "5xx": server_errors,
         "requests_per_s": round(len(latencies) / wall, 2),
         "p50_ms": round(cuts[49] * 1000),
         "p95_ms": round(cuts[94] * 1000),
@@ -159,6 +176,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--stream", action="store_true", help="ask for server-sent events")
+    parser.add_argument("--writers", action="store_true",
+                        help="also ingest/remove from a second process and through the server, "
+                        "and ask with filters")
     args = parser.parse_args()
     if not (1 <= args.clients <= 256 and 0 < args.seconds <= 600):
         raise SystemExit("keep it bounded: 1-256 clients, at most 600 seconds")
@@ -188,10 +208,16 @@ def main() -> None:
                 f"server up on {url} ({articles} articles, extractive); "
                 f"{args.clients} clients for {args.seconds:.0f} s ...", flush=True,
             )
+            writers = Writers(url, key, data_dir, Path(folder)) if args.writers else None
+            if writers:
+                writers.start(args.seconds)
             result = run_load(
                 url, key, questions, clients=args.clients, seconds=args.seconds,
-                max_requests=args.max_requests, stream=args.stream,
+                max_requests=args.max_requests, stream=args.stream, filtered=args.writers,
             )
+            if writers:
+                result |= writers.finish()
+                result |= check_written(data_dir, writers)
         finally:
             server.terminate()
             try:
@@ -203,8 +229,11 @@ def main() -> None:
             tail = (Path(folder) / "server.log").read_text(errors="replace")[-3000:]
             print("server log (tail):\n" + tail)
     print(json.dumps(result, indent=2))
-    columns = ["clients", "seconds", "requests", "errors", "requests_per_s", "p50_ms", "p95_ms",
-               "p99_ms", "max_ms"]
+    columns = ["clients", "seconds", "requests", "errors", "5xx", "requests_per_s", "p50_ms",
+               "p95_ms", "p99_ms", "max_ms"]
+    if args.writers:
+        columns += ["cli_ingests", "cli_removes", "http_posts", "http_deletes", "write_errors",
+                    "records_lost", "removed_but_present"]
     heads = [c.replace("_per_s", "/s").replace("_ms", " ms") for c in columns]
     print("\n| " + " | ".join(heads) + " |")
     print("|" + "---:|" * len(columns))

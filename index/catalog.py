@@ -113,13 +113,24 @@ class Catalog(Protocol):
     def keep_mentions(self, article_id: str, mentions: list[Mention]) -> None:
         """Store derived mentions of an indexed article, without bumping the generation."""
 
+    def pending_vectors(self) -> list[str]:
+        """The write journal: vector ids that may exist in the vector store without a committed
+        chunk row (about to be written, or stale and about to be deleted)."""
+
+    def intend(self, vector_ids: Sequence[str]) -> None:
+        """Journal these vector ids, committed, before a write adds their vectors."""
+
+    def settle(self, vector_ids: Sequence[str]) -> None:
+        """Drop these ids from the journal once their vectors are deleted (or committed)."""
+
     def replace(self, batch: Sequence[PreparedArticle]) -> list[str]:
         """Add or replace these articles with all their chunks and mentions in one transaction;
-        return the ids of the replaced versions' dense chunks, whose vectors are now stale."""
+        return the ids of the replaced versions' dense chunks, whose vectors are now stale.
+        The same transaction settles the new dense ids and journals the stale ones."""
 
     def delete(self, article_ids: Sequence[str]) -> list[str]:
         """Delete these articles and their chunks in one transaction; return the ids of their
-        dense chunks, whose vectors are now stale."""
+        dense chunks, whose vectors are now stale (journaled in the same transaction)."""
 
     def close(self) -> None:
         """Release the catalog's connection."""

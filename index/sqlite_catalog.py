@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_vectors (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS mentions (
     article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
     version TEXT NOT NULL,
@@ -246,8 +247,33 @@ class SqliteCatalog:
         with self._lock:
             _put_mentions(self.db, article_id, mentions)
 
+    def pending_vectors(self) -> list[str]:
+        """Vector ids that may be in the vector store without a committed chunk row."""
+        return [r[0] for r in self._rows("SELECT id FROM pending_vectors")]
+
+    def intend(self, vector_ids: Sequence[str]) -> None:
+        """Record, committed before they are written, the vector ids a write is about to add."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                _put_pending(self.db, vector_ids)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def settle(self, vector_ids: Sequence[str]) -> None:
+        """Forget these pending ids: their vectors are now deleted (or committed)."""
+        with self._lock:
+            for i in range(0, len(vector_ids), 500):
+                part = list(vector_ids[i : i + 500])
+                self.db.execute(
+                    f"DELETE FROM pending_vectors WHERE id IN ({','.join('?' * len(part))})", part
+                )
+
     def replace(self, batch: Sequence[PreparedArticle]) -> list[str]:
-        """Add or replace these articles in one transaction; return their stale vector ids."""
+        """Add or replace these articles in one transaction; return their stale vector ids
+        (recorded as pending until ``settle``), and settle the new ones."""
         stale: list[str] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._transaction() as db:
@@ -283,6 +309,11 @@ class SqliteCatalog:
                         for n, (cid, c) in enumerate(zip(ids, prepared.chunks, strict=True))
                     ],
                 )
+                db.executemany(
+                    "DELETE FROM pending_vectors WHERE id=?",
+                    [(cid,) for cid in ids[: len(prepared.vectors)]],
+                )
+            _put_pending(db, stale)
         return stale
 
     def delete(self, article_ids: Sequence[str]) -> list[str]:
@@ -293,6 +324,7 @@ class SqliteCatalog:
                 stale.extend(_dense_ids(db, article_id))
                 db.execute("DELETE FROM chunks WHERE article_id=?", (article_id,))
                 db.execute("DELETE FROM articles WHERE id=?", (article_id,))
+            _put_pending(db, stale)
         return stale
 
     def close(self) -> None:
@@ -305,6 +337,12 @@ def _dense_ids(db: sqlite3.Connection, article_id: str) -> list[str]:
     return [
         r[0] for r in db.execute("SELECT id FROM chunks WHERE article_id=? AND dense=1", (article_id,))
     ]
+
+
+def _put_pending(db: sqlite3.Connection, vector_ids: Sequence[str]) -> None:
+    db.executemany(
+        "INSERT OR IGNORE INTO pending_vectors(id) VALUES (?)", [(i,) for i in vector_ids]
+    )
 
 
 def _put_mentions(db: sqlite3.Connection, article_id: str, mentions: list[Mention]) -> None:

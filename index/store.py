@@ -9,11 +9,20 @@ process is killed:
 2. one catalog transaction replaces the articles' rows and chunk rows (the commit point);
 3. the vectors of the articles' previous versions are deleted.
 
-A kill between 1 and 2 leaves vectors no catalog row points to; ``reconcile()`` deletes them at
-the start of the next ingest, and queries ignore them meanwhile.  Steps 1-3 hold the data
-directory's ``write.lock`` file, which ``reconcile()`` also takes, so one process's reconcile never
-deletes the vectors another process has written but not yet committed.  The keyword index carries
-the catalog's generation, so a stale one is rebuilt when next asked for.
+Before step 1 the new vector ids are journaled in the catalog (``Catalog.intend``); step 2
+settles them and journals the stale ones in the same transaction, and step 3 settles those once
+deleted.  So whatever a kill interrupts, the vectors no catalog row points to are listed in the
+journal, and ``reconcile()`` (run by every ingest and remove) deletes exactly those: its cost
+follows the interrupted batch, not the archive.  Queries skip such vectors meanwhile, without
+losing a place in their top-k, and delete the ones they meet when no write is in flight.  Steps
+1-3 hold the data directory's ``write.lock`` file, which ``reconcile()`` also takes, so one
+process's reconcile never deletes the vectors another process has written but not yet committed.
+
+Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
+committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
+it when the catalog generation shows that another process has committed, and when Chroma
+reports the view out of date mid-query.  The keyword index carries the catalog's generation, so
+a stale one is rebuilt (or loaded from disk) when next asked for.
 """
 
 from __future__ import annotations
@@ -75,6 +84,8 @@ class Store:
         self.all_chunks = self.catalog.all_chunks
         self._check_embedding()
         self._lock = threading.Lock()
+        self._view_lock = threading.Lock()
+        self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
         self._keywords: KeywordIndex | None = None
         self._write_lock = FileLock(self.config.data_dir / "write.lock")
 
@@ -138,34 +149,125 @@ class Store:
         if not batch:
             return
         with self.writing():
+            before = self.catalog.generation
+            self.catalog.intend(
+                [i for p in batch for i in p.chunk_ids()[: len(p.vectors)]]
+            )
             self.vectors.add(batch)
             stale = self.catalog.replace(batch)
-            self.vectors.delete(stale)
+            self._own_commit(before)
+            if stale:
+                self.vectors.delete(stale)
+                self.catalog.settle(stale)
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
         """Remove articles and all their chunks; return the ids that were present."""
         with self.writing():
+            self._recover()
             present = list(self.catalog.content_hashes(article_ids))
             if not present:
                 return []
+            before = self.catalog.generation
             stale = self.catalog.delete(present)
-            self.vectors.delete(stale)
+            self._own_commit(before)
+            if stale:
+                self.vectors.delete(stale)
+                self.catalog.settle(stale)
             return present
 
-    def reconcile(self, timeout: float = 60) -> int:
-        """Delete vectors no catalog row points to (left by an interrupted run); return count.
+    def reconcile(self, timeout: float = 60, *, full: bool = False) -> int:
+        """Delete the vectors no catalog row points to (left by an interrupted write); return
+        how many.
 
-        Waits up to ``timeout`` seconds for another process's write batch to commit; if it is
-        still writing then, nothing is deleted this time (0).
+        Looks at the journal of interrupted writes only (``Catalog.pending_vectors``), unless
+        ``full``, which also compares every vector id in Chroma with the catalog (for an index
+        whose strays predate the journal).  Waits up to ``timeout`` seconds for another
+        process's write batch to commit; if it is still writing then, nothing is deleted (0).
         """
         try:
             with self.writing(timeout):
-                known = self.catalog.dense_chunk_ids()
-                stray = [i for i in self.vectors.ids() if i not in known]
-                self.vectors.delete(stray)
+                return self._recover(full=full)
         except Timeout:
             return 0
+
+    def _recover(self, *, full: bool = False) -> int:
+        """Delete journaled (and with ``full``, all) uncommitted vectors; hold ``writing()``."""
+        pending = self.catalog.pending_vectors()
+        known = set(self.catalog.chunks(pending))
+        stray = [i for i in pending if i not in known]
+        if full:
+            dense = self.catalog.dense_chunk_ids()
+            stray += [i for i in self.vectors.ids() if i not in dense and i not in set(stray)]
+        if stray:
+            self.vectors.delete(stray)
+        if pending:
+            self.catalog.settle(pending)
         return len(stray)
+
+    def _own_commit(self, before: int) -> None:
+        """After this process committed a batch (holding ``writing()``): its Chroma view, if
+        it was current at generation ``before``, has the batch too."""
+        with self._view_lock:
+            if self._vectors_seen == before:
+                self._vectors_seen = self.catalog.generation
+
+    def _refresh_vectors(self, *, force: bool = False) -> None:
+        """Reopen this process's Chroma view if another process has committed since (or if
+        ``force``); the generation is read first, so the view is at least that new."""
+        generation = self.catalog.generation
+        with self._view_lock:
+            if force or generation != self._vectors_seen:
+                if self._vectors_seen is not None or force:
+                    self.vectors.reopen()
+                self._vectors_seen = generation
+
+    def search_vectors(
+        self, vector: list[float], n: int, *, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, float]]:
+        """The ``n`` nearest committed chunks to ``vector`` among those matching the Chroma
+        ``where`` clause, as (chunk id, cosine similarity), best first.
+
+        Sees every batch any process has committed (see the module notes).  Vectors the catalog
+        does not list are skipped and the search widened, so they take no place in the ``n``;
+        when no write is in flight they are deleted.  Raises StoreError if Chroma keeps
+        failing after its view is reopened.
+        """
+        from chromadb.errors import InternalError
+
+        self._refresh_vectors()
+        wanted, failures, hits = n, 0, []
+        for _ in range(8):
+            try:
+                found = self.vectors.query(vector, wanted, where=where)
+            except InternalError as exc:  # the view is older than the folder: read it again
+                failures += 1
+                if failures > 3:
+                    raise StoreError(
+                        f"the vector store in {self.vectors.location} keeps failing: {exc}",
+                        hint="retry; if it persists, restart the process",
+                    ) from exc
+                self._refresh_vectors(force=True)
+                continue
+            known = self.catalog.chunks([c for c, _ in found])
+            hits = [(c, score) for c, score in found if c in known]
+            strays = [c for c, _ in found if c not in known]
+            if strays:
+                self._drop_strays(strays)
+            if len(hits) >= n or len(found) < wanted:
+                break
+            wanted += len(strays)
+        return hits[:n]
+
+    def _drop_strays(self, ids: list[str]) -> None:
+        """Delete vectors a query met that the catalog does not list, unless a write is in
+        flight (they may be its uncommitted vectors); then read Chroma afresh."""
+        try:
+            with self.writing(timeout=0):
+                known = self.catalog.chunks(ids)
+                self.vectors.delete([i for i in ids if i not in known])
+        except Timeout:
+            return
+        self._refresh_vectors(force=True)
 
     def close(self) -> None:
         """Release the catalog connection."""

@@ -6,6 +6,10 @@ id with metadata ``article_id``, ``content_hash``, ``chunk``, ``outlet`` ('' whe
 ``published`` (YYYYMMDD, 0 when undated), which is what a Chroma ``where`` clause can filter on.
 The catalog, not Chroma, decides which vectors count: ids it does not list are ignored by
 queries and removed by ``Store.reconcile``.
+
+Embedded Chroma loads its vector index into each process once, and does not notice another
+process's writes: ``reopen()`` drops this process's view so the next use reads the folder again
+(``index.store`` calls it when the catalog generation shows another process has written).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ class ChromaVectors:
                     self._collection = self._open()
         return self._collection
 
+    def reopen(self) -> None:
+        """Read the embedded store afresh on next use (no-op for a server, which is shared)."""
+        if not self.config.chroma_host:
+            with self._lock:
+                self._collection = None
+
     def _open(self) -> Any:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
@@ -57,6 +67,7 @@ class ChromaVectors:
                     settings=chroma_settings,
                 )
             else:
+                _forget_cached_view(str(self.config.chroma_path))
                 client = chromadb.PersistentClient(
                     path=str(self.config.chroma_path), settings=chroma_settings
                 )
@@ -129,18 +140,14 @@ class ChromaVectors:
             offset += page
 
     def query(
-        self,
-        vector: list[float],
-        n: int,
-        *,
-        ids: list[str] | None = None,
-        where: dict[str, Any] | None = None,
+        self, vector: list[float], n: int, *, where: dict[str, Any] | None = None
     ) -> list[tuple[str, float]]:
-        """The ``n`` nearest (chunk id, cosine similarity), only among ``ids`` and only those
-        matching ``where`` when these are given."""
-        if ids is not None and not ids:
-            return []
-        extra = {k: v for k, v in (("ids", ids), ("where", where)) if v is not None}
+        """The ``n`` nearest (chunk id, cosine similarity) among the vectors matching ``where``.
+
+        Raises chromadb's ``InternalError`` when this process's view is older than the folder
+        (another process has written): ``reopen()`` and ask again.
+        """
+        extra = {"where": where} if where else {}
         result = self.collection.query(
             query_embeddings=[vector], n_results=n, include=["distances"], **extra
         )
@@ -148,3 +155,18 @@ class ChromaVectors:
             (cid, 1.0 - dist)
             for cid, dist in zip(result["ids"][0], result["distances"][0], strict=True)
         ]
+
+
+def _forget_cached_view(path: str) -> None:
+    """Make the next embedded client of ``path`` read the folder afresh.
+
+    Chroma keeps one client "system" per folder per process, loaded once, so a client made
+    later in the same process would otherwise share an old view.  The system is dropped from
+    Chroma's cache, not stopped, so queries running through it finish normally.  (The public
+    ``clear_system_cache()`` would drop every folder's.)
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient as Shared
+
+    with Shared._refcount_lock:
+        Shared._identifier_to_system.pop(path, None)
+        Shared._identifier_to_refcount.pop(path, None)

@@ -206,6 +206,7 @@ from index import open_store
 
 store = open_store(get_settings(data_dir=sys.argv[1]))
 with store.writing():
+    store.catalog.intend(["other-process#0#0"])  # what a writer journals before its vectors
     store.collection.upsert(ids=["other-process#0#0"], embeddings=[[0.1] * 384],
                             metadatas=[{"published": 0}], documents=["not committed yet"])
     print("written", flush=True)
@@ -230,4 +231,17 @@ def test_reconcile_spares_vectors_another_process_is_still_writing(
         writer.communicate("", timeout=60)  # it ends without committing, like a crash
     assert store.reconcile() == 1
     assert not store.collection.get(ids=["other-process#0#0"])["ids"]
+    assert store.catalog.pending_vectors() == []
+    check_index_is_whole(store)
+
+
+def test_a_full_reconcile_finds_strays_the_journal_does_not_list(
+    settings: Settings, embedder: Embedder
+) -> None:
+    ingest([SEED_ARTICLE], config=settings, embedder=embedder)
+    store = open_store(settings)
+    store.collection.upsert(ids=["unjournaled#0#0"], embeddings=[[0.1] * 384],
+                            metadatas=[{"published": 0}], documents=["left by an old version"])
+    assert store.reconcile() == 0  # the journal is empty: nothing to look at
+    assert store.reconcile(full=True) == 1
     check_index_is_whole(store)
