@@ -11,7 +11,7 @@ Each retriever is handed its store (and embedder) when built, exposes one ``retr
 filters, k)``, and ranks its searches' signals with the same ``assistant.fusion.Fusion``
 (weighted z-scores, articles first, recency).  Filters (outlets, date range, ``as_of``) are
 applied inside each store, before the top-k cut: Chroma takes a ``where`` on outlet and day,
-BM25 takes a weight mask.  Adding a backend is one class with ``name``, ``from_settings``,
+the keyword engine its own filter.  Adding a backend is one class with ``name``, ``from_settings``,
 ``search`` and ``retrieve`` (subclass ``FusedRetriever`` for the last) and one registry line.
 """
 
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, Field, model_validator
 
 from assistant.errors import ConfigError, NothingIndexed
-from assistant.fusion import Fusion, Hit, Scored, Signal, asks_for_latest
+from assistant.fusion import Fusion, Hit, Scored, Signal, article_of, asks_for_latest
 from assistant.settings import Settings, get_settings
 from index.embeddings import Embedder, get_embedder
-from index.store import IndexedChunk, Store, day_number, open_store
+from index.store import IndexedChunk, KeywordFilter, Store, day_number, open_store
 
 if TYPE_CHECKING:
-    from index.store import Bm25Level
+    from index.catalog import KeywordLevel
 
 __all__ = [
     "RETRIEVERS",
@@ -92,18 +92,15 @@ class Filters(BaseModel):
             return None
         return terms[0] if len(terms) == 1 else {"$and": terms}
 
-    def mask(self, outlets: Any, days: Any) -> Any:
-        """The filters as a boolean mask over aligned outlet/day arrays (for BM25)."""
-        import numpy as np
-
-        keep = np.ones(len(days), dtype=bool)
-        if self.outlets:
-            keep &= np.isin(outlets, list(self.outlets))
-        if self.since:
-            keep &= days >= day_number(self.since)
-        if self.latest:
-            keep &= (days <= day_number(self.latest)) & (days > 0)
-        return keep
+    def keyword_filter(self) -> KeywordFilter | None:
+        """The filters as the keyword engine takes them; None when no filter is set."""
+        if not self.active:
+            return None
+        return KeywordFilter(
+            outlets=tuple(self.outlets) if self.outlets else None,
+            first_day=day_number(self.since) if self.since else None,
+            last_day=day_number(self.latest) if self.latest else None,
+        )
 
 
 class Retrieval(BaseModel):
@@ -181,8 +178,7 @@ class FusedRetriever(ABC):
             signals += part.search(question, filters)
             timings[part.name] = time.perf_counter() - started
         recency = self.fusion.recency_for(question, filters.as_of)
-        # TODO(index split): ask the catalog part for publication days, not the keyword index
-        published = self.store.keyword_index().articles.published_days() if recency else None
+        published = self.store.catalog.published_days(_articles(signals)) if recency else None
         hits = self.fusion.fuse(signals, recency=recency, published=published)
         known = self.store.chunks([h.chunk_id for h in hits[: 4 * k]])
         return Retrieval(hits=[h for h in hits if h.chunk_id in known][:k], timings=timings)
@@ -334,9 +330,13 @@ def retrieve(
     return retriever.retrieve(question, filters or Filters(), k or settings.retrieval.top_k)
 
 
-def _bm25(level: Bm25Level, question: str, filters: Filters, n: int) -> Scored:
-    """The ``n`` best-scoring ids of one BM25 level among those the filters admit."""
-    mask = filters.mask(level.outlets, level.days) if filters.active else None
-    if mask is not None and not mask.any():
-        return []
-    return level.search(question, n, mask)
+def _bm25(level: KeywordLevel, question: str, filters: Filters, n: int) -> Scored:
+    """The ``n`` best-scoring ids of one keyword level among those the filters admit."""
+    return level.search(question, n, filters.keyword_filter())
+
+
+def _articles(signals: Sequence[Signal]) -> set[str]:
+    """The article ids the signals' candidates belong to."""
+    return {
+        cid if s.level == "article" else article_of(cid) for s in signals for cid, _ in s.scored
+    }

@@ -1,8 +1,10 @@
 """The catalog: the source of truth for what is indexed.
 
 It holds every article (text included), every chunk with its sentence offsets and whether it has
-a vector, each article's resolved temporal expressions, and a generation number that every
-write bumps, so indexes derived from the catalog can tell when they are stale.
+a vector, each article's resolved temporal expressions, the keyword index over chunks and
+articles (written with them, in one transaction), a journal of vector ids a write may leave
+behind, and a generation number that every write bumps, so other processes can tell when they
+are stale.
 
 ``Catalog`` is the interface a backend implements (``index.sqlite_catalog.SqliteCatalog`` keeps
 it in one SQLite file); ``PreparedArticle`` is what a write is given and ``IndexedChunk`` what
@@ -16,11 +18,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from index.keywords import KeywordFilter
 from index.models import Article, Chunk
 from index.timex import Mention
-
-Facets = dict[str, tuple[str, str, int, bool]]
-"""Indexed id → (article id, outlet or '', publication day as YYYYMMDD or 0, has a vector)."""
 
 
 @dataclass
@@ -48,6 +48,27 @@ class PreparedArticle:
         """Each chunk's id, ``ARTICLE#CONTENT_HASH#INDEX``: a new version never reuses an old id,
         so its vectors can be added before the catalog switches to them."""
         return [f"{self.article.id}#{self.content_hash}#{c.index}" for c in self.chunks]
+
+
+class KeywordLevel(Protocol):
+    """Keyword search over one kind of document (chunks, or whole articles)."""
+
+    def search(
+        self, query: str, k: int, where: KeywordFilter | None = None
+    ) -> list[tuple[str, float]]:
+        """Top-k (id, score > 0) for the query among the documents ``where`` admits."""
+
+
+class KeywordSearch(Protocol):
+    """Keyword search over chunks (ids 'ARTICLE#HASH#N') and over articles (article ids)."""
+
+    @property
+    def chunks(self) -> KeywordLevel:
+        """Search over every chunk (vector or not)."""
+
+    @property
+    def articles(self) -> KeywordLevel:
+        """Search over every article's title and text."""
 
 
 class Catalog(Protocol):
@@ -100,11 +121,13 @@ class Catalog(Protocol):
     def dense_chunk_ids(self) -> set[str]:
         """Ids of the chunks that have a vector."""
 
-    def article_texts(self) -> list[tuple[str, str]]:
-        """(article id, title + newline + text) of every article, ordered by id."""
+    @property
+    def keywords(self) -> KeywordSearch:
+        """Keyword search over chunks and articles as of the last commit, maintained by
+        ``replace`` and ``delete`` in their own transactions."""
 
-    def facets(self, *, chunks: bool) -> Facets:
-        """The filter facets of every chunk id (``chunks``), or of every article id."""
+    def published_days(self, article_ids: Iterable[str]) -> dict[str, int]:
+        """Publication day (YYYYMMDD, 0 when unknown) of each given article that is indexed."""
 
     def mentions(self, article_id: str) -> list[Mention] | None:
         """The article's stored temporal expressions, None when not stored for this

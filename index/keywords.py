@@ -1,145 +1,97 @@
-"""Keyword search: BM25 over every chunk and over every whole article, derived from the catalog.
+"""Keyword search: BM25 over every chunk and over every whole article, kept inside the catalog.
 
-``KeywordSearch`` and ``KeywordLevel`` are the interface the query side reads; ``KeywordIndex``
-implements them with bm25s.  ``load_or_build(catalog, path)`` is the entry point: the index saved
-at ``path`` when it matches the catalog's generation, else one built from the catalog and saved
-there.  Each level carries the catalog's facets of its ids (article, outlet, day, has a vector),
-aligned with its ids, so filters become a boolean mask applied before the top-k cut.
+An inverted index in the catalog's own SQLite file: a row per (level, stemmed term, document)
+with its term frequency, a row per document with its length and filter facets (article, outlet,
+publication day), and per-level totals.  ``SqliteCatalog`` writes it in the same transaction as
+the articles (the commit point), so it is crash-consistent by construction and an ingest or
+removal costs only its own documents' rows, whatever the archive's size.
+
+``KeywordIndex(db, lock)`` is what the query side reads: ``.chunks`` and ``.articles`` are
+``KeywordLevel``s whose ``search(query, k, where)`` scores exactly as bm25s's Lucene BM25 did
+(same tokens, k1, b and idf), reading only the postings of the question's terms, and applies
+the ``KeywordFilter`` to them before the top-k cut.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-from typing import Any, Protocol
-
-from index.catalog import Catalog, Facets, IndexedChunk
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 # Anserini's defaults; on RealTime QA they beat bm25s's k1=1.5, b=0.75 (benchmarks/RESULTS.md):
 # a lower b penalises long articles less, and news answers often sit deep in long ones.
 BM25_PARAMS = {"k1": 0.9, "b": 0.4}
 
+CHUNKS, ARTICLES = 0, 1
+"""The two levels: every chunk (its embedded text), every article (title and text)."""
 
-class KeywordLevel(Protocol):
-    """Keyword search over one kind of document (chunks, or whole articles), filterable."""
-
-    @property
-    def ids(self) -> list[str]:
-        """The indexed ids, in the order of the facet arrays."""
-
-    @property
-    def outlets(self) -> Any:
-        """Outlet of each id ('' when unknown), a numpy array aligned with ``ids``."""
-
-    @property
-    def days(self) -> Any:
-        """Publication day of each id as YYYYMMDD (0 when undated), aligned with ``ids``."""
-
-    def select(self, mask: Any, *, dense: bool = False) -> list[str]:
-        """The ids where ``mask`` is true (and, with ``dense``, that have a vector)."""
-
-    def published_days(self) -> dict[str, int]:
-        """Indexed id → publication day as YYYYMMDD (0 when unknown)."""
-
-    def search(self, query: str, k: int, mask: Any = None) -> list[tuple[str, float]]:
-        """Top-k (id, score > 0) for the query, only where ``mask`` (aligned with ``ids``) is true."""
-
-
-class KeywordSearch(Protocol):
-    """Keyword search over chunks and over articles, as of one catalog generation."""
-
-    @property
-    def chunks(self) -> KeywordLevel:
-        """Search over every chunk (vector or not)."""
-
-    @property
-    def articles(self) -> KeywordLevel:
-        """Search over every article's title and text."""
-
-    @property
-    def generation(self) -> int:
-        """The catalog generation this index reflects."""
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kw_docs (
+    doc INTEGER PRIMARY KEY,
+    level INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    article_id TEXT NOT NULL,
+    outlet TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    length INTEGER NOT NULL,
+    UNIQUE(level, key)
+);
+CREATE INDEX IF NOT EXISTS kw_docs_article ON kw_docs(article_id);
+CREATE TABLE IF NOT EXISTS kw_postings (
+    level INTEGER NOT NULL,
+    term TEXT NOT NULL,
+    doc INTEGER NOT NULL,
+    tf INTEGER NOT NULL,
+    PRIMARY KEY(level, term, doc)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kw_postings_doc ON kw_postings(doc);
+CREATE TABLE IF NOT EXISTS kw_totals (
+    level INTEGER PRIMARY KEY, docs INTEGER NOT NULL, length INTEGER NOT NULL
+);
+"""
 
 
-class Bm25Level:
-    """One bm25s index (over chunks or over whole articles) with per-document facets."""
+@dataclass(frozen=True)
+class KeywordDoc:
+    """One document to index: its key (chunk or article id), level, facets and text."""
 
-    def __init__(self, retriever: Any, ids: list[str]) -> None:
-        self.retriever = retriever
-        self.ids = ids
-        self.article_ids: Any = None
-        self.outlets: Any = None
-        self.days: Any = None
-        self.dense: Any = None
+    level: int
+    key: str
+    article_id: str
+    outlet: str
+    day: int
+    text: str
 
-    @classmethod
-    def build(cls, ids: list[str], texts: list[str]) -> Bm25Level:
-        """Index these texts under these ids."""
-        import bm25s
 
-        retriever = bm25s.BM25(**BM25_PARAMS)
-        if ids:
-            retriever.index(tokenize(texts), show_progress=False)
-        return cls(retriever, ids)
+@dataclass(frozen=True)
+class KeywordFilter:
+    """Which documents a search may return: outlets, and a publication-day window (YYYYMMDD;
+    an undated document, day 0, fails any bound)."""
 
-    def attach_facets(self, facets: Facets) -> None:
-        """Article id, outlet, day and vector flag of each id, aligned with ``ids``, for filtering."""
+    outlets: tuple[str, ...] | None = None
+    first_day: int | None = None
+    last_day: int | None = None
+
+    def admits(self, outlets: Any, days: Any) -> Any:
+        """A boolean mask over aligned outlet and day arrays."""
         import numpy as np
 
-        rows = [facets.get(i, ("", "", 0, False)) for i in self.ids]
-        self.article_ids = np.array([r[0] for r in rows], dtype=object)
-        self.outlets = np.array([r[1] for r in rows], dtype=object)
-        self.days = np.array([r[2] for r in rows], dtype=np.int64)
-        self.dense = np.array([r[3] for r in rows], dtype=bool)
-
-    def select(self, mask: Any, *, dense: bool = False) -> list[str]:
-        """The ids where ``mask`` is true (and, with ``dense``, that have a vector in Chroma)."""
-        import numpy as np
-
-        keep = mask & self.dense if dense else mask
-        return np.asarray(self.ids, dtype=object)[keep].tolist()
-
-    def published_days(self) -> dict[str, int]:
-        """Indexed id → publication day as YYYYMMDD (0 when unknown)."""
-        return dict(zip(self.ids, (int(d) for d in self.days), strict=True))
-
-    def search(self, query: str, k: int, mask: Any = None) -> list[tuple[str, float]]:
-        """Top-k (id, BM25 score) for the query, only where ``mask`` is true."""
-        import numpy as np
-
-        if not self.ids:
-            return []
-        known = self.retriever.vocab_dict
-        words = [[w for w in tokenize([query], return_ids=False)[0] if w in known]]
-        if not words[0]:
-            return []
-        weights = None if mask is None else mask.astype(np.float32)
-        docs, scores = self.retriever.retrieve(
-            words, k=min(k, len(self.ids)), show_progress=False, weight_mask=weights, n_threads=1
-        )
-        return [
-            (self.ids[int(d)], float(sc)) for d, sc in zip(docs[0], scores[0], strict=True) if sc > 0
-        ]
-
-    def save(self, path: Path) -> None:
-        """Write into ``path`` (a fresh folder)."""
-        path.mkdir(parents=True)
-        if self.ids:
-            self.retriever.save(str(path))
-        (path / "ids.json").write_text(json.dumps(self.ids))
-
-    @classmethod
-    def load(cls, path: Path) -> Bm25Level:
-        """Read what ``save`` wrote."""
-        import bm25s
-
-        ids = json.loads((path / "ids.json").read_text())
-        return cls(bm25s.BM25.load(str(path)) if ids else bm25s.BM25(), ids)
+        keep = np.ones(len(days), dtype=bool)
+        if self.outlets:
+            keep &= np.isin(outlets, list(self.outlets))
+        if self.first_day:
+            keep &= days >= self.first_day
+        if self.last_day:
+            keep &= (days <= self.last_day) & (days > 0)
+        return keep
 
 
 def tokenize(texts: list[str], return_ids: bool = True) -> Any:
-    """Tokens as bm25s wants them: lower-cased, English stop words out, Snowball-stemmed."""
+    """Tokens as bm25s makes them: lower-cased, English stop words out, Snowball-stemmed."""
     import bm25s
     import Stemmer
 
@@ -152,72 +104,139 @@ def tokenize(texts: list[str], return_ids: bool = True) -> Any:
     )
 
 
+def add_documents(db: sqlite3.Connection, docs: Sequence[KeywordDoc]) -> None:
+    """Index these documents (inside the caller's transaction); their keys must be new."""
+    if not docs:
+        return
+    token_lists = tokenize([d.text for d in docs], return_ids=False)
+    lengths = Counter[int]()
+    counts = Counter[int]()
+    for doc, tokens in zip(docs, token_lists, strict=True):
+        cursor = db.execute(
+            "INSERT INTO kw_docs(level, key, article_id, outlet, day, length) "
+            "VALUES (?,?,?,?,?,?)",
+            (doc.level, doc.key, doc.article_id, doc.outlet, doc.day, len(tokens)),
+        )
+        number = cursor.lastrowid
+        db.executemany(
+            "INSERT INTO kw_postings(level, term, doc, tf) VALUES (?,?,?,?)",
+            [(doc.level, term, number, tf) for term, tf in Counter(tokens).items()],
+        )
+        lengths[doc.level] += len(tokens)
+        counts[doc.level] += 1
+    _add_totals(db, counts, lengths)
+
+
+def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:
+    """Unindex every document (chunks and article) of these articles, inside the caller's
+    transaction."""
+    lengths = Counter[int]()
+    counts = Counter[int]()
+    for article_id in article_ids:
+        rows = db.execute(
+            "SELECT doc, level, length FROM kw_docs WHERE article_id=?", (article_id,)
+        ).fetchall()
+        for doc, level, length in rows:
+            db.execute("DELETE FROM kw_postings WHERE doc=?", (doc,))
+            lengths[level] -= length
+            counts[level] -= 1
+        db.execute("DELETE FROM kw_docs WHERE article_id=?", (article_id,))
+    _add_totals(db, counts, lengths)
+
+
+def _add_totals(db: sqlite3.Connection, counts: Counter[int], lengths: Counter[int]) -> None:
+    for level in set(counts) | set(lengths):
+        db.execute(
+            "INSERT INTO kw_totals(level, docs, length) VALUES (?,?,?) ON CONFLICT(level) DO "
+            "UPDATE SET docs = docs + excluded.docs, length = length + excluded.length",
+            (level, counts[level], lengths[level]),
+        )
+
+
+class KeywordLevel:
+    """BM25 over one level (chunks or articles) of the catalog's inverted index."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, level: int) -> None:
+        self.db, self.lock, self.level = db, lock, level
+
+    def search(
+        self, query: str, k: int, where: KeywordFilter | None = None
+    ) -> list[tuple[str, float]]:
+        """Top-k (key, BM25 score > 0) for the query among the documents ``where`` admits.
+
+        Reads the postings of the query's terms only (a term repeated in the query counts
+        each time, as in bm25s); idf and the average length are over the whole level.
+        """
+        import numpy as np
+
+        terms = tokenize([query], return_ids=False)[0]
+        if not terms or k <= 0:
+            return []
+        k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+        with self.lock, _snapshot(self.db):
+            totals = self.db.execute(
+                "SELECT docs, length FROM kw_totals WHERE level=?", (self.level,)
+            ).fetchone()
+            if not totals or not totals[0]:
+                return []
+            n_docs, avg_length = totals[0], totals[1] / totals[0]
+            postings = {
+                term: self.db.execute(
+                    "SELECT p.doc, p.tf, d.length, d.outlet, d.day FROM kw_postings p "
+                    "JOIN kw_docs d ON d.doc = p.doc WHERE p.level=? AND p.term=?",
+                    (self.level, term),
+                ).fetchall()
+                for term in set(terms)
+            }
+        parts = []
+        for term in terms:
+            rows = postings[term]
+            if rows:
+                idf = np.log(1 + (n_docs - len(rows) + 0.5) / (len(rows) + 0.5))
+                parts.append((rows, idf))
+        if not parts:
+            return []
+        rows = [r for part, _ in parts for r in part]
+        docs = np.array([r[0] for r in rows], dtype=np.int64)
+        tf = np.array([r[1] for r in rows], dtype=np.float64)
+        length = np.array([r[2] for r in rows], dtype=np.float64)
+        idf = np.concatenate([np.full(len(part), w) for part, w in parts])
+        values = idf * tf / (k1 * ((1 - b) + b * length / avg_length) + tf)
+        unique, first, inverse = np.unique(docs, return_index=True, return_inverse=True)
+        totals = np.bincount(inverse, weights=values)
+        if where is not None:
+            keep = where.admits(
+                np.array([rows[i][3] for i in first], dtype=object),
+                np.array([rows[i][4] for i in first], dtype=np.int64),
+            )
+            unique, totals = unique[keep], totals[keep]
+        order = np.lexsort((unique, -totals))[:k]
+        best = [(int(unique[i]), float(totals[i])) for i in order]
+        with self.lock:
+            keys = dict(
+                self.db.execute(
+                    f"SELECT doc, key FROM kw_docs WHERE doc IN ({','.join('?' * len(best))})",
+                    [d for d, _ in best],
+                ).fetchall()
+            ) if best else {}
+        return [(keys[d], float(s)) for d, s in best if s > 0]
+
+
+@contextmanager
+def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so the totals and postings come from the same commit."""
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("COMMIT")
+
+
 class KeywordIndex:
-    """BM25 over every chunk and over every whole article, tagged with the catalog generation."""
-
-    def __init__(self, chunks: Bm25Level, articles: Bm25Level, generation: int) -> None:
-        self.chunks = chunks
-        self.articles = articles
-        self.generation = generation
-
-    @property
-    def chunk_ids(self) -> list[str]:
-        """Ids of the indexed chunks."""
-        return self.chunks.ids
+    """BM25 over every chunk and over every whole article, read from the catalog's tables."""
 
     tokenize = staticmethod(tokenize)
 
-    @classmethod
-    def build(
-        cls, chunks: list[IndexedChunk], articles: list[tuple[str, str]], generation: int
-    ) -> KeywordIndex:
-        """Index these chunks and these (article id, title + text) pairs."""
-        return cls(
-            Bm25Level.build([c.id for c in chunks], [c.embed_text for c in chunks]),
-            Bm25Level.build([a for a, _ in articles], [t for _, t in articles]),
-            generation,
-        )
-
-    def save(self, path: Path) -> None:
-        """Persist at ``path``; written to a temporary folder, then swapped in."""
-        tmp = path.with_name(path.name + ".tmp")
-        old = path.with_name(path.name + ".old")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.chunks.save(tmp / "chunks")
-        self.articles.save(tmp / "articles")
-        (tmp / "newsdesk.json").write_text(
-            json.dumps({"generation": self.generation, "params": BM25_PARAMS})
-        )
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-
-    @classmethod
-    def load(cls, path: Path, generation: int) -> KeywordIndex | None:
-        """The saved index if it matches this catalog generation, else None."""
-        try:
-            info = json.loads((path / "newsdesk.json").read_text())
-            if info.get("generation") != generation or info.get("params") != BM25_PARAMS:
-                return None
-            return cls(
-                Bm25Level.load(path / "chunks"), Bm25Level.load(path / "articles"), generation
-            )
-        except Exception:  # noqa: BLE001 - a missing or damaged derived index is rebuilt
-            return None
-
-
-def load_or_build(catalog: Catalog, path: Path) -> KeywordIndex:
-    """The BM25 index of the catalog as it is now, with its facets attached: the one saved at
-    ``path`` if it has the catalog's generation, else one built from the catalog and saved."""
-    with catalog.snapshot():
-        generation = catalog.generation
-        index = KeywordIndex.load(path, generation)
-        if index is None:
-            index = KeywordIndex.build(catalog.all_chunks(), catalog.article_texts(), generation)
-            index.save(path)
-        index.chunks.attach_facets(catalog.facets(chunks=True))
-        index.articles.attach_facets(catalog.facets(chunks=False))
-        return index
+    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
+        self.chunks = KeywordLevel(db, lock, CHUNKS)
+        self.articles = KeywordLevel(db, lock, ARTICLES)

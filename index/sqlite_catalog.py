@@ -2,7 +2,9 @@
 
 WAL mode, so readers in other processes see each write transaction whole; one connection per
 process, shared by its threads under a lock.  Writes take SQLite's write lock (``BEGIN
-IMMEDIATE``), bump the generation and record the embedding model in the same transaction.
+IMMEDIATE``), bump the generation, record the embedding model and update the keyword index
+(``index.keywords``) in the same transaction.  A catalog made before the keyword index lived
+here gets it built once, when first opened.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
-from index.catalog import Facets, IndexedChunk, PreparedArticle
+from index.catalog import IndexedChunk, PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
+from index.keywords import ARTICLES, CHUNKS, KeywordDoc, KeywordIndex, add_documents
+from index.keywords import SCHEMA as KEYWORD_SCHEMA
+from index.keywords import remove_articles as unindex_articles
 from index.models import Article
 from index.timex import TIMEX_VERSION, Mention
 
@@ -54,6 +59,9 @@ CREATE TABLE IF NOT EXISTS mentions (
 );
 """
 
+KEYWORDS_VERSION = "1"
+"""Bumped when the keyword index's tokens or layout change: the index is then rebuilt."""
+
 _ARTICLE_COLUMNS = "id, title, outlet, published, url, authors, text, source"
 _LISTED_COLUMNS = "id, title, outlet, published, url, authors, '', source"  # text left out
 _CHUNK_COLUMNS = "id, article_id, idx, sentences, embed_text"
@@ -72,12 +80,50 @@ class SqliteCatalog:
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + KEYWORD_SCHEMA)
+            self._build_keywords_once()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the index in {config.data_dir}: {exc}",
                 hint="check that the folder is writable, or pick another with --data-dir",
             ) from exc
+
+    def _build_keywords_once(self) -> None:
+        """Index every article and chunk for keyword search if this catalog predates it."""
+        if self._meta("keywords") == KEYWORDS_VERSION:
+            return
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute("SELECT value FROM meta WHERE key='keywords'").fetchone()
+                if not row or row[0] != KEYWORDS_VERSION:
+                    for table in ("kw_postings", "kw_docs", "kw_totals"):
+                        self.db.execute(f"DELETE FROM {table}")
+                    ids = [r[0] for r in self.db.execute("SELECT id FROM articles")]
+                    for i in range(0, len(ids), 200):
+                        add_documents(self.db, _keyword_docs(self.db, ids[i : i + 200]))
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES('keywords', ?)",
+                        (KEYWORDS_VERSION,),
+                    )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    @property
+    def keywords(self) -> KeywordIndex:
+        """Keyword search (BM25 over chunks and over articles) as of the last commit."""
+        return KeywordIndex(self.db, self._lock)
+
+    def published_days(self, article_ids: Iterable[str]) -> dict[str, int]:
+        """Publication day (YYYYMMDD, 0 when unknown) of each given article that is indexed."""
+        return {
+            aid: day_number(date.fromisoformat(pub)) if pub else 0
+            for aid, pub in self._in_parts(
+                "SELECT id, published FROM articles WHERE id IN ({marks})", article_ids
+            )
+        }
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -217,24 +263,6 @@ class SqliteCatalog:
         """Ids of the chunks that have a vector."""
         return {r[0] for r in self._rows("SELECT id FROM chunks WHERE dense=1")}
 
-    def article_texts(self) -> list[tuple[str, str]]:
-        """(article id, title + newline + text) of every article, ordered by id."""
-        rows = self._rows("SELECT id, title || '\n' || text FROM articles ORDER BY id")
-        return [(r[0], r[1]) for r in rows]
-
-    def facets(self, *, chunks: bool) -> Facets:
-        """(article id, outlet, day, has a vector) for every chunk id, or for every article id."""
-        rows = self._rows(
-            "SELECT c.id, a.id, COALESCE(a.outlet, ''), a.published, c.dense FROM chunks c "
-            "JOIN articles a ON a.id = c.article_id"
-            if chunks
-            else "SELECT id, id, COALESCE(outlet, ''), published, 0 FROM articles"
-        )
-        return {
-            key: (aid, outlet, day_number(date.fromisoformat(pub)) if pub else 0, bool(dense))
-            for key, aid, outlet, pub, dense in rows
-        }
-
     def mentions(self, article_id: str) -> list[Mention] | None:
         """The article's stored temporal expressions, None when not stored for this version."""
         row = self._one(
@@ -283,6 +311,7 @@ class SqliteCatalog:
                 new_ids = set(ids)
                 stale.extend(i for i in _dense_ids(db, article.id) if i not in new_ids)
                 db.execute("DELETE FROM chunks WHERE article_id=?", (article.id,))
+                unindex_articles(db, [article.id])
                 db.execute(
                     "INSERT OR REPLACE INTO articles(id, title, outlet, published, url, authors, "
                     "text, source, content_hash, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -309,6 +338,7 @@ class SqliteCatalog:
                         for n, (cid, c) in enumerate(zip(ids, prepared.chunks, strict=True))
                     ],
                 )
+                add_documents(db, _keyword_docs(db, [article.id]))
                 db.executemany(
                     "DELETE FROM pending_vectors WHERE id=?",
                     [(cid,) for cid in ids[: len(prepared.vectors)]],
@@ -324,6 +354,7 @@ class SqliteCatalog:
                 stale.extend(_dense_ids(db, article_id))
                 db.execute("DELETE FROM chunks WHERE article_id=?", (article_id,))
                 db.execute("DELETE FROM articles WHERE id=?", (article_id,))
+            unindex_articles(db, article_ids)
             _put_pending(db, stale)
         return stale
 
@@ -337,6 +368,26 @@ def _dense_ids(db: sqlite3.Connection, article_id: str) -> list[str]:
     return [
         r[0] for r in db.execute("SELECT id FROM chunks WHERE article_id=? AND dense=1", (article_id,))
     ]
+
+
+def _keyword_docs(db: sqlite3.Connection, article_ids: Sequence[str]) -> list[KeywordDoc]:
+    """The keyword documents of these stored articles: each chunk's embedded text, and the
+    article's title and text."""
+    docs: list[KeywordDoc] = []
+    for article_id in article_ids:
+        title, text, outlet, published = db.execute(
+            "SELECT title, text, COALESCE(outlet, ''), published FROM articles WHERE id=?",
+            (article_id,),
+        ).fetchone()
+        day = day_number(date.fromisoformat(published)) if published else 0
+        docs += [
+            KeywordDoc(CHUNKS, chunk_id, article_id, outlet, day, embed_text)
+            for chunk_id, embed_text in db.execute(
+                "SELECT id, embed_text FROM chunks WHERE article_id=? ORDER BY idx", (article_id,)
+            )
+        ]
+        docs.append(KeywordDoc(ARTICLES, article_id, article_id, outlet, day, f"{title}\n{text}"))
+    return docs
 
 
 def _put_pending(db: sqlite3.Connection, vector_ids: Sequence[str]) -> None:

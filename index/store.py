@@ -1,8 +1,8 @@
 """The index in one data directory: ``open_store(config) -> Store``.
 
-A ``Store`` composes three parts: the catalog (``index.catalog``, the source of truth), the chunk
-vectors (``index.vectors``, Chroma) and the keyword index (``index.keywords``, BM25 derived from
-the catalog).  It owns the write protocol, which leaves no article half-indexed even when the
+A ``Store`` composes two stores: the catalog (``index.catalog``, the source of truth, which also
+keeps the keyword index of ``index.keywords`` in its own transactions) and the chunk vectors
+(``index.vectors``, Chroma).  It owns the write protocol, which leaves no article half-indexed even when the
 process is killed:
 
 1. the new chunks' vectors are added under ids that include the content hash;
@@ -21,8 +21,8 @@ process's reconcile never deletes the vectors another process has written but no
 Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
 committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
 it when the catalog generation shows that another process has committed, and when Chroma
-reports the view out of date mid-query.  The keyword index carries the catalog's generation, so
-a stale one is rebuilt (or loaded from disk) when next asked for.
+reports the view out of date mid-query.  The keyword index lives in the catalog, written in the
+commit point's transaction, so every process sees it exactly as committed.
 """
 
 from __future__ import annotations
@@ -34,19 +34,19 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from index.catalog import Catalog, IndexedChunk, PreparedArticle
+from index.catalog import Catalog, IndexedChunk, KeywordSearch, PreparedArticle
 from index.config import IndexConfig, index_config
 from index.dates import day_number, day_of
 from index.errors import StoreError
-from index.keywords import BM25_PARAMS, Bm25Level, KeywordIndex, load_or_build, tokenize
+from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
 from index.vectors import ChromaVectors
 
 __all__ = [  # the part modules' names stay importable from here
     "BM25_PARAMS",
-    "Bm25Level",
     "IndexedChunk",
+    "KeywordFilter",
     "KeywordIndex",
     "PreparedArticle",
     "Store",
@@ -83,10 +83,8 @@ class Store:
         self.chunks = self.catalog.chunks
         self.all_chunks = self.catalog.all_chunks
         self._check_embedding()
-        self._lock = threading.Lock()
         self._view_lock = threading.Lock()
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
-        self._keywords: KeywordIndex | None = None
         self._write_lock = FileLock(self.config.data_dir / "write.lock")
 
     def _check_embedding(self) -> None:
@@ -130,12 +128,10 @@ class Store:
             self.catalog.keep_mentions(article_id, found)
         return found
 
-    def keyword_index(self) -> KeywordIndex:
-        """The BM25 index over all chunks and articles, rebuilt first if the catalog has changed."""
-        with self._lock:
-            if self._keywords is None or self._keywords.generation != self.catalog.generation:
-                self._keywords = load_or_build(self.catalog, self.config.bm25_path)
-            return self._keywords
+    def keyword_index(self) -> KeywordSearch:
+        """BM25 over all chunks and articles, as of the catalog's last commit (kept by the
+        catalog in each write's transaction, so never stale and never rebuilt)."""
+        return self.catalog.keywords
 
     @contextmanager
     def writing(self, timeout: float = -1) -> Iterator[None]:

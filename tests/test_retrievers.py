@@ -196,3 +196,53 @@ def test_hybrid_fuses_the_signals_of_its_parts(sample_index: Settings, embedder:
         ("dense", "chunk"), ("chunk_bm25", "chunk"), ("article_bm25", "article")
     ]
     assert all(s.scored for s in signals)
+
+
+# --- the keyword engine ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["When did Assad visit Moscow?", "container ship Suez Canal aground", "referendum result",
+     "comet landing probe", "vote vote vote"],
+)
+def test_keyword_scores_equal_bm25s_over_the_same_documents(
+    sample_index: Settings, query: str
+) -> None:
+    """The catalog's inverted index scores exactly as a bm25s index built over everything."""
+    import bm25s
+
+    from index.keywords import BM25_PARAMS, tokenize
+
+    store = open_store(sample_index)
+    articles = [store.get_article(a.id) for a in store.list_articles()]
+    chunks = store.all_chunks()
+    for level, ids, texts in (
+        (store.keyword_index().articles, [a.id for a in articles],
+         [f"{a.title}\n{a.text}" for a in articles]),
+        (store.keyword_index().chunks, [c.id for c in chunks], [c.embed_text for c in chunks]),
+    ):
+        reference = bm25s.BM25(**BM25_PARAMS)
+        reference.index(tokenize(texts), show_progress=False)
+        words = [w for w in tokenize([query], return_ids=False)[0] if w in reference.vocab_dict]
+        docs, scores = reference.retrieve([words], k=5, show_progress=False)
+        expected = [(ids[d], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        got = level.search(query, 5)
+        assert [i for i, _ in got] == [i for i, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-5)
+
+
+def test_keyword_filters_apply_before_the_top_k_cut(sample_index: Settings) -> None:
+    store = open_store(sample_index)
+    everything = store.keyword_index().articles.search("said", 100)
+    days = store.catalog.published_days([a for a, _ in everything])
+    cut = sorted(d for d in days.values() if d)[len(days) // 2]
+    where = Filters(until=date(cut // 10000, cut // 100 % 100, cut % 100)).keyword_filter()
+    admitted = store.keyword_index().articles.search("said", 3, where)
+    assert len(admitted) == 3
+    assert all(0 < days[a] <= cut for a, _ in admitted)
+    outlet = store.get_article(admitted[0][0]).outlet
+    only = store.keyword_index().articles.search(
+        "said", 100, Filters(outlets=[outlet]).keyword_filter()
+    )
+    assert only and {store.get_article(a).outlet for a, _ in only} == {outlet}
