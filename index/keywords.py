@@ -20,7 +20,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
+
+from index.dates import day_number
 
 # Anserini's defaults; on RealTime QA they beat bm25s's k1=1.5, b=0.75 (benchmarks/RESULTS.md):
 # a lower b penalises long articles less, and news answers often sit deep in long ones.
@@ -125,6 +128,41 @@ def add_documents(db: sqlite3.Connection, docs: Sequence[KeywordDoc]) -> None:
         lengths[doc.level] += len(tokens)
         counts[doc.level] += 1
     _add_totals(db, counts, lengths)
+
+
+def add_articles(db: sqlite3.Connection, article_ids: Sequence[str]) -> None:
+    """Index these articles as the catalog now holds them (inside the caller's transaction):
+    each chunk's embedded text, and the article's title and text."""
+    add_documents(db, _documents_of(db, article_ids))
+
+
+def rebuild(db: sqlite3.Connection) -> None:
+    """Index every article of the catalog afresh (inside the caller's transaction)."""
+    for table in ("kw_postings", "kw_docs", "kw_totals"):
+        db.execute(f"DELETE FROM {table}")
+    ids = [r[0] for r in db.execute("SELECT id FROM articles")]
+    for i in range(0, len(ids), 200):
+        add_articles(db, ids[i : i + 200])
+
+
+def _documents_of(db: sqlite3.Connection, article_ids: Sequence[str]) -> list[KeywordDoc]:
+    """The keyword documents of these stored articles: each chunk's embedded text, and the
+    article's title and text."""
+    docs: list[KeywordDoc] = []
+    for article_id in article_ids:
+        title, text, outlet, published = db.execute(
+            "SELECT title, text, COALESCE(outlet, ''), published FROM articles WHERE id=?",
+            (article_id,),
+        ).fetchone()
+        day = day_number(date.fromisoformat(published)) if published else 0
+        docs += [
+            KeywordDoc(CHUNKS, chunk_id, article_id, outlet, day, embed_text)
+            for chunk_id, embed_text in db.execute(
+                "SELECT id, embed_text FROM chunks WHERE article_id=? ORDER BY idx", (article_id,)
+            )
+        ]
+        docs.append(KeywordDoc(ARTICLES, article_id, article_id, outlet, day, f"{title}\n{text}"))
+    return docs
 
 
 def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:

@@ -21,8 +21,8 @@ from index.catalog import IndexedChunk, PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
-from index.keywords import ARTICLES, CHUNKS, KeywordDoc, KeywordIndex, add_documents
 from index.keywords import SCHEMA as KEYWORD_SCHEMA
+from index.keywords import KeywordIndex, add_articles, rebuild
 from index.keywords import remove_articles as unindex_articles
 from index.models import Article
 from index.timex import TIMEX_VERSION, Mention
@@ -97,11 +97,7 @@ class SqliteCatalog:
             try:
                 row = self.db.execute("SELECT value FROM meta WHERE key='keywords'").fetchone()
                 if not row or row[0] != KEYWORDS_VERSION:
-                    for table in ("kw_postings", "kw_docs", "kw_totals"):
-                        self.db.execute(f"DELETE FROM {table}")
-                    ids = [r[0] for r in self.db.execute("SELECT id FROM articles")]
-                    for i in range(0, len(ids), 200):
-                        add_documents(self.db, _keyword_docs(self.db, ids[i : i + 200]))
+                    rebuild(self.db)
                     self.db.execute(
                         "INSERT OR REPLACE INTO meta(key, value) VALUES('keywords', ?)",
                         (KEYWORDS_VERSION,),
@@ -338,7 +334,7 @@ class SqliteCatalog:
                         for n, (cid, c) in enumerate(zip(ids, prepared.chunks, strict=True))
                     ],
                 )
-                add_documents(db, _keyword_docs(db, [article.id]))
+                add_articles(db, [article.id])
                 db.executemany(
                     "DELETE FROM pending_vectors WHERE id=?",
                     [(cid,) for cid in ids[: len(prepared.vectors)]],
@@ -368,26 +364,6 @@ def _dense_ids(db: sqlite3.Connection, article_id: str) -> list[str]:
     return [
         r[0] for r in db.execute("SELECT id FROM chunks WHERE article_id=? AND dense=1", (article_id,))
     ]
-
-
-def _keyword_docs(db: sqlite3.Connection, article_ids: Sequence[str]) -> list[KeywordDoc]:
-    """The keyword documents of these stored articles: each chunk's embedded text, and the
-    article's title and text."""
-    docs: list[KeywordDoc] = []
-    for article_id in article_ids:
-        title, text, outlet, published = db.execute(
-            "SELECT title, text, COALESCE(outlet, ''), published FROM articles WHERE id=?",
-            (article_id,),
-        ).fetchone()
-        day = day_number(date.fromisoformat(published)) if published else 0
-        docs += [
-            KeywordDoc(CHUNKS, chunk_id, article_id, outlet, day, embed_text)
-            for chunk_id, embed_text in db.execute(
-                "SELECT id, embed_text FROM chunks WHERE article_id=? ORDER BY idx", (article_id,)
-            )
-        ]
-        docs.append(KeywordDoc(ARTICLES, article_id, article_id, outlet, day, f"{title}\n{text}"))
-    return docs
 
 
 def _put_pending(db: sqlite3.Connection, vector_ids: Sequence[str]) -> None:
