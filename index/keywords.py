@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS kw_postings (
     tf INTEGER NOT NULL,
     PRIMARY KEY(level, term, doc)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS kw_postings_doc ON kw_postings(doc);
+DROP INDEX IF EXISTS kw_postings_doc;
 CREATE TABLE IF NOT EXISTS kw_totals (
     level INTEGER PRIMARY KEY, docs INTEGER NOT NULL, length INTEGER NOT NULL
 );
@@ -167,19 +167,35 @@ def _documents_of(db: sqlite3.Connection, article_ids: Sequence[str]) -> list[Ke
 
 def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:
     """Unindex every document (chunks and article) of these articles, inside the caller's
-    transaction."""
+    transaction, before the catalog deletes their rows: their text, tokenized again, names the
+    postings to delete (so postings need no second index by document)."""
+    ids = list(article_ids)
+    docs = _documents_of(db, [i for i in ids if _stored(db, i)])
+    numbers: dict[tuple[int, str], tuple[int, int]] = {}
+    for article_id in ids:
+        for doc, level, key, length in db.execute(
+            "SELECT doc, level, key, length FROM kw_docs WHERE article_id=?", (article_id,)
+        ):
+            numbers[(level, key)] = (doc, length)
     lengths = Counter[int]()
     counts = Counter[int]()
-    for article_id in article_ids:
-        rows = db.execute(
-            "SELECT doc, level, length FROM kw_docs WHERE article_id=?", (article_id,)
-        ).fetchall()
-        for doc, level, length in rows:
-            db.execute("DELETE FROM kw_postings WHERE doc=?", (doc,))
-            lengths[level] -= length
-            counts[level] -= 1
+    for doc, tokens in zip(docs, tokenize([d.text for d in docs], return_ids=False), strict=True):
+        if (doc.level, doc.key) not in numbers:
+            continue
+        number, length = numbers.pop((doc.level, doc.key))
+        db.executemany(
+            "DELETE FROM kw_postings WHERE level=? AND term=? AND doc=?",
+            [(doc.level, term, number) for term in set(tokens)],
+        )
+        lengths[doc.level] -= length
+        counts[doc.level] -= 1
+    for article_id in ids:
         db.execute("DELETE FROM kw_docs WHERE article_id=?", (article_id,))
     _add_totals(db, counts, lengths)
+
+
+def _stored(db: sqlite3.Connection, article_id: str) -> bool:
+    return db.execute("SELECT 1 FROM articles WHERE id=?", (article_id,)).fetchone() is not None
 
 
 def _add_totals(db: sqlite3.Connection, counts: Counter[int], lengths: Counter[int]) -> None:

@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS mentions (
 );
 """
 
-KEYWORDS_VERSION = "1"
+KEYWORDS_VERSION = "2"
 """Bumped when the keyword index's tokens or layout change: the index is then rebuilt."""
 
 _ARTICLE_COLUMNS = "id, title, outlet, published, url, authors, text, source"
@@ -306,8 +306,8 @@ class SqliteCatalog:
                 ids = prepared.chunk_ids()
                 new_ids = set(ids)
                 stale.extend(i for i in _dense_ids(db, article.id) if i not in new_ids)
-                db.execute("DELETE FROM chunks WHERE article_id=?", (article.id,))
                 unindex_articles(db, [article.id])
+                db.execute("DELETE FROM chunks WHERE article_id=?", (article.id,))
                 db.execute(
                     "INSERT OR REPLACE INTO articles(id, title, outlet, published, url, authors, "
                     "text, source, content_hash, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -346,11 +346,11 @@ class SqliteCatalog:
         """Delete these articles and their chunks in one transaction; return their vector ids."""
         stale: list[str] = []
         with self._transaction() as db:
+            unindex_articles(db, article_ids)
             for article_id in article_ids:
                 stale.extend(_dense_ids(db, article_id))
                 db.execute("DELETE FROM chunks WHERE article_id=?", (article_id,))
                 db.execute("DELETE FROM articles WHERE id=?", (article_id,))
-            unindex_articles(db, article_ids)
             _put_pending(db, stale)
         return stale
 

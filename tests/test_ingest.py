@@ -31,6 +31,28 @@ def check_index_is_whole(store: Store) -> None:
         assert sorted(indexes) == list(range(len(indexes)))
 
 
+def check_keywords_match_a_rebuild(store: Store) -> None:
+    """The keyword tables kept up by writes equal the ones built from scratch."""
+    from index.keywords import rebuild
+
+    db = store.catalog.db  # type: ignore[attr-defined]
+    tables = ("kw_postings", "kw_totals")
+
+    def dump() -> list[list[tuple]]:
+        return [sorted(db.execute(f"SELECT * FROM {t}").fetchall()) for t in tables] + [
+            sorted(db.execute("SELECT level, key, length FROM kw_docs").fetchall())
+        ]
+
+    kept = dump()
+    with store.catalog.snapshot():
+        db.execute("BEGIN IMMEDIATE")
+        rebuild(db)
+        fresh = dump()
+        db.execute("ROLLBACK")
+    assert kept[2] == fresh[2] and kept[1] == fresh[1]
+    assert len(kept[0]) == len(fresh[0])
+
+
 def test_every_stored_sentence_span_slices_its_article(
     sample_index: Settings, embedder: Embedder, settings: Settings
 ) -> None:
@@ -77,6 +99,7 @@ def test_a_changed_article_replaces_its_old_chunks(settings: Settings, embedder:
     assert report.updated == ["story"]
     after = store.all_chunks()
     assert len(after) == 1 and not before & {c.id for c in after}
+    check_keywords_match_a_rebuild(store)
     assert store.get_article("story").text == v2.text
     check_index_is_whole(store)
     hits = store.keyword_index().chunks.search("talks collapsed late night", 10)
@@ -103,8 +126,11 @@ def test_remove_list_and_stats(sample_index: Settings, embedder: Embedder, tmp_p
     store = open_store(settings)
     total = store.count_articles()
     victim = store.list_articles(limit=1)[0].id
+    victim_title = store.get_article(victim).title
     assert store.remove([victim, "not-there"]) == [victim]
     assert store.count_articles() == total - 1
+    assert victim not in {a for a, _ in store.keyword_index().articles.search(victim_title, 50)}
+    check_keywords_match_a_rebuild(store)
     assert victim not in {a.id for a in store.list_articles()}
     check_index_is_whole(store)
     stats = store.stats()
