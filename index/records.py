@@ -2,7 +2,7 @@
 
 ``record_item(record, source=...)`` returns the Article, or a ``Skip`` naming the field and what
 to do; it never raises, whatever the record holds.  ``article_from_record`` is the same check
-raising ValueError.  Every string must be storable text (no unpaired surrogate, no NUL), the
+raising ValueError.  Every string must be valid Unicode (no unpaired surrogate), the
 text at most MAX_TEXT_MB million characters, and ``published`` a full calendar date on which an
 article could have appeared (``parse_date``).
 """
@@ -170,8 +170,8 @@ def article_from_record(
 
 
 def _check_text(value: str, field: str) -> str:
-    """The value, if it is text that can be stored: valid Unicode, and for the article text
-    not over MAX_TEXT_MB; else BadRecord naming the field and the problem."""
+    """The value, if it is valid Unicode (storable) and, for the article text, not over
+    MAX_TEXT_MB; else BadRecord naming the field and the problem."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -180,11 +180,6 @@ def _check_text(value: str, field: str) -> str:
             f"{exc.start}, which is not valid Unicode; fix the \\u escape in the source "
             "(\\ud800-\\udfff only come in pairs)"
         ) from None
-    if "\x00" in value:
-        raise BadRecord(
-            f"field {field!r} holds a NUL character (\\u0000) at character "
-            f"{value.index(chr(0))}; remove it (it is not part of any text)"
-        )
     if field == "text" and len(value) > MAX_TEXT_MB * 1_000_000:
         raise BadRecord(
             f"field 'text' is {len(value) / 1e6:.1f} million characters, over the "
