@@ -60,6 +60,7 @@ from assistant.models import Answer, StreamEvent, Timeline
 from assistant.retrieve import Filters
 from assistant.settings import Settings, get_settings
 from index.models import Article, IngestReport
+from index.records import BadRecord, load_json
 
 log = logging.getLogger("newsdesk.api")
 _service = service_of  # the name the article routes use
@@ -417,7 +418,7 @@ async def add_articles(request: Request) -> IngestReport:
         )
     raw = await request.body()
     try:
-        payload = json.loads(raw)
+        payload = load_json(raw)  # a bad element of a list becomes its skip
     except UnicodeDecodeError:
         raise InputError("body: not UTF-8 text", hint="send JSON encoded as UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -425,6 +426,8 @@ async def add_articles(request: Request) -> IngestReport:
             f"body: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})",
             hint="send one record {\"text\": ...} or a list of them",
         ) from None
+    except BadRecord as exc:  # nested past the recursion limit, a 4,300-digit number...
+        raise InputError(f"body: {exc}", hint="send one record or a list of them") from None
     return await run_in_threadpool(_ingest_records, service, payload)
 
 

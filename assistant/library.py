@@ -26,7 +26,7 @@ from assistant.settings import Settings, get_settings
 from index.embeddings import Embedder, get_embedder
 from index.models import Article, IngestReport, Skip
 from index.pipeline import Progress, ingest_items
-from index.readers import SUPPORTED_HINT, article_from_record, read_file, read_paths
+from index.readers import SUPPORTED_HINT, read_file, read_paths, record_item
 from index.store import Store, open_store
 
 Item = Article | Skip
@@ -188,10 +188,7 @@ class Library:
         items: list[Item] = []
         for number, record in enumerate(records, start=1):
             source = f"request[{number}]" if isinstance(payload, list) else "request"
-            try:
-                items.append(article_from_record(record, source=source))
-            except ValueError as exc:
-                items.append(Skip(source=source, reason=str(exc), error=True))
+            items.append(record_item(record, source=source))  # never raises
         return _indexed_or_raise(self._ingest(items, None), RECORDS_HINT)
 
     def _ingest(self, items: Iterable[Item], progress: Progress | None) -> IngestReport:

@@ -1,7 +1,8 @@
 """Split an article into sentence-aligned chunks that know each sentence's character span.
 
 Sentences come from NLTK's Punkt model (the copy llama-index ships, so nothing is downloaded),
-run paragraph by paragraph; ``article.text[start:end]`` is exactly each sentence.  Consecutive
+run paragraph by paragraph, a giant paragraph window by window; ``article.text[start:end]`` is
+exactly each sentence.  Consecutive
 sentences are packed into chunks that fit the embedding model's input, counted in its own tokens,
 with a short title/outlet/date header so retrieval sees that context too.
 """
@@ -9,7 +10,7 @@ with a short title/outlet/date header so retrieval sees that context too.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +20,13 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 CHUNKER_VERSION = "1"
 
 _PARAGRAPH = re.compile(r"[^\n]+")
+_SPACE = re.compile(r"\s")
+
+WINDOW = 2_000
+"""Most characters handed to Punkt at once.  NLTK runs each of its regular-expression scans
+under a wall-clock guard (``nltk.redos``, 5 s), which a multi-megabyte paragraph exceeds on a
+busy machine; scans of a bounded window take milliseconds, so how an article splits never
+depends on the machine's load."""
 
 
 # NLTK's package import pulls in scikit-learn, SciPy and pandas for features newsdesk never uses
@@ -56,17 +64,42 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 
     Line breaks always end a sentence (headlines, captions and list items carry no full stop).
     """
-    punkt = _punkt()
     spans: list[tuple[int, int]] = []
     for para in _PARAGRAPH.finditer(text):
-        base = para.start()
-        for start, end in punkt.span_tokenize(para.group()):
-            piece = para.group()[start:end]
+        base, body = para.start(), para.group()
+        for start, end in _paragraph_spans(body):
+            piece = body[start:end]
             lead = len(piece) - len(piece.lstrip())
             trail = len(piece) - len(piece.rstrip())
             if end - start - lead - trail > 0:
                 spans.append((base + start + lead, base + end - trail))
     return spans
+
+
+def _paragraph_spans(para: str) -> Iterator[tuple[int, int]]:
+    """Punkt's sentence spans of one paragraph, read WINDOW characters at a time.
+
+    Of each window only the sentences followed by two more are kept: a boundary is decided by
+    the token after it, so every kept boundary saw its whole context, and the reading resumes at
+    the first sentence not kept.  A sentence longer than the window is cut at a space.
+    """
+    punkt = _punkt()
+    pos = 0
+    while len(para) - pos > WINDOW:
+        window = para[pos : pos + WINDOW]
+        found = list(punkt.span_tokenize(window))
+        if len(found) >= 2:
+            kept = found[:-2] if len(found) > 2 else found[:1]
+            resume = found[len(kept)][0]
+        else:
+            spaces = [m.start() for m in _SPACE.finditer(window, WINDOW // 2)]
+            resume = spaces[-1] + 1 if spaces else WINDOW
+            kept = [(0, resume)]
+        for start, end in kept:
+            yield pos + start, pos + end
+        pos += resume
+    for start, end in punkt.span_tokenize(para[pos:]):
+        yield pos + start, pos + end
 
 
 def header(article: Article) -> str:

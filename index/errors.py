@@ -8,6 +8,23 @@ The library raises these; only the faces (CLI, HTTP, UI) turn them into messages
 from __future__ import annotations
 
 
+def unexpected(exc: BaseException, where: str) -> str:
+    """A skip's reason for a failure nobody foresaw: the failure named, in one printable line.
+
+    Ingest turns every per-record failure into a skip of that record, so one strange input never
+    costs the rest of the batch; this is the reason it shows when no better one is known.
+    """
+    detail = " ".join(str(exc).split())
+    detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(detail) > 200:
+        detail = detail[:200] + "..."
+    name = type(exc).__name__
+    return (
+        f"unexpected {name} {where}" + (f": {detail}" if detail else "")
+        + "; the rest of the batch was not affected (please report this input)"
+    )
+
+
 class NewsdeskError(Exception):
     """Base of all user-facing errors: a message plus a hint on what to do."""
 

@@ -1,7 +1,9 @@
 """The ingest pipeline, files in, indexed articles out: ``ingest(paths) -> IngestReport``.
 
 Idempotent and incremental: an article whose content hash is already stored is counted as
-unchanged and costs no embedding; a changed one replaces its old chunks.  Articles are written
+unchanged and costs no embedding; a changed one replaces its old chunks.  One bad article never
+costs the others: whatever fails while it is read, split, dated, embedded or written makes it a
+reported Skip and the batch goes on.  Articles are written
 in batches, each atomically (see ``index.store``), so Ctrl-C or a kill loses at most the batch
 in flight and the next run completes the rest.
 """
@@ -11,19 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from index.chunking import CHUNKER_VERSION, chunk_article, sentence_spans
 from index.config import IndexConfig, index_config
 from index.embeddings import Embedder, get_embedder
+from index.errors import ConfigError, NewsdeskError, unexpected
 from index.models import Article, Chunk, IngestReport, Skip
 from index.readers import HTML_SUFFIXES, TEXT_SUFFIXES, read_paths
 from index.store import PreparedArticle, Store, open_store
 from index.timex import Mention, find_mentions
-
-Prepared = tuple[Article, str, list[Chunk], int, list[Mention]]
-"""An article ready to write: content hash, chunks, how many lead chunks are embedded, dates."""
 
 Progress = Callable[[IngestReport, int], None]
 """Called after each article with the report so far and the number of articles in the run."""
@@ -70,7 +71,12 @@ def ingest_items(
     embedder: Embedder | None = None,
     progress: Progress | None = None,
 ) -> IngestReport:
-    """Index a stream of articles and skips as read by ``index.readers``."""
+    """Index a stream of articles and skips as read by ``index.readers``.
+
+    Every per-article failure, whatever its type, becomes a Skip naming the article's source
+    and the reason, and the rest of the batch is indexed.  Only a failure of the index or the
+    model themselves (every article of a batch failing alike, or a ConfigError) is raised.
+    """
     config = index_config(config)
     store = store or open_store(config)
     embedder = embedder or get_embedder(config)
@@ -80,26 +86,16 @@ def ingest_items(
 
     try:
         store.reconcile()
-        articles: dict[str, Article] = {}
-        for item in items:
-            if isinstance(item, Skip):
-                report.skipped.append(item)
-            elif item.id in articles:
-                report.skipped.append(
-                    Skip(
-                        source=item.source or item.id,
-                        reason=f"duplicate id {item.id!r} (also in {articles[item.id].source}); "
-                        "the first one is kept",
-                        error=False,
-                    )
-                )
-            else:
-                articles[item.id] = item
+        articles = _collect(items, report)
         total = len(articles)
         stored = store.content_hashes(articles)
         pending: list[tuple[Article, str]] = []
         for article in articles.values():
-            digest = article.content_hash(salt)
+            try:
+                digest = article.content_hash(salt)
+            except Exception as exc:  # noqa: BLE001 - e.g. text that is not valid Unicode
+                report.skipped.append(_failed(article, exc, "while reading this article"))
+                continue
             if stored.get(article.id) == digest:
                 report.unchanged.append(article.id)
                 if progress:
@@ -113,6 +109,80 @@ def ingest_items(
         store.keyword_index()  # rebuild now so the first query does not pay for it
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _collect(items: Iterable[Article | Skip], report: IngestReport) -> dict[str, Article]:
+    """The articles of ``items`` by id (the first of a repeated id kept); skips go to the report.
+
+    The readers turn every failure into a Skip; should an iterator still raise, what was read
+    so far is kept and the failure is reported after the last input read.
+    """
+    articles: dict[str, Article] = {}
+    iterator = iter(items)
+    last = "the first input"
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 - keep what was read
+            report.skipped.append(
+                Skip(source=f"(after {last})", reason=unexpected(exc, "while reading the inputs"))
+            )
+            break
+        last = item.source or getattr(item, "id", None) or last
+        if isinstance(item, Skip):
+            report.skipped.append(item)
+        elif item.id in articles:
+            report.skipped.append(
+                Skip(
+                    source=item.source or item.id,
+                    reason=f"duplicate id {item.id!r} (also in {articles[item.id].source}); "
+                    "the first one is kept",
+                    error=False,
+                )
+            )
+        else:
+            articles[item.id] = item
+    return articles
+
+
+@dataclass
+class _Ready:
+    """An article ready to embed and write: its hash, chunks, how many lead chunks are embedded,
+    and its dates."""
+
+    article: Article
+    digest: str
+    chunks: list[Chunk]
+    n_dense: int
+    mentions: list[Mention]
+
+    def dense_texts(self) -> list[str]:
+        return [c.embed_text for c in self.chunks[: self.n_dense]]
+
+
+def _failed(article: Article, exc: BaseException, where: str) -> Skip:
+    return Skip(source=article.source or article.id, reason=unexpected(exc, where))
+
+
+def _prepare(article: Article, digest: str, config: IndexConfig, embedder: Embedder) -> _Ready | Skip:
+    """Split and date one article; a Skip if it has no sentences or fails in any way but a
+    domain error (the model or the configuration failing, which no other article escapes)."""
+    try:
+        spans = sentence_spans(article.text)
+        chunks = chunk_article(
+            article, max_tokens=config.chunk_tokens, count_tokens=embedder.count_tokens, spans=spans
+        )
+        if not chunks:
+            return Skip(source=article.source or article.id, reason="article has no sentences")
+        mentions = find_mentions(article.text, article.published, sentences=spans)
+    except NewsdeskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one article must never stop the batch
+        return _failed(article, exc, "while splitting this article into sentences")
+    n_dense = min(len(chunks), config.dense_chunks_per_article or len(chunks))
+    return _Ready(article, digest, chunks, n_dense, mentions)
 
 
 def _index(
@@ -131,22 +201,17 @@ def _index(
     thread splits and dates the next, so the pipeline's own work hides behind the model's.
     Batches are written in order, each by one ``store.write`` (atomic), on this thread.
     """
-    batch: list[Prepared] = []
-    texts: list[str] = []
+    batch: list[_Ready] = []
+    n_texts = 0
     flush_at = config.embed_batch_size * 4
-    limit = config.dense_chunks_per_article or None
 
-    def write(vectors: list[list[float]], done: list[Prepared]) -> None:
-        prepared, offset = [], 0
-        for article, digest, chunks, n_dense, mentions in done:
-            prepared.append(
-                PreparedArticle(
-                    article, digest, chunks, vectors[offset : offset + n_dense], mentions=mentions
-                )
-            )
-            offset += n_dense
-        store.write(prepared)
-        for item in prepared:
+    def write(vectors: Future[list[list[float]]] | None, done: list[_Ready]) -> None:
+        embedded = _embedded(vectors, done, embedder, report)
+        prepared = [
+            PreparedArticle(r.article, r.digest, r.chunks, v, mentions=r.mentions)
+            for r, v in embedded
+        ]
+        for item in _write(prepared, store, report):
             article_id = item.article.id
             (report.updated if article_id in stored else report.added).append(article_id)
             report.chunks_written += len(item.chunks)
@@ -155,32 +220,105 @@ def _index(
             progress(report, total)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as model:
-        in_flight: tuple[Future[list[list[float]]], list[Prepared]] | None = None
+        in_flight: tuple[Future[list[list[float]]], list[_Ready]] | None = None
         for article, digest in pending:
-            spans = sentence_spans(article.text)
-            chunks = chunk_article(
-                article, max_tokens=config.chunk_tokens, count_tokens=embedder.count_tokens,
-                spans=spans,
-            )
-            if not chunks:
-                report.skipped.append(
-                    Skip(source=article.source or article.id, reason="article has no sentences")
-                )
+            ready = _prepare(article, digest, config, embedder)
+            if isinstance(ready, Skip):
+                report.skipped.append(ready)
                 continue
-            dense = chunks[:limit]
-            texts.extend(c.embed_text for c in dense)
-            mentions = find_mentions(article.text, article.published, sentences=spans)
-            batch.append((article, digest, chunks, len(dense), mentions))
-            if len(texts) >= flush_at:
+            batch.append(ready)
+            n_texts += ready.n_dense
+            if n_texts >= flush_at:
                 if in_flight:
-                    write(in_flight[0].result(), in_flight[1])
-                in_flight = (model.submit(embedder.embed_documents, list(texts)), list(batch))
+                    write(*in_flight)
+                texts = [t for r in batch for t in r.dense_texts()]
+                in_flight = (model.submit(embedder.embed_documents, texts), list(batch))
                 batch.clear()
-                texts.clear()
+                n_texts = 0
         if in_flight:
-            write(in_flight[0].result(), in_flight[1])
+            write(*in_flight)
         if batch:
-            write(embedder.embed_documents(texts), batch)
+            write(None, batch)
+
+
+def _embedded(
+    future: Future[list[list[float]]] | None,
+    batch: list[_Ready],
+    embedder: Embedder,
+    report: IngestReport,
+) -> list[tuple[_Ready, list[list[float]]]]:
+    """Each article of the batch with the vectors of its dense chunks.
+
+    When the batch fails, each article is embedded alone and those that still fail are skipped;
+    if every one of several fails, the model itself is failing and the error is raised.
+    """
+    try:
+        if future is None:
+            vectors = embedder.embed_documents([t for r in batch for t in r.dense_texts()])
+        else:
+            vectors = future.result()
+    except ConfigError:
+        raise
+    except Exception as batch_error:  # noqa: BLE001 - find the article that caused it
+        return _one_by_one(
+            batch, lambda r: embedder.embed_documents(r.dense_texts()), batch_error,
+            lambda r: r.article, report, "while embedding this article",
+        )
+    out, offset = [], 0
+    for ready in batch:
+        out.append((ready, vectors[offset : offset + ready.n_dense]))
+        offset += ready.n_dense
+    return out
+
+
+def _write(
+    prepared: list[PreparedArticle], store: Store, report: IngestReport
+) -> list[PreparedArticle]:
+    """Write the batch atomically; when it fails, write its articles one by one, skipping any
+    that still fail (if every one of several fails, the index itself is failing: raised)."""
+    if not prepared:
+        return []
+    try:
+        store.write(prepared)
+        return prepared
+    except ConfigError:
+        raise
+    except Exception as batch_error:  # noqa: BLE001 - find the article that caused it
+        written = _one_by_one(
+            prepared, lambda p: store.write([p]), batch_error, lambda p: p.article, report,
+            "while writing this article to the index",
+        )
+        return [p for p, _ in written]
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _one_by_one(
+    batch: list[T],
+    run: Callable[[T], R],
+    batch_error: Exception,
+    article_of: Callable[[T], Article],
+    report: IngestReport,
+    where: str,
+) -> list[tuple[T, R]]:
+    """``run`` on each item alone after the batch failed: the items that succeed with their
+    results; the others become skips.  If several items all fail, the failure is not any one
+    article's, and the batch's error is raised."""
+    done: list[tuple[T, R]] = []
+    failed: list[Skip] = []
+    for item in batch:
+        try:
+            done.append((item, run(item)))
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this one article is the problem
+            failed.append(_failed(article_of(item), exc, where))
+    if failed and not done and len(batch) > 1:
+        raise batch_error
+    report.skipped.extend(failed)
+    return done
 
 
 def _replaced_by(article: Article, store: Store) -> list[str]:

@@ -1,23 +1,46 @@
 """Read article files of every supported format into ``Article`` records.
 
 ``read_paths(paths)`` walks files and folders and yields an ``Article`` for each article found
-and a ``Skip`` (file, line, reason) for each input that cannot be used, so one bad file never
-stops a batch.  Supported: .txt/.md (first line is the headline, optional YAML front matter),
-.html (main text via trafilatura), .json/.jsonl (the corpus format), RSS/Atom feeds (feedparser).
+and a ``Skip`` (file, line, reason) for each input that cannot be used, so one bad file, line or
+record never stops a batch: even an unexpected failure while reading one becomes that input's
+Skip.  Supported: .txt/.md (first line is the headline, optional YAML front matter), .html (main
+text via trafilatura), .json/.jsonl (the corpus format), RSS/Atom feeds (feedparser).  Which
+paths are read, and how bytes become text, is ``index.files``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from index.errors import unexpected
+from index.files import Unreadable, check_text, decode, display, marked_encoding, read_regular, walk
 from index.models import Article, Skip
+from index.records import (
+    RECORD_FIELDS,
+    BadRecord,
+    article_from_record,
+    derive_id,
+    load_json,
+    parse_date,
+    record_item,
+)
+
+__all__ = [
+    "RECORD_FIELDS",
+    "SUPPORTED",
+    "SUPPORTED_HINT",
+    "article_from_record",
+    "derive_id",
+    "parse_date",
+    "read_file",
+    "read_paths",
+    "record_item",
+]
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -26,84 +49,76 @@ JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 FEED_SUFFIXES = {".rss", ".atom", ".xml"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | JSON_SUFFIXES | JSONL_SUFFIXES | FEED_SUFFIXES
 SUPPORTED_HINT = "newsdesk reads .txt, .md, .html, .json, .jsonl and RSS/Atom (.rss, .atom, .xml)"
-RECORD_FIELDS = {"id", "title", "text", "url", "outlet", "published", "authors"}
 
 Item = Article | Skip
 
 
-class _BadRecord(ValueError):
-    """A record that cannot become an article; the message names the field."""
-
-
 def read_paths(paths: Iterable[str | Path]) -> Iterator[Item]:
-    """Yield every article (or skip) found under the given files and folders, in a stable order."""
-    for raw in paths:
-        path = Path(raw).expanduser()
-        if not path.exists():
-            yield Skip(source=str(raw), reason="no such file or folder; check the path")
-        elif path.is_dir():
-            yield from _read_dir(path.resolve())
+    """Yield every article (or skip) found under the given files and folders, in a stable order.
+
+    Files are named as given (a symbolic link by its own name, made absolute); anything that is
+    not a regular file or folder, such as a named pipe or a broken link, is a Skip.
+    """
+    for found in walk(paths, SUPPORTED, SUPPORTED_HINT):
+        if isinstance(found, Skip):
+            yield found
         else:
-            yield from read_file(path.resolve())
+            yield from read_file(found)
 
 
-def _read_dir(folder: Path) -> Iterator[Item]:
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file():
-            continue
-        if path.suffix.lower() in SUPPORTED:
-            yield from read_file(path)
-        else:
-            yield Skip(source=str(path), reason=f"unsupported file type; {SUPPORTED_HINT}", error=False)
+def read_file(path: Path, *, source: str | None = None) -> Iterator[Item]:
+    """Yield the articles in one file, or a Skip saying why (part of) it cannot be read.
+
+    ``source`` names the file in the articles and skips (default: the path as given).  An
+    unexpected failure while reading is a Skip too; the articles read before it are kept.
+    """
+    source = source or display(path)
+    try:
+        yield from _read_file(path, source)
+    except Exception as exc:  # noqa: BLE001 - one file must never stop the batch
+        yield Skip(source=source, reason=unexpected(exc, "while reading this file"))
 
 
-def read_file(path: Path) -> Iterator[Item]:
-    """Yield the articles in one file, or a single Skip saying why the file cannot be read."""
+def _read_file(path: Path, source: str) -> Iterator[Item]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED:
-        yield Skip(source=str(path), reason=f"unsupported file type {suffix!r}; {SUPPORTED_HINT}")
+        yield Skip(source=source, reason=f"unsupported file type {suffix!r}; {SUPPORTED_HINT}")
         return
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        yield Skip(source=str(path), reason=f"cannot read file: {exc.strerror or exc}")
-        return
-    if not data.strip():
-        yield Skip(source=str(path), reason="file is empty")
-        return
-    if b"\x00" in data[:8192]:
-        yield Skip(source=str(path), reason=f"looks like a binary file, not text; {SUPPORTED_HINT}")
-        return
-    if suffix in HTML_SUFFIXES:
-        yield from _html_article(path, data)
-        return
-    if suffix in FEED_SUFFIXES:
-        yield from _feed_articles(path, data)
-        return
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        yield Skip(
-            source=str(path),
-            reason=f"not valid UTF-8 (bad byte at offset {exc.start}); re-save the file as UTF-8",
-        )
+        data = read_regular(path)
+        if not data.strip():
+            raise Unreadable("file is empty")
+        check_text(data, SUPPORTED_HINT)
+        if suffix in FEED_SUFFIXES:  # feedparser reads the XML declaration and byte-order marks
+            yield from _feed_articles(source, data)
+            return
+        if suffix in HTML_SUFFIXES and not marked_encoding(data):  # <meta charset> decides
+            yield from _html_article(source, data)
+            return
+        text = decode(data)
+        if not text.strip():
+            raise Unreadable("file is empty")
+    except Unreadable as exc:
+        yield Skip(source=source, reason=exc.reason)
         return
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if suffix in TEXT_SUFFIXES:
-        yield _text_article(path, text)
+    if suffix in HTML_SUFFIXES:
+        yield from _html_article(source, text)
+    elif suffix in TEXT_SUFFIXES:
+        yield _text_article(source, text)
     elif suffix in JSONL_SUFFIXES:
-        yield from _jsonl_articles(path, text)
+        yield from _jsonl_articles(source, text)
     else:
-        yield from _json_articles(path, text)
+        yield from _json_articles(source, text)
 
 
 # --- plain text and markdown -------------------------------------------------------------
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+TEXT_LAYOUT = "a .txt/.md article is its headline on the first line and its text on the lines below"
 
 
-def _text_article(path: Path, text: str) -> Item:
+def _text_article(source: str, text: str) -> Item:
     meta: dict[str, Any] = {}
     match = _FRONT_MATTER.match(text)
     if match:
@@ -112,9 +127,11 @@ def _text_article(path: Path, text: str) -> Item:
         try:
             loaded = yaml.safe_load(match.group(1)) or {}
         except yaml.YAMLError as exc:
-            return Skip(source=str(path), reason=f"front matter is not valid YAML: {exc}")
+            return Skip(source=source, reason=f"front matter is not valid YAML: {exc}")
+        except RecursionError:
+            return Skip(source=source, reason="front matter is nested too deeply to be fields")
         if not isinstance(loaded, dict):
-            return Skip(source=str(path), reason="front matter must be a YAML mapping of fields")
+            return Skip(source=source, reason="front matter must be a YAML mapping of fields")
         meta = loaded
         text = text[match.end():]
     body = text.strip()
@@ -122,149 +139,64 @@ def _text_article(path: Path, text: str) -> Item:
         head, _, rest = body.partition("\n")
         meta["title"] = head.strip().lstrip("#").strip()
         body = rest.strip()
+        if not body:
+            return Skip(source=source, reason=f"only a headline, no article text: {TEXT_LAYOUT}")
+    elif not body:
+        return Skip(
+            source=source,
+            reason="no article text after the front matter: put the text below the closing ---",
+        )
     meta["text"] = body
-    return _article_or_skip(meta, source=str(path), id_fallback=None)
+    return record_item(meta, source=source)
 
 
 # --- JSON and JSON Lines ------------------------------------------------------------------
 
 
-def _jsonl_articles(path: Path, text: str) -> Iterator[Item]:
+def _jsonl_articles(source: str, text: str) -> Iterator[Item]:
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        source = f"{path}:{number}"
+        where = f"{source}:{number}"
         try:
-            record = json.loads(line)
+            record = load_json(line)
         except json.JSONDecodeError as exc:
-            yield Skip(source=source, reason=f"malformed JSON ({exc.msg} at column {exc.colno})")
+            yield Skip(source=where, reason=f"malformed JSON ({exc.msg} at column {exc.colno})")
             continue
-        yield _article_or_skip(record, source=source, id_fallback=None)
+        except BadRecord as exc:
+            yield Skip(source=where, reason=str(exc))
+            continue
+        yield record_item(record, source=where)
 
 
-def _json_articles(path: Path, text: str) -> Iterator[Item]:
+def _json_articles(source: str, text: str) -> Iterator[Item]:
     try:
-        loaded = json.loads(text)
+        loaded = load_json(text)
     except json.JSONDecodeError as exc:
         yield Skip(
-            source=f"{path}:{exc.lineno}",
+            source=f"{source}:{exc.lineno}",
             reason=f"malformed JSON ({exc.msg} at column {exc.colno}); "
             "a file with one article per line should be named .jsonl",
         )
         return
+    except BadRecord as exc:
+        yield Skip(source=source, reason=str(exc))
+        return
     records = loaded if isinstance(loaded, list) else [loaded]
     for number, record in enumerate(records, start=1):
-        source = f"{path}[{number}]" if isinstance(loaded, list) else str(path)
-        yield _article_or_skip(record, source=source, id_fallback=None)
-
-
-def _article_or_skip(record: Any, *, source: str, id_fallback: str | None) -> Item:
-    try:
-        return article_from_record(record, source=source, id_fallback=id_fallback)
-    except _BadRecord as exc:
-        return Skip(source=source, reason=str(exc))
-
-
-def article_from_record(
-    record: Any, *, source: str | None = None, id_fallback: str | None = None
-) -> Article:
-    """Validate one corpus-format record (see ../shared/data/README.md) into an Article.
-
-    Raises ValueError naming the field when the record cannot be used.
-    """
-    if not isinstance(record, dict):
-        raise _BadRecord(f"expected a JSON object with a 'text' field, got {type(record).__name__}")
-    text = record.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise _BadRecord("record has no text: field 'text' must be a non-empty string")
-    title = _optional_str(record, "title")
-    if not title:
-        title = text.strip().split("\n", 1)[0][:120]
-    url = _optional_str(record, "url")
-    outlet = _optional_str(record, "outlet") or _outlet_from_url(url)
-    authors = record.get("authors") or []
-    if isinstance(authors, str):
-        authors = [a.strip() for a in re.split(r";|\band\b|,", authors) if a.strip()]
-    if not isinstance(authors, list) or not all(isinstance(a, str) for a in authors):
-        raise _BadRecord("field 'authors' must be a list of names")
-    article_id = _optional_str(record, "id") or id_fallback or derive_id(url, title, text)
-    if "\n" in article_id or len(article_id) > 256:
-        raise _BadRecord("field 'id' must be one line of at most 256 characters")
-    return Article(
-        id=article_id,
-        title=title.strip(),
-        text=text,
-        outlet=outlet,
-        published=parse_date(record.get("published")),
-        url=url,
-        authors=authors,
-        source=source,
-    )
-
-
-def _optional_str(record: dict[str, Any], field: str) -> str | None:
-    value = record.get(field)
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and field == "id":
-        return str(value)
-    if not isinstance(value, str):
-        raise _BadRecord(f"field {field!r} must be a string, got {type(value).__name__}")
-    return value.strip() or None
-
-
-def parse_date(value: Any) -> date | None:
-    """Read a publication date: ISO first, then any form dateparser understands; None if absent.
-
-    Raises ValueError naming the field when a value is present but unreadable.
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip()[:10])
-        except ValueError:
-            import dateparser
-
-            parsed = dateparser.parse(value, settings={"RETURN_AS_TIMEZONE_AWARE": False})
-            if parsed is not None:
-                return parsed.date()
-    raise _BadRecord(
-        f"field 'published': cannot read {value!r} as a date (use ISO like 2015-10-21, or null)"
-    )
-
-
-def derive_id(url: str | None, title: str, text: str) -> str:
-    """A stable id for an article that came without one: from its URL, else from its content."""
-    if url:
-        parts = urlsplit(url.strip())
-        key = f"{parts.netloc.lower().removeprefix('www.')}{parts.path.rstrip('/')}"
-        if parts.query:
-            key += "?" + parts.query
-        return "u-" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
-    return "c-" + hashlib.sha1(f"{title}\n{text}".encode()).hexdigest()[:16]
-
-
-def _outlet_from_url(url: str | None) -> str | None:
-    if not url:
-        return None
-    host = urlsplit(url).netloc.lower()
-    return host.removeprefix("www.") or None
+        where = f"{source}[{number}]" if isinstance(loaded, list) else source
+        yield record_item(record, source=where)
 
 
 # --- HTML pages ---------------------------------------------------------------------------
 
 
-def _html_article(path: Path, data: bytes) -> Iterator[Item]:
+def _html_article(source: str, data: bytes | str) -> Iterator[Item]:
     import trafilatura
 
     doc: Any = trafilatura.bare_extraction(data, with_metadata=True, include_comments=False)
     if doc is None or not (doc.text or "").strip():
-        yield Skip(source=str(path), reason="no article text found in this HTML page")
+        yield Skip(source=source, reason="no article text found in this HTML page")
         return
     text = doc.text.strip()
     title = (doc.title or "").strip()
@@ -281,22 +213,22 @@ def _html_article(path: Path, data: bytes) -> Iterator[Item]:
         "published": doc.date,
         "authors": doc.author or [],
     }
-    yield _article_or_skip(record, source=str(path), id_fallback=None)
+    yield record_item(record, source=source)
 
 
 # --- RSS and Atom feeds -------------------------------------------------------------------
 
 
-def _feed_articles(path: Path, data: bytes) -> Iterator[Item]:
+def _feed_articles(source: str, data: bytes) -> Iterator[Item]:
     import feedparser
 
     feed = feedparser.parse(data)
     if not feed.get("version") and not feed.entries:
-        yield Skip(source=str(path), reason=f"not an RSS or Atom feed; {SUPPORTED_HINT}")
+        yield Skip(source=source, reason=f"not an RSS or Atom feed; {SUPPORTED_HINT}")
         return
     outlet = feed.feed.get("title")
     for number, entry in enumerate(feed.entries, start=1):
-        source = f"{path}#{number}"
+        where = f"{source}#{number}"
         body = ""
         if entry.get("content"):
             body = entry.content[0].get("value", "")
@@ -311,7 +243,7 @@ def _feed_articles(path: Path, data: bytes) -> Iterator[Item]:
             "published": date(*parsed[:3]) if parsed else None,
             "authors": [a.get("name") for a in entry.get("authors", []) if a.get("name")],
         }
-        yield _article_or_skip(record, source=source, id_fallback=None)
+        yield record_item(record, source=where)
 
 
 def _html_to_text(fragment: str) -> str:

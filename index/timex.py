@@ -276,7 +276,10 @@ def find_mentions(
                 span = match.span(1) if kind == "year" else match.span()
                 if any(a < span[1] and span[0] < b for a, b in taken):
                     continue
-                resolved = resolve(sentence[span[0]:span[1]], kind, published, sentence)
+                try:
+                    resolved = resolve(sentence[span[0]:span[1]], kind, published, sentence)
+                except (OverflowError, ValueError):  # "99999999 days ago": no calendar day
+                    resolved = None
                 if resolved is None:
                     continue
                 taken.append(span)
@@ -323,7 +326,11 @@ def _resolve_anchored(text: str, sentences: list[tuple[int, int]], mentions: lis
             # "X happened N days after Y": the anchor dates X, so the mention (Y) is N earlier.
             sign = {"after": -1, "before": 1, "later": 1, "earlier": -1}[words[2]]
         base = date(source.year or 2000, source.month or 1, source.day or 1)
-        day = _shift(base, sign * n, unit)
+        try:
+            day = _shift(base, sign * n, unit)
+        except (OverflowError, ValueError):
+            m.note = "too far from its anchor to be a calendar day"
+            continue
         m.granularity = "day" if unit.startswith("day") else unit.rstrip("s")  # type: ignore[assignment]
         m.year = day.year if source.year else None
         m.month, m.day = day.month, day.day
