@@ -6,7 +6,8 @@ under uvicorn.  Routes translate requests into calls of ``Assistant`` and ``Libr
 logic of their own:
 
 - ``POST /v1/ask``: question and filters in, ``Answer`` out (``stream: true``: server-sent
-  events ``delta``, ``reset``, ``answer``, mirroring ``StreamEvent``).
+  events ``delta``, ``reset``, ``answer``, mirroring ``StreamEvent``: the deltas are the draft,
+  the answer is the checked text).
 - ``POST /v1/timeline``: query and filters in, ``Timeline`` (dated, cited events) out.
 - ``GET|POST /v1/articles``, ``GET|DELETE /v1/articles/{id}``, ``GET /v1/stats``: the index.
 - ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI-compatible (``openai_compat``).
@@ -81,8 +82,9 @@ class AskRequest(Filters):
     )
     stream: bool = Field(
         False,
-        description="Answer as server-sent events: `delta` (text as written), `reset` (discard "
-        "the text so far), then `answer` (the final Answer with its citations).",
+        description="Answer as server-sent events: `delta` (the draft as written, before its "
+        "citations are checked), `reset` (discard the text so far), then `answer` (the final, "
+        "checked Answer: its `text` is the answer, without the sentences listed in `dropped`).",
     )
 
 
@@ -254,8 +256,9 @@ ASK_EVENT: dict[str, Any] = {
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "description": 'JSON: {"type": "delta", "text"}, {"type": "reset"} (discard the '
-            'text so far), {"type": "answer", "answer": Answer}, or {"error": {...}}.',
+            "description": 'JSON: {"type": "delta", "text"} (the unchecked draft), {"type": '
+            '"reset"} (discard the text so far), {"type": "answer", "answer": Answer} (the '
+            'checked answer, to show in place of the draft), or {"error": {...}}.',
         },
     },
 }

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -253,8 +252,8 @@ def test_bad_questions_get_a_422_naming_the_field(api: TestClient, body: Any, na
         b'{"question": "When did \\ud800 Assad visit?"}',
         b'{"messages": [{"role": "user", "content": "When did \\ud800 Assad visit?"}]}',
         b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}',
-        b'{"messages": [{"role": "user", "content": "Hi \\ud800"}, '
-        b'{"role": "assistant", "content": "Hello"}, {"role": "user", "content": "And?"}]}',
+        (b'{"messages": [{"role": "user", "content": "Hi \\ud800"}, '
+         b'{"role": "assistant", "content": "Hello"}, {"role": "user", "content": "And?"}]}'),
     ],
 )
 def test_a_lone_surrogate_is_a_422_on_every_question_route(api: TestClient, body: bytes) -> None:
