@@ -7,17 +7,15 @@ Library errors (``NewsdeskError``) become a one-line message and a hint; no trac
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.cli_runner import run
+from assistant.cli_runner import json_line, run, safe
 from evals.cli import eval_command
 
 if TYPE_CHECKING:  # heavy at run time; the commands import what they use
@@ -36,27 +34,6 @@ err = Console(stderr=True, soft_wrap=True)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "index" / "samples"
 
-# Text from articles (titles, outlets, quotes, file names) can hold terminal control sequences:
-# ESC/CSI/OSC sequences that recolour, retitle or clear the terminal, BEL, backspaces, and the
-# bidirectional overrides that make text read differently from what it is.  They are removed
-# before anything reaches the terminal; line breaks and tabs survive only in running text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_LINE_BREAKS = re.compile(r"[\t\n]+")
-
-
-def safe(value: object, *, multiline: bool = False) -> str:
-    """``value`` as text fit for the terminal: control characters removed, rich markup escaped,
-    and (unless ``multiline``) line breaks and tabs made spaces."""
-    text = _CONTROL.sub("", str(value))
-    if not multiline:
-        text = _LINE_BREAKS.sub(" ", text)
-    return escape(text)
-
-
-def _json_line(text: str) -> str:
-    """JSON output with the controls JSON leaves raw (DEL, C1, bidi overrides) escaped as
-    \\uXXXX: still the same JSON, but inert in a terminal."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 DataDir = Annotated[
     Path | None,
@@ -177,7 +154,7 @@ def list_articles(
     )
     if as_json:
         for article in page.articles:
-            print(_json_line(article.model_dump_json(exclude={"text"})))
+            print(json_line(article.model_dump_json(exclude={"text"})))
         return
     table = Table("id", "published", "outlet", "title")
     for article in page.articles:
@@ -264,7 +241,7 @@ def ask(
     _ready_model(settings)
     assistant = Assistant(settings)
     if as_json:
-        print(_json_line(assistant.ask(question, filters).model_dump_json(indent=2)))
+        print(json_line(assistant.ask(question, filters).model_dump_json(indent=2)))
         return
     answer = None
     live = stream and out.is_terminal
@@ -328,7 +305,7 @@ def timeline(
     filters = _filters(outlet, since, until, as_of)
     result = Assistant(_settings(data_dir)).timeline(query, filters, limit=limit)
     if as_json:
-        print(_json_line(result.model_dump_json(indent=2)))
+        print(json_line(result.model_dump_json(indent=2)))
         return
     if not result.events:
         out.print("No dated events found for this query.")
