@@ -139,7 +139,8 @@ def enforce(
     """
     if is_refusal(text) or not text.strip():
         return Enforced(CANNOT_ANSWER, [], [], True, [])
-    parsed = [p for p in parse(text) if p.text]  # markers alone say nothing
+    every = parse(text)
+    parsed = [p for p in every if p.text]  # markers alone say nothing
     by_number = {s.number: s for s in sources}
     warnings: list[str] = []
     invalid: list[list[int]] = []
@@ -194,7 +195,7 @@ def enforce(
             "the answer had no sentence with a supporting citation, so it was withheld"
         )
         return Enforced(CANNOT_ANSWER, [], [], True, warnings, dropped)
-    if dropped or any(invalid):
+    if dropped or any(invalid) or len(parsed) < len(every):
         text = _assemble(parsed, kept)
     return Enforced(text.strip(), sentences, citations, False, warnings, dropped)
 

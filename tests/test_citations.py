@@ -104,6 +104,7 @@ FSA = "Russia is ready to support the Free Syrian Army"
          [(1, 1, True), (2, 1, True)], ["uncited"], None),
         # markers alone are no sentence
         ("[1]", CANNOT_ANSWER, [], [], None),
+        (f"[2]\n{GOOD} [1].", f"{GOOD} [1].", [(1, 1, True)], [], None),
         # the model's own refusal
         (CANNOT_ANSWER, CANNOT_ANSWER, [], [], None),
         ("", CANNOT_ANSWER, [], [], None),
