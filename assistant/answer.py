@@ -2,8 +2,9 @@
 
 ``Assistant`` is the Python API that the CLI, the HTTP service and the chat UI all call:
 
-- ``ask(question, filters) -> Answer`` and ``stream(question, filters)`` (``StreamEvent``: text
-  deltas, ``reset`` when the LLM failed mid-answer, then the final ``Answer``);
+- ``ask(question, filters) -> Answer`` and ``stream(question, filters)`` (``StreamEvent``: the
+  draft's text deltas, ``reset`` when the LLM failed mid-answer, then the final, checked
+  ``Answer``);
 - ``chat(messages, filters) -> Answer`` and ``chat_stream(messages, filters)``: the last user
   message of a conversation, made standalone with the turns before it, then answered;
 - ``timeline(query, filters) -> Timeline``: dated, cited events in order.
@@ -139,8 +140,11 @@ class Assistant:
     ) -> Iterator[StreamEvent]:
         """Like ``ask``, yielding text deltas as they are written, then the final answer.
 
-        If the LLM fails after text was streamed, a ``reset`` event tells the client to discard
-        it before the extractive fallback's text arrives. Bad filters raise InputError at once;
+        The deltas are the writer's draft, before its citations are checked; the final
+        ``answer`` carries the checked text, which drops every sentence without a supporting
+        citation (``Answer.dropped``), so a face shows ``answer.text`` once it arrives.  If the
+        LLM fails after text was streamed, a ``reset`` event tells the client to discard it
+        before the extractive fallback's text arrives. Bad filters raise InputError at once;
         everything else runs when the first event is asked for.
         """
         question = question.strip()
@@ -165,6 +169,8 @@ class Assistant:
         started = time.perf_counter()
         try:
             yield from draft.take(writer.write(searched, sources, as_of=filters.as_of))
+            if not draft.text.strip():
+                raise LLMError(f"{writer.name} returned an empty reply")
         except LLMError as exc:
             fallback = str(exc)
             warnings.append(f"{exc}; answered extractively instead")
@@ -194,6 +200,7 @@ class Assistant:
             fallback=fallback,
             searched=searched if searched != question else None,
             warnings=warnings + enforced.warnings,
+            dropped=enforced.dropped,
             sources=sources,
             timings={k: round(v, 4) for k, v in timings.items()},
             usage=draft.usage,

@@ -6,7 +6,8 @@ under uvicorn.  Routes translate requests into calls of ``Assistant`` and ``Libr
 logic of their own:
 
 - ``POST /v1/ask``: question and filters in, ``Answer`` out (``stream: true``: server-sent
-  events ``delta``, ``reset``, ``answer``, mirroring ``StreamEvent``).
+  events ``delta``, ``reset``, ``answer``, mirroring ``StreamEvent``: the deltas are the draft,
+  the answer is the checked text).
 - ``POST /v1/timeline``: query and filters in, ``Timeline`` (dated, cited events) out.
 - ``GET|POST /v1/articles``, ``GET|DELETE /v1/articles/{id}``, ``GET /v1/stats``: the index.
 - ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI-compatible (``openai_compat``).
@@ -48,6 +49,7 @@ from assistant.http_base import (
     ERRORS,
     MAX_JSON_BYTES,
     ErrorBody,
+    LoginThrottle,
     Service,
     error_payload,
     install_error_handlers,
@@ -81,8 +83,9 @@ class AskRequest(Filters):
     )
     stream: bool = Field(
         False,
-        description="Answer as server-sent events: `delta` (text as written), `reset` (discard "
-        "the text so far), then `answer` (the final Answer with its citations).",
+        description="Answer as server-sent events: `delta` (the draft as written, before its "
+        "citations are checked), `reset` (discard the text so far), then `answer` (the final, "
+        "checked Answer: its `text` is the answer, without the sentences listed in `dropped`).",
     )
 
 
@@ -124,11 +127,11 @@ def create_app(
     """The newsdesk HTTP service over one index; ``mount_ui`` adds the chat UI at /ui.
 
     ``assistant`` (default: one built from ``settings``) answers every request. Raises
-    ConfigError for an unusable configuration.
+    ConfigError for an unusable configuration, such as an API key that is blank or too short.
     """
+    settings = assistant.settings if assistant else (settings or get_settings())
+    key = settings.api.checked_key()  # before the index and the model are loaded
     assistant = assistant or Assistant(settings)
-    settings = assistant.settings
-    key = settings.api.api_key.get_secret_value() if settings.api.api_key else None
     app = FastAPI(
         title="newsdesk",
         summary="Ask questions of news articles; every claim cites its source sentence.",
@@ -172,7 +175,7 @@ def serve(
     import uvicorn
 
     settings = settings or get_settings()
-    if not _is_loopback(host) and settings.api.api_key is None:
+    if not _is_loopback(host) and settings.api.checked_key() is None:
         raise ConfigError(
             f"refusing to serve on {host} without an API key: anyone who can reach it could "
             "read and change the index",
@@ -218,13 +221,17 @@ def _mount_ui(app: FastAPI, assistant: Assistant, key: str | None) -> None:
     blocks = ui.create_app(assistant.settings, assistant=assistant)
     auth = None
     if key:
-        # A browser cannot send a bearer token: the UI asks for the same key at a login page.
+        # A browser cannot send a bearer token: the UI asks for the same key at a login page,
+        # where failed attempts are throttled per client address.
         def auth(_user: str, password: str) -> bool:
             return secrets.compare_digest(password.encode(), key.encode())
+
+        app.add_middleware(LoginThrottle, path="/ui/login")
 
     gradio.mount_gradio_app(
         app, blocks, path="/ui", auth=auth,
         auth_message="Any user name; the password is the server's NEWSDESK_API_KEY.",
+        max_file_size=_upload_limit(assistant.settings),  # the same limit as POST /v1/articles
     )
 
 
@@ -250,8 +257,9 @@ ASK_EVENT: dict[str, Any] = {
         "data": {
             "type": "string",
             "contentMediaType": "application/json",
-            "description": 'JSON: {"type": "delta", "text"}, {"type": "reset"} (discard the '
-            'text so far), {"type": "answer", "answer": Answer}, or {"error": {...}}.',
+            "description": 'JSON: {"type": "delta", "text"} (the unchecked draft), {"type": '
+            '"reset"} (discard the text so far), {"type": "answer", "answer": Answer} (the '
+            'checked answer, to show in place of the draft), or {"error": {...}}.',
         },
     },
 }
@@ -337,9 +345,10 @@ def list_articles(
     ] = None,
 ) -> ArticlePage:
     """Indexed articles, newest first, without their text."""
-    return _library(service).list_articles(
+    page = _library(service).list_articles(
         offset=offset, limit=limit, outlet=outlet, search=search
     )
+    return page.model_copy(update={"articles": [_for_client(a) for a in page.articles]})
 
 
 @v1.get(
@@ -349,7 +358,16 @@ def list_articles(
 )
 def get_article(article_id: str, service: Annotated[Service, Depends(_service)]) -> Article:
     """One article with its full text: a citation's `start`/`end` index into `text`."""
-    return _library(service).get_article(article_id)
+    return _for_client(_library(service).get_article(article_id))
+
+
+def _for_client(article: Article) -> Article:
+    """The article as clients see it: ``source`` only when it names what a client sent
+    (``upload:NAME``, ``request[N]``), never a file path on the server."""
+    source = article.source or ""
+    if source == "request" or source.startswith(("upload:", "request[")):
+        return article
+    return article.model_copy(update={"source": None})
 
 
 @v1.delete(
@@ -365,8 +383,13 @@ def delete_article(article_id: str, service: Annotated[Service, Depends(_service
 
 @v1.get("/stats", tags=["articles"])
 def stats(service: Annotated[Service, Depends(_service)]) -> dict[str, Any]:
-    """What is indexed: counts, date range, outlets."""
-    return _library(service).stats()
+    """What is indexed: counts, date range, outlets, embedding model (no server paths)."""
+    stats = _library(service).stats()
+    return {k: v for k, v in stats.items() if k not in SERVER_ONLY_STATS}
+
+
+SERVER_ONLY_STATS = frozenset({"data_dir", "chroma"})
+"""Where the index lives on the server (`newsdesk stats` shows it); not for clients."""
 
 
 ARTICLES_BODY: dict[str, Any] = {

@@ -112,10 +112,10 @@ class OpenAIChatModel:
             reply = self._client.chat.completions.create(
                 **self._request(messages, max_tokens, temperature)
             )
-        content = reply.choices[0].message.content if reply.choices else None
-        usage = reply.usage
+            content = reply.choices[0].message.content if reply.choices else None
+            usage = reply.usage
         return Completion(
-            text=content or "",
+            text=content if isinstance(content, str) else "",
             usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
         )
 
@@ -131,8 +131,9 @@ class OpenAIChatModel:
             )
             for chunk in chunks:
                 for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        yield TextDelta(choice.delta.content)
+                    text = choice.delta.content if choice.delta else None
+                    if isinstance(text, str) and text:
+                        yield TextDelta(text)
                 if chunk.usage:
                     yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
 
@@ -174,3 +175,9 @@ class OpenAIChatModel:
             raise LLMError(f"{self.name} failed with HTTP {exc.status_code}") from None
         except openai.OpenAIError as exc:
             raise LLMError(f"{self.name} failed: {exc}") from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # not the protocol
+            raise LLMError(
+                f"{self.name} sent a reply that is not an OpenAI chat completion "
+                f"({type(exc).__name__})",
+                hint="check that OPENAI_BASE_URL points at an OpenAI-compatible server",
+            ) from None

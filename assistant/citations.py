@@ -1,9 +1,17 @@
 """Citations enforced in code: parse [n] markers, resolve them to verbatim spans, check support.
 
-``enforce(text, sources, support)`` is the entry point.  It drops numbers that name no source,
-maps every valid marker to the source sentence that best supports its answer sentence (quote
-and offsets), flags citations whose support is below the threshold, marks sentences left
-without a supporting citation, and turns an answer with no valid citation into a refusal.
+``enforce(text, sources, support)`` is the entry point, and its rule is the promise "nothing
+uncited, nothing invented": every sentence left in an answer carries at least one marker naming
+a retrieved source whose best sentence supports it.  Markers naming no source are removed;
+each remaining one is mapped to the source sentence that best supports its answer sentence
+(quote and offsets); a sentence with no valid or no supporting citation is removed from the text
+and reported in ``dropped`` with the reason; an extra citation that does not clearly support an
+otherwise supported sentence stays, flagged; and an answer left with no sentence becomes the
+cannot-answer refusal.  Instructions injected into source text therefore cannot add words of
+their own to an answer: whatever the model writes must be backed by a quoted source sentence,
+and a source sentence that gives the model orders (``INSTRUCTION``) backs nothing.  Support is
+semantic similarity: it catches a sentence about something the source does not say, not one
+that contradicts its source.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from assistant.models import CANNOT_ANSWER, AnswerSentence, Citation, Source
+from assistant.models import CANNOT_ANSWER, AnswerSentence, Citation, DroppedSentence, Source
 from index.chunking import sentence_spans
 
 SupportFn = Callable[[Sequence[str], Sequence[str]], list[list[float]]]
@@ -23,6 +31,18 @@ _ONLY_MARKERS = re.compile(rf"^(?:\s*{MARKER.pattern})+[\s.,;:!?]*$")
 _LEADING_MARKERS = re.compile(rf"^(?:\s*{MARKER.pattern})+")
 
 
+INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:of\s+)?(?:the\s+|your\s+)?"
+    r"(?:previous|prior|above|earlier|preceding|other)\s+(?:instructions|rules|prompts?|directions)"
+    r"|\b(?:end|start|begin|finish)\s+(?:every|each|all|your)\s+(?:answers?|repl(?:y|ies)|responses?)"
+    r"|\bsystem\s+prompt\b|\btell\s+the\s+(?:reader|user)s?\s+(?:that|to)\b"
+    r"|\bcite\s+(?:source\s+)?\[?\d+\]?\s+for\b",
+    re.IGNORECASE,
+)
+"""Source sentences that give a language model orders (prompt injection): they never count as
+supporting a claim, so an answer cannot repeat an injected payload by citing the order."""
+
+
 @dataclass
 class ParsedSentence:
     """An answer sentence as written, its text without markers, and the numbers it cites."""
@@ -30,6 +50,7 @@ class ParsedSentence:
     raw: str
     text: str
     numbers: list[int] = field(default_factory=list)
+    gap: str = ""  # what separated it from the sentence before, as written (spaces, line breaks)
 
 
 def marker_numbers(marker_body: str) -> list[int]:
@@ -59,8 +80,11 @@ def parse(text: str) -> list[ParsedSentence]:
     sentence before them; duplicates are kept once, in order of appearance.
     """
     sentences: list[ParsedSentence] = []
+    previous_end, gap = 0, ""
     for start, end in sentence_spans(text):
         raw = text[start:end]
+        gap += text[previous_end:start]
+        previous_end = end
         lead = _LEADING_MARKERS.match(raw)
         if sentences and (lead or _ONLY_MARKERS.match(raw)):
             moved = raw if _ONLY_MARKERS.match(raw) else lead.group(0)  # type: ignore[union-attr]
@@ -69,10 +93,11 @@ def parse(text: str) -> list[ParsedSentence]:
             raw = raw[len(moved):].strip()
             if not raw:
                 continue
-        parsed = ParsedSentence(raw=raw, text=strip_markers(raw))
+        parsed = ParsedSentence(raw=raw, text=strip_markers(raw), gap=gap)
         _add_numbers(parsed, raw)
         if parsed.text or parsed.numbers:
             sentences.append(parsed)
+            gap = ""
     return sentences
 
 
@@ -98,60 +123,131 @@ class Enforced:
     citations: list[Citation]
     refused: bool
     warnings: list[str]
+    dropped: list[DroppedSentence] = field(default_factory=list)
 
 
 def enforce(
     text: str, sources: Sequence[Source], support: SupportFn, *, threshold: float
 ) -> Enforced:
-    """Check every citation of ``text`` against ``sources``; see the module docstring."""
+    """Hold ``text`` to the citation rules against ``sources``; see the module docstring.
+
+    A sentence stays in the answer only when at least one of its markers names a retrieved
+    source whose best sentence supports it (``support`` at or above ``threshold``); every other
+    sentence is removed from the text and listed in ``dropped`` with the reason.  Markers that
+    name no source are removed from the text too.  An answer left with no sentence is the
+    cannot-answer sentinel, refused.
+    """
     if is_refusal(text) or not text.strip():
         return Enforced(CANNOT_ANSWER, [], [], True, [])
-    parsed = parse(text)
+    every = parse(text)
+    parsed = [p for p in every if p.text]  # markers alone say nothing
     by_number = {s.number: s for s in sources}
     warnings: list[str] = []
+    invalid: list[list[int]] = []
     for p in parsed:
         bad = [n for n in p.numbers if n not in by_number]
         if bad:
-            warnings.append(
-                f"dropped citation {', '.join(f'[{n}]' for n in bad)}: no such source"
-            )
+            warnings.append(f"dropped citation {_markers(bad)}: no such source")
+        invalid.append(bad)
         p.numbers = [n for n in p.numbers if n in by_number]
 
     pairs = [(i, n) for i, p in enumerate(parsed) for n in p.numbers]
-    scores = _support_matrix(parsed, pairs, by_number, support)
+    scores = dict(zip(pairs, _support_matrix(parsed, pairs, by_number, support), strict=True))
+    kept: list[int] = []
+    dropped: list[DroppedSentence] = []
+    for i, p in enumerate(parsed):
+        judged = [(n, scores[(i, n)][1]) for n in p.numbers]
+        if any(score >= threshold for _, score in judged):
+            kept.append(i)
+            continue
+        dropped.append(_dropped(p.text, invalid[i], judged, threshold))
+
     citations: list[Citation] = []
-    sentences = [AnswerSentence(text=p.text, citations=[], supported=False) for p in parsed]
-    for (i, n), (best, score) in zip(pairs, scores, strict=True):
-        source = by_number[n]
-        quote = source.sentences[best]
-        sentences[i].citations.append(len(citations))
-        ok = score >= threshold
-        sentences[i].supported |= ok
-        citations.append(
-            Citation(
-                number=n,
-                sentence=i,
-                article_id=source.article_id,
-                title=source.title,
-                outlet=source.outlet,
-                published=source.published,
-                url=source.url,
-                quote=quote.text,
-                start=quote.start,
-                end=quote.end,
-                support=round(score, 4),
-                supported=ok,
+    sentences: list[AnswerSentence] = []
+    for i in kept:
+        sentence = AnswerSentence(text=parsed[i].text, citations=[], supported=True)
+        for n in parsed[i].numbers:
+            best, score = scores[(i, n)]
+            quote, source = by_number[n].sentences[best], by_number[n]
+            ok = score >= threshold
+            if not ok:
+                warnings.append(f"citation [{n}] does not clearly support: {parsed[i].text!r}")
+            sentence.citations.append(len(citations))
+            citations.append(
+                Citation(
+                    number=n,
+                    sentence=len(sentences),
+                    article_id=source.article_id,
+                    title=source.title,
+                    outlet=source.outlet,
+                    published=source.published,
+                    url=source.url,
+                    quote=quote.text,
+                    start=quote.start,
+                    end=quote.end,
+                    support=round(score, 4),
+                    supported=ok,
+                )
             )
+        sentences.append(sentence)
+    if not kept:
+        warnings.append(
+            "the answer had no sentence with a supporting citation, so it was withheld"
         )
-        if not ok:
-            warnings.append(f"citation [{n}] does not clearly support: {parsed[i].text!r}")
-    for p, s in zip(parsed, sentences, strict=True):
-        if not p.numbers:
-            warnings.append(f"uncited sentence: {p.text!r}")
-    if not citations:
-        warnings.append("the answer cited no valid source, so it was withheld")
-        return Enforced(CANNOT_ANSWER, [], [], True, warnings)
-    return Enforced(text.strip(), sentences, citations, False, warnings)
+        return Enforced(CANNOT_ANSWER, [], [], True, warnings, dropped)
+    if dropped or any(invalid) or len(parsed) < len(every):
+        text = _assemble(parsed, kept)
+    return Enforced(text.strip(), sentences, citations, False, warnings, dropped)
+
+
+def _markers(numbers: Sequence[int]) -> str:
+    return ", ".join(f"[{n}]" for n in numbers)
+
+
+def _dropped(
+    text: str, invalid: list[int], judged: list[tuple[int, float]], threshold: float
+) -> DroppedSentence:
+    """Why a sentence without a supporting citation was removed."""
+    if judged:
+        scores = ", ".join(f"[{n}] {score:.2f}" for n, score in judged)
+        reason = f"its citation does not support it (support {scores}; needs {threshold:.2f})"
+        return DroppedSentence(text=text, kind="unsupported", reason=reason)
+    if invalid:
+        reason = f"it cites only {_markers(invalid)}, which name no retrieved source"
+        return DroppedSentence(text=text, kind="invalid", reason=reason)
+    return DroppedSentence(text=text, kind="uncited", reason="it cites no source")
+
+
+def _assemble(parsed: list[ParsedSentence], kept: list[int]) -> str:
+    """The kept sentences as written, their markers limited to valid numbers, with the line
+    breaks that separated them."""
+    out = ""
+    gap = ""
+    for i, p in enumerate(parsed):
+        gap += p.gap
+        if i not in kept:
+            continue
+        if out:
+            out += "\n\n" if "\n\n" in gap else "\n" if "\n" in gap else " "
+        out += _only_markers(p.raw, set(p.numbers))
+        gap = ""
+    return out
+
+
+def _only_markers(raw: str, valid: set[int]) -> str:
+    """``raw`` with each marker rewritten to the numbers in ``valid`` (removed if none)."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        numbers = [n for n in marker_numbers(match.group(1)) if n in valid]
+        if not numbers:
+            return ""
+        return match.group(0) if len(numbers) == len(marker_numbers(match.group(1))) else (
+            "[" + ", ".join(str(n) for n in numbers) + "]"
+        )
+
+    cleaned = MARKER.sub(rewrite, raw)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip()
 
 
 def _support_matrix(
@@ -171,6 +267,9 @@ def _support_matrix(
     out = []
     for i, n in pairs:
         row = matrix[row_of[i]]
-        options = [(j, row[col]) for col, (m, j) in enumerate(flat) if m == n]
+        options = [
+            (j, 0.0 if INSTRUCTION.search(by_number[n].sentences[j].text) else row[col])
+            for col, (m, j) in enumerate(flat) if m == n
+        ]
         out.append(max(options, key=lambda o: o[1]))
     return out

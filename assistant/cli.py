@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.cli_runner import run
+from assistant.cli_runner import json_line, run, safe
 from evals.cli import eval_command
 
 if TYPE_CHECKING:  # heavy at run time; the commands import what they use
@@ -34,6 +33,7 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "index" / "samples"
+
 
 DataDir = Annotated[
     Path | None,
@@ -135,7 +135,7 @@ def _print_report(report: Any) -> None:
     )
     for skip in report.skipped:
         colour = "red" if skip.error else "yellow"
-        out.print(f"  [{colour}]skipped[/] {escape(skip.source)}: {escape(skip.reason)}")
+        out.print(f"  [{colour}]skipped[/] {safe(skip.source)}: {safe(skip.reason)}")
 
 
 @app.command("list")
@@ -154,15 +154,15 @@ def list_articles(
     )
     if as_json:
         for article in page.articles:
-            print(article.model_dump_json(exclude={"text"}))
+            print(json_line(article.model_dump_json(exclude={"text"})))
         return
     table = Table("id", "published", "outlet", "title")
     for article in page.articles:
         table.add_row(
-            escape(article.id),
+            safe(article.id),
             article.published.isoformat() if article.published else "?",
-            escape(article.outlet or ""),
-            escape(article.title),
+            safe(article.outlet or ""),
+            safe(article.title),
         )
     out.print(table)
     out.print(f"{len(page.articles)} of {page.total} articles")
@@ -179,9 +179,9 @@ def remove(
     removed = Library(_settings(data_dir)).remove_many(ids)
     for article_id in ids:
         if article_id in removed:
-            out.print(f"removed {escape(article_id)}")
+            out.print(f"removed {safe(article_id)}")
         else:
-            err.print(f"[red]not indexed:[/] {escape(article_id)} (`newsdesk list` shows the ids)")
+            err.print(f"[red]not indexed:[/] {safe(article_id)} (`newsdesk list` shows the ids)")
     if len(removed) < len(set(ids)):
         raise typer.Exit(1)
 
@@ -201,7 +201,7 @@ def stats(
     for key, value in info.items():
         if key == "outlets":
             value = ", ".join(f"{k} ({n})" for k, n in value.items()) or "-"
-        out.print(f"[bold]{key}[/]: {escape(str(value))}")
+        out.print(f"[bold]{key}[/]: {safe(str(value))}")
 
 
 def _filters(
@@ -241,29 +241,38 @@ def ask(
     _ready_model(settings)
     assistant = Assistant(settings)
     if as_json:
-        print(assistant.ask(question, filters).model_dump_json(indent=2))
+        print(json_line(assistant.ask(question, filters).model_dump_json(indent=2)))
         return
     answer = None
     live = stream and out.is_terminal
+    draft = ""  # what was shown as it was written, before the citation check
     for event in assistant.stream(question, filters):
         if event.type == "delta" and live:
-            out.print(escape(event.text or ""), end="")
+            draft += event.text or ""
+            out.print(safe(event.text or "", multiline=True), end="")
         elif event.type == "reset" and live:
+            draft = ""
             out.print("\n[yellow](the language model failed; answering extractively)[/]")
         elif event.type == "answer":
             answer = event.answer
     assert answer is not None
+    checked = draft.strip() == answer.text
     if live:
         out.print()
-    print_answer(answer, text=not live)
+        if not checked:
+            out.print("[yellow](checked: sentences without a supporting citation are removed; "
+                      "the answer is:)[/]")
+    print_answer(answer, text=not live or not checked)
 
 
 def print_answer(answer: Any, *, text: bool = True) -> None:
     """The answer, how it was made, then each citation with its quoted span, outlet and date."""
     if answer.notice:
-        out.print(f"[dim]{escape(answer.notice)}[/]")
+        out.print(f"[dim]{safe(answer.notice)}[/]")
     if text:
-        out.print(escape(answer.text))
+        out.print(safe(answer.text, multiline=True))
+    for d in answer.dropped:
+        out.print(f"[yellow]removed:[/] {safe(d.text)} [dim]({safe(d.reason)})[/]")
     if answer.refused:
         return
     out.print()
@@ -271,12 +280,12 @@ def print_answer(answer: Any, *, text: bool = True) -> None:
         mark = "" if c.supported else " [yellow](weak support)[/]"
         day = c.published.isoformat() if c.published else "date unknown"
         out.print(
-            f"[bold][{c.number}][/] {escape(c.title)} — {escape(c.outlet or 'unknown outlet')}, "
-            f"{day}{mark}\n    “{escape(c.quote)}”\n    [dim]{escape(c.article_id)} "
+            f"[bold][{c.number}][/] {safe(c.title)} — {safe(c.outlet or 'unknown outlet')}, "
+            f"{day}{mark}\n    “{safe(c.quote)}”\n    [dim]{safe(c.article_id)} "
             f"chars {c.start}–{c.end}[/]"
         )
     for s in answer.unsupported:
-        out.print(f"[yellow]unsupported:[/] {escape(s.text)}")
+        out.print(f"[yellow]unsupported:[/] {safe(s.text)}")
 
 
 @app.command()
@@ -296,19 +305,19 @@ def timeline(
     filters = _filters(outlet, since, until, as_of)
     result = Assistant(_settings(data_dir)).timeline(query, filters, limit=limit)
     if as_json:
-        print(result.model_dump_json(indent=2))
+        print(json_line(result.model_dump_json(indent=2)))
         return
     if not result.events:
         out.print("No dated events found for this query.")
     for event in result.events:
         mark = " [dim](inferred)[/]" if event.inferred else ""
-        out.print(f"[bold]{escape(event.label)}[/]{mark}  {escape(event.text)}")
+        out.print(f"[bold]{safe(event.label)}[/]{mark}  {safe(event.text)}")
         for s in event.sources:
             day = s.published.isoformat() if s.published else "date unknown"
-            how = f" — {escape(s.how)}" if s.how else ""
+            how = f" — {safe(s.how)}" if s.how else ""
             out.print(
-                f"    [dim]{escape(s.outlet or 'unknown outlet')}, {day}: “{escape(s.expression)}”"
-                f"{how}; {escape(s.article_id)} chars {s.start}–{s.end}[/]"
+                f"    [dim]{safe(s.outlet or 'unknown outlet')}, {day}: “{safe(s.expression)}”"
+                f"{how}; {safe(s.article_id)} chars {s.start}–{s.end}[/]"
             )
 
 

@@ -1,11 +1,13 @@
 """How a command-line face runs: newsdesk errors become a message and a hint, never a traceback.
 
 Every command-line entry point (``newsdesk``, ``python -m evals``) starts its typer app through
-``run(app)``, so all of them report errors the same way.
+``run(app)``, so all of them report errors the same way; ``safe`` and ``json_line`` make any
+text fit to reach a terminal.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 
 import typer
@@ -16,6 +18,28 @@ from assistant.errors import NewsdeskError
 
 err = Console(stderr=True, soft_wrap=True)
 
+# Text from articles (titles, outlets, quotes, file names) can hold terminal control sequences:
+# ESC/CSI/OSC sequences that recolour, retitle or clear the terminal, BEL, backspaces, and the
+# bidirectional overrides that make text read differently from what it is.  They are removed
+# before anything reaches the terminal; line breaks and tabs survive only in running text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\t\n]+")
+
+
+def safe(value: object, *, multiline: bool = False) -> str:
+    """``value`` as text fit for the terminal: control characters removed, rich markup escaped,
+    and (unless ``multiline``) line breaks and tabs made spaces."""
+    text = _CONTROL.sub("", str(value))
+    if not multiline:
+        text = _LINE_BREAKS.sub(" ", text)
+    return escape(text)
+
+
+def json_line(text: str) -> str:
+    """JSON output with the controls JSON leaves raw (DEL, C1, bidi overrides) escaped as
+    \\uXXXX: still the same JSON, but inert in a terminal."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
 
 def run(app: typer.Typer) -> None:
     """Run ``app``; exit with a ``NewsdeskError``'s code after printing its message and hint.
@@ -25,9 +49,9 @@ def run(app: typer.Typer) -> None:
     try:
         app()
     except NewsdeskError as exc:
-        err.print(f"[red]error:[/] {escape(exc.message)}")
+        err.print(f"[red]error:[/] {safe(exc.message)}")
         if exc.hint:
-            err.print(f"[dim]hint:[/] {escape(exc.hint)}")
+            err.print(f"[dim]hint:[/] {safe(exc.hint)}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -254,6 +255,61 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _error(
         exc.status_code, message, hints.get(exc.status_code), "HTTPError", **(exc.headers or {})
     )
+
+
+class LoginThrottle:
+    """Login attempts at ``path`` (POSTs), counted per client address until one succeeds: after
+    ``attempts`` failed ones within ``window`` seconds, further tries get a 429 until the window
+    has passed.
+
+    A key of 16 or more characters cannot be guessed online anyway; this keeps a guesser from
+    hammering the login, and its log quiet.  Clients behind one proxy share an address, so one
+    guesser there delays the others by at most ``window`` seconds.
+    """
+
+    MAX_CLIENTS = 10_000  # addresses remembered at once; the oldest are forgotten first
+
+    def __init__(self, app: Any, *, path: str, attempts: int = 5, window: float = 60.0) -> None:
+        self.app, self.path, self.attempts, self.window = app, path.rstrip("/"), attempts, window
+        self.failures: dict[str, list[float]] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path", "").rstrip("/") != self.path
+        ):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown",))[0]
+        now = time.monotonic()
+        recent = [t for t in self.failures.get(client, []) if now - t < self.window]
+        if len(recent) >= self.attempts:
+            wait = int(self.window - (now - recent[0])) + 1
+            response = _error(
+                429, "too many failed logins from this address",
+                f"wait {wait} s, then log in with the server's NEWSDESK_API_KEY as the password",
+                "HTTPError", **{"Retry-After": str(wait)},
+            )
+            await response(scope, receive, send)
+            return
+        # The attempt counts from now, so a burst of parallel guesses is limited too; a
+        # successful login forgets the address.
+        self.failures.pop(client, None)
+        self.failures[client] = [*recent, now]
+        while len(self.failures) > self.MAX_CLIENTS:
+            del self.failures[next(iter(self.failures))]
+        status = 0
+
+        async def watching_send(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
+        if status == 200:
+            self.failures.pop(client, None)
 
 
 class _Guard:

@@ -70,6 +70,17 @@ class AnswerSentence(BaseModel):
     supported: bool = Field(description="At least one citation supports it.")
 
 
+class DroppedSentence(BaseModel):
+    """A sentence the writer wrote that the citation check removed from the answer."""
+
+    text: str = Field(description="The sentence without its [n] markers.")
+    kind: Literal["uncited", "invalid", "unsupported"] = Field(
+        description="'uncited': no marker; 'invalid': its markers name no retrieved source; "
+        "'unsupported': no cited source sentence supports it."
+    )
+    reason: str = Field(description="Why, in words (with the support scores when judged).")
+
+
 class Answer(BaseModel):
     """A cited answer (or an honest refusal), JSON-serialisable."""
 
@@ -92,6 +103,11 @@ class Answer(BaseModel):
         "words (a follow-up rewritten with the conversation); null otherwise.",
     )
     warnings: list[str] = Field(default_factory=list)
+    dropped: list[DroppedSentence] = Field(
+        default_factory=list,
+        description="Sentences the writer wrote that are not in `text`: each had no valid or no "
+        "supporting citation. An answer left with none is a refusal.",
+    )
     sources: list[Source] = Field(default_factory=list)
     timings: dict[str, float] = Field(default_factory=dict, description="Seconds per stage.")
     usage: dict[str, int] = Field(default_factory=dict, description="LLM tokens, when used.")
@@ -105,9 +121,10 @@ class Answer(BaseModel):
 class StreamEvent(BaseModel):
     """One event of a streamed answer: text deltas, then the final answer.
 
-    ``delta`` carries text as it is written; ``reset`` means the text so far is void (the
-    language model failed mid-answer; the fallback's text follows); ``answer`` comes last, once,
-    with the checked ``Answer``.
+    ``delta`` carries the draft as it is written, before its citations are checked; ``reset``
+    means the text so far is void (the language model failed mid-answer; the fallback's text
+    follows); ``answer`` comes last, once, with the checked ``Answer``, whose ``text`` is what
+    to show: sentences without a supporting citation are not in it (see ``Answer.dropped``).
     """
 
     type: Literal["delta", "reset", "answer"]

@@ -9,7 +9,8 @@ the completion, or of the final chunk when streaming:
 
 - ``citations``: each [n] marker resolved to its verbatim source sentence (``Citation``);
 - ``searched``: the standalone question retrieval used, when it differs from the user's words;
-- ``fallback``: why the configured language model did not write the answer, if it failed.
+- ``fallback``: why the configured language model did not write the answer, if it failed;
+- ``dropped``: sentences the citation check removed, each with the reason.
 
 newsdesk's filters (``outlets``, ``since``, ``until``, ``as_of``) may ride along as extra body
 fields.
@@ -33,16 +34,20 @@ from sse_starlette import ServerSentEvent
 
 from assistant.errors import InputError
 from assistant.filters import make_filters
-from assistant.followup import split_conversation
+from assistant.followup import split_conversation, text_of
 from assistant.http_base import ErrorBody, Service, error_payload, service_of, sse
-from assistant.models import Answer, Citation, StreamEvent
+from assistant.models import Answer, Citation, DroppedSentence, StreamEvent
 from assistant.retrieve import Filters
 
 MODEL_ID = "newsdesk"
 """The one model GET /v1/models lists; any model name is accepted on chat completions."""
 
 LLM_FAILED = "\n\n(The language model failed; the answer below is quoted from the sources.)\n\n"
-WITHHELD = "\n\n(Withheld: no valid citation.) "
+WITHHELD = "\n\n(Withheld: no sentence above has a supporting citation.) "
+CHECKED = (
+    "\n\n(Checked: sentences above without a supporting citation are removed. "
+    "The checked answer:)\n\n"
+)
 
 
 class ChatMessage(BaseModel):
@@ -67,6 +72,16 @@ class ChatRequest(Filters):
 
     @model_validator(mode="after")
     def _has_question(self) -> ChatRequest:
+        for number, message in enumerate(self.conversation()):
+            try:
+                text_of(message).encode("utf-8")
+            except UnicodeEncodeError:
+                # JSON allows "\ud800" escapes that are no text; /v1/ask's str fields refuse
+                # them while parsing, and so must a chat message, before any model sees it.
+                raise ValueError(
+                    f"messages[{number}].content: not valid Unicode text (a lone surrogate "
+                    "escape such as \\ud800); send UTF-8 text"
+                ) from None
         try:
             _, question = split_conversation(self.conversation())
         except InputError as exc:
@@ -96,6 +111,10 @@ class NewsdeskCompletion(ChatCompletion):
     fallback: str | None = Field(
         None, description="Why the configured language model did not write the answer."
     )
+    dropped: list[DroppedSentence] = Field(
+        default_factory=list,
+        description="Sentences the citation check removed from the reply, each with the reason.",
+    )
 
 
 class ModelList(BaseModel):
@@ -112,7 +131,7 @@ CHAT_EVENT: dict[str, Any] = {
         "data": {
             "type": "string",
             "description": "A chat.completion.chunk as JSON (the last one, with finish_reason "
-            "'stop', carries `citations`, `searched` and `fallback`), then [DONE].",
+            "'stop', carries `citations`, `searched`, `fallback` and `dropped`), then [DONE].",
         },
     },
 }
@@ -170,15 +189,18 @@ def completion(answer: Answer, model: str) -> NewsdeskCompletion:
         citations=answer.citations,
         searched=answer.searched,
         fallback=answer.fallback,
+        dropped=answer.dropped,
     )
 
 
 def chunks(events: Iterator[StreamEvent], model: str) -> Iterator[ServerSentEvent]:
     """An answer's events as chat.completion.chunk events, then ``[DONE]``.
 
-    A ``reset`` becomes a note that the model failed (a client cannot take back text); streamed
-    text the citation check withheld is followed by the refusal. A failure mid-stream becomes
-    an ``{"error": ...}`` event.
+    The text deltas are the writer's draft.  A client cannot take back text, so a ``reset``
+    becomes a note that the model failed, and when the citation check changed the draft
+    (removing sentences without a supporting citation, or withholding all of it) a note follows
+    with the checked answer: the reply always ends with ``Answer.text`` and its sources.  A
+    failure mid-stream becomes an ``{"error": ...}`` event.
     """
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
@@ -201,15 +223,16 @@ def chunks(events: Iterator[StreamEvent], model: str) -> Iterator[ServerSentEven
                 yield chunk(ChoiceDelta(content=LLM_FAILED))
             elif event.answer is not None:
                 answer = event.answer
-                if answer.refused and written.strip() != answer.text:
-                    # Streamed text that cited nothing valid was withheld by the citation check.
-                    yield chunk(ChoiceDelta(content=WITHHELD + answer.text))
+                if written.strip() != answer.text:
+                    note = WITHHELD if answer.refused else CHECKED
+                    yield chunk(ChoiceDelta(content=note + answer.text))
                 if answer.citations:
                     yield chunk(ChoiceDelta(content=sources_text(answer)))
                 yield chunk(
                     ChoiceDelta(), "stop",
                     citations=[c.model_dump(mode="json") for c in answer.citations],
                     searched=answer.searched, fallback=answer.fallback,
+                    dropped=[d.model_dump(mode="json") for d in answer.dropped],
                 )
     except Exception as exc:  # noqa: BLE001 - the status is sent: the error becomes an event
         yield sse(error_payload(exc))

@@ -162,10 +162,10 @@ class ApiSettings(BaseModel):
 
     api_key: SecretStr | None = Field(
         None,
-        min_length=16,
         description="Bearer token `newsdesk serve` requires on every route but /healthz "
-        "(clients send 'Authorization: Bearer KEY'). At least 16 characters, e.g. from "
-        "`openssl rand -hex 32`. Required to serve on an address other than loopback.",
+        "(clients send 'Authorization: Bearer KEY'). At least 16 characters, no spaces, e.g. "
+        "from `openssl rand -hex 32`; checked when the HTTP service starts (other commands "
+        "ignore it). Required to serve on an address other than loopback.",
     )
     api_max_upload_mb: float = Field(
         10.0,
@@ -175,6 +175,37 @@ class ApiSettings(BaseModel):
         "in MiB. Questions and chat requests are limited to 1 MiB.",
     )
 
+
+    def checked_key(self) -> str | None:
+        """The API key the HTTP service requires, or None when none is set.
+
+        Checked here, when a service starts, rather than when settings load, so commands that
+        never serve (``newsdesk ingest``) do not fail over it.  Raises ConfigError, in words,
+        for a key that is empty, blank, holds spaces or other non-printing characters, or is
+        shorter than ``MIN_API_KEY`` characters.
+        """
+        if self.api_key is None:
+            return None
+        key = self.api_key.get_secret_value()
+        problem = None
+        if not key.strip():
+            problem = "is empty" if not key else "is blank (only spaces)"
+        elif any(not (c.isascii() and c.isprintable()) or c.isspace() for c in key):
+            problem = "holds spaces or characters other than printable ASCII"
+        elif len(key) < MIN_API_KEY:
+            problem = f"is {len(key)} characters long; it needs at least {MIN_API_KEY}"
+        if problem:
+            raise ConfigError(
+                f"NEWSDESK_API_KEY {problem}",
+                hint="set it to a long random token, e.g. "
+                "`export NEWSDESK_API_KEY=$(openssl rand -hex 32)`, or unset it to serve on "
+                "loopback without a key",
+            )
+        return key
+
+
+MIN_API_KEY = 16
+"""Fewest characters an API key may have."""
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "index": IndexConfig,

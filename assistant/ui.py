@@ -393,6 +393,7 @@ def launch(
         blocks.launch(
             server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
             show_error=False, quiet=not block, ssr_mode=False, run_history=False,
+            max_file_size=int(desk.library.max_upload_bytes),  # NEWSDESK_API_MAX_UPLOAD_MB
             footer_links=["gradio", "settings"],
         )
     except OSError:

@@ -32,6 +32,7 @@ CSS = """
   color: #b45309; }
 .nd-answer .nd-foot { margin-top: .5em; font-size: .82em; opacity: .85; }
 .nd-answer .nd-foot p { margin: .15em 0 !important; }
+.nd-answer .nd-foot .nd-dropped { color: #b45309; }
 .nd-badge { display: inline-block; padding: 0 .5em; border-radius: 999px; font-size: .78em;
   font-weight: 600; border: 1px solid currentColor; margin-right: .4em; }
 .nd-badge.nd-llm { color: #2563eb; }
@@ -75,7 +76,8 @@ def render_answer(answer: Answer, *, turn: int, filters: str | None = None) -> s
 
     The footer has a badge (LLM, extractive, or extractive because the LLM failed), the notice,
     what was searched when a follow-up was rewritten, ``filters`` (the active filters in
-    words) and the answer's warnings.
+    words), the answer's warnings and the sentences the citation check removed, struck out
+    with the reason.
     """
     if answer.refused:
         body = f'<p class="nd-refusal">{escape(answer.text)}</p>'
@@ -99,6 +101,11 @@ def render_answer(answer: Answer, *, turn: int, filters: str | None = None) -> s
     if filters:
         foot.append(f"<p>Filters: {escape(filters)}</p>")
     foot += [f'<p class="nd-warning">⚠ {escape(w)}</p>' for w in answer.warnings]
+    foot += [
+        f'<p class="nd-dropped" title="{escape(d.reason)}">Removed, {escape(d.reason)}: '
+        f"<s>{escape(d.text)}</s></p>"
+        for d in answer.dropped
+    ]
     classes = "nd-answer nd-refused" if answer.refused else "nd-answer"
     return f'<div class="{classes}">{body}<div class="nd-foot">{"".join(foot)}</div></div>'
 

@@ -26,6 +26,8 @@ class Reply:
     delay: float = 0.0
     pieces: int = 4  # how many stream chunks the content is cut into
     error_after: int | None = None  # stream this many chunks, then an error event (a mid-answer failure)
+    raw: bytes | None = None  # sent as the body as it is (garbage), with status and content_type
+    content_type: str = "text/event-stream"
 
 
 @dataclass
@@ -62,6 +64,9 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             reply = fake.next_reply()
             if reply.delay:
                 time.sleep(reply.delay)
+            if reply.raw is not None:
+                self._raw(reply.status, reply.raw, reply.content_type)
+                return
             if reply.status != 200:
                 self._json(reply.status, {"error": {"message": f"scripted {reply.status}",
                                                     "type": "server_error"}})
@@ -82,6 +87,13 @@ def _handler(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             if status == 429:
                 self.send_header("Retry-After", "0")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _raw(self, status: int, data: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 

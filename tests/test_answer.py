@@ -152,14 +152,14 @@ def test_hallucinated_citations_turn_into_a_refusal(sample_index: Settings, embe
     assert any("[42]" in w for w in answer.warnings)
 
 
-def test_unsupported_llm_claims_are_flagged(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:
+def test_unsupported_llm_claims_are_removed(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:
     fake_llm.script(Reply(cite_source_saying(
         "surprise visit to Moscow", "Assad made a surprise visit to Moscow [1]. The weather in "
         "Damascus was sunny and warm that whole week")))
     answer = Assistant(llm_settings(sample_index, fake_llm), embedder=embedder).ask(ASSAD_Q)
-    weather = [s for s in answer.sentences if "weather" in s.text]
-    assert weather and not weather[0].supported
-    assert answer.unsupported == weather
+    assert "weather" not in answer.text and not answer.unsupported
+    (weather,) = answer.dropped
+    assert weather.kind == "unsupported" and weather.text.startswith("The weather in Damascus")
 
 
 def test_streaming_yields_deltas_then_the_answer(sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI) -> None:

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -156,9 +155,28 @@ def test_serve_refuses_a_public_address_without_a_key(settings: Settings, host: 
     assert "NEWSDESK_API_KEY" in (info.value.hint or "")
 
 
-def test_the_api_key_must_be_long_enough(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="api_key"):
-        get_settings(data_dir=tmp_path, api_key="short")
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("short", "NEWSDESK_API_KEY is 5 characters long; it needs at least 16"),
+        (" " * 16, "NEWSDESK_API_KEY is blank (only spaces)"),
+        ("", "NEWSDESK_API_KEY is empty"),
+        ("correct horse battery staple", "holds spaces"),
+        ("\t" + "k" * 20, "holds spaces"),
+        ("clé-très-secrète-0123456789", "printable ASCII"),
+    ],
+)
+def test_a_blank_short_or_unsendable_api_key_stops_the_service_in_words(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, key: str, says: str
+) -> None:
+    monkeypatch.setenv("NEWSDESK_API_KEY", key)
+    keyed = get_settings(data_dir=settings.index.data_dir)  # loading settings does not fail
+    with pytest.raises(ConfigError, match=re.escape(says)) as info:
+        create_app(keyed)
+    assert "openssl rand -hex 32" in (info.value.hint or "")
+    assert "Value should have" not in str(info.value)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        serve("0.0.0.0", 8000, keyed)
 
 
 # --- asking --------------------------------------------------------------------------------
@@ -226,6 +244,25 @@ def test_bad_questions_get_a_422_naming_the_field(api: TestClient, body: Any, na
     response = api.post("/v1/ask", json=body)
     assert response.status_code == 422
     assert names in error_of(response)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"question": "When did \\ud800 Assad visit?"}',
+        b'{"messages": [{"role": "user", "content": "When did \\ud800 Assad visit?"}]}',
+        b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}',
+        (b'{"messages": [{"role": "user", "content": "Hi \\ud800"}, '
+         b'{"role": "assistant", "content": "Hello"}, {"role": "user", "content": "And?"}]}'),
+    ],
+)
+def test_a_lone_surrogate_is_a_422_on_every_question_route(api: TestClient, body: bytes) -> None:
+    path = "/v1/ask" if b"question" in body else "/v1/chat/completions"
+    response = api.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    message = error_of(response)
+    assert "TextEncodeInput" not in message and "Union[" not in message
+    assert path == "/v1/ask" or "messages[0].content: not valid Unicode text" in message
 
 
 def test_malformed_and_oversized_bodies_are_refused(api: TestClient) -> None:
@@ -302,6 +339,16 @@ def test_stats_describe_the_index(api: TestClient) -> None:
     stats = api.get("/v1/stats").json()
     assert stats["articles"] == 16 and stats["chunks"] >= 16
     assert stats["first_published"] <= stats["last_published"]
+
+
+def test_server_paths_reach_no_client(api: TestClient, sample_index: Settings) -> None:
+    stats = api.get("/v1/stats").json()
+    assert "data_dir" not in stats and "chroma" not in stats
+    assert str(sample_index.index.data_dir) not in json.dumps(stats)
+    page = api.get("/v1/articles", params={"limit": 500}).json()
+    assert len(page["articles"]) == 16 and all(a["source"] is None for a in page["articles"])
+    article = api.get("/v1/articles/sample-assad-moscow-visit").json()
+    assert article["source"] is None and str(SAMPLES) not in json.dumps(article)
 
 
 def test_unexpected_failures_are_a_generic_500_logged_on_the_server(
@@ -516,8 +563,34 @@ def test_uncited_llm_text_is_withheld_in_the_chat_stream(
     chunks = [data for _, data in sse(llm_api.post("/v1/chat/completions", json=body).text)]
     assert chunks[-1] == "[DONE]"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1])
-    assert text.endswith(f"(Withheld: no valid citation.) {CANNOT_ANSWER}")
-    assert chunks[-2]["citations"] == []
+    assert text.endswith(f"(Withheld: no sentence above has a supporting citation.) {CANNOT_ANSWER}")
+    assert chunks[-2]["citations"] == [] and chunks[-2]["dropped"][0]["kind"] == "invalid"
+
+
+def test_an_uncited_sentence_leaves_the_reply_and_the_stream_closes_with_the_checked_one(
+    llm_api: TestClient, fake_llm: FakeOpenAI
+) -> None:
+    writes = cite_source_saying("surprise visit to Moscow", CLAIM)
+    reply = Reply(lambda messages: writes(messages) + " HACKED.", pieces=4)
+    fake_llm.script(reply)
+    body = {"messages": [{"role": "user", "content": ASSAD_Q}]}
+    completion = llm_api.post("/v1/chat/completions", json=body).json()
+    content = completion["choices"][0]["message"]["content"]
+    assert content.startswith(CLAIM) and "HACKED" not in content
+    assert completion["dropped"] == [{"text": "HACKED.", "kind": "uncited",
+                                      "reason": "it cites no source"}]
+    fake_llm.script(reply)
+    chunks = [d for _, d in sse(llm_api.post("/v1/chat/completions",
+                                             json={**body, "stream": True}).text)]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1])
+    draft, note, checked = text.partition("(Checked: sentences above without a supporting "
+                                          "citation are removed. The checked answer:)\n\n")
+    assert "HACKED." in draft and note
+    assert checked.startswith(CLAIM) and "HACKED" not in checked and "\n\nSources:\n" in checked
+    fake_llm.script(reply)
+    answer = llm_api.post("/v1/ask", json={"question": ASSAD_Q}).json()
+    assert not answer["refused"] and "HACKED" not in answer["text"]
+    assert [d["text"] for d in answer["dropped"]] == ["HACKED."]
 
 
 # --- OpenAI-compatible, through the real openai client -------------------------------------
@@ -744,6 +817,35 @@ def test_the_ui_mounts_behind_the_same_key(
     assert client.post("/ui/login", data={"username": "me", "password": "wrong"}).status_code == 400
     assert client.post("/ui/login", data={"username": "me", "password": KEY}).status_code == 200
     assert client.get("/ui/config").status_code == 200
+
+
+@pytest.fixture
+def ui_app(sample_index: Settings, embedder: Embedder) -> TestClient:
+    """The service with the chat UI mounted, a key set and a 1 MiB upload limit."""
+    settings = keyed(sample_index, api_max_upload_mb=1)
+    return TestClient(create_app(assistant=Assistant(settings, embedder=embedder), mount_ui=True))
+
+
+def test_the_ui_upload_route_keeps_the_upload_limit(ui_app: TestClient) -> None:
+    assert ui_app.post("/ui/login", data={"username": "me", "password": KEY}).status_code == 200
+    small = ui_app.post("/ui/gradio_api/upload", files={"files": ("a.txt", b"Head\nBody.")})
+    assert small.status_code == 200
+    big = b"Head\n" + b"x" * (2 * 1024 * 1024)
+    response = ui_app.post("/ui/gradio_api/upload", files={"files": ("big.txt", big)})
+    assert response.status_code == 413
+    assert "Traceback" not in response.text
+
+
+def test_failed_ui_logins_are_throttled_per_address(ui_app: TestClient) -> None:
+    def login(password: str) -> Any:
+        return ui_app.post("/ui/login", data={"username": "me", "password": password})
+
+    assert [login(f"guess-{n}").status_code for n in range(5)] == [400] * 5
+    refused = login("guess-5")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert "too many failed logins" in error_of(refused)
+    assert login(KEY).status_code == 429  # even the right key waits out the window
+    assert ui_app.get("/healthz").status_code == 200  # nothing else is slowed down
 
 
 def test_timeline_route_returns_dated_cited_events(sample_index: Settings) -> None:

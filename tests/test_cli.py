@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,44 @@ def test_impossible_filters_are_one_line_and_a_hint(
     assert exit_info.value.code == 1
     error, hint_line = capsys.readouterr().err.strip().splitlines()
     assert error == says and hint_line.startswith("hint: ") and hint in hint_line
+
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\u202e\x9b6n\x08"
+"""An OSC retitle, BEL, clear-screen, red, a right-to-left override, a C1 CSI and a backspace."""
+
+
+def test_terminal_escapes_in_articles_never_reach_the_terminal(
+    tmp_path: Path, embedder: object
+) -> None:
+    data = str(tmp_path / "d")
+    record = {"id": "evil\x1b[2J", "title": f"Harbor{ESCAPES} bridge reopens",
+              "outlet": f"Evil{ESCAPES} Wire", "published": "2024-03-04",
+              "text": f"The Harbor Bridge{ESCAPES} reopened on Monday after repairs."}
+    write(tmp_path / "evil.jsonl", json.dumps(record) + "\n")
+    assert run("ingest", str(tmp_path / "evil.jsonl"), "--data-dir", data)[0] == 0
+    for args in (["list"], ["stats"], ["list", "--json"], ["stats", "--json"],
+                 ["ask", "When did the Harbor Bridge reopen?", "--llm", "extractive"],
+                 ["ask", "When did the Harbor Bridge reopen?", "--json"]):
+        code, output = run(*args, "--data-dir", data)
+        assert code == 0, output
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", output), (args, output)
+        assert "Harbor" in output or "Evil" in output
+    listed = run("list", "--json", "--data-dir", data)[1]
+    assert json.loads(listed)["title"] == record["title"]  # the JSON still says exactly what is stored
+
+
+def test_a_short_api_key_only_matters_to_serve_and_is_said_in_words(
+    tmp_path: Path, embedder: object, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("NEWSDESK_API_KEY", "short")
+    write(tmp_path / "a.md", "One\nBody one.")
+    code, output = run("ingest", str(tmp_path / "a.md"), "--data-dir", str(tmp_path / "d"))
+    assert code == 0 and "added 1," in output
+    monkeypatch.setattr("sys.argv", ["newsdesk", "serve", "--data-dir", str(tmp_path / "d")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    error, hint = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert error == "error: NEWSDESK_API_KEY is 5 characters long; it needs at least 16"
+    assert "openssl rand -hex 32" in hint

@@ -128,7 +128,7 @@ def test_unsupported_and_uncited_sentences_are_visibly_marked() -> None:
     assert 'class="nd-cite nd-weak"' in html
 
 
-def test_llm_answers_get_the_llm_badge_and_an_uncited_sentence_is_marked(
+def test_llm_answers_get_the_llm_badge_and_an_uncited_sentence_is_shown_removed(
     sample_index: Settings, embedder: Embedder, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(Reply(_cite("surprise visit to Moscow",
@@ -141,7 +141,11 @@ def test_llm_answers_get_the_llm_badge_and_an_uncited_sentence_is_marked(
     assert len(streamed) >= 3, "the answer streams in pieces"
     reply = last_reply(updates[-1])
     assert 'class="nd-badge nd-llm"' in reply and "LLM · openai-compatible:test-model" in reply
-    assert '<span class="nd-uncited"' in reply and "The talks were friendly." in reply
+    answer_text, _, foot = reply.partition('<div class="nd-foot">')
+    assert "The talks were friendly." in streamed[-1]  # the draft, as it was written
+    assert "The talks were friendly." not in answer_text
+    assert ('<p class="nd-dropped" title="it cites no source">Removed, it cites no source: '
+            "<s>The talks were friendly.</s></p>") in foot
     assert "surprise visit to Moscow" in updates[-1][2]
 
 
