@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from assistant.cli_runner import run
+from assistant.cli_watch import watch_command
 from evals.cli import eval_command
 
 if TYPE_CHECKING:  # heavy at run time; the commands import what they use
@@ -373,6 +374,7 @@ def chat(
 app.command("eval", help="Evaluate question sets: retrieval, answers, citations, cost.")(
     eval_command
 )
+app.command("watch")(watch_command)
 
 
 def main() -> None:
