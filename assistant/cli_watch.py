@@ -133,7 +133,7 @@ def print_statuses(statuses: list[FeedStatus]) -> None:
     table = Table("source", "status", "new", "upd", "dup", "errors", "next poll", "note")
     for s in statuses:
         style = STYLE.get(s.status, "")
-        label = s.status + (f" {s.http_status}" if s.http_status else "")
+        label = s.status + (f" {s.http_status}" if s.http_status and s.status != "waiting" else "")
         table.add_row(
             escape(s.title or s.source) + ("" if not s.title else f"\n[dim]{escape(s.source)}[/]"),
             f"[{style}]{label}[/]" if style else label,

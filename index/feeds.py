@@ -48,7 +48,7 @@ class WatchConfig(BaseModel):
         60,
         ge=1,
         description="Seconds before retrying a feed after an error; doubled after every further "
-        "error in a row (a server's Retry-After is honoured when longer).",
+        "error in a row (a server's Retry-After is honoured when longer, up to a day).",
     )
     watch_max_backoff: float = Field(
         6 * 3600, ge=1, description="Longest wait between retries of a failing feed, in seconds."

@@ -288,8 +288,8 @@ class _Round:
         state.errors += 1
         state.status, state.message, state.http_status = "error", message, status
         wait = min(settings.watch_max_backoff, settings.watch_backoff * 2 ** (state.errors - 1))
-        if retry_after:
-            wait = max(wait, min(retry_after, settings.watch_max_backoff))
+        if retry_after:  # the server's own word, when longer (up to a day)
+            wait = max(wait, min(retry_after, 86400.0))
         state.next_poll = (state.last_polled or self.clock()) + wait
 
     def _take(self, polled: _Polled) -> None:

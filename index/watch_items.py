@@ -114,7 +114,7 @@ def poll_feed(source: Source, state: FeedState, book: FeedBook, fetcher: Fetcher
         entry_hash = _digest(
             entry.get("title"), entry.get("link"), entry.get("summary"),
             [c.get("value") for c in entry.get("content", [])],
-            entry.get("updated"), entry.get("published"),
+            dict.get(entry, "updated"), entry.get("published"),  # dict.get: feedparser would map it to "published", warning
         )
         before = known.get(key)
         if before == (entry_hash, True):
@@ -153,7 +153,7 @@ def _add_entry(seen: Seen, feed_url: str, key: str, entry: Any, entry_hash: str,
         if problem:
             seen.notes.append(problem)
             complete = not retry
-    parsed = entry.get("published_parsed") or entry.get("updated_parsed")
+    parsed = entry.get("published_parsed") or dict.get(entry, "updated_parsed")
     record = {
         "id": derive_id(key, "", "") if link else entry.get("id"),
         "title": entry.get("title") or page.get("title"),
