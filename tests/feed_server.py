@@ -1,6 +1,6 @@
 """A loopback HTTP server of feeds and pages, scripted by a test (or a benchmark).
 
-``FeedServer()`` listens on 127.0.0.1 on a free port, in a thread.  ``serve(path, body)`` puts a
+``FeedServer()`` listens on 127.0.0.1 (or another loopback address) on a free port, in a thread.  ``serve(path, body)`` puts a
 document at a path; it is answered with an ETag and a Last-Modified header, and with 304 to a
 request that sends either one back unchanged.  ``fail(path, status)`` makes a path answer an
 error.  Every request is recorded (path and headers), and the most requests ever in flight at
@@ -41,17 +41,17 @@ class Seen:
 class FeedServer:
     """Feeds, pages and robots.txt on 127.0.0.1:PORT, with conditional GET."""
 
-    def __init__(self, *, delay: float = 0.0) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", delay: float = 0.0) -> None:
         self.docs: dict[str, Doc] = {}
         self.requests: list[Seen] = []
         self.delay = delay
         self.active = 0
         self.most_active = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = ThreadingHTTPServer((host, 0), _handler(self))
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.base = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -363,9 +363,10 @@ def test_one_watcher_per_data_folder(
     server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
     watching.index.data_dir.mkdir(parents=True)
-    with FileLock(watching.index.data_dir / "watch.lock"):
-        with pytest.raises(StoreError, match="another watcher"):
-            poll(feed_list(tmp_path, server.url("/x.xml")), watching, embedder, Clock())
+    feeds = feed_list(tmp_path, server.url("/x.xml"))
+    with FileLock(watching.index.data_dir / "watch.lock"), pytest.raises(StoreError,
+                                                                          match="another watcher"):
+        poll(feeds, watching, embedder, Clock())
 
 
 KILL_SCRIPT = """
