@@ -92,8 +92,8 @@ Kind = Literal["feed", "folder"]
 class Source:
     """One line of a feed list: a feed URL or a folder (or file) of articles."""
 
-    key: str = ""
-    kind: Kind = "feed"
+    key: str  # the URL as written, or the folder's absolute path
+    kind: Kind
     line: str = ""  # FILE:LINE it was read from, for messages
 
 
