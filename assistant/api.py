@@ -10,6 +10,8 @@ logic of their own:
   the answer is the checked text).
 - ``POST /v1/timeline``: query and filters in, ``Timeline`` (dated, cited events) out.
 - ``GET|POST /v1/articles``, ``GET|DELETE /v1/articles/{id}``, ``GET /v1/stats``: the index.
+- ``POST /v1/watch/run``, ``GET /v1/watch``: one round over the feed list NEWSDESK_WATCH_FEEDS,
+  and each followed feed's status (``index.watch``).
 - ``POST /v1/chat/completions``, ``GET /v1/models``: OpenAI-compatible (``openai_compat``).
 - ``GET /healthz`` (open), ``/docs`` and ``/openapi.json`` (open: they describe the API and
   hold no data, and a browser cannot send a bearer token to load them).
@@ -63,6 +65,7 @@ from assistant.retrieve import Filters
 from assistant.settings import Settings, get_settings
 from index.models import Article, IngestReport
 from index.records import BadRecord, load_json
+from index.watch import FeedStatus, WatchReport, feed_statuses, run_round
 
 log = logging.getLogger("newsdesk.api")
 _service = service_of  # the name the article routes use
@@ -467,6 +470,38 @@ def _ingest_records(service: Service, payload: Any) -> IngestReport:
 def _ingest_upload(service: Service, filename: str | None, data: bytes) -> IngestReport:
     # Read exactly like a file given to `newsdesk ingest`; reports name it upload:NAME.
     return _library(service).ingest_upload(filename, data)
+
+
+@v1.post(
+    "/watch/run",
+    tags=["watch"],
+    responses={
+        400: {"model": ErrorBody, "description": "No feed list is set (NEWSDESK_WATCH_FEEDS)."},
+        503: {"model": ErrorBody, "description": "Another watcher is polling into this index."},
+    },
+)
+async def watch_run(service: Annotated[Service, Depends(_service)]) -> WatchReport:
+    """Poll the feeds of the server's feed list that are due, once, and index what is new."""
+    return await run_in_threadpool(_watch_round, service)
+
+
+def _watch_round(service: Service) -> WatchReport:
+    assistant = service.assistant
+    feeds = assistant.settings.watch.watch_feeds
+    if feeds is None:
+        raise ConfigError(
+            "no feed list is set for this server",
+            hint="set NEWSDESK_WATCH_FEEDS to a file with one feed URL or folder per line, "
+            "then restart the server",
+        )
+    return run_round(feeds, config=assistant.settings, store=assistant.store,
+                     embedder=assistant.embedder)
+
+
+@v1.get("/watch", tags=["watch"])
+def watch_status(service: Annotated[Service, Depends(_service)]) -> list[FeedStatus]:
+    """Each feed and folder the watcher follows into this index: its last poll and the next."""
+    return feed_statuses(service.assistant.settings)
 
 
 v1.include_router(openai_compat.router)

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from assistant.cli_runner import json_line, run, safe
+from assistant.cli_watch import watch_command
 from evals.cli import eval_command
 
 if TYPE_CHECKING:  # heavy at run time; the commands import what they use
@@ -382,6 +383,7 @@ def chat(
 app.command("eval", help="Evaluate question sets: retrieval, answers, citations, cost.")(
     eval_command
 )
+app.command("watch")(watch_command)
 
 
 def main() -> None:

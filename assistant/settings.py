@@ -1,12 +1,13 @@
 """newsdesk's settings: one typed object in sections, and the only reader of the environment.
 
-``Settings`` composes four sections, each a pydantic model with every field described and unknown
+``Settings`` composes five sections, each a pydantic model with every field described and unknown
 fields rejected:
 
 - ``index``: where the index lives and how articles are embedded (``index.config.IndexConfig``);
 - ``retrieval``: how chunks are found and fused;
 - ``writer``: what writes answers and how citations are judged;
-- ``api``: the HTTP service.
+- ``api``: the HTTP service;
+- ``watch``: how `newsdesk watch` follows feeds (``index.feeds.WatchConfig``).
 
 Values resolve as: explicit keyword argument > ``NEWSDESK_<FIELD>`` environment variable > default.
 Field names are unique across sections, so the environment stays flat (``NEWSDESK_TOP_K``,
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from index.config import IndexConfig
 from index.errors import ConfigError
+from index.feeds import WatchConfig
 
 ENV_PREFIX = "NEWSDESK_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -212,6 +214,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "retrieval": RetrievalSettings,
     "writer": WriterSettings,
     "api": ApiSettings,
+    "watch": WatchConfig,
 }
 CREDENTIALS = {"openai_api_key": "OPENAI_API_KEY", "openai_base_url": "OPENAI_BASE_URL"}
 _DERIVED = {"embedding_api_key", "embedding_base_url"}  # filled from the credentials
@@ -236,6 +239,7 @@ class Settings(BaseModel):
     )
     writer: WriterSettings = Field(default_factory=WriterSettings, description="The writer section.")
     api: ApiSettings = Field(default_factory=ApiSettings, description="The HTTP section.")
+    watch: WatchConfig = Field(default_factory=WatchConfig, description="The feed watcher section.")
     openai_api_key: SecretStr | None = Field(
         None, description="Key for OpenAI or an OpenAI-compatible server (OPENAI_API_KEY)."
     )

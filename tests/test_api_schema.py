@@ -58,6 +58,8 @@ OPERATIONS = [
     "GET /v1/stats",
     "GET /v1/models",
     "POST /v1/chat/completions",
+    "POST /v1/watch/run",
+    "GET /v1/watch",
 ]
 
 pytestmark = pytest.mark.slow  # about a minute: a fresh index, then ~600 requests
