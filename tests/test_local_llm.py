@@ -25,6 +25,7 @@ from assistant import llm
 from assistant.answer import Assistant
 from assistant.chat_model import OpenAIChatModel, TextDelta, Usage
 from assistant.errors import ConfigError, LLMError
+from assistant.followup import condense
 from assistant.models import CANNOT_ANSWER
 from assistant.retrieve import retrieve
 from assistant.settings import Settings
@@ -229,6 +230,11 @@ def test_the_local_writer_answers_in_process_with_exact_citations_and_streams(
     # The same file loads once per process: a second writer shares the loaded model.
     again = llm.get_writer(settings, embedder)
     assert again.chat_model._server is writer.chat_model._server  # type: ignore[union-attr]
+    # The follow-up condenser talks to the same model.
+    assert assistant.chat_model is writer.chat_model
+    history = [{"role": "user", "content": ASSAD_Q}, {"role": "assistant", "content": answer.text}]
+    standalone = condense(history, "Why?", settings=settings, chat_model=assistant.chat_model)
+    assert standalone.strip() and "\n" not in standalone
 
 
 @needs_model
