@@ -9,6 +9,10 @@ a single client.  Every failure is an ``LLMError`` naming its cause and how to f
 ``OpenAIChatModel`` speaks the OpenAI chat completions protocol through the ``openai`` client:
 OpenAI itself or any compatible server (vLLM, Ollama, llama.cpp, LM Studio), with the
 configured timeout and retries (the client retries 429, 5xx and timeouts with backoff).
+``LocalChatModel`` (``assistant.local_model``) runs a GGUF file in process instead.
+
+Both take an optional JSON ``schema``: the reply is then JSON that the server or llama.cpp's
+grammar holds to that schema (``response_format`` of type ``json_schema``).
 """
 
 from __future__ import annotations
@@ -63,20 +67,32 @@ class ChatModel(Protocol):
 
     def complete(
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        temperature: float = 0.0,
+        temperature: float = 0.0, schema: Mapping[str, Any] | None = None,
     ) -> Completion:
-        """The whole reply to ``messages``. Raises LLMError when the model cannot be used."""
+        """The whole reply to ``messages``. Raises LLMError when the model cannot be used.
+
+        With ``schema`` the reply is JSON under that JSON schema (``json_schema_format``).
+        """
         ...
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        temperature: float = 0.0,
+        temperature: float = 0.0, schema: Mapping[str, Any] | None = None,
     ) -> Iterator[ChatEvent]:
         """The reply in pieces (``TextDelta``), then its ``Usage`` when the server reports it.
 
         Raises LLMError (possibly after some pieces) when the model cannot be used.
         """
         ...
+
+
+def json_schema_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The OpenAI ``response_format`` asking for JSON under ``schema``: OpenAI and vLLM call it
+    structured outputs; llama.cpp and Ollama turn it into a grammar the sampler must follow."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": dict(schema), "strict": True},
+    }
 
 
 class OpenAIChatModel:
@@ -105,12 +121,12 @@ class OpenAIChatModel:
 
     def complete(
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        temperature: float = 0.0,
+        temperature: float = 0.0, schema: Mapping[str, Any] | None = None,
     ) -> Completion:
         """The whole reply; see ``ChatModel.complete``."""
         with self._errors():
             reply = self._client.chat.completions.create(
-                **self._request(messages, max_tokens, temperature)
+                **self._request(messages, max_tokens, temperature, schema)
             )
             content = reply.choices[0].message.content if reply.choices else None
             usage = reply.usage
@@ -121,10 +137,10 @@ class OpenAIChatModel:
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None,
-        temperature: float = 0.0,
+        temperature: float = 0.0, schema: Mapping[str, Any] | None = None,
     ) -> Iterator[ChatEvent]:
         """The reply in pieces; see ``ChatModel.stream``."""
-        request = self._request(messages, max_tokens, temperature)
+        request = self._request(messages, max_tokens, temperature, schema)
         with self._errors():
             chunks = self._client.chat.completions.create(
                 **request, stream=True, stream_options={"include_usage": True}
@@ -138,7 +154,8 @@ class OpenAIChatModel:
                     yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
 
     def _request(
-        self, messages: Sequence[ChatMessage], max_tokens: int | None, temperature: float
+        self, messages: Sequence[ChatMessage], max_tokens: int | None, temperature: float,
+        schema: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {
             "model": self.model,
@@ -147,6 +164,8 @@ class OpenAIChatModel:
         }
         if max_tokens is not None:
             request["max_tokens"] = max_tokens
+        if schema is not None:
+            request["response_format"] = json_schema_format(schema)
         return request
 
     @contextmanager

@@ -11,23 +11,34 @@ events: ``TextDelta`` pieces, then (when a model was used) one ``Usage``.  Write
 
 ``get_writer(settings, embedder)`` builds the writer the ``llm`` setting names.  That setting is
 parsed here and only here (``choose_llm``): 'extractive', 'openai:MODEL',
-'openai-compatible:MODEL', or 'auto'.  The part before the colon is a key of ``WRITERS``; adding
+'openai-compatible:MODEL', 'local:PATH.gguf',
+or 'auto'.  The part before the colon is a key of ``WRITERS``; adding
 a backend is one class (a ``ChatModel`` or a ``Writer``) and one line in ``WRITERS``.
 
+Two options shape what an ``LLMWriter`` asks (settings ``llm_json`` and ``llm_evidence``):
+
+- structured answers (``assistant.structured``): the model fills in JSON under a schema that
+  only admits the offered source numbers, and code writes the [n] markers;
+- evidence-first context (``evidence_sources``): the model reads the best-ranked sentences with
+  their neighbours, numbered by source, instead of whole chunks.
+
+Both are on by default for local models and off for servers (measured in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from assistant.chat_model import ChatEvent, ChatModel, OpenAIChatModel
+from assistant.chat_model import ChatEvent, ChatModel, OpenAIChatModel, TextDelta
 from assistant.errors import ConfigError
 from assistant.extractive import ExtractiveWriter
 from assistant.models import CANNOT_ANSWER, Source
 from assistant.prompts import load_prompts
+from assistant.structured import answer_schema, render_stream
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
@@ -56,24 +67,43 @@ class Writer(Protocol):
         ...
 
 
+Ranker = Callable[[str, Sequence[Source]], list[tuple[float, int, int]]]
+"""(relevance, source index, sentence index) of every source sentence, best first
+(``ExtractiveWriter.rank``)."""
+
+_DELIMITER = re.compile(r"<(/?)(source)", re.IGNORECASE)
+
+
 def render_messages(
-    question: str, sources: Sequence[Source], *, as_of: date | None, prompts: dict[str, str]
+    question: str,
+    sources: Sequence[Source],
+    *,
+    as_of: date | None,
+    prompts: dict[str, str],
+    structured: bool = False,
 ) -> list[dict[str, str]]:
-    """The chat messages for a question: system rules, then numbered sources and the question."""
+    """The chat messages for a question: system rules, then numbered sources and the question.
+
+    Each source sits between ``<source number="N">`` and ``</source>`` (the system prompt says
+    its text is data, never instructions); a delimiter inside the article text is defused so
+    a source cannot close itself early. ``structured`` uses the JSON answer rules.
+    """
     blocks = [
         prompts["source"].format(
             number=s.number,
-            title=s.title,
-            outlet=s.outlet or "unknown outlet",
+            title=_defused(s.title),
+            outlet=_defused(s.outlet or "unknown outlet"),
             published=s.published.isoformat() if s.published else "date unknown",
-            text=s.text,
+            text=_defused(s.text),
             dates=_dates_note(s),
         ).strip()
         for s in sources
     ]
-    system = prompts["answer_system"].format(
-        as_of=as_of.isoformat() if as_of else "today", cannot_answer=CANNOT_ANSWER
-    )
+    day = as_of.isoformat() if as_of else "today"
+    if structured:
+        system = prompts["answer_json"].format(as_of=day)
+    else:
+        system = prompts["answer_system"].format(as_of=day, cannot_answer=CANNOT_ANSWER)
     user = prompts["answer_user"].format(sources="\n\n".join(blocks), question=question)
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -91,23 +121,80 @@ def _dates_note(source: Source) -> str:
     return "\nResolved dates: " + " | ".join(notes) if notes else ""
 
 
+def _defused(text: str) -> str:
+    """``text`` with any ``<source`` or ``</source`` made harmless (a look-alike angle bracket)."""
+    return _DELIMITER.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
+
+
+def evidence_sources(
+    question: str, sources: Sequence[Source], rank: Ranker, *, sentences: int = 6,
+    window: int = 1,
+) -> list[Source]:
+    """The sources cut to their evidence: the ``sentences`` best-ranked sentences over all
+    sources, each with ``window`` neighbours either side, keeping the sources' numbers (so
+    citations still resolve against the whole chunks). Sources with nothing picked are left out.
+    """
+    keep: dict[int, set[int]] = {}
+    for _, i, j in rank(question, sources)[:sentences]:
+        count = len(sources[i].sentences)
+        keep.setdefault(i, set()).update(range(max(0, j - window), min(count, j + window + 1)))
+    return [
+        sources[i].model_copy(update={"sentences": [sources[i].sentences[k] for k in sorted(ks)]})
+        for i, ks in sorted(keep.items())
+    ]
+
+
 class LLMWriter:
     """Answers through a chat model, streaming, with the citation-enforcing prompt."""
 
     mode: Literal["llm", "extractive"] = "llm"
 
-    def __init__(self, chat_model: ChatModel, *, prompts: dict[str, str]) -> None:
-        """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``)."""
+    def __init__(
+        self,
+        chat_model: ChatModel,
+        *,
+        prompts: dict[str, str],
+        structured: bool = False,
+        evidence: Ranker | None = None,
+        evidence_sentences: int = 6,
+        max_tokens: int | None = None,
+    ) -> None:
+        """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``).
+
+        ``structured`` asks for JSON under ``assistant.structured.answer_schema``; ``evidence``
+        (a ranker) shows the model only the ``evidence_sentences`` best sentences and their
+        neighbours; ``max_tokens`` caps the reply.
+        """
         self.chat_model = chat_model
         self.name = chat_model.name
         self.prompts = prompts
+        self.structured = structured
+        self.evidence = evidence
+        self.evidence_sentences = evidence_sentences
+        self.max_tokens = max_tokens
 
     def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
     ) -> Iterator[ChatEvent]:
         """Stream the model's answer; see ``Writer.write``."""
-        messages = render_messages(question, sources, as_of=as_of, prompts=self.prompts)
-        yield from self.chat_model.stream(messages, temperature=0)
+        shown = list(sources)
+        if self.evidence is not None:
+            shown = evidence_sources(
+                question, sources, self.evidence, sentences=self.evidence_sentences
+            )
+        messages = render_messages(
+            question, shown, as_of=as_of, prompts=self.prompts, structured=self.structured
+        )
+        options: dict[str, Any] = {"temperature": 0}
+        if self.max_tokens is not None:
+            options["max_tokens"] = self.max_tokens
+        if not self.structured:
+            yield from self.chat_model.stream(messages, **options)
+        elif not shown:  # no number to cite: the schema would admit no answer at all
+            yield TextDelta(CANNOT_ANSWER)
+        else:
+            schema = answer_schema([s.number for s in shown])
+            yield from render_stream(self.chat_model.stream(messages, schema=schema, **options))
 
 
 # --- choosing a writer -----------------------------------------------------------------------
@@ -145,6 +232,10 @@ def choose_llm(settings: Settings, llm: str | None = None) -> LLMChoice:
     if kind not in WRITERS:
         known = ", ".join(f"'{k}'" if k == "extractive" else f"'{k}:MODEL'" for k in WRITERS)
         raise ConfigError(f"unknown llm {text!r}", hint=f"use {known} or 'auto'")
+    if kind == "local" and not model:
+        raise ConfigError(
+            f"llm {text!r} needs a model file", hint="use 'local:PATH.gguf' (any GGUF chat model)"
+        )
     if kind != "extractive" and not model:
         model = settings.writer.llm_model
     return LLMChoice(kind, model)
@@ -169,7 +260,7 @@ def extractive_writer(_: LLMChoice, settings: Settings, embedder: Embedder) -> E
     )
 
 
-def openai_writer(choice: LLMChoice, settings: Settings, _: Embedder) -> LLMWriter:
+def openai_writer(choice: LLMChoice, settings: Settings, embedder: Embedder) -> LLMWriter:
     """An ``LLMWriter`` over OpenAI or an OpenAI-compatible server.
 
     Raises ConfigError when the server's address ('openai-compatible') or a key or address
@@ -187,13 +278,49 @@ def openai_writer(choice: LLMChoice, settings: Settings, _: Embedder) -> LLMWrit
         max_retries=settings.writer.llm_max_retries,
         label=choice.kind,
     )
-    return LLMWriter(model, prompts=load_prompts(settings.writer.prompts_dir))
+    return _llm_writer(model, choice, settings, embedder)
+
+
+def local_writer(choice: LLMChoice, settings: Settings, embedder: Embedder) -> LLMWriter:
+    """An ``LLMWriter`` over a GGUF file run in process (``assistant.local_model``).
+
+    Raises ConfigError when llama.cpp is not installed, or the file is missing or unloadable.
+    """
+    from assistant.local_model import LocalChatModel
+
+    prompts = load_prompts(settings.writer.prompts_dir)  # a broken template fails before loading
+    model = LocalChatModel(
+        choice.model, threads=settings.writer.llm_threads, context=settings.writer.llm_context
+    )
+    return _llm_writer(model, choice, settings, embedder, prompts)
+
+
+def _llm_writer(
+    model: ChatModel, choice: LLMChoice, settings: Settings, embedder: Embedder,
+    prompts: dict[str, str] | None = None,
+) -> LLMWriter:
+    """An ``LLMWriter`` over ``model`` with the writer settings; 'auto' options are on for
+    local models and off for servers."""
+    local = choice.kind == "local"
+    json_mode, evidence = settings.writer.llm_json, settings.writer.llm_evidence
+    return LLMWriter(
+        model,
+        prompts=prompts or load_prompts(settings.writer.prompts_dir),
+        structured=json_mode == "on" or (json_mode == "auto" and local),
+        evidence=(
+            extractive_writer(choice, settings, embedder).rank
+            if evidence == "on" or (evidence == "auto" and local) else None
+        ),
+        evidence_sentences=settings.writer.evidence_sentences,
+        max_tokens=settings.writer.llm_max_tokens,
+    )
 
 
 WRITERS: dict[str, Callable[[LLMChoice, Settings, Embedder], Writer]] = {
     "extractive": extractive_writer,
     "openai": openai_writer,
     "openai-compatible": openai_writer,
+    "local": local_writer,
 }
 """Every writer by the ``llm`` setting's kind (the part before the colon)."""
 

@@ -109,8 +109,38 @@ class WriterSettings(BaseModel):
         "auto",
         description="What writes answers, a kind in assistant.llm.WRITERS: 'extractive' (no LLM: "
         "cited source sentences), 'openai:MODEL', 'openai-compatible:MODEL' (needs "
-        "OPENAI_BASE_URL), or 'auto': an OpenAI-protocol model when OPENAI_API_KEY or "
+        "OPENAI_BASE_URL), 'local:PATH.gguf' (a GGUF model run in process by llama.cpp; needs "
+        "the 'local' extra), or 'auto': an OpenAI-protocol model when OPENAI_API_KEY or "
         "OPENAI_BASE_URL is set, else extractive. Checked when the writer is made.",
+    )
+    llm_threads: int = Field(
+        0, ge=0, le=256, description="Local models: CPU threads llama.cpp uses (0: every core)."
+    )
+    llm_context: int = Field(
+        4096,
+        ge=512,
+        le=131072,
+        description="Local models: context size in tokens; the prompt (sources and question) "
+        "plus the answer must fit.",
+    )
+    llm_max_tokens: int = Field(
+        400, ge=16, le=8192, description="Longest answer a language model may write, in tokens."
+    )
+    llm_json: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Structured answers: the model writes JSON under a schema (sentences, each "
+        "with the numbers of its sources, or cannot-answer) and code writes the [n] markers. "
+        "'auto' is on for local models and off for servers; 'on' needs a server that supports "
+        "response_format json_schema (OpenAI, vLLM, llama.cpp, Ollama).",
+    )
+    llm_evidence: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Evidence-first context: show the model the best-ranked source sentences "
+        "with their neighbours instead of whole chunks. 'auto' is on for local models (prompt "
+        "reading dominates on a CPU) and off for servers (benchmarks/RESULTS.md).",
+    )
+    evidence_sentences: int = Field(
+        6, ge=1, le=50, description="Evidence-first context: how many best-ranked sentences."
     )
     llm_model: str = Field("gpt-4o-mini", description="Model used when llm is 'auto'.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds before an LLM call times out.")
