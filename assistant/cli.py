@@ -262,8 +262,13 @@ def print_answer(answer: Any, *, text: bool = True) -> None:
     """The answer, how it was made, then each citation with its quoted span, outlet and date."""
     if answer.notice:
         out.print(f"[dim]{escape(answer.notice)}[/]")
+    short = answer.short_answer
     if text:
+        if short:  # the answer in a few words, then the sentence that says it
+            out.print(f"[bold]{escape(short.text)}[/] [dim][{short.number}][/]")
         out.print(escape(answer.text))
+    elif short:  # the sentence was streamed already; the short answer is known at the end
+        out.print(f"Short answer: [bold]{escape(short.text)}[/] [dim][{short.number}][/]")
     if answer.refused:
         return
     out.print()

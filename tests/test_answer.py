@@ -256,7 +256,12 @@ def test_extractive_answers_prefer_the_better_ranked_article_among_relevant_sent
         source(1, "Salvage crews freed the Ever Given on Monday, March 29."),
         source(2, "The Ever Given was freed by salvage crews on Monday, March 29."),
     ]
-    plain = ExtractiveWriter(embedder, threshold=0.0, max_sentences=1, source_prior=0.0)
+    from dataclasses import replace
+
+    from assistant.extractive import FITTED
+
+    plain = ExtractiveWriter(embedder, threshold=0.0, max_sentences=1,
+                             weights=replace(FITTED, rank=0.0))
     scores = {i: s for s, i, _ in plain.rank(question, near_equal)}
     first = 0 if scores[0] >= scores[1] else 1
     ordered = [near_equal[1 - first], near_equal[first]]  # the better-scoring sentence ranked second
@@ -306,7 +311,12 @@ def test_extractive_which_questions_prefer_a_sentence_naming_something_new(embed
     source = Source(number=1, chunk_id="a1#h#0", article_id="a1", title="Job cuts", score=1.0,
                     sentences=[SourceSentence(start=0, end=len(t), text=t) for t in sentences])
     question = "Which company announced job cuts on Monday?"
-    plain = ExtractiveWriter(embedder, threshold=0.3, max_sentences=1, novelty_bonus=0.0)
+    from dataclasses import replace
+
+    from assistant.extractive import FITTED
+
+    plain = ExtractiveWriter(embedder, threshold=0.3, max_sentences=1,
+                             weights=replace(FITTED, span=0.0))
     scores = {j: s for s, _, j in plain.rank(question, [source])}
     assert scores[0] > scores[1]  # on wording alone the sentence that repeats the question wins
     assert "Disney" not in plain.answer(question, [source])

@@ -52,13 +52,13 @@ def full_run(sample_index: Settings, tmp_path_factory: pytest.TempPathFactory) -
 def test_shipped_question_set_is_valid() -> None:
     loaded = load_questions(QUESTIONS)
     assert not loaded.problems
-    assert len(loaded.questions) == 24
-    assert sum(not q.answerable for q in loaded.questions) == 5
+    assert len(loaded.questions) == 30
+    assert sum(not q.answerable for q in loaded.questions) == 11
 
 
 def test_every_question_is_answered_in_every_configuration(full_run: EvalRun) -> None:
     rows = [json.loads(x) for x in full_run.results_path.read_text().splitlines()]
-    assert len(rows) == 24 * 3 and not full_run.partial and not full_run.warnings
+    assert len(rows) == 30 * 3 and not full_run.partial and not full_run.warnings
     assert {r["config"] for r in rows} == {
         "dense/extractive",
         "bm25/extractive",
@@ -82,12 +82,30 @@ def test_refusals_are_scored_over_the_unanswerable_questions(full_run: EvalRun) 
     rows = [r for r in full_run.rows if r["config"] == "hybrid/extractive"]
     unanswerable = [r for r in rows if not r["answerable"]]
     hybrid = full_run.summary["metrics"]["hybrid/extractive"]
-    assert hybrid["unanswerable"] == len(unanswerable) == 5 and hybrid["answerable"] == 19
+    assert hybrid["unanswerable"] == len(unanswerable) == 11 and hybrid["answerable"] == 19
     refused = sum(r["metrics"]["refused"] for r in unanswerable)
-    assert hybrid["refusal_accuracy"] == pytest.approx(refused / 5)
+    assert hybrid["refusal_accuracy"] == pytest.approx(refused / 11)
     assert 0 <= hybrid["false_refusal_rate"] <= 1
     assert all(r["metrics"]["answer_correct"] is None for r in unanswerable)
     assert hybrid["answer_accuracy"] >= 0.5
+
+
+def test_every_shipped_unanswerable_question_is_refused(full_run: EvalRun) -> None:
+    rows = [r for r in full_run.rows if r["config"] == "hybrid/extractive"]
+    answered = [r["question"] for r in rows if not r["answerable"] and not r["metrics"]["refused"]]
+    assert answered == []
+    assert full_run.summary["metrics"]["hybrid/extractive"]["refusal_accuracy"] == 1.0
+
+
+def test_short_answers_are_scored_beside_containment(full_run: EvalRun) -> None:
+    hybrid = full_run.summary["metrics"]["hybrid/extractive"]
+    assert 0 < hybrid["short_answer_exact"] <= hybrid["answer_accuracy"]
+    rows = {r["question_id"]: r for r in full_run.rows if r["config"] == "hybrid/extractive"}
+    short = rows["q08"]["answer"]["short_answer"]  # "Which British prime minister ...?"
+    assert short["text"] in ("David Cameron", "Cameron") and short["kind"] == "person"
+    assert rows["q08"]["metrics"]["short_answer_exact"] is True
+    assert all(r["metrics"]["short_answer_exact"] is None for r in rows.values() if not r["answerable"])
+    assert "| short answer exact (answerable) |" in full_run.report_path.read_text()
 
 
 def test_citations_are_verbatim_spans_of_the_stored_articles(full_run: EvalRun) -> None:
