@@ -42,7 +42,7 @@ LABELS: dict[str, frozenset[str]] = {
 """The spaCy entity labels that answer each kind."""
 
 _HEADS: dict[str, Kind] = {}
-for _kind, _words in {
+for _head_kind, _words in {
     "person": "person people man woman men women president leader actor actress singer star "
     "player athlete rapper musician artist author writer ceo executive senator politician "
     "candidate judge justice official minister governor king queen prince princess celebrity "
@@ -67,7 +67,7 @@ for _kind, _words in {
     "holiday award title character dish food drink",
 }.items():
     for _word in _words.split():
-        _HEADS[_word] = _kind  # type: ignore[assignment]
+        _HEADS[_word] = _head_kind  # type: ignore[assignment]
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?:])\s+(?=[\"“A-Z])")
 _WORD = re.compile(r"[\w'’-]+")

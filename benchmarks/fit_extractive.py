@@ -149,8 +149,9 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     x = np.array([[float(np.dot(w_rel, f))] for _, found in table for f, _ in found])
     y = np.array([float(h) for _, found in table for _, h in found])
     bias, scale = logistic(x, y)
-    fitted = Weights(bias=round(float(bias), 3),
-                     **{k: round(float(scale * r), 3) for k, r in zip(FEATURES, w_rel, strict=True)})
+    relevance, span, position, rank, novelty = (round(float(scale * r), 3) for r in w_rel)
+    fitted = Weights(bias=round(float(bias), 3), relevance=relevance, span=span,
+                     position=position, rank=rank, novelty=novelty)
     print(f"calibrated over {len(y)} candidate sentences ({int(y.sum())} hold an answer): {fitted}")
 
     base = bot.settings.writer.extractive_threshold

@@ -138,6 +138,7 @@ def test_a_how_many_question_with_no_count_of_the_thing_is_refused(embedder: Emb
         == CANNOT_ANSWER
     counted = [source(1, "About 400 firefighters battled the flames, and 12 people were injured.")]
     text, short = writer.answer_with_short("How many people were injured in the fire?", counted)
+    assert "12 people were injured" in text
     assert short is not None and short.text == "12" and short.kind == "number"
 
 

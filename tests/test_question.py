@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.question import analyse, list_span, number_spans, speaks, spans
+from assistant.question import analyse, list_span, number_spans, spans, speaks
 
 
 @pytest.mark.parametrize(
