@@ -18,10 +18,11 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    rank.  The four combine into one calibrated probability that the sentence holds the answer
    (``Weights``, a logistic model fitted by ``benchmarks/fit_extractive.py`` on RealTime QA
    dev-small).
-4. **Refusal**: only sentences on topic (relevance at least ``threshold``) may answer; a question
-   of a definite kind is refused when none of them holds a span of that kind ("how many" with
-   no quantity, "who" with no name), "what did X say" when X is never reported speaking, and
-   any question whose best probability is below ``Weights.floor``.
+4. **Refusal**: only sentences on topic (relevance at least ``Weights.topic`` × ``threshold``)
+   may answer; a question of a ``Weights.strict`` kind is refused when none of them holds a span
+   of that kind ("how many" with no quantity of the thing counted), "what did X say" when X is
+   never reported speaking, and any question whose best probability is below ``Weights.floor``
+   (unless it asks for several and a sentence lists several spans of the kind).
 5. **The short answer**: the asked-for span of the chosen sentence (the enumeration, when the
    question asks for several), reported as ``Answer.short_answer`` with article offsets.
 
@@ -56,12 +57,13 @@ class Weights:
     """The evidence model: logit = bias + Σ weight × feature; fitted on RealTime QA dev-small
     by ``benchmarks/fit_extractive.py`` (which prints these values)."""
 
-    bias: float = -4.192
-    relevance: float = 3.768
-    span: float = 0.377
-    position: float = 0.0
+    bias: float = -4.232
+    relevance: float = 3.766
+    span: float = 0.188
+    position: float = 0.377
     rank: float = 0.0
-    novelty: float = 0.754
+    novelty: float = 0.753
+    focus: float = 0.0
     topic: float = 0.7
     """A sentence is on topic when its relevance is at least ``topic`` × ``threshold``."""
     floor: float = 0.15
@@ -94,12 +96,15 @@ class Candidate:
     """Holds what the question asks for: such a span, or for "what did X say", X speaking."""
     novelty: float
     """Names (capitalised words) the question does not use, up to three, over three."""
+    focus: float
+    """The share of the question's own (non-name) words the sentence repeats."""
     probability: float = 0.0
 
     def logit(self, w: Weights) -> float:
         """The evidence model's log-odds that this sentence holds the answer."""
         return (w.bias + w.relevance * self.relevance + w.span * self.holds
-                + w.position * self.position + w.rank * self.rank + w.novelty * self.novelty)
+                + w.position * self.position + w.rank * self.rank + w.novelty * self.novelty
+                + w.focus * self.focus)
 
 
 @dataclass(frozen=True)
@@ -185,6 +190,7 @@ class ExtractiveWriter:
 
             ents = entities(texts)
         asked = _names(question.text)
+        asked_words = q_analysis.asked_words(question)
         out = []
         for (relevance, i, j), text, found in zip(ranked, texts, ents, strict=True):
             sentence = sources[i].sentences[j]
@@ -197,6 +203,7 @@ class ExtractiveWriter:
                 position=math.exp(-sentence.start / 1500),
                 spans=spans, holds=bool(spans) or speaking,
                 novelty=min(len(_names(text) - asked), 3) / 3,
+                focus=q_analysis.focus(asked_words, text),
             ))
         for c in out:
             c.probability = 1 / (1 + math.exp(-c.logit(self.weights)))
@@ -222,7 +229,8 @@ class ExtractiveWriter:
             found = [c for c in found if c.holds]
         if question.kind in self.weights.strict:
             found = [c for c in found if c.spans]
-        return [c for c in found if c.probability >= self.weights.floor]
+        return [c for c in found if c.probability >= self.weights.floor
+                or (question.plural and _enumerates(sources[c.i].sentences[c.j].text, c.spans))]
 
     def answer_with_short(
         self, question_text: str, sources: Sequence[Source]
@@ -284,6 +292,13 @@ _NAME = re.compile(r"\b[A-Z][a-zA-Z'’.-]+")
 def _names(text: str) -> set[str]:
     """Capitalised words of ``text``, lower-cased, leaving out stop words ("The", "It")."""
     return {w.lower() for w in _NAME.findall(text)} - q_analysis.stop_words()
+
+
+def _enumerates(text: str, spans: list[tuple[int, int]]) -> bool:
+    """Whether the sentence lists several spans of the asked-for kind ("AFP, Reuters, and AP"):
+    for a question asking for several, that list is the answer's very form, so it may answer
+    below the probability floor (a rule, not a fitted number)."""
+    return len(spans) >= 2 and q_analysis.list_span(text, spans) is not None
 
 
 def _quoted(text: str) -> str:

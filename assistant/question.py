@@ -36,7 +36,7 @@ LABELS: dict[str, frozenset[str]] = {
     "person": frozenset({"PERSON"}),
     "org": frozenset({"ORG"}),
     "place": frozenset({"GPE", "LOC", "FAC"}),
-    "thing": frozenset({"PERSON", "ORG", "GPE", "LOC", "FAC", "NORP", "PRODUCT", "EVENT",
+    "thing": frozenset({"PERSON", "ORG", "GPE", "LOC", "FAC", "PRODUCT", "EVENT",
                         "WORK_OF_ART", "LAW", "LANGUAGE"}),
 }
 """The spaCy entity labels that answer each kind."""
@@ -80,6 +80,7 @@ _SAY = re.compile(
 )
 _NAME = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:[A-Z][\w'’.-]*|of|de|al|bin|van|von)){0,4}")
 _HOW_MANY = re.compile(r"\bhow many\s+(?P<what>(?:[\w'’-]+\s*){1,5})", re.IGNORECASE)
+_WH = frozenset(["what", "which", "who", "whom", "whose", "when", "where", "why", "how"])
 _PREPOSITIONS = frozenset(["of", "in", "on", "at", "to", "for", "from", "by", "with", "after", "before", "during", "since"])
 _NAME_OF = re.compile(r"\bnames?\b|\bcalled\b", re.IGNORECASE)
 _HOW = {"many": "number", "much": "number", "long": "number", "old": "number", "far": "number",
@@ -221,10 +222,27 @@ def date_spans(sentence_start: int, dates: Sequence[Mention]) -> list[tuple[int,
 
 
 def is_new(question: Question, text: str) -> bool:
-    """Whether a span says something the question does not already: a word it does not use."""
+    """Whether a span names something the question does not: none of its words is the
+    question's ("Sergei Lavrov" is not new to a question about Lavrov)."""
     words = [w.lower() for w in _WORD.findall(text)]
     content = [w for w in words if w not in stop_words()] or words
-    return any(w not in question.named for w in content)
+    return not any(w in question.named for w in content)
+
+
+def asked_words(question: Question) -> frozenset[str]:
+    """Stems of the question's own words that are not names or stop words: what it asks
+    about ("succeeded", "reopen", "injured"), which a sentence answering it usually repeats."""
+    ask = _SENTENCE_BREAK.split(question.text.strip())[-1]
+    words = [w for w in _WORD.findall(ask) if w[0].islower() and w.lower() not in stop_words()
+             and w.lower() not in _WH]
+    return frozenset(_stem(w.lower()) for w in words)
+
+
+def focus(asked: frozenset[str], sentence: str) -> float:
+    """The share of ``asked`` (``asked_words``) that ``sentence`` uses."""
+    if not asked:
+        return 0.0
+    return len(asked & {_stem(w.lower()) for w in _WORD.findall(sentence)}) / len(asked)
 
 
 def spans(

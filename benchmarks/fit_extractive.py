@@ -106,7 +106,7 @@ def logistic(x: Any, y: Any, l2: float = 1e-3, steps: int = 50) -> Any:
     return w
 
 
-FEATURES = ("relevance", "span", "position", "rank", "novelty")
+FEATURES = ("relevance", "span", "position", "rank", "novelty", "focus")
 
 
 def fit(bot: Any, rows: list[dict]) -> Any:
@@ -128,7 +128,7 @@ def fit(bot: Any, rows: list[dict]) -> Any:
         found = []
         for c in loose.candidates(question, row["sources"]):
             text = row["sources"][c.i].sentences[c.j].text
-            found.append(([c.relevance, float(c.holds), c.position, c.rank, c.novelty],
+            found.append(([c.relevance, float(c.holds), c.position, c.rank, c.novelty, c.focus],
                           bool(contains_answer(text, row["q"]["answers"]))))
         table.append((question.kind, found))
 
@@ -139,19 +139,20 @@ def fit(bot: Any, rows: list[dict]) -> Any:
                 hits += max(found, key=lambda f: float(np.dot(w, f[0])))[1]
         return hits / len(table)
 
-    grid = product((0.0, 0.05, 0.1, 0.2), (0.0, 0.05, 0.1), (0.0, 0.1, 0.2, 0.4), (0.0, 0.1, 0.2))
+    grid = product((0.0, 0.05, 0.1, 0.2), (0.0, 0.05, 0.1), (0.0, 0.1, 0.2, 0.4), (0.0, 0.1, 0.2),
+                   (0.0, 0.1, 0.2, 0.4))
     scored = [(top1(np.array([1.0, *w])), -sum(w), w) for w in grid]
     best_hit, _, ratios = max(scored)
     print(f"best sentence holds an answer for {best_hit:.3f} of questions with relative weights "
           f"{dict(zip(FEATURES, (1.0, *ratios), strict=True))} (relevance alone: "
-          f"{top1(np.array([1.0, 0, 0, 0, 0])):.3f})")
+          f"{top1(np.array([1.0, 0, 0, 0, 0, 0])):.3f})")
     w_rel = np.array([1.0, *ratios])
     x = np.array([[float(np.dot(w_rel, f))] for _, found in table for f, _ in found])
     y = np.array([float(h) for _, found in table for _, h in found])
     bias, scale = logistic(x, y)
-    relevance, span, position, rank, novelty = (round(float(scale * r), 3) for r in w_rel)
+    relevance, span, position, rank, novelty, focus = (round(float(scale * r), 3) for r in w_rel)
     fitted = Weights(bias=round(float(bias), 3), relevance=relevance, span=span,
-                     position=position, rank=rank, novelty=novelty)
+                     position=position, rank=rank, novelty=novelty, focus=focus)
     print(f"calibrated over {len(y)} candidate sentences ({int(y.sum())} hold an answer): {fitted}")
 
     base = bot.settings.writer.extractive_threshold
@@ -160,7 +161,7 @@ def fit(bot: Any, rows: list[dict]) -> Any:
         if row["earlier"] is not None:
             question = analyse(row["q"]["question"])
             negatives.append((question.kind, [([c.relevance, float(c.holds), c.position,
-                                                c.rank, c.novelty], False)
+                                                c.rank, c.novelty, c.focus], False)
                                                for c in loose.candidates(question, row["earlier"])]))
 
     def replay(found: list, kind: str | None, topic: float, floor: float, strict: Any) -> Any:
