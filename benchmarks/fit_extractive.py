@@ -6,12 +6,15 @@
    published by then holds an accepted answer.  The sources are cached as JSON in ``--cache``
    (default /tmp/newsdesk-fit), keyed by set, so later runs skip retrieval.
 2. **Fit** (``--fit``, dev-small only): every candidate sentence (``ExtractiveWriter.candidates``
-   with no topic gate) gives four features (relevance, holds an asked-for span, position,
-   source rank) and a label (holds an accepted answer).  A logistic regression (numpy, L2 0.01)
-   gives the weights; then the topic gate (a ratio of ``extractive_threshold``), the probability
-   floor and the kinds refused without a span are chosen by grid search for the most correct
-   answers with false refusals at most 0.08, the near-topic refusals breaking ties.  The values
-   are printed as a ``Weights(...)`` to paste into ``assistant/extractive.py``.
+   with no topic gate) gives its features (relevance, holds an asked-for span, position, source
+   rank, new names, the question's own words) and a label (holds an accepted answer).  The
+   weights relative to relevance's are those, on a coarse grid, whose best sentence holds an
+   answer most often (ties: the smallest weights); a logistic regression of that one score
+   (Newton's method) then calibrates it into a probability.  The topic gate (a ratio of
+   ``extractive_threshold``), the probability floor and the kinds refused without a span are
+   chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
+   then (within one question of the best) the most near-topic refusals.  The result is printed
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.
 3. **Compare** (default): the writer of git ref ``--old`` (default: the commit before the
    evidence model) and today's, over the same cached sources in one run: answer correctness
    (accepted answer in the answer text), short answer exact, false refusals, near-topic
