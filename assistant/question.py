@@ -135,7 +135,7 @@ def analyse(question: str) -> Question:
             if word in _AUX or word in _PREPOSITIONS:
                 break
             words.append(word)
-        counted = frozenset(_stem(w) for w in words if w not in stop_words())
+        counted = frozenset(stem(w) for w in words if w not in stop_words())
     return Question(text=question, kind=kind, named=named, speaker=speaker, plural=plural,
                     counted=counted)
 
@@ -202,10 +202,11 @@ def number_spans(sentence: str, taken: Sequence[tuple[int, int]] = ()) -> list[t
 
 def _counts(after: str, counted: frozenset[str]) -> bool:
     """Whether one of the (next four) words after a number is what the question counts."""
-    return any(_stem(w.lower()) in counted for w in _WORD.findall(after)[:4])
+    return any(stem(w.lower()) in counted for w in _WORD.findall(after)[:4])
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """The English Snowball stem of a lower-cased word (as bm25s indexes it)."""
     return _stemmer().stemWord(word)
 
 
@@ -222,11 +223,12 @@ def date_spans(sentence_start: int, dates: Sequence[Mention]) -> list[tuple[int,
 
 
 def is_new(question: Question, text: str) -> bool:
-    """Whether a span names something the question does not: none of its words is the
-    question's ("Sergei Lavrov" is not new to a question about Lavrov)."""
+    """Whether a span names something the question does not: a word the question does not
+    use, and no name it uses ("Sergei Lavrov" is not new to a question about Lavrov)."""
     words = [w.lower() for w in _WORD.findall(text)]
     content = [w for w in words if w not in stop_words()] or words
-    return not any(w in question.named for w in content)
+    names = {w.lower() for w in _WORD.findall(question.text) if w[0].isupper()} - stop_words()
+    return any(w not in question.named for w in content) and not any(w in names for w in content)
 
 
 def asked_words(question: Question) -> frozenset[str]:
@@ -235,14 +237,14 @@ def asked_words(question: Question) -> frozenset[str]:
     ask = _SENTENCE_BREAK.split(question.text.strip())[-1]
     words = [w for w in _WORD.findall(ask) if w[0].islower() and w.lower() not in stop_words()
              and w.lower() not in _WH]
-    return frozenset(_stem(w.lower()) for w in words)
+    return frozenset(stem(w.lower()) for w in words)
 
 
 def focus(asked: frozenset[str], sentence: str) -> float:
     """The share of ``asked`` (``asked_words``) that ``sentence`` uses."""
     if not asked:
         return 0.0
-    return len(asked & {_stem(w.lower()) for w in _WORD.findall(sentence)}) / len(asked)
+    return len(asked & {stem(w.lower()) for w in _WORD.findall(sentence)}) / len(asked)
 
 
 def spans(
