@@ -25,11 +25,13 @@ from typing import Any
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta, Usage
 from assistant.citations import enforce
 from assistant.errors import ArticleNotFound, LLMError
+from assistant.extractive import ExtractiveText
 from assistant.filters import make_filters
 from assistant.followup import Message, condense, split_conversation
 from assistant.llm import ExtractiveWriter, LLMChoice, Writer, extractive_writer, get_writer
 from assistant.models import (
     Answer,
+    ShortAnswer,
     Source,
     SourceSentence,
     StreamEvent,
@@ -196,6 +198,7 @@ class Assistant:
             mode=writer.mode,
             model=writer.name,
             refused=enforced.refused,
+            short_answer=None if enforced.refused else draft.short_answer,
             notice=notice,
             fallback=fallback,
             searched=searched if searched != question else None,
@@ -322,6 +325,7 @@ class _Draft:
 
     text: str = ""
     usage: dict[str, int] = field(default_factory=dict)
+    short_answer: ShortAnswer | None = None
 
     def take(self, events: Iterator[ChatEvent]) -> Iterator[StreamEvent]:
         """Pass the writer's text on as delta events, keeping the text and the usage."""
@@ -329,6 +333,8 @@ class _Draft:
             match event:
                 case TextDelta(text=piece):
                     self.text += piece
+                    if isinstance(event, ExtractiveText):
+                        self.short_answer = event.short_answer
                     yield StreamEvent(type="delta", text=piece)
                 case Usage():
                     self.usage = event.as_dict()

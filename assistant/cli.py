@@ -270,8 +270,13 @@ def print_answer(answer: Any, *, text: bool = True) -> None:
     """The answer, how it was made, then each citation with its quoted span, outlet and date."""
     if answer.notice:
         out.print(f"[dim]{safe(answer.notice)}[/]")
+    short = answer.short_answer
     if text:
+        if short:  # the answer in a few words, then the sentence that says it
+            out.print(f"[bold]{safe(short.text)}[/] [dim][{short.number}][/]")
         out.print(safe(answer.text, multiline=True))
+    elif short:  # the sentence was streamed already; the short answer is known at the end
+        out.print(f"Short answer: [bold]{safe(short.text)}[/] [dim][{short.number}][/]")
     for d in answer.dropped:
         out.print(f"[yellow]removed:[/] {safe(d.text)} [dim]({safe(d.reason)})[/]")
     if answer.refused:

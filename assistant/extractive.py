@@ -1,86 +1,121 @@
-"""The extractive writer: answers with the source sentences that best answer the question.
+"""The extractive writer: answers with the source sentence that holds what the question asks for.
 
-No model at all: it quotes source sentences and cites them.  The default when no LLM is
+No model writes: it quotes source sentences and cites them.  The default when no LLM is
 configured, and the fallback when the LLM fails.  Chosen through ``assistant.llm.WRITERS``.
+
+How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
+
+1. **Question analysis** (``assistant.question.analyse``): what kind of answer is asked for (a
+   date, a number, a person, an organisation, a place, a named thing, or none in particular),
+   what the question already names, and for "what did X say", the speaker X.
+2. **Relevance**, as before: embedding similarity of question and sentence, and how many of the
+   question's content words the sentence (or its article's title) holds.  Only the
+   ``candidates`` sentences with the best word overlap are embedded, which is what keeps an
+   answer under a tenth of a second (embedding every sentence of 20 chunks took about 1 s).
+3. **Evidence**: whether the sentence holds a span of the asked-for kind that the question does
+   not name (``assistant.question.spans``; entities from ``assistant.entities`` are computed
+   once per sentence and cached), where the sentence sits in its article, and its source's
+   rank.  The four combine into one calibrated probability that the sentence holds the answer
+   (``Weights``, a logistic model fitted by ``benchmarks/fit_extractive.py`` on RealTime QA
+   dev-small).
+4. **Refusal**: only sentences on topic (relevance at least ``Weights.topic`` × ``threshold``)
+   may answer; a question of a ``Weights.strict`` kind is refused when none of them holds a span
+   of that kind ("how many" with no quantity of the thing counted), "what did X say" when X is
+   never reported speaking, and any question whose best probability is below ``Weights.floor``
+   (unless it asks for several and a sentence lists several spans of the kind).
+5. **The short answer**: the asked-for span of the chosen sentence (the enumeration, when the
+   question asks for several), reported as ``Answer.short_answer`` with article offsets.
+
+A "when" answer keeps its derived-date lead ("Around October 20 (two days before ...)") and the
+sentence that dates it.  A second sentence, from another article, is added when its probability
+is at least ``second_ratio`` of the first's.  Source text is quoted with any "[2]" inside it
+turned into "［2］", so quoted text can never be read as a citation marker.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Literal
 
+from assistant import question as q_analysis
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta
-from assistant.models import CANNOT_ANSWER, Source
+from assistant.citations import MARKER
+from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
+from assistant.question import Question
 from index.timex import Mention
 
 if TYPE_CHECKING:
     from index.embeddings import Embedder
 
 
-_HOW_MUCH = re.compile(
-    r"\bhow (?:many|much|long|old|far|tall|big|high)\b|"
-    r"\bwhat (?:percentage|percent|share|proportion|number|amount)\b|\bby how\b",
-    re.IGNORECASE,
-)
-_QUANTITY = re.compile(
-    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
-    r"forty|fifty|hundreds?|thousands?|millions?|billions?|trillions?|dozens?|half|twice|"
-    r"once|double|triple)\b",
-    re.IGNORECASE,
-)
-_WH_NAME = re.compile(r"\b(?:which|who|whom|whose|what|where)\b", re.IGNORECASE)
-_NAME = re.compile(r"\b[A-Z][a-zA-Z'’.-]+")
+@dataclass(frozen=True)
+class Weights:
+    """The evidence model: logit = bias + Σ weight × feature; fitted on RealTime QA dev-small
+    by ``benchmarks/fit_extractive.py`` (which prints these values)."""
+
+    bias: float = -4.224
+    relevance: float = 3.753
+    span: float = 0.188
+    position: float = 0.375
+    rank: float = 0.0
+    novelty: float = 0.751
+    focus: float = 0.0
+    topic: float = 0.7
+    """A sentence is on topic when its relevance is at least ``topic`` × ``threshold``."""
+    floor: float = 0.15
+    """Least probability for an answer; below it the writer refuses."""
+    strict: frozenset[str] = frozenset({"number"})
+    """Kinds refused when no on-topic sentence holds a span of the kind.  Refusing the other
+    kinds too (a "who" question with no name) cost dev-small correct answers: NER misses
+    some names, and "thing" answers are often not names at all."""
 
 
-@functools.cache
-def _stop_words() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return frozenset(STOPWORDS_EN)
+FITTED = Weights()
 
 
-def _names(text: str) -> set[str]:
-    """Capitalised words of ``text``, lower-cased, leaving out stop words ("The", "It")."""
-    return {w.lower() for w in _NAME.findall(text)} - _stop_words()
+@dataclass
+class Candidate:
+    """A source sentence considered for the answer, with its evidence features."""
+
+    i: int
+    """Source index."""
+    j: int
+    """Sentence index in the source."""
+    relevance: float
+    rank: float
+    """0.5 ** (the article's rank among the sources): 1 for the first article."""
+    position: float
+    """exp(-offset / 1500): 1 at the top of the article."""
+    spans: list[tuple[int, int]]
+    """Spans of the asked-for kind the question does not name (sentence offsets)."""
+    holds: bool
+    """Holds what the question asks for: such a span, or for "what did X say", X speaking."""
+    novelty: float
+    """Names (capitalised words) the question does not use, up to three, over three."""
+    focus: float
+    """The share of the question's own (non-name) words the sentence repeats."""
+    probability: float = 0.0
+
+    def logit(self, w: Weights) -> float:
+        """The evidence model's log-odds that this sentence holds the answer."""
+        return (w.bias + w.relevance * self.relevance + w.span * self.holds
+                + w.position * self.position + w.rank * self.rank + w.novelty * self.novelty
+                + w.focus * self.focus)
 
 
-_WHEN = re.compile(r"^\s*(when|what (day|date|year|month|time))\b", re.IGNORECASE)
-_MONTHS = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
-_EXPLICIT_DATE = re.compile(
-    rf"\b(?:{_MONTHS}\s+\d{{1,2}}\b|\d{{1,2}}\s+{_MONTHS}|\b(?:19|20)\d\d\b)", re.IGNORECASE
-)
-_ANAPHORIC_TIME = re.compile(
-    r"\b(?:(?:two|three|four|five|six|seven|\d+|a few|several) (?:days?|weeks?|months?|years?) "
-    r"(?:after|before|later|earlier)|the (?:next|following|previous) day|that day|the remarks|"
-    r"the (?:visit|meeting|talks|announcement)|then)\b",
-    re.IGNORECASE,
-)
+@dataclass(frozen=True)
+class ExtractiveText(TextDelta):
+    """The extractive answer's text, with the short answer it quotes (None without one)."""
+
+    short_answer: ShortAnswer | None = None
 
 
 class ExtractiveWriter:
-    """Answers with the source sentences that best answer the question, each cited.
-
-    Relevance mixes the embedding similarity of question and sentence with how many of the
-    question's content words the sentence (or its article's title) contains.  Among sentences
-    relevant enough to answer, those of better-ranked articles are preferred: ``source_prior``
-    is added for the first article, half of it for the second, and so on (0.4 lifted answer
-    correctness on RealTime QA dev from 0.363 to 0.387; 0.1 and 0.2 gave 0.367 and 0.380).  A "when" question
-    whose best sentence dates the event only relative to another ("two days after the remarks")
-    also gets the nearest earlier sentence of the same article that carries an explicit date.
-    A "how many / how much" question is answered only by a sentence that states a quantity.
-    A "which / who / what / where" question asks for a name it does not contain, so among
-    relevant sentences those naming things the question does not (capitalised words other than
-    stop words) get up to ``novelty_bonus`` more (0.2 lifted answer correctness on RealTime QA
-    dev from 0.383 to 0.417 in the offline replay recorded in benchmarks/RESULTS.md).  A second
-    sentence, from another article, is added when its relevance is at least ``second_ratio`` of
-    the first's (0.85 rather than 0.92: 0.417 -> 0.433, with 63% of answers two sentences long).
-    """
+    """Answers with the source sentences that best answer the question, each cited."""
 
     name = "extractive"
     mode: Literal["llm", "extractive"] = "extractive"
@@ -95,91 +130,142 @@ class ExtractiveWriter:
         source_prior: float = 0.4,
         novelty_bonus: float = 0.2,
         second_ratio: float = 0.85,
+        weights: Weights = FITTED,
+        candidates: int = 24,
     ) -> None:
+        """``threshold``: least relevance of a sentence to count as on topic.  ``source_prior``
+        and ``novelty_bonus`` are kept for old callers; ``weights`` now rank the sentences."""
         self.embedder = embedder
         self.threshold = threshold
         self.max_sentences = max_sentences
         self.source_prior = source_prior
         self.novelty_bonus = novelty_bonus
         self.second_ratio = second_ratio
+        self.weights = weights
+        self.limit = candidates
 
-    def rank(self, question: str, sources: Sequence[Source]) -> list[tuple[float, int, int]]:
-        """(relevance, source index, sentence index) for every source sentence, best first."""
+    def rank(
+        self, question: str, sources: Sequence[Source], *, limit: int | None = None
+    ) -> list[tuple[float, int, int]]:
+        """(relevance, source index, sentence index) of source sentences, best first.
+
+        With ``limit``, only that many sentences, those sharing most words with the question
+        (ties: earlier sources), are embedded and returned; the rest are never scored.
+        """
         from index.store import KeywordIndex
 
         cells = [(i, j) for i, s in enumerate(sources) for j in range(len(s.sentences))]
         if not cells:
             return []
         texts = [sources[i].sentences[j].text for i, j in cells]
-        vectors = self.embedder.embed_cached([question, *texts])
-        q = vectors[0]
         q_words = set(KeywordIndex.tokenize([question], return_ids=False)[0])
-        token_lists = KeywordIndex.tokenize(
-            texts + [s.title for s in sources], return_ids=False
-        )
-        titles = token_lists[len(texts):]
-        scored = []
-        for n, ((i, j), vec) in enumerate(zip(cells, vectors[1:], strict=True)):
-            cosine = sum(a * b for a, b in zip(q, vec, strict=True))
+        token_lists = KeywordIndex.tokenize(texts + [s.title for s in sources], return_ids=False)
+        titles = [set(t) for t in token_lists[len(texts):]]
+        lexical = []
+        for n, (i, _) in enumerate(cells):
             words = set(token_lists[n])
             overlap = len(q_words & words) / len(q_words) if q_words else 0.0
-            context = len(q_words & (words | set(titles[i]))) / len(q_words) if q_words else 0.0
-            scored.append((0.5 * cosine + 0.3 * overlap + 0.2 * context, i, j))
+            context = len(q_words & (words | titles[i])) / len(q_words) if q_words else 0.0
+            lexical.append((0.3 * overlap + 0.2 * context, n))
+        if limit is not None and len(lexical) > limit:
+            lexical = sorted(lexical, key=lambda t: (-t[0], t[1]))[:limit]
+        vectors = self.embedder.embed_cached([question, *(texts[n] for _, n in lexical)])
+        q = vectors[0]
+        scored = []
+        for (lex, n), vec in zip(lexical, vectors[1:], strict=True):
+            cosine = sum(a * b for a, b in zip(q, vec, strict=True))
+            scored.append((0.5 * cosine + lex, *cells[n]))
         scored.sort(key=lambda t: -t[0])
         return scored
+
+    def candidates(self, question: Question, sources: Sequence[Source]) -> list[Candidate]:
+        """The on-topic sentences with their features and probability, most probable first."""
+        gate = self.threshold * self.weights.topic
+        ranked = [t for t in self.rank(question.text, sources, limit=self.limit) if t[0] >= gate]
+        order = {a: n for n, a in enumerate(dict.fromkeys(s.article_id for s in sources))}
+        texts = [sources[i].sentences[j].text for _, i, j in ranked]
+        ents: list[tuple[tuple[int, int, str], ...]] = [()] * len(texts)
+        if question.needs_entities and texts:
+            from assistant.entities import entities
+
+            ents = entities(texts)
+        asked = _names(question.text)
+        asked_words = q_analysis.asked_words(question)
+        out = []
+        for (relevance, i, j), text, found in zip(ranked, texts, ents, strict=True):
+            sentence = sources[i].sentences[j]
+            spans = q_analysis.spans(question, text, sentence_start=sentence.start,
+                                     dates=sentence.dates, ents=found)
+            speaking = bool(question.speaker) and q_analysis.speaks(question.speaker or "", text)
+            out.append(Candidate(
+                i=i, j=j, relevance=relevance,
+                rank=0.5 ** order[sources[i].article_id],
+                position=math.exp(-sentence.start / 1500),
+                spans=spans, holds=bool(spans) or speaking,
+                novelty=min(len(_names(text) - asked), 3) / 3,
+                focus=q_analysis.focus(asked_words, text),
+            ))
+        for c in out:
+            c.probability = 1 / (1 + math.exp(-c.logit(self.weights)))
+        out.sort(key=lambda c: -c.probability)
+        return out
 
     def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
     ) -> Iterator[ChatEvent]:
-        """The chosen sentences with their markers, or the cannot-answer sentinel, in one piece."""
-        yield TextDelta(self.answer(question, sources))
+        """The chosen sentences with their markers (or the cannot-answer sentinel), in one
+        piece that also carries the short answer."""
+        text, short = self.answer_with_short(question, sources)
+        yield ExtractiveText(text, short_answer=short)
 
     def answer(self, question: str, sources: Sequence[Source]) -> str:
         """The chosen sentences with their markers, or the cannot-answer sentinel."""
-        ranked = [t for t in self.rank(question, sources) if t[0] >= self.threshold]
-        how_much = bool(_HOW_MUCH.search(question))
-        if how_much:  # only a sentence that states a quantity can answer
-            ranked = [t for t in ranked if _QUANTITY.search(sources[t[1]].sentences[t[2]].text)]
-        if not ranked:
-            return CANNOT_ANSWER
-        order = {a: n for n, a in enumerate(dict.fromkeys(s.article_id for s in sources))}
-        asked_names = _names(question)
-        asks_name = not how_much and bool(_WH_NAME.search(question))
+        return self.answer_with_short(question, sources)[0]
 
-        def preference(t: tuple[float, int, int]) -> float:
-            score, i, j = t
-            bonus = self.source_prior * 0.5 ** order[sources[i].article_id]
-            if asks_name and self.novelty_bonus:
-                names = _names(sources[i].sentences[j].text)
-                bonus += self.novelty_bonus * min(len(names - asked_names), 3) / 3
-            return score + bonus
+    def choose(self, question: Question, sources: Sequence[Source]) -> list[Candidate]:
+        """The candidates allowed to answer, best first; empty when the writer must refuse."""
+        found = self.candidates(question, sources)
+        if question.speaker:  # only a sentence reporting X speaking says what X said
+            found = [c for c in found if c.holds]
+        if question.kind in self.weights.strict:
+            found = [c for c in found if c.spans]
+        return [c for c in found if c.probability >= self.weights.floor
+                or (question.plural and _enumerates(sources[c.i].sentences[c.j].text, c.spans))]
 
-        ranked.sort(key=lambda t: -preference(t))  # relevance decided who may answer; now rank
-        best_score, i, j = ranked[0]
+    def answer_with_short(
+        self, question_text: str, sources: Sequence[Source]
+    ) -> tuple[str, ShortAnswer | None]:
+        """The answer text with markers (or the sentinel), and its short answer if any."""
+        question = q_analysis.analyse(question_text)
+        found = self.choose(question, sources)
+        if not found:
+            return CANNOT_ANSWER, None
+        best = found[0]
+        i, j = best.i, best.j
         picks = [(i, j)]
-        best = sources[i].sentences[j].text
+        text = sources[i].sentences[j].text
         lead = None
-        if _WHEN.match(question):
+        if question.kind == "date":
             mention = _when_mention(sources[i].sentences[j].dates)
             if mention is not None:
-                lead = _when_lead(mention, best)
+                lead = _when_lead(mention, text)
             dated = self._anchor_sentence(sources[i], j, mention)
-            if dated is None and not _EXPLICIT_DATE.search(best):
+            if dated is None and not _EXPLICIT_DATE.search(text):
                 dated = self._dating_sentence(sources[i], j)
             if dated is not None:
                 picks.append((i, dated))
         if len(picks) < self.max_sentences:
-            for score, i2, j2 in ranked[1:]:
-                if score < best_score * self.second_ratio:
-                    continue
-                text = sources[i2].sentences[j2].text
-                if sources[i2].article_id != sources[i].article_id and text != best:
-                    picks.append((i2, j2))
+            for c in found[1:]:
+                if c.probability < best.probability * self.second_ratio:
                     break
-        parts = [f"{sources[a].sentences[b].text} [{sources[a].number}]" for a, b in picks]
+                other = sources[c.i]
+                if other.article_id != sources[i].article_id and other.sentences[c.j].text != text:
+                    picks.append((c.i, c.j))
+                    break
+        parts = [f"{_quoted(sources[a].sentences[b].text)} [{sources[a].number}]" for a, b in picks]
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
-        return " ".join(parts)
+        return " ".join(parts), _short_answer(question, sources, best)
 
     @staticmethod
     def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:
@@ -198,6 +284,63 @@ class ExtractiveWriter:
             if _EXPLICIT_DATE.search(source.sentences[back].text):
                 return back
         return None
+
+
+_NAME = re.compile(r"\b[A-Z][a-zA-Z'’.-]+")
+
+
+def _names(text: str) -> set[str]:
+    """Capitalised words of ``text``, lower-cased, leaving out stop words ("The", "It")."""
+    return {w.lower() for w in _NAME.findall(text)} - q_analysis.stop_words()
+
+
+def _enumerates(text: str, spans: list[tuple[int, int]]) -> bool:
+    """Whether the sentence lists several spans of the asked-for kind ("AFP, Reuters, and AP"):
+    for a question asking for several, that list is the answer's very form, so it may answer
+    below the probability floor (a rule, not a fitted number)."""
+    return len(spans) >= 2 and q_analysis.list_span(text, spans) is not None
+
+
+def _quoted(text: str) -> str:
+    """Source text as the answer quotes it: a "[2]" of the source becomes "［2］", so that
+    only the writer's own markers are read as citations."""
+    return MARKER.sub(lambda m: f"［{m.group(1)}］", text)
+
+
+def _short_answer(question: Question, sources: Sequence[Source], best: Candidate) -> ShortAnswer | None:
+    """The chosen sentence's asked-for span (or the enumeration of them) at article offsets."""
+    if not best.spans or question.kind is None:
+        return None
+    source = sources[best.i]
+    sentence = source.sentences[best.j]
+    span = q_analysis.list_span(sentence.text, best.spans) if question.plural else None
+    if span is None:
+        span = _nearest(question, sentence.text, best.spans)
+    start, end = span
+    return ShortAnswer(
+        text=sentence.text[start:end], kind=question.kind, number=source.number,
+        article_id=source.article_id, start=sentence.start + start, end=sentence.start + end,
+    )
+
+
+def _nearest(question: Question, sentence: str, spans: list[tuple[int, int]]) -> tuple[int, int]:
+    """The span closest to the words the sentence shares with the question (the first span
+    when it shares none): the answer usually sits next to what the question asks about."""
+    shared = [m.start() for m in re.finditer(r"[\w'’-]+", sentence)
+              if m.group(0).lower() in question.named
+              and m.group(0).lower() not in q_analysis.stop_words()]
+    if not shared:
+        return spans[0]
+    return min(spans, key=lambda s: min(abs(s[0] - p) for p in shared))
+
+
+_MONTHS = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_EXPLICIT_DATE = re.compile(
+    rf"\b(?:{_MONTHS}\s+\d{{1,2}}\b|\d{{1,2}}\s+{_MONTHS}|\b(?:19|20)\d\d\b)", re.IGNORECASE
+)
 
 
 _PREFERENCE = {"anchored": 0, "relative": 1, "partial": 2, "absolute": 3}

@@ -62,6 +62,18 @@ class Citation(BaseModel):
     supported: bool = Field(description="support is at or above the calibrated threshold.")
 
 
+class ShortAnswer(BaseModel):
+    """The words of a cited sentence that answer the question ("Mexico"), at exact offsets."""
+
+    text: str = Field(description="Exactly article.text[start:end] of the cited article.")
+    kind: str = Field(description="What the question asked for: date, number, person, org, "
+                      "place or thing.")
+    number: int = Field(description="The source number the answer cites for it.")
+    article_id: str
+    start: int
+    end: int
+
+
 class AnswerSentence(BaseModel):
     """One sentence of the answer with the citations it carries."""
 
@@ -85,6 +97,10 @@ class Answer(BaseModel):
     """A cited answer (or an honest refusal), JSON-serialisable."""
 
     question: str
+    short_answer: ShortAnswer | None = Field(
+        None, description="The answer in a few words, when a cited sentence holds the kind of "
+        "thing the question asks for (extractive answers); null otherwise.",
+    )
     text: str = Field(description="The answer with [n] markers referring to sources.")
     sentences: list[AnswerSentence] = Field(default_factory=list)
     citations: list[Citation] = Field(default_factory=list)

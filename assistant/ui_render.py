@@ -14,7 +14,7 @@ from typing import Any
 
 from assistant.errors import NewsdeskError
 from assistant.library import FileResult
-from assistant.models import Answer, Citation, Timeline
+from assistant.models import Answer, Citation, ShortAnswer, Timeline
 from assistant.retrieve import Filters
 from index.models import Article
 
@@ -86,7 +86,7 @@ def render_answer(answer: Answer, *, turn: int, filters: str | None = None) -> s
         for sentence in answer.sentences:
             cited = [answer.citations[i] for i in sentence.citations]
             markers = "".join(_marker(c, turn) for c in _first_per_number(cited))
-            text = escape(sentence.text)
+            text = _with_short_answer(sentence.text, cited, answer.short_answer)
             if not cited:
                 text = (f'<span class="nd-uncited" title="No source is cited for this sentence">'
                         f"{text}</span>")
@@ -108,6 +108,24 @@ def render_answer(answer: Answer, *, turn: int, filters: str | None = None) -> s
     ]
     classes = "nd-answer nd-refused" if answer.refused else "nd-answer"
     return f'<div class="{classes}">{body}<div class="nd-foot">{"".join(foot)}</div></div>'
+
+
+def _with_short_answer(
+    text: str, cited: Sequence[Citation], short: ShortAnswer | None
+) -> str:
+    """The sentence as HTML, the short answer in bold where the sentence quotes it."""
+    for c in cited:
+        if short is None or c.number != short.number or not c.start <= short.start < c.end:
+            continue
+        at = text.find(c.quote)
+        if at < 0:
+            continue
+        start = at + short.start - c.start
+        end = start + len(short.text)
+        if text[start:end] == short.text:
+            return (f"{escape(text[:start])}<b class=\"nd-short\">{escape(text[start:end])}</b>"
+                    f"{escape(text[end:])}")
+    return escape(text)
 
 
 def _badge(answer: Answer) -> str:

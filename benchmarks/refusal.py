@@ -7,7 +7,10 @@ questions for free: ask each question *as of 90 days before its date*, and keep 
 when no article published by then contains an accepted answer (the news it asks about had not
 happened yet, while the topic usually had coverage).  Positives: the same questions asked as of
 their own date whose best-ranked sentence holds an accepted answer (what a higher threshold
-would lose).  Both use the app's default retrieval (top_k 8) and ``ExtractiveGenerator.rank``.
+would lose).  Both use the app's default retrieval (top_k 8) and the extractive writer's
+evidence model: a question's score is the probability of the best sentence allowed to answer
+(``ExtractiveWriter.choose`` with no probability floor: on topic, holding the asked-for kind,
+the speaker speaking), 0 when the rules refuse it.  The table shows what each floor would do.
 
     python benchmarks/refusal.py --set dev     # needs benchmarks/out/dev (see retrieval.py)
 """
@@ -26,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.retrieval import indexed_set, normalise
 
 SHIFT = timedelta(days=90)
-CUTS = (0.40, 0.42, 0.44, 0.45, 0.46, 0.48, 0.50)
+CUTS = (0.0, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.40)
 
 
 def main() -> None:
@@ -46,13 +49,19 @@ def main() -> None:
     articles = [(a.published, normalise(f"{a.title} {bot.store.get_article(a.id).text}"))
                 for a in bot.store.list_articles()]
 
+    from dataclasses import replace
+
+    from assistant.question import analyse
+
+    writer = bot.extractive
+    writer.weights = replace(writer.weights, floor=0.0)
+
     def best(question: str, as_of: date) -> tuple[float, str]:
         answer = bot.ask(question, as_of=as_of)
-        ranked = bot.extractive.rank(question, answer.sources)
-        if not ranked:
+        found = writer.choose(analyse(question), answer.sources)
+        if not found:
             return 0.0, ""
-        score, i, j = ranked[0]
-        return score, answer.sources[i].sentences[j].text
+        return found[0].probability, answer.sources[found[0].i].sentences[found[0].j].text
 
     def holds(text: str, answers: list[str]) -> bool:
         return any(re.search(rf"\b{re.escape(a)}\b", text) for a in map(normalise, answers) if a)
@@ -70,7 +79,9 @@ def main() -> None:
             neg.append(best(q["question"], earlier)[0])
     print(f"{args.set}: {len(pos)} questions answered correctly by the best sentence; "
           f"{len(neg)} near-topic questions with no answer in the articles of 90 days before\n")
-    print("| threshold | correct answers kept | near-topic questions refused | balanced accuracy |")
+    print(f"shipped floor: {bot.settings.writer.extractive_threshold:.2f} relevance x "
+          f"{writer.weights.topic} topic gate; probability floor in assistant/extractive.py\n")
+    print("| probability floor | correct answers kept | near-topic questions refused | balanced accuracy |")
     print("|---|---:|---:|---:|")
     for cut in CUTS:
         kept = sum(s >= cut for s in pos) / len(pos)

@@ -310,6 +310,7 @@ def evaluate_one(
     ranked = m.distinct(s.article_id for s in answer.sources)
     row.update(
         answer={
+            "short_answer": answer.short_answer.model_dump() if answer.short_answer else None,
             "text": answer.text,
             "refused": answer.refused,
             "mode": answer.mode,
@@ -359,14 +360,17 @@ def score(
     for k in m.HIT_KS:
         scores[f"gold_hit@{k}"] = m.hit_at_k(ranked, gold, k)
     scores["gold_mrr@10"] = m.reciprocal_rank(ranked, gold)
-    correct = None
+    correct = exact = None
     if question.answerable:
         found = m.contains_answer(answer.text, question.answers)
         correct = None if found is None else (found and not answer.refused)
+        short = answer.short_answer.text if answer.short_answer else None
+        exact = m.short_answer_exact(short, question.answers)
     scores.update(
         {
             "articles_retrieved": len(ranked),
             "answer_correct": correct,
+            "short_answer_exact": exact,
             "refused": answer.refused,
             "citations": len(answer.citations),
             "citation_validity": m.citation_validity(answer.citations, texts),
@@ -428,6 +432,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         {
             "articles_retrieved": m.mean(values("articles_retrieved")),
             "answer_accuracy": m.mean(values("answer_correct")),
+            "short_answer_exact": m.mean(values("short_answer_exact")),
             "answer_accuracy_answered": m.mean(
                 values("answer_correct", lambda r: not r["metrics"]["refused"])
             ),

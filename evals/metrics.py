@@ -58,6 +58,15 @@ def contains_answer(text: str, answers: Sequence[str]) -> bool | None:
     return any(f" {answer} " in haystack for answer in wanted)
 
 
+def short_answer_exact(short: str | None, answers: Sequence[str]) -> bool | None:
+    """True when the short answer, normalised, equals an accepted answer; False when there is
+    none or it differs; ``None`` when there is no accepted answer to compare with."""
+    wanted = {n for n in (normalise(a) for a in answers) if n}
+    if not wanted:
+        return None
+    return short is not None and normalise(short) in wanted
+
+
 def distinct(ids: Iterable[str]) -> list[str]:
     """Ids in first-seen order, each once (chunks of one article count as one article)."""
     return list(dict.fromkeys(ids))

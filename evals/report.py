@@ -28,6 +28,7 @@ METRICS: list[tuple[str, str, Format]] = [
     ("gold_mrr@10", "gold article MRR@10", "rate"),
     ("articles_retrieved", "distinct articles in sources (mean)", "number"),
     ("answer_accuracy", "answer correct (answerable)", "rate"),
+    ("short_answer_exact", "short answer exact (answerable)", "rate"),
     ("answer_accuracy_answered", "answer correct (answerable, not refused)", "rate"),
     ("refusal_accuracy", "refusal accuracy (unanswerable)", "rate"),
     ("false_refusal_rate", "false-refusal rate (answerable)", "rate"),
@@ -52,6 +53,8 @@ NOTES = """\
   answer's sources, in rank order (gold: the quiz's own `gold_doc_ids`, where given).
 - **answer correct**: an accepted answer occurs, SQuAD-normalised and as whole words, in the
   answer text; a refusal counts as wrong.
+- **short answer exact**: the answer's `short_answer` (the asked-for words marked in the quoted
+  sentence), SQuAD-normalised, equals an accepted answer; no short answer counts as wrong.
 - **refusal accuracy**: unanswerable questions refused; **false-refusal rate**: answerable ones
   refused anyway.
 - **citation validity**: the quote is exactly `article.text[start:end]` in the index;

@@ -52,13 +52,13 @@ def full_run(sample_index: Settings, tmp_path_factory: pytest.TempPathFactory) -
 def test_shipped_question_set_is_valid() -> None:
     loaded = load_questions(QUESTIONS)
     assert not loaded.problems
-    assert len(loaded.questions) == 24
-    assert sum(not q.answerable for q in loaded.questions) == 5
+    assert len(loaded.questions) == 30
+    assert sum(not q.answerable for q in loaded.questions) == 11
 
 
 def test_every_question_is_answered_in_every_configuration(full_run: EvalRun) -> None:
     rows = [json.loads(x) for x in full_run.results_path.read_text().splitlines()]
-    assert len(rows) == 24 * 3 and not full_run.partial and not full_run.warnings
+    assert len(rows) == 30 * 3 and not full_run.partial and not full_run.warnings
     assert {r["config"] for r in rows} == {
         "dense/extractive",
         "bm25/extractive",
@@ -82,12 +82,31 @@ def test_refusals_are_scored_over_the_unanswerable_questions(full_run: EvalRun) 
     rows = [r for r in full_run.rows if r["config"] == "hybrid/extractive"]
     unanswerable = [r for r in rows if not r["answerable"]]
     hybrid = full_run.summary["metrics"]["hybrid/extractive"]
-    assert hybrid["unanswerable"] == len(unanswerable) == 5 and hybrid["answerable"] == 19
+    assert hybrid["unanswerable"] == len(unanswerable) == 11 and hybrid["answerable"] == 19
     refused = sum(r["metrics"]["refused"] for r in unanswerable)
-    assert hybrid["refusal_accuracy"] == pytest.approx(refused / 5)
+    assert hybrid["refusal_accuracy"] == pytest.approx(refused / 11)
     assert 0 <= hybrid["false_refusal_rate"] <= 1
     assert all(r["metrics"]["answer_correct"] is None for r in unanswerable)
     assert hybrid["answer_accuracy"] >= 0.5
+
+
+def test_unanswerable_how_many_and_what_did_x_say_questions_are_refused(full_run: EvalRun) -> None:
+    rows = [r for r in full_run.rows if r["config"] == "hybrid/extractive"]
+    kinds = [r for r in rows if not r["answerable"]
+             and r["question"].startswith(("How many", "What did"))]
+    assert len(kinds) == 6 and all(r["metrics"]["refused"] for r in kinds)
+    assert full_run.summary["metrics"]["hybrid/extractive"]["refusal_accuracy"] >= 0.6
+
+
+def test_short_answers_are_scored_beside_containment(full_run: EvalRun) -> None:
+    hybrid = full_run.summary["metrics"]["hybrid/extractive"]
+    assert 0 < hybrid["short_answer_exact"] <= hybrid["answer_accuracy"]
+    rows = {r["question_id"]: r for r in full_run.rows if r["config"] == "hybrid/extractive"}
+    short = rows["q08"]["answer"]["short_answer"]  # "Which British prime minister ...?"
+    assert short["text"] in ("David Cameron", "Cameron") and short["kind"] == "person"
+    assert rows["q08"]["metrics"]["short_answer_exact"] is True
+    assert all(r["metrics"]["short_answer_exact"] is None for r in rows.values() if not r["answerable"])
+    assert "| short answer exact (answerable) |" in full_run.report_path.read_text()
 
 
 def test_citations_are_verbatim_spans_of_the_stored_articles(full_run: EvalRun) -> None:
@@ -240,7 +259,7 @@ def test_compare_adds_a_delta_column_and_names_what_differs(
     report = run.report_path.read_text()
     assert "| metric | bm25/extractive | Δ | hybrid/extractive | Δ |" in report
     assert f"Δ: change against `{full_run.out_dir}`" in report
-    assert "| questions scored | 2 | −22 | 2 | −22 |" in report
+    assert "| questions scored | 2 | −28 | 2 | −28 |" in report
     deltas = run.summary["compare"]["deltas"]["hybrid/extractive"]
     now, before = (
         run.summary["metrics"]["hybrid/extractive"],
@@ -287,7 +306,7 @@ def test_ctrl_c_keeps_the_results_so_far(sample_index: Settings, tmp_path: Path)
     assert summary["questions_scored"] == 1  # the second question finished in bm25 only
     assert summary["metrics"]["bm25/extractive"]["questions"] == 1
     assert "Partial run" in run.report_path.read_text()
-    assert any("interrupted after 3 of 48 answers" in w for w in run.warnings)
+    assert any("interrupted after 3 of 60 answers" in w for w in run.warnings)
 
 
 def test_evidence_text_never_reaches_the_system(

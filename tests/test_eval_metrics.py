@@ -226,3 +226,21 @@ def test_refusal_accuracy_and_false_refusal_rate(
 )
 def test_percentile(values: list, q: float, expected: float | None) -> None:
     assert percentile(values, q) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("short", "answers", "expected"),
+    [
+        ("Prince William", ["Prince William"], True),
+        ("the World Health Organization", ["World Health Organization"], True),  # normalised
+        ("51.9%", ["51.9 percent", "51.9%"], True),
+        ("Britain", ["Balmoral"], False),
+        ("Balmoral Castle", ["Balmoral"], False),  # exact, not containment
+        (None, ["Balmoral"], False),  # no short answer is a miss
+        ("Balmoral", [], None),  # nothing to compare with
+    ],
+)
+def test_short_answer_exact(short: str | None, answers: list[str], expected: bool | None) -> None:
+    from evals.metrics import short_answer_exact
+
+    assert short_answer_exact(short, answers) is expected

@@ -1,0 +1,315 @@
+"""Fit the extractive writer's evidence model on RealTime QA dev-small; compare old and new on dev.
+
+1. **Sources, once.**  Each question of a set is retrieved as the eval harness does (hybrid,
+   20 chunks, the question's ``as_of``) and, for the near-topic negatives of
+   ``benchmarks/refusal.py``, again as of 90 days earlier, keeping only those where no article
+   published by then holds an accepted answer.  The sources are cached as JSON in ``--cache``
+   (default /tmp/newsdesk-fit), keyed by set, so later runs skip retrieval.
+2. **Fit** (``--fit``, dev-small only): every candidate sentence (``ExtractiveWriter.candidates``
+   with no topic gate) gives its features (relevance, holds an asked-for span, position, source
+   rank, new names, the question's own words) and a label (holds an accepted answer).  The
+   weights relative to relevance's are those, on a coarse grid, whose best sentence holds an
+   answer most often (ties: the smallest weights); a logistic regression of that one score
+   (Newton's method) then calibrates it into a probability.  The topic gate (a ratio of
+   ``extractive_threshold``), the probability floor and the kinds refused without a span are
+   chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
+   then (within one question of the best) the most near-topic refusals.  The result is printed
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.
+3. **Compare** (default): the writer of git ref ``--old`` (default: the commit before the
+   evidence model) and today's, over the same cached sources in one run: answer correctness
+   (accepted answer in the answer text), short answer exact, false refusals, near-topic
+   refusals, generation p50/p95 (each writer with its own sentence-embedding cache).
+
+    python benchmarks/fit_extractive.py --set dev-small --fit   # needs benchmarks/out/dev-small
+    python benchmarks/fit_extractive.py --set dev               # needs benchmarks/out/dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import types
+from dataclasses import replace
+from datetime import date, timedelta
+from itertools import product
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.retrieval import indexed_set, normalise
+from evals.metrics import contains_answer
+
+SHIFT = timedelta(days=90)
+OLD_REF = "ec49fab"
+TOP_K = 20
+
+
+def cached_sources(args: argparse.Namespace) -> tuple[Any, list[dict]]:
+    """(an Assistant over the set's index, rows with sources), retrieving only what is not cached."""
+    from assistant.answer import Assistant
+    from assistant.models import Source
+    from assistant.retrieve import Filters, retrieve
+    from assistant.settings import get_settings
+
+    found = indexed_set(args.set, args.out)
+    if found is None:
+        sys.exit(1)
+    data_dir, questions = found
+    bot = Assistant(get_settings(data_dir=data_dir, llm="extractive", top_k=TOP_K))
+    file = args.cache / f"{args.set}.json"
+    if file.exists():
+        rows = json.loads(file.read_text())
+    else:
+        articles = [(a.published, normalise(f"{a.title} {bot.store.get_article(a.id).text}"))
+                    for a in bot.store.list_articles()]
+
+        def sources(question: str, as_of: date | None) -> list[dict]:
+            hits = retrieve(question, Filters(as_of=as_of), settings=bot.settings,
+                            store=bot.store, embedder=bot.embedder)
+            return [s.model_dump(mode="json") for s in bot._sources(hits)]
+
+        rows = []
+        for q in questions:
+            day = date.fromisoformat(q["as_of"]) if q.get("as_of") else None
+            earlier = day - SHIFT if day else None
+            negative = earlier is not None and not any(
+                p and p <= earlier and contains_answer(text, q["answers"]) for p, text in articles)
+            rows.append({"q": q, "sources": sources(q["question"], day),
+                         "earlier": sources(q["question"], earlier) if negative else None})
+        args.cache.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(rows))
+    for row in rows:
+        row["sources"] = [Source.model_validate(s) for s in row["sources"]]
+        if row["earlier"] is not None:
+            row["earlier"] = [Source.model_validate(s) for s in row["earlier"]]
+    return bot, rows
+
+
+def logistic(x: Any, y: Any, l2: float = 1e-3, steps: int = 50) -> Any:
+    """Weights (bias first) of an L2-regularised logistic regression, by Newton's method."""
+    import numpy as np
+
+    x = np.hstack([np.ones((len(x), 1)), x])
+    w = np.zeros(x.shape[1])
+    penalty = l2 * np.diag([0.0] + [1.0] * (x.shape[1] - 1))
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-x @ w))
+        grad = x.T @ (p - y) / len(y) + penalty @ w
+        hessian = (x.T * (p * (1 - p))) @ x / len(y) + penalty
+        step = np.linalg.solve(hessian, grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w
+
+
+FEATURES = ("relevance", "span", "position", "rank", "novelty", "focus")
+
+
+def fit(bot: Any, rows: list[dict]) -> Any:
+    """Fit the weights, then the gates, on ``rows``; print and return the ``Weights``.
+
+    The weights (relative to relevance's) are those whose best sentence holds an accepted
+    answer most often; a logistic regression of that one score then calibrates it into a
+    probability (Platt scaling).  Gates are chosen over the same candidates, replayed.
+    """
+    import numpy as np
+
+    from assistant.extractive import ExtractiveWriter, Weights
+    from assistant.question import analyse
+
+    loose = ExtractiveWriter(bot.embedder, threshold=0.0, weights=Weights(strict=frozenset()))
+    table = []  # per question: kind, speaker check skipped (RealTime QA has none), candidates
+    for row in rows:
+        question = analyse(row["q"]["question"])
+        found = []
+        for c in loose.candidates(question, row["sources"]):
+            text = row["sources"][c.i].sentences[c.j].text
+            found.append(([c.relevance, float(c.holds), c.position, c.rank, c.novelty, c.focus],
+                          bool(contains_answer(text, row["q"]["answers"]))))
+        table.append((question.kind, found))
+
+    def top1(w: Any) -> float:
+        hits = 0
+        for _, found in table:
+            if found:
+                hits += max(found, key=lambda f: float(np.dot(w, f[0])))[1]
+        return hits / len(table)
+
+    grid = product((0.0, 0.05, 0.1, 0.2), (0.0, 0.05, 0.1), (0.0, 0.1, 0.2, 0.4), (0.0, 0.1, 0.2),
+                   (0.0, 0.1, 0.2, 0.4))
+    scored = [(top1(np.array([1.0, *w])), -sum(w), w) for w in grid]
+    best_hit, _, ratios = max(scored)
+    print(f"best sentence holds an answer for {best_hit:.3f} of questions with relative weights "
+          f"{dict(zip(FEATURES, (1.0, *ratios), strict=True))} (relevance alone: "
+          f"{top1(np.array([1.0, 0, 0, 0, 0, 0])):.3f})")
+    w_rel = np.array([1.0, *ratios])
+    x = np.array([[float(np.dot(w_rel, f))] for _, found in table for f, _ in found])
+    y = np.array([float(h) for _, found in table for _, h in found])
+    bias, scale = logistic(x, y)
+    relevance, span, position, rank, novelty, focus = (round(float(scale * r), 3) for r in w_rel)
+    fitted = Weights(bias=round(float(bias), 3), relevance=relevance, span=span,
+                     position=position, rank=rank, novelty=novelty, focus=focus)
+    print(f"calibrated over {len(y)} candidate sentences ({int(y.sum())} hold an answer): {fitted}")
+
+    base = bot.settings.writer.extractive_threshold
+    negatives = []
+    for row in rows:
+        if row["earlier"] is not None:
+            question = analyse(row["q"]["question"])
+            negatives.append((question.kind, [([c.relevance, float(c.holds), c.position,
+                                                c.rank, c.novelty, c.focus], False)
+                                               for c in loose.candidates(question, row["earlier"])]))
+
+    def replay(found: list, kind: str | None, topic: float, floor: float, strict: Any) -> Any:
+        allowed = [(f, h) for f, h in found if f[0] >= base * topic and (kind not in strict or f[1])]
+        if not allowed:
+            return None
+        f, h = max(allowed, key=lambda t: float(np.dot(w_rel, t[0])))
+        p = 1 / (1 + np.exp(-(bias + scale * float(np.dot(w_rel, f)))))
+        return None if p < floor else h
+
+    kinds = ("date", "number", "person", "org", "place", "thing")
+    stricts = [frozenset(), frozenset({"number"}), frozenset({"date", "number"}),
+               frozenset(kinds[:5]), frozenset(kinds)]
+    results = []
+    for topic, floor, strict in product((0.7, 0.8, 0.85, 0.9, 0.95, 1.0),
+                                        (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), stricts):
+        answers = [replay(found, kind, topic, floor, strict) for kind, found in table]
+        correct = sum(a is True for a in answers) / len(table)
+        refused = sum(a is None for a in answers) / len(table)
+        near = (sum(replay(f, k, topic, floor, strict) is None for k, f in negatives)
+                / max(1, len(negatives)))
+        results.append((correct, refused, near, topic, floor, strict))
+    ok = [r for r in results if r[1] <= 0.08]
+    top = max(r[0] for r in ok)  # within one question of the best, refuse the most near-topic
+    close = [r for r in ok if r[0] >= top - 1 / len(rows) - 1e-9]
+    correct, refused, near, topic, floor, strict = max(
+        close, key=lambda r: (r[2], r[0], len(r[5]), -r[4]))  # then the rule for more kinds
+    chosen = replace(fitted, topic=topic, floor=floor, strict=strict)
+    print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
+          f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
+    writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen)
+    print(f"the writer with these weights on {args_set(rows)}: {fmt(evaluate(writer, rows, timed=False))}")
+    return chosen
+
+
+def args_set(rows: list[dict]) -> str:
+    return f"{len(rows)} questions"
+
+
+def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, Any]:
+    """Correctness, short answer exact, false and near-topic refusals, generation latency."""
+    from assistant.citations import is_refusal
+
+    correct = exact = refused = 0
+    latencies = []
+    for row in rows:
+        started = time.perf_counter()
+        if hasattr(writer, "answer_with_short"):
+            text, short = writer.answer_with_short(row["q"]["question"], row["sources"])
+        else:
+            text, short = writer.answer(row["q"]["question"], row["sources"]), None
+        latencies.append(time.perf_counter() - started)
+        answers = row["q"]["answers"]
+        refused += is_refusal(text)
+        correct += not is_refusal(text) and bool(contains_answer(text, answers))
+        exact += short is not None and any(normalise(short.text) == normalise(a) for a in answers)
+    negatives = [r for r in rows if r["earlier"] is not None]
+    near = sum(is_refusal(writer.answer(r["q"]["question"], r["earlier"])) for r in negatives)
+    n = len(rows)
+    out = {"questions": n, "correct": correct / n, "short_exact": exact / n,
+           "false_refusals": refused / n, "near_topic": len(negatives),
+           "near_topic_refused": near / len(negatives) if negatives else 0.0}
+    if timed:
+        ordered = sorted(latencies)
+        out["p50_ms"] = 1000 * statistics.median(ordered)
+        out["p95_ms"] = 1000 * ordered[int(0.95 * (len(ordered) - 1))]
+    return out
+
+
+def fmt(r: dict[str, Any]) -> str:
+    text = (f"correct {r['correct']:.3f}, short exact {r['short_exact']:.3f}, false refusals "
+            f"{r['false_refusals']:.3f}, near-topic refused {r['near_topic_refused']:.3f} "
+            f"(of {r['near_topic']})")
+    if "p50_ms" in r:
+        text += f", generation p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms"
+    return text
+
+
+def old_writer(ref: str, bot: Any) -> Any:
+    """The extractive writer as committed at ``ref``, loaded from git, with the app's settings."""
+    source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType("old_extractive")
+    exec(compile(source, f"{ref}:assistant/extractive.py", "exec"), module.__dict__)  # noqa: S102
+    w = bot.settings.writer
+    return module.ExtractiveWriter(bot.embedder.with_own_cache(), threshold=w.extractive_threshold,
+                                   source_prior=w.source_prior, second_ratio=w.second_sentence_ratio)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/newsdesk-fit"))
+    parser.add_argument("--old", default=OLD_REF, help="git ref of the old writer")
+    parser.add_argument("--fit", action="store_true", help="fit the weights on this set")
+    parser.add_argument("--cache-only", action="store_true", help="only retrieve and cache")
+    parser.add_argument("--ask", type=int, default=0, metavar="N",
+                        help="also time the whole ask, warm, over the first N questions")
+    args = parser.parse_args()
+    bot, rows = cached_sources(args)
+    if args.cache_only:
+        return
+    if args.fit:
+        fit(bot, rows)
+        return
+    from assistant.llm import LLMChoice, extractive_writer
+    from assistant.settings import get_settings
+
+    new = extractive_writer(LLMChoice("extractive"), bot.settings, bot.embedder.with_own_cache())
+    print(f"{args.set}: {len(rows)} questions, hybrid, {TOP_K} sources, each question's as_of\n")
+    old = old_writer(args.old, bot)
+    print(f"old ({args.old}): {fmt(evaluate(old, rows))}")
+    print(f"new (working tree): {fmt(evaluate(new, rows))}")
+    if args.ask:
+        print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
+              f"first {args.ask} questions of the set, each as of its date:")
+        for name, writer in (("old", old_writer(args.old, bot)), ("new", None)):
+            print(f"  {name}: {ask_latency(bot, rows[: args.ask], writer)}")
+
+
+def ask_latency(bot: Any, rows: list[dict], writer: Any) -> str:
+    """p50/p95 of the whole ``Assistant.ask`` (retrieval, writing, citations) with app defaults."""
+    from assistant.answer import Assistant
+    from assistant.settings import get_settings
+
+    settings = bot.settings.updated(top_k=get_settings().retrieval.top_k)
+    app = Assistant(settings, store=bot.store, embedder=bot.embedder.with_own_cache(),
+                    writer=writer)
+    app.ask("What happened this week?")  # warm: models loaded, as in a running server
+    took, stages = [], []
+    for row in rows:
+        as_of = date.fromisoformat(row["q"]["as_of"]) if row["q"].get("as_of") else None
+        started = time.perf_counter()
+        answer = app.ask(row["q"]["question"], as_of=as_of)
+        took.append(time.perf_counter() - started)
+        stages.append(answer.timings)
+    took.sort()
+    median = {k: 1000 * statistics.median(t.get(k, 0.0) for t in stages)
+              for k in ("retrieval", "generation", "citations")}
+    return (f"p50 {1000 * statistics.median(took):.0f} ms, p95 "
+            f"{1000 * took[int(0.95 * (len(took) - 1))]:.0f} ms (stage p50s: "
+            + ", ".join(f"{k} {v:.0f} ms" for k, v in median.items()) + ")")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Question analysis: what a question asks for, and which spans of a sentence can answer it."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.question import analyse, list_span, number_spans, spans, speaks
+
+
+@pytest.mark.parametrize(
+    ("question", "kind", "plural"),
+    [
+        ("When did Assad visit Moscow?", "date", False),
+        ("What year did Cassini reach Saturn?", "date", False),
+        ("How many Russian aircraft are stationed at Hmeymim?", "number", False),
+        ("The storm hit on Monday. By how much did prices rise?", "number", False),
+        ("What percentage of US adults have received the latest vaccine?", "number", False),
+        ("Who is next in line after King Charles?", "person", False),
+        ("Where is the mega rocket's launchpad located?", "place", False),
+        ("A blob of seaweed is heading for the shores of which state?", "place", False),
+        ("Which news agencies contributed reporting to the article?", "org", True),
+        ("Which NBA team did Mac McClung represent when he won the Slam Dunk Contest?", "org", False),
+        ("Which US Cabinet official is facing impeachment proceedings?", "person", False),
+        ("Which chocolate bar now has paper wrappers?", "thing", False),
+        ("What was the name of the Chandrayaan-3 lander?", "thing", False),
+        ("Why did the talks fail?", None, False),
+        ("What did Angela Merkel say about the Russian air strikes?", None, False),
+    ],
+)
+def test_what_a_question_asks_for(question: str, kind: str | None, plural: bool) -> None:
+    analysed = analyse(question)
+    assert (analysed.kind, analysed.plural) == (kind, plural)
+
+
+def test_the_asking_sentence_decides_not_the_context_before_it() -> None:
+    # quiz questions open with context; a "when" in the context does not make it a date question
+    q = analyse("When the deal closed, shares rose. Which airline plans to buy Hawaiian Airlines "
+                "in a $1.9 billion deal?")
+    assert q.kind == "org"
+
+
+def test_what_a_question_already_names_and_who_it_asks_about() -> None:
+    q = analyse("What did Angela Merkel say about the Russian air strikes?")
+    assert q.speaker == "Angela Merkel"
+    assert {"merkel", "russian", "strikes"} <= q.named
+    assert analyse("What did the report say about jobs?").speaker is None  # no name, no speaker
+    assert analyse("How many people now live on Earth?").counted == {"peopl", "live", "now"}
+
+
+@pytest.mark.parametrize(
+    ("sentence", "numbers"),
+    [
+        ("The rally drew 5,000 people and cost $1.2 million.", ["5,000", "$1.2 million"]),
+        ("Leave won 51.9 percent of the vote.", ["51.9 percent"]),
+        ("Two astronauts were on board.", ["Two"]),
+        ("A Russian SU-25 strike fighter takes off, outside Latakia.", []),  # a name, not a count
+        ("Cases of COVID-19 rose in 2020.", []),  # a name and a year
+    ],
+)
+def test_numbers_are_quantities_not_names_or_years(sentence: str, numbers: list[str]) -> None:
+    assert [sentence[a:b] for a, b in number_spans(sentence)] == numbers
+
+
+def test_a_how_many_question_is_answered_by_a_number_of_the_thing_counted() -> None:
+    q = analyse("How many people were injured in the fire?")
+    sentence = "About 400 firefighters battled the flames, and 12 people were hurt."
+    assert [sentence[a:b] for a, b in spans(q, sentence)] == ["12"]
+    assert spans(q, "About 400 firefighters battled the flames.") == []
+
+
+def test_spans_of_the_asked_kind_leave_out_what_the_question_names() -> None:
+    q = analyse("Who did President Joe Biden meet at the White House?")
+    sentence = "Joe Biden met Donald Trump at the White House."
+    ents = [(0, 9, "PERSON"), (14, 26, "PERSON"), (30, 45, "ORG")]
+    assert [sentence[a:b] for a, b in spans(q, sentence, ents=ents)] == ["Donald Trump"]
+
+
+def test_a_list_of_spans_joined_by_commas_and_and_is_one_answer() -> None:
+    sentence = "With reporting by AFP, Reuters, Interfax, and AP"
+    found = [(18, 21), (23, 30), (32, 40), (46, 48)]
+    start, end = list_span(sentence, found)  # type: ignore[misc]
+    assert sentence[start:end] == "AFP, Reuters, Interfax, and AP"
+    assert list_span("Talks in Paris ended; Moscow disagreed.", [(9, 14), (22, 28)]) is None
+
+
+@pytest.mark.parametrize(
+    ("sentence", "speaking"),
+    [
+        ('"It is a major mistake," Lavrov said.', True),
+        ("Russian Foreign Minister Sergei Lavrov said in an interview that ...", True),
+        ("Merkel, the German chancellor, told reporters the strikes must stop.", True),
+        ("The strikes must stop, said Chancellor Angela Merkel.", True),
+        ("According to Merkel, the strikes must stop.", True),
+        ("Some Western governments have criticized Russian air strikes.", False),
+        ("Merkel met Putin in Berlin.", False),
+    ],
+)
+def test_a_speaker_is_someone_reported_saying_something(sentence: str, speaking: bool) -> None:
+    speaker = "Sergei Lavrov" if "Lavrov" in sentence else "Angela Merkel"
+    assert speaks(speaker, sentence) is speaking
