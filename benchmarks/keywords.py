@@ -43,7 +43,7 @@ def batch(n: int, seed: int = 7) -> list:
         )
         article = Article(id=f"bench-{seed}-{i}", title=f"Bench {i}", text=text,
                           outlet="Bench Post", published="2021-05-01")
-        chunks = chunk_article(article, max_tokens=200, count_tokens=lambda s: len(s.split()))
+        chunks = chunk_article(article, max_tokens=200, count_tokens=lambda texts: [len(t.split()) for t in texts])
         vectors = []
         for _ in chunks[:4]:
             v = [rng.gauss(0, 1) for _ in range(384)]

@@ -236,7 +236,7 @@ class KeywordLevel:
             n_docs, avg_length = totals[0], totals[1] / totals[0]
             postings = {
                 term: self.db.execute(
-                    "SELECT p.doc, p.tf, d.length, d.outlet, d.day FROM kw_postings p "
+                    "SELECT p.doc, p.tf, d.length, d.outlet, d.day, d.key FROM kw_postings p "
                     "JOIN kw_docs d ON d.doc = p.doc WHERE p.level=? AND p.term=?",
                     (self.level, term),
                 ).fetchall()
@@ -266,13 +266,7 @@ class KeywordLevel:
             unique, totals = unique[keep], totals[keep]
         order = np.lexsort((unique, -totals))[:k]
         best = [(int(unique[i]), float(totals[i])) for i in order]
-        with self.lock:
-            keys = dict(
-                self.db.execute(
-                    f"SELECT doc, key FROM kw_docs WHERE doc IN ({','.join('?' * len(best))})",
-                    [d for d, _ in best],
-                ).fetchall()
-            ) if best else {}
+        keys = {rows[i][0]: rows[i][5] for i in first}  # read in the same snapshot
         return [(keys[d], float(s)) for d, s in best if s > 0]
 
 

@@ -228,14 +228,14 @@ class Store:
         when no write is in flight they are deleted.  Raises StoreError if Chroma keeps
         failing after its view is reopened.
         """
-        from chromadb.errors import InternalError
+        from chromadb.errors import ChromaError
 
         self._refresh_vectors()
         wanted, failures, hits = n, 0, []
         for _ in range(8):
             try:
                 found = self.vectors.query(vector, wanted, where=where)
-            except InternalError as exc:  # the view is older than the folder: read it again
+            except (ChromaError, KeyError) as exc:  # an old view of the folder: read it again
                 failures += 1
                 if failures > 3:
                     raise StoreError(
@@ -256,13 +256,18 @@ class Store:
 
     def _drop_strays(self, ids: list[str]) -> None:
         """Delete vectors a query met that the catalog does not list, unless a write is in
-        flight (they may be its uncommitted vectors); then read Chroma afresh."""
+        flight (they may be its uncommitted vectors); then read Chroma afresh.  Best effort:
+        a failure leaves them for the next ``reconcile`` (queries skip them meanwhile)."""
+        from chromadb.errors import ChromaError
+
         try:
             with self.writing(timeout=0):
                 known = self.catalog.chunks(ids)
                 self.vectors.delete([i for i in ids if i not in known])
         except Timeout:
             return
+        except (ChromaError, KeyError):
+            pass
         self._refresh_vectors(force=True)
 
     def close(self) -> None:
