@@ -199,10 +199,11 @@ def main() -> None:
         (args.out / f"{config.replace(':', '_')}.jsonl").write_text(
             "".join(json.dumps(r, default=str) + "\n" for r in rows), encoding="utf-8"
         )
-    (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
-    print(f"{len(positive)} answerable dev-small questions (first {args.limit}), "
-          f"{len(negative)} near-topic negatives; {date.today().isoformat()}\n")
-    print(table(results))
+        # After every configuration, so a run cut short still leaves its table.
+        (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
+        print(f"\n{len(positive)} answerable dev-small questions (first {args.limit}), "
+              f"{len(negative)} near-topic negatives; {date.today().isoformat()}\n", flush=True)
+        print(table(results), flush=True)
 
 
 if __name__ == "__main__":
