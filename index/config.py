@@ -85,11 +85,6 @@ class IndexConfig(BaseModel):
         """Where embedded Chroma keeps its files."""
         return self.data_dir / "chroma"
 
-    @property
-    def bm25_path(self) -> Path:
-        """Where the BM25 keyword index is persisted."""
-        return self.data_dir / "bm25"
-
 
 def index_config(config: Any = None) -> IndexConfig:
     """The ``IndexConfig`` in ``config``: itself, the ``index`` section of full settings, or the
