@@ -19,7 +19,7 @@ the catalog's generation, so a stale one is rebuilt when next asked for.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,7 +29,14 @@ from index.catalog import Catalog, IndexedChunk, PreparedArticle
 from index.config import IndexConfig, index_config
 from index.dates import day_number, day_of
 from index.errors import StoreError
-from index.keywords import BM25_PARAMS, Bm25Level, KeywordIndex, load_or_build, tokenize
+from index.keywords import (
+    BM25_PARAMS,
+    Bm25Level,
+    KeywordIndex,
+    KeywordSearch,
+    load_or_build,
+    tokenize,
+)
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
 from index.vectors import ChromaVectors
@@ -62,6 +69,8 @@ class Store:
         *,
         catalog: Catalog | None = None,
         vectors: ChromaVectors | None = None,
+        write_lock: Any = None,
+        keywords: Callable[[Catalog], KeywordSearch] | None = None,
     ) -> None:
         self.config: IndexConfig = index_config(config)
         self.catalog: Catalog = catalog or SqliteCatalog(self.config)
@@ -76,7 +85,8 @@ class Store:
         self._check_embedding()
         self._lock = threading.Lock()
         self._keywords: KeywordIndex | None = None
-        self._write_lock = FileLock(self.config.data_dir / "write.lock")
+        self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
+        self._load_keywords = keywords  # server mode: search in the catalog's database
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -123,7 +133,11 @@ class Store:
         """The BM25 index over all chunks and articles, rebuilt first if the catalog has changed."""
         with self._lock:
             if self._keywords is None or self._keywords.generation != self.catalog.generation:
-                self._keywords = load_or_build(self.catalog, self.config.bm25_path)
+                self._keywords = (
+                    self._load_keywords(self.catalog)  # type: ignore[assignment]
+                    if self._load_keywords
+                    else load_or_build(self.catalog, self.config.bm25_path)
+                )
             return self._keywords
 
     @contextmanager
@@ -172,7 +186,7 @@ class Store:
         self.catalog.close()
 
 
-_STORES: dict[tuple[str, str | None, int, str], Store] = {}
+_STORES: dict[tuple[str, str | None, int, str, str | None], Store] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -185,9 +199,20 @@ def open_store(config: Any = None) -> Store:
         config.chroma_host,
         config.chroma_port,
         config.collection,
+        config.catalog_url.get_secret_value() if config.catalog_url else None,
     )
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None or store.config.embedding != config.embedding:
-            store = _STORES[key] = Store(config)
+            store = _STORES[key] = server_store(config) if config.catalog_url else Store(config)
         return store
+
+
+def server_store(config: IndexConfig) -> Store:
+    """Server mode: the catalog, keyword search and writers' lock in PostgreSQL
+    (``index.pg_catalog``), the vectors on a Chroma server; nothing in a local folder."""
+    from index.pg_catalog import PgCatalog
+    from index.pg_keywords import PgKeywords
+
+    catalog = PgCatalog(config)
+    return Store(config, catalog=catalog, write_lock=catalog.write_lock, keywords=PgKeywords.load)

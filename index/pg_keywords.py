@@ -1,0 +1,125 @@
+"""Keyword search in server mode: PostgreSQL full-text search over the catalog's own tables.
+
+``PgKeywords.load(catalog)`` is the entry point: the ``KeywordSearch`` of a ``PgCatalog`` as of
+its current generation.  Nothing is kept on disk and nothing is rebuilt: the chunks' and
+articles' ``tsvector`` columns (GIN-indexed, written in the catalog's own transaction) are the
+index, so every replica searches exactly what is committed.  Each level keeps in memory only
+the facets the query side filters with (id, outlet, day, has a vector), read in one snapshot
+with the generation they belong to.
+
+A question becomes an OR query of its stemmed words (``plainto_tsquery`` with its ``&`` turned
+into ``|``: BM25 ranks any document sharing a word, and so must this), ranked by
+``ts_rank_cd`` (cover density), normalised by document length.  Filters run in the same SQL
+statement, before the top-k cut: by outlet and day (``search(..., outlets=, since=, until=)``)
+or by a mask over the level's ids (the ``KeywordLevel`` protocol).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from index.catalog import Facets
+from index.pg_catalog import TS_CONFIG, PgCatalog
+
+RANK_NORMALISATION = 1
+"""ts_rank_cd's normalisation: 1 divides by 1 + log(document length), which, like BM25's ``b``,
+keeps long articles from winning on length alone (measured in benchmarks/RESULTS.md)."""
+
+_QUERY = (
+    f"regexp_replace(plainto_tsquery('{TS_CONFIG}', %(q)s)::text, "
+    r"' (&|<->|<\d+>) ', ' | ', 'g')::tsquery"
+)
+
+
+class PgKeywordLevel:
+    """Full-text search over chunks or over whole articles, with the facets of each id."""
+
+    def __init__(self, catalog: PgCatalog, *, chunks: bool, facets: Facets) -> None:
+        import numpy as np
+
+        self.catalog = catalog
+        self.level = "chunks" if chunks else "articles"
+        self.ids: list[str] = list(facets)
+        rows = list(facets.values())
+        self.article_ids = np.array([r[0] for r in rows], dtype=object)
+        self.outlets = np.array([r[1] for r in rows], dtype=object)
+        self.days = np.array([r[2] for r in rows], dtype=np.int64)
+        self.dense = np.array([r[3] for r in rows], dtype=bool)
+
+    def select(self, mask: Any, *, dense: bool = False) -> list[str]:
+        """The ids where ``mask`` is true (and, with ``dense``, that have a vector)."""
+        import numpy as np
+
+        keep = mask & self.dense if dense else mask
+        return np.asarray(self.ids, dtype=object)[keep].tolist()
+
+    def published_days(self) -> dict[str, int]:
+        """Indexed id → publication day as YYYYMMDD (0 when unknown)."""
+        return dict(zip(self.ids, (int(d) for d in self.days), strict=True))
+
+    def search(
+        self,
+        query: str,
+        k: int,
+        mask: Any = None,
+        *,
+        outlets: list[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """Top-k (id, rank > 0) for the query, best first, among the ids where ``mask`` (aligned
+        with ``ids``) is true, of the given ``outlets``, published from day ``since`` to day
+        ``until`` (YYYYMMDD; a date bound excludes undated articles)."""
+        if mask is not None and not mask.any():
+            return []
+        chunks = self.level == "chunks"
+        facet = "a" if chunks else "d"  # where outlet and day live
+        where = ["d.tsv @@ q.q"]
+        params: dict[str, Any] = {"q": query, "k": k}
+        if mask is not None and not mask.all():
+            where.append("d.id = ANY(%(ids)s)")
+            params["ids"] = self.select(mask)
+        if outlets:
+            where.append(f"{facet}.outlet = ANY(%(outlets)s)")
+            params["outlets"] = list(outlets)
+        if since:
+            where.append(f"{facet}.day >= %(since)s")
+            params["since"] = since
+        if until:
+            where.append(f"{facet}.day <= %(until)s AND {facet}.day > 0")
+            params["until"] = until
+        source = "articles d"
+        if chunks:
+            filtered = outlets or since or until
+            source = "chunks d JOIN articles a ON a.id = d.article_id" if filtered else "chunks d"
+        rows = self.catalog._rows(
+            f"SELECT d.id, ts_rank_cd(d.tsv, q.q, {RANK_NORMALISATION}) AS rank "
+            f"FROM {source} CROSS JOIN (SELECT {_QUERY} AS q) q "
+            f"WHERE {' AND '.join(where)} ORDER BY rank DESC, d.id LIMIT %(k)s",
+            params,
+        )
+        return [(i, float(r)) for i, r in rows if r > 0]
+
+
+class PgKeywords:
+    """Keyword search over chunks and articles in the catalog's database, at one generation."""
+
+    def __init__(self, chunks: PgKeywordLevel, articles: PgKeywordLevel, generation: int) -> None:
+        self.chunks = chunks
+        self.articles = articles
+        self.generation = generation
+
+    @property
+    def chunk_ids(self) -> list[str]:
+        """Ids of the searchable chunks."""
+        return self.chunks.ids
+
+    @classmethod
+    def load(cls, catalog: Any) -> PgKeywords:
+        """The keyword search of ``catalog`` (a ``PgCatalog``) as committed now."""
+        with catalog.snapshot():
+            return cls(
+                PgKeywordLevel(catalog, chunks=True, facets=catalog.facets(chunks=True)),
+                PgKeywordLevel(catalog, chunks=False, facets=catalog.facets(chunks=False)),
+                catalog.generation,
+            )
