@@ -382,6 +382,12 @@ def migrate(
     chroma_port: Annotated[
         int | None, typer.Option(help="Its port (default: NEWSDESK_CHROMA_PORT, else 8000).")
     ] = None,
+    from_chroma_host: Annotated[
+        str | None,
+        typer.Option(help="Where the index's vectors are now, if on a Chroma server "
+                     "(default: embedded Chroma in --data-dir)."),
+    ] = None,
+    from_chroma_port: Annotated[int, typer.Option(help="Its port.")] = 8000,
     data_dir: DataDir = None,
 ) -> None:
     """Copy the index in --data-dir into server mode (PostgreSQL + a Chroma server), reusing
@@ -389,7 +395,8 @@ def migrate(
     from index.migrate import migrate as copy_index
 
     settings = _settings(data_dir)
-    source = settings.index.model_copy(update={"catalog_url": None})
+    source = settings.index.model_copy(update={
+        "catalog_url": None, "chroma_host": from_chroma_host, "chroma_port": from_chroma_port})
     target = settings.updated(catalog_url=to, chroma_host=chroma_host, chroma_port=chroma_port)
     report = copy_index(source, target.index)
     out.print(

@@ -21,9 +21,10 @@ from typing import Any
 from index.catalog import Facets
 from index.pg_catalog import TS_CONFIG, PgCatalog
 
-RANK_NORMALISATION = 1
-"""ts_rank_cd's normalisation: 1 divides by 1 + log(document length), which, like BM25's ``b``,
-keeps long articles from winning on length alone (measured in benchmarks/RESULTS.md)."""
+RANK = "ts_rank_cd(d.tsv, q.q, 1)"
+"""How a document ``d`` ranks for the query ``q``: cover density, divided by 1 + log(document
+length), which like BM25's ``b`` keeps long articles from winning on length alone (variants
+compared in benchmarks/RESULTS.md, `benchmarks/server_mode.py`)."""
 
 _QUERY = (
     f"regexp_replace(plainto_tsquery('{TS_CONFIG}', %(q)s)::text, "
@@ -93,7 +94,7 @@ class PgKeywordLevel:
             filtered = outlets or since or until
             source = "chunks d JOIN articles a ON a.id = d.article_id" if filtered else "chunks d"
         rows = self.catalog._rows(
-            f"SELECT d.id, ts_rank_cd(d.tsv, q.q, {RANK_NORMALISATION}) AS rank "
+            f"SELECT d.id, {RANK} AS rank "
             f"FROM {source} CROSS JOIN (SELECT {_QUERY} AS q) q "
             f"WHERE {' AND '.join(where)} ORDER BY rank DESC, d.id LIMIT %(k)s",
             params,
