@@ -65,12 +65,12 @@ def migrate(
         target = target.model_copy(update={"embedding": recorded})
     dst = open_store(target)
     report = MigrationReport(source=f"{source.data_dir} (Chroma: {src.vectors.location})",
-                             target=f"{dst.catalog.location} (Chroma: {dst.vectors.location})")
+                             target=f"{getattr(dst.catalog, 'location', '')} (Chroma: {dst.vectors.location})")
     dst.reconcile()
     ids = [a.id for a in src.list_articles(limit=None)]
     hashes = src.content_hashes(ids)
     held = dst.content_hashes(ids)
-    pending = []
+    pending: list[str] = []
     for article_id in ids:
         (report.unchanged if held.get(article_id) == hashes[article_id] else pending).append(
             article_id)

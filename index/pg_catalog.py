@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -149,7 +149,7 @@ class PgCatalog:
         with self.pool.connection() as conn:
             yield conn
 
-    def _rows(self, query: Any, params: Sequence[Any] = ()) -> list[Any]:
+    def _rows(self, query: Any, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
         with self._read() as conn:
             return conn.execute(query, params).fetchall()
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from filelock import FileLock, Timeout
 
@@ -133,11 +133,10 @@ class Store:
         """The BM25 index over all chunks and articles, rebuilt first if the catalog has changed."""
         with self._lock:
             if self._keywords is None or self._keywords.generation != self.catalog.generation:
-                self._keywords = (
-                    self._load_keywords(self.catalog)  # type: ignore[assignment]
-                    if self._load_keywords
-                    else load_or_build(self.catalog, self.config.bm25_path)
-                )
+                if self._load_keywords is not None:  # server mode
+                    self._keywords = cast(KeywordIndex, self._load_keywords(self.catalog))
+                else:
+                    self._keywords = load_or_build(self.catalog, self.config.bm25_path)
             return self._keywords
 
     @contextmanager
