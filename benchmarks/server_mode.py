@@ -8,7 +8,7 @@ Starts a throw-away PostgreSQL and a `chroma run` on loopback (``tests/servers.p
    article-level keyword search fused) and by the hybrid one, over the embedded index (bm25s) and
    over the server index (PostgreSQL full-text search), each question with its ``as_of`` date;
    hit@1, hit@5 and MRR@10 of distinct articles, as ``benchmarks/retrieval.py`` counts them.
-   Variants of PostgreSQL's ranking (``index.pg_keywords.RANK``) are measured too;
+   Variants of PostgreSQL's ranking (``index.pg_keywords.RANK``, ``RERANK_POOL``) too;
 3. **replicas**: ``newsdesk serve`` processes (extractive answers) over the server index, asked
    the set's questions by ``--clients`` threads for ``--seconds``: one replica, two replicas
    (clients alternate), and one embedded replica as the peer; every replica is warmed first;
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -43,11 +44,11 @@ from benchmarks.load import run_load, wait_until_up
 from benchmarks.retrieval import evaluate, table
 from tests import servers
 
-RANK_VARIANTS = {
-    "ts_rank_cd, /(1+log length) (default)": "ts_rank_cd(d.tsv, q.q, 1)",
-    "ts_rank_cd, no normalisation": "ts_rank_cd(d.tsv, q.q, 0)",
-    "ts_rank, /(1+log length)": "ts_rank(d.tsv, q.q, 1)",
-    "ts_rank, /length": "ts_rank(d.tsv, q.q, 2)",
+RANK_VARIANTS = {  # (first stage, BM25 re-scoring pool); the first is the shipped default
+    "ts_rank /(1+log length), BM25 on its best 300": ("ts_rank(d.tsv, q.q, 1)", 300),
+    "ts_rank /(1+log length) alone": ("ts_rank(d.tsv, q.q, 1)", 0),
+    "ts_rank_cd /(1+log length) alone": ("ts_rank_cd(d.tsv, q.q, 1)", 0),
+    "ts_rank /(1+log length), BM25 on its best 1000": ("ts_rank(d.tsv, q.q, 1)", 1000),
 }
 
 
@@ -78,13 +79,13 @@ def quality(embedded, server, questions: list[dict]) -> list[dict]:
         rows.append(evaluate(f"embedded {mode} (bm25s)", questions, rankers(embedded, local, mode)))
         rows.append(evaluate(f"server {mode} (PostgreSQL)", questions,
                              rankers(server, remote, mode)))
-    default = pg_keywords.RANK
+    default = pg_keywords.RANK, pg_keywords.RERANK_POOL
     try:
-        for name, expression in list(RANK_VARIANTS.items())[1:]:
-            pg_keywords.RANK = expression
+        for name, (expression, pool) in list(RANK_VARIANTS.items())[1:]:
+            pg_keywords.RANK, pg_keywords.RERANK_POOL = expression, pool
             rows.append(evaluate(f"server bm25, {name}", questions, rankers(server, remote, "bm25")))
     finally:
-        pg_keywords.RANK = default
+        pg_keywords.RANK, pg_keywords.RERANK_POOL = default
     return rows
 
 
@@ -99,22 +100,23 @@ def replica(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def ask_all(url: str, questions: list[str]) -> None:
-    with httpx.Client(base_url=url, timeout=300) as http:
+def ask_all(url: str, key: str, questions: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=300) as http:
         for question in questions:
             http.post("/v1/ask", json={"question": question}).raise_for_status()
 
 
-def replicas(envs: dict[str, dict[str, str]], questions: list[str], clients: int,
-             seconds: float) -> list[dict]:
+def replicas(envs: dict[str, tuple[dict[str, str], int]], questions: list[str], key: str,
+             clients: int, seconds: float) -> list[dict]:
     """Questions/s over each configuration's replicas (clients alternate between them)."""
     rows = []
     for name, (env, count) in envs.items():
         started = [replica(env) for _ in range(count)]
         try:
             for _, url in started:
-                ask_all(url, questions)  # warm: each process embeds its sources' sentences once
-            result = run_multi([u for _, u in started], questions, clients, seconds)
+                ask_all(url, key, questions)  # warm: each process embeds its sources' sentences once
+            result = run_multi([u for _, u in started], key, questions, clients, seconds)
             rows.append({"configuration": name, **result})
         finally:
             for proc, _ in started:
@@ -123,7 +125,8 @@ def replicas(envs: dict[str, dict[str, str]], questions: list[str], clients: int
     return rows
 
 
-def run_multi(urls: list[str], questions: list[str], clients: int, seconds: float) -> dict:
+def run_multi(urls: list[str], key: str, questions: list[str], clients: int,
+              seconds: float) -> dict:
     """``run_load`` against several replicas at once: client i asks replica i mod len(urls)."""
     import threading
 
@@ -132,7 +135,7 @@ def run_multi(urls: list[str], questions: list[str], clients: int, seconds: floa
     share = [clients // len(urls) + (i < clients % len(urls)) for i in range(len(urls))]
 
     def one(url: str, n: int) -> None:
-        got = run_load(url, "", questions, clients=n, seconds=seconds, max_requests=20_000,
+        got = run_load(url, key, questions, clients=n, seconds=seconds, max_requests=20_000,
                        stream=False)
         with lock:
             results.append(got)
@@ -216,14 +219,17 @@ def main() -> None:
                   + table(quality(embedded, server, questions)))
         if "replicas" in parts:
             base = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDESK_")}
-            base |= {"PYTHONPATH": str(REPO), "NEWSDESK_LLM": "extractive"}
+            key = secrets.token_hex(16)
+            base |= {"PYTHONPATH": str(REPO), "NEWSDESK_LLM": "extractive",
+                     "NEWSDESK_API_KEY": key}
             remote = base | {"NEWSDESK_CATALOG_URL": pg_url, "NEWSDESK_CHROMA_HOST": "127.0.0.1",
                              "NEWSDESK_CHROMA_PORT": str(port),
                              "NEWSDESK_DATA_DIR": str(Path(tmp) / "nothing-here")}
             local = base | {"NEWSDESK_DATA_DIR": str(out / "embedded")}
             asked = [q["question"] for q in questions[: args.load_questions]]
             rows = replicas({"embedded, 1 replica": (local, 1), "server, 1 replica": (remote, 1),
-                             "server, 2 replicas": (remote, 2)}, asked, args.clients, args.seconds)
+                             "server, 2 replicas": (remote, 2)}, asked, key, args.clients,
+                            args.seconds)
             print(f"\n## questions/s ({args.clients} clients, {args.seconds:.0f} s each)\n"
                   + table(rows))
         if "ingest" in parts:

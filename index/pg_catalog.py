@@ -32,6 +32,10 @@ TS_CONFIG = "english"  # PostgreSQL's Snowball English stemmer and stop words, a
 MAX_TSV_CHARS = 400_000  # a tsvector is limited to 1 MB: longer texts are searched by their start
 
 SCHEMA = f"""
+CREATE OR REPLACE FUNCTION tsv_tokens(tsvector) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT COALESCE(sum(COALESCE(array_length(positions, 1), 1)), 0)::integer
+          FROM unnest($1) $$;
 CREATE TABLE IF NOT EXISTS state (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     generation bigint NOT NULL DEFAULT 0,
@@ -52,7 +56,9 @@ CREATE TABLE IF NOT EXISTS articles (
     content_hash text NOT NULL,
     ingested_at timestamptz NOT NULL,
     tsv tsvector GENERATED ALWAYS AS
-        (to_tsvector('{TS_CONFIG}', left(title || E'\\n' || text, {MAX_TSV_CHARS}))) STORED
+        (to_tsvector('{TS_CONFIG}', left(title || E'\\n' || text, {MAX_TSV_CHARS}))) STORED,
+    tokens integer GENERATED ALWAYS AS (tsv_tokens(
+        to_tsvector('{TS_CONFIG}', left(title || E'\\n' || text, {MAX_TSV_CHARS})))) STORED
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id text PRIMARY KEY,
@@ -62,7 +68,9 @@ CREATE TABLE IF NOT EXISTS chunks (
     embed_text text NOT NULL,
     dense boolean NOT NULL,
     tsv tsvector GENERATED ALWAYS AS
-        (to_tsvector('{TS_CONFIG}', left(embed_text, {MAX_TSV_CHARS}))) STORED
+        (to_tsvector('{TS_CONFIG}', left(embed_text, {MAX_TSV_CHARS}))) STORED,
+    tokens integer GENERATED ALWAYS AS
+        (tsv_tokens(to_tsvector('{TS_CONFIG}', left(embed_text, {MAX_TSV_CHARS})))) STORED
 );
 CREATE TABLE IF NOT EXISTS mentions (
     article_id text PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,

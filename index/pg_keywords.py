@@ -8,30 +8,36 @@ the facets the query side filters with (id, outlet, day, has a vector), read in 
 with the generation they belong to.
 
 A question becomes an OR query of its stemmed words (``plainto_tsquery`` with its ``&`` turned
-into ``|``: BM25 ranks any document sharing a word, and so must this), ranked by
-``ts_rank_cd`` (cover density), normalised by document length.  Filters run in the same SQL
-statement, before the top-k cut: by outlet and day (``search(..., outlets=, since=, until=)``)
-or by a mask over the level's ids (the ``KeywordLevel`` protocol).
+into ``|``: BM25 ranks any document sharing a word, and so must this).  Ranking has two stages
+in one SQL statement: ``ts_rank`` (normalised by document length) picks the best
+``RERANK_POOL`` documents using the GIN index, then BM25 with the embedded mode's parameters
+re-scores them exactly (term frequencies and lengths from the ``tsvector``, document frequencies
+counted through the GIN index and kept per generation), since ``ts_rank`` alone has no inverse
+document frequency and loses to BM25 on RealTime QA (benchmarks/RESULTS.md).  Filters run in the
+first stage, before any cut: by outlet and day (``search(..., outlets=, since=, until=)``) or by
+a mask over the level's ids (the ``KeywordLevel`` protocol).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from index.catalog import Facets
+from index.keywords import BM25_PARAMS
 from index.pg_catalog import TS_CONFIG, PgCatalog
 
-RANK = "ts_rank_cd(d.tsv, q.q, 1)"
-"""How a document ``d`` ranks for the query ``q``: cover density, divided by 1 + log(document
-length), which like BM25's ``b`` keeps long articles from winning on length alone (variants
-compared in benchmarks/RESULTS.md, `benchmarks/server_mode.py`)."""
+RANK = "ts_rank(d.tsv, q.q, 1)"
+"""First stage: how a document ``d`` ranks for the query ``q`` (term frequency divided by 1 +
+log(document length); variants compared in benchmarks/RESULTS.md, `benchmarks/server_mode.py`)."""
+
+RERANK_POOL = 300
+"""Second stage: the first stage's best this many are re-scored with BM25 (0: no second stage)."""
 
 _QUERY = (
     f"regexp_replace(plainto_tsquery('{TS_CONFIG}', %(q)s)::text, "
     r"' (&|<->|<\d+>) ', ' | ', 'g')::tsquery"
 )
-
-
 class PgKeywordLevel:
     """Full-text search over chunks or over whole articles, with the facets of each id."""
 
@@ -46,6 +52,9 @@ class PgKeywordLevel:
         self.outlets = np.array([r[1] for r in rows], dtype=object)
         self.days = np.array([r[2] for r in rows], dtype=np.int64)
         self.dense = np.array([r[3] for r in rows], dtype=bool)
+        count, mean = catalog._one(f"SELECT count(*), avg(tokens) FROM {self.level}")
+        self.documents, self.mean_tokens = int(count), float(mean or 1.0)
+        self._df: dict[str, int] = {}  # document frequency per lexeme, at this generation
 
     def select(self, mask: Any, *, dense: bool = False) -> list[str]:
         """The ids where ``mask`` is true (and, with ``dense``, that have a vector)."""
@@ -99,13 +108,40 @@ class PgKeywordLevel:
         if chunks:
             filtered = outlets or since or until
             source = "chunks d JOIN articles a ON a.id = d.article_id" if filtered else "chunks d"
+        first = (f"SELECT d.id, d.tsv, d.tokens, {RANK} AS rank "
+                 f"FROM {source} CROSS JOIN (SELECT {_QUERY} AS q) q "
+                 f"WHERE {' AND '.join(where)} ORDER BY rank DESC, d.id")
+        if not RERANK_POOL:
+            rows = self.catalog._rows(f"SELECT id, rank FROM ({first} LIMIT %(k)s) c", params)
+            return [(i, float(r)) for i, r in rows if r > 0]
+        idf = self._idf(query)
+        if not idf:
+            return []
+        params |= {"pool": max(RERANK_POOL, k), "lexemes": list(idf), "idf": list(idf.values()),
+                   "k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], "mean": self.mean_tokens}
         rows = self.catalog._rows(
-            f"SELECT d.id, {RANK} AS rank "
-            f"FROM {source} CROSS JOIN (SELECT {_QUERY} AS q) q "
-            f"WHERE {' AND '.join(where)} ORDER BY rank DESC, d.id LIMIT %(k)s",
+            f"WITH c AS ({first} LIMIT %(pool)s), "
+            "w AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS w(lexeme, idf)) "
+            "SELECT c.id, sum(w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.tokens "
+            "/ %(mean)s))) AS score FROM c CROSS JOIN LATERAL (SELECT u.lexeme, "
+            "COALESCE(array_length(u.positions, 1), 1)::float8 AS tf FROM unnest(c.tsv) u) t "
+            "JOIN w ON w.lexeme = t.lexeme GROUP BY c.id ORDER BY score DESC, c.id LIMIT %(k)s",
             params,
         )
         return [(i, float(r)) for i, r in rows if r > 0]
+
+    def _idf(self, query: str) -> dict[str, float]:
+        """The query's lexemes with their BM25 (Lucene) inverse document frequency."""
+        lexemes = [r[0] for r in self.catalog._rows(
+            f"SELECT unnest(tsvector_to_array(to_tsvector('{TS_CONFIG}', %s)))", (query,))]
+        missing = [x for x in lexemes if x not in self._df]
+        if missing:
+            quoted = ["'" + x.replace("\\", "\\\\").replace("'", "''") + "'" for x in missing]
+            self._df.update(self.catalog._rows(
+                f"SELECT t.lexeme, (SELECT count(*) FROM {self.level} x WHERE x.tsv @@ t.q::tsquery) "
+                "FROM unnest(%s::text[], %s::text[]) AS t(lexeme, q)", (missing, quoted)))
+        n = self.documents
+        return {x: math.log(1 + (n - self._df[x] + 0.5) / (self._df[x] + 0.5)) for x in lexemes}
 
 
 class PgKeywords:
