@@ -188,6 +188,9 @@ def main() -> None:
                         help="distinct questions the replicas are asked (each warmed first)")
     parser.add_argument("--ingest-articles", type=int, default=150)
     parser.add_argument("--parts", default="quality,replicas,ingest")
+    parser.add_argument("--dense-chunks", type=int, default=4,
+                        help="leading chunks embedded per article in the set's index (keyword "
+                        "quality does not depend on it; fewer build the index faster)")
     args = parser.parse_args()
     folder = DATA / args.set
     if not (folder / "corpus.jsonl").exists():
@@ -200,7 +203,9 @@ def main() -> None:
     questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()
                  if line.strip()]
     out = REPO / "benchmarks" / "out" / "server-mode" / args.set
-    embedded = get_settings(data_dir=out / "embedded", llm="extractive")
+    name = "embedded" if args.dense_chunks == 4 else f"embedded-dense{args.dense_chunks}"
+    embedded = get_settings(data_dir=out / name, llm="extractive",
+                            dense_chunks_per_article=args.dense_chunks)
     started = time.perf_counter()
     built = ingest([folder / "corpus.jsonl"], config=embedded)
     print(f"embedded index: {len(built.added)} added, {len(built.unchanged)} unchanged in "
@@ -208,8 +213,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     with (servers.postgres() as pg_url, tempfile.TemporaryDirectory() as tmp,
           servers.chroma(Path(tmp) / "chroma") as port):
-        server = get_settings(data_dir=Path(tmp) / "nothing-here", catalog_url=pg_url,
-                              chroma_host="127.0.0.1", chroma_port=port, llm="extractive")
+        server = embedded.updated(data_dir=Path(tmp) / "nothing-here", catalog_url=pg_url,
+                                  chroma_host="127.0.0.1", chroma_port=port)
         moved = migrate(embedded, server)
         print(f"\n## migrate\n{len(moved.copied)} articles, {moved.vectors} vectors copied in "
               f"{moved.seconds:.1f}s ({len(moved.copied) / moved.seconds:.1f} articles/s), "
@@ -225,7 +230,8 @@ def main() -> None:
             remote = base | {"NEWSDESK_CATALOG_URL": pg_url, "NEWSDESK_CHROMA_HOST": "127.0.0.1",
                              "NEWSDESK_CHROMA_PORT": str(port),
                              "NEWSDESK_DATA_DIR": str(Path(tmp) / "nothing-here")}
-            local = base | {"NEWSDESK_DATA_DIR": str(out / "embedded")}
+            local = base | {"NEWSDESK_DATA_DIR": str(out / name),
+                            "NEWSDESK_DENSE_CHUNKS_PER_ARTICLE": str(args.dense_chunks)}
             asked = [q["question"] for q in questions[: args.load_questions]]
             rows = replicas({"embedded, 1 replica": (local, 1), "server, 1 replica": (remote, 1),
                              "server, 2 replicas": (remote, 2)}, asked, key, args.clients,
@@ -235,7 +241,9 @@ def main() -> None:
         if "ingest" in parts:
             rate = ingest_rate(
                 get_settings(data_dir=Path(tmp) / "ingest-embedded"),
-                server.updated(collection="ingest-bench"), folder / "corpus.jsonl",
+                get_settings(data_dir=Path(tmp) / "nothing-here", catalog_url=pg_url,
+                             chroma_host="127.0.0.1", chroma_port=port,
+                             collection="ingest-bench"), folder / "corpus.jsonl",
                 args.ingest_articles, Path(tmp))
             print("\n## ingest\n" + table(rate))
         assert not (Path(tmp) / "nothing-here").exists(), "server mode wrote to a local folder"
