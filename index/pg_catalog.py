@@ -121,13 +121,14 @@ class PgCatalog:
             kwargs={"autocommit": True}, name=f"newsdesk-{self.schema}",
         )
         try:
-            self.pool.open(wait=True, timeout=15)
-            with self.pool.connection() as conn, conn.transaction():
+            with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn, \
+                    conn.transaction():  # fails fast, with the server's reason, when unreachable
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema:" + self.schema),))
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                     sql.Identifier(self.schema)))
                 conn.execute(self._search_path)
                 conn.execute(SCHEMA)
+            self.pool.open(wait=True, timeout=15)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self.pool.close()
             raise StoreError(
@@ -158,8 +159,17 @@ class PgCatalog:
             yield conn
 
     def _rows(self, query: Any, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]:
-        with self._read() as conn:
-            return conn.execute(query, params).fetchall()
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self._read() as conn:
+                return conn.execute(query, params).fetchall()
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            raise StoreError(
+                f"the catalog at {self.location} cannot be reached: {exc}".strip(),
+                hint="check that PostgreSQL is running and NEWSDESK_CATALOG_URL points at it",
+            ) from exc
 
     def _one(self, query: Any, params: Sequence[Any] = ()) -> Any:
         rows = self._rows(query, params)

@@ -26,6 +26,7 @@ from assistant.settings import Settings, get_settings
 from index import ingest, open_store
 from index.dates import day_number
 from index.embeddings import Embedder
+from index.errors import StoreError
 from index.pg_catalog import PgCatalog
 from index.store import Store
 from tests import servers
@@ -92,6 +93,15 @@ def test_server_mode_needs_a_chroma_server_and_a_postgresql_url() -> None:
         get_settings(catalog_url="postgresql://newsdesk@db.example/newsdesk")
     with pytest.raises(ConfigError, match="postgresql://"):
         get_settings(catalog_url="mysql://db.example/newsdesk", chroma_host="127.0.0.1")
+
+
+def test_an_unreachable_catalog_is_a_store_error_saying_what_to_do(tmp_path: Path) -> None:
+    url = f"postgresql://newsdesk@127.0.0.1:{servers.free_port()}/newsdesk"
+    settings = server_settings(url, 8000, "unreachable", tmp_path)
+    with pytest.raises(StoreError, match="cannot open the catalog at postgresql://newsdesk@127") as e:
+        open_store(settings)
+    assert e.value.hint and "NEWSDESK_CATALOG_URL" in e.value.hint
+    assert not tmp_path.joinpath("catalog.sqlite3").exists()
 
 
 def test_keyword_search_runs_in_postgresql_with_filters_before_the_cut(
