@@ -48,7 +48,6 @@ RANK_VARIANTS = {  # (first stage, BM25 re-scoring pool); the first is the shipp
     "ts_rank /(1+log length), BM25 on its best 300": ("ts_rank(d.tsv, q.q, 1)", 300),
     "ts_rank /(1+log length) alone": ("ts_rank(d.tsv, q.q, 1)", 0),
     "ts_rank_cd /(1+log length) alone": ("ts_rank_cd(d.tsv, q.q, 1)", 0),
-    "ts_rank /(1+log length), BM25 on its best 1000": ("ts_rank(d.tsv, q.q, 1)", 1000),
 }
 
 
