@@ -130,6 +130,21 @@ def test_keyword_search_runs_in_postgresql_with_filters_before_the_cut(
     assert all(store.catalog.facets(chunks=False)[a][2] >= since for a, _ in later)
 
 
+def test_keyword_ranking_in_postgresql_agrees_with_bm25s(
+    server_samples: Settings, sample_index: Settings
+) -> None:
+    questions = [json.loads(line)["question"]
+                 for line in (REPO / "evals" / "questions.jsonl").read_text().splitlines() if line]
+    embedded = open_store(sample_index).keyword_index()
+    server = open_store(server_samples).keyword_index()
+    same_first = 0
+    for question in questions:
+        bm25s = [i for i, _ in embedded.articles.search(question, 5)]
+        postgres = [i for i, _ in server.articles.search(question, 5)]
+        same_first += bm25s[:1] == postgres[:1]
+    assert same_first >= len(questions) - 2, f"{same_first} of {len(questions)} agree"
+
+
 def test_writers_on_two_sessions_take_turns_and_a_killed_holder_lets_go(
     server_samples: Settings,
 ) -> None:
