@@ -18,21 +18,18 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from index.catalog import IndexedChunk, PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
 from index.models import Article
+from index.pg_keywords import TS_CONFIG, PgKeywords
 from index.pg_lock import PgWriteLock, lock_key
 from index.timex import TIMEX_VERSION, Mention
 
-if TYPE_CHECKING:
-    from index.pg_keywords import PgKeywords
-
 SCHEMA_VERSION = "1"
-TS_CONFIG = "english"  # PostgreSQL's Snowball English stemmer and stop words, as bm25s uses
 MAX_TSV_CHARS = 400_000  # a tsvector is limited to 1 MB: longer texts are searched by their start
 
 SCHEMA = f"""
@@ -309,8 +306,6 @@ class PgCatalog:
     @property
     def keywords(self) -> PgKeywords:
         """Keyword search (PostgreSQL full-text search, BM25 re-scored) as of the last commit."""
-        from index.pg_keywords import PgKeywords
-
         generation = self.generation
         with self._keywords_lock:
             if self._keywords is None or self._keywords.generation != generation:

@@ -20,10 +20,13 @@ document frequency and loses to BM25 on RealTime QA (benchmarks/RESULTS.md).  Th
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from index.keywords import BM25_PARAMS, KeywordFilter
-from index.pg_catalog import TS_CONFIG, PgCatalog
+
+TS_CONFIG = "english"  # PostgreSQL's Snowball English stemmer and stop words, as bm25s uses
 
 RANK = "ts_rank(d.tsv, q.q, 1)"
 """First stage: how a document ``d`` ranks for the query ``q`` (term frequency divided by 1 +
@@ -36,10 +39,23 @@ _QUERY = (
     f"regexp_replace(plainto_tsquery('{TS_CONFIG}', %(q)s)::text, "
     r"' (&|<->|<\d+>) ', ' | ', 'g')::tsquery"
 )
+class Database(Protocol):
+    """What the keyword search reads through: the ``PgCatalog`` whose tables it searches."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def snapshot(self) -> AbstractContextManager[None]: ...
+
+    def _rows(self, query: Any, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]: ...
+
+    def _one(self, query: Any, params: Sequence[Any] = ()) -> Any: ...
+
+
 class PgKeywordLevel:
     """Full-text search over chunks or over whole articles (a ``KeywordLevel``)."""
 
-    def __init__(self, catalog: PgCatalog, *, chunks: bool) -> None:
+    def __init__(self, catalog: Database, *, chunks: bool) -> None:
         self.catalog = catalog
         self.level = "chunks" if chunks else "articles"
         count, mean = catalog._one(f"SELECT count(*), avg(tokens) FROM {self.level}")
@@ -120,7 +136,7 @@ class PgKeywords:
         self.generation = generation
 
     @classmethod
-    def load(cls, catalog: PgCatalog) -> PgKeywords:
+    def load(cls, catalog: Database) -> PgKeywords:
         """The keyword search of ``catalog`` as committed now."""
         with catalog.snapshot():
             return cls(
