@@ -385,6 +385,46 @@ def chat(
     launch(host, port, settings)
 
 
+@app.command()
+def migrate(
+    to: Annotated[
+        str, typer.Option("--to", help="The server catalog: postgresql://USER@HOST:PORT/DB.")
+    ],
+    chroma_host: Annotated[
+        str | None,
+        typer.Option(help="Chroma server for the vectors (default: NEWSDESK_CHROMA_HOST)."),
+    ] = None,
+    chroma_port: Annotated[
+        int | None, typer.Option(help="Its port (default: NEWSDESK_CHROMA_PORT, else 8000).")
+    ] = None,
+    from_chroma_host: Annotated[
+        str | None,
+        typer.Option(help="Where the index's vectors are now, if on a Chroma server "
+                     "(default: embedded Chroma in --data-dir)."),
+    ] = None,
+    from_chroma_port: Annotated[int, typer.Option(help="Its port.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Copy the index in --data-dir into server mode (PostgreSQL + a Chroma server), reusing
+    its vectors; run again to copy only what changed."""
+    from index.migrate import migrate as copy_index
+
+    settings = _settings(data_dir)
+    source = settings.index.model_copy(update={
+        "catalog_url": None, "chroma_host": from_chroma_host, "chroma_port": from_chroma_port})
+    target = settings.updated(catalog_url=to, chroma_host=chroma_host, chroma_port=chroma_port)
+    report = copy_index(source, target.index)
+    out.print(
+        f"[green]copied {len(report.copied)}[/] articles ({report.vectors} vectors), "
+        f"unchanged {len(report.unchanged)}, skipped {len(report.skipped)} "
+        f"in {report.seconds:.1f}s\n  from {safe(report.source)}\n  to   {safe(report.target)}"
+    )
+    for skip in report.skipped:
+        out.print(f"  [red]skipped[/] {safe(skip.source)}: {safe(skip.reason)}")
+    if report.skipped:
+        raise typer.Exit(1)
+
+
 app.command("eval", help="Evaluate question sets: retrieval, answers, citations, cost.")(
     eval_command
 )

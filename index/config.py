@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 DEFAULT_DATA_DIR = platformdirs.user_data_path("newsdesk")
 DEFAULT_MODEL_CACHE_DIR = platformdirs.user_cache_path("newsdesk") / "models"
@@ -33,6 +33,12 @@ class IndexConfig(BaseModel):
         description="Host of a Chroma server (`chroma run`). Unset: embedded Chroma in data_dir.",
     )
     chroma_port: int = Field(8000, ge=1, le=65535, description="Port of the Chroma server.")
+    catalog_url: SecretStr | None = Field(
+        None,
+        description="Server mode: a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DB) "
+        "holding the catalog, the keyword search and the writers' lock, shared by every "
+        "newsdesk process that sets it; needs chroma_host too. Unset: SQLite in data_dir.",
+    )
     collection: str = Field(
         "newsdesk",
         min_length=3,
@@ -74,6 +80,17 @@ class IndexConfig(BaseModel):
         description="Base URL for OpenAI-protocol embeddings (the settings fill it from "
         "OPENAI_BASE_URL).",
     )
+
+    @model_validator(mode="after")
+    def _server_mode_is_whole(self) -> IndexConfig:
+        # a server catalog with vectors in a local folder could not be shared by other machines
+        if self.catalog_url is not None:
+            if not self.catalog_url.get_secret_value().startswith(("postgresql://", "postgres://")):
+                raise ValueError("catalog_url must be a postgresql:// URL")
+            if not self.chroma_host:
+                raise ValueError("catalog_url (server mode) needs NEWSDESK_CHROMA_HOST, the Chroma "
+                                 "server (`chroma run`) that holds the vectors")
+        return self
 
     @property
     def catalog_path(self) -> Path:

@@ -71,6 +71,7 @@ class Store:
         *,
         catalog: Catalog | None = None,
         vectors: ChromaVectors | None = None,
+        write_lock: Any = None,
     ) -> None:
         self.config: IndexConfig = index_config(config)
         self.catalog: Catalog = catalog or SqliteCatalog(self.config)
@@ -85,7 +86,7 @@ class Store:
         self._check_embedding()
         self._view_lock = threading.Lock()
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
-        self._write_lock = FileLock(self.config.data_dir / "write.lock")
+        self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -275,7 +276,7 @@ class Store:
         self.catalog.close()
 
 
-_STORES: dict[tuple[str, str | None, int, str], Store] = {}
+_STORES: dict[tuple[str, str | None, int, str, str | None], Store] = {}
 _STORES_LOCK = threading.Lock()
 
 
@@ -288,9 +289,19 @@ def open_store(config: Any = None) -> Store:
         config.chroma_host,
         config.chroma_port,
         config.collection,
+        config.catalog_url.get_secret_value() if config.catalog_url else None,
     )
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None or store.config.embedding != config.embedding:
-            store = _STORES[key] = Store(config)
+            store = _STORES[key] = server_store(config) if config.catalog_url else Store(config)
         return store
+
+
+def server_store(config: IndexConfig) -> Store:
+    """Server mode: the catalog, keyword search and writers' lock in PostgreSQL
+    (``index.pg_catalog``), the vectors on a Chroma server; nothing in a local folder."""
+    from index.pg_catalog import PgCatalog
+
+    catalog = PgCatalog(config)
+    return Store(config, catalog=catalog, write_lock=catalog.write_lock)
