@@ -43,6 +43,7 @@ def _cases() -> Any:
     spec = importlib.util.spec_from_file_location("faults_cases", CASES)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it executes
     spec.loader.exec_module(module)
     return module
 
