@@ -121,9 +121,15 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
                 validators["ETag"] = doc.etag
             if doc.last_modified:
                 validators["Last-Modified"] = doc.last_modified
-            if (doc.etag and self.headers.get("If-None-Match") == doc.etag) or (
-                doc.last_modified and self.headers.get("If-Modified-Since") == doc.last_modified
-            ):
+            # RFC 9110 13.2.2: If-None-Match, when sent, decides alone; If-Modified-Since only
+            # without it (its one-second resolution cannot tell two edits in a second apart).
+            sent_etag = self.headers.get("If-None-Match")
+            if sent_etag is not None:
+                unchanged = doc.etag is not None and sent_etag == doc.etag
+            else:
+                since = self.headers.get("If-Modified-Since")
+                unchanged = doc.last_modified is not None and since == doc.last_modified
+            if unchanged:
                 return self._send(304, b"", None, validators)
             return self._send(200, doc.body, doc.content_type, {**validators, **doc.headers})
 
