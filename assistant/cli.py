@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.cli_runner import json_line, run, safe
+from assistant.cli_runner import DataDir, json_line, run, safe, with_progress
 from assistant.cli_watch import watch_command
 from evals.cli import eval_command
 
@@ -34,16 +33,6 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "index" / "samples"
-
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Index folder (default: NEWSDESK_DATA_DIR, else the per-user data folder).",
-        show_default=False,
-    ),
-]
 
 
 Outlets = Annotated[
@@ -104,27 +93,11 @@ def ingest(
 
 
 def _with_progress(run: Any) -> Any:
-    columns = (
-        TextColumn("[bold]ingesting[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("", total=None)
-
-        def progress(report: Any, total: int) -> None:
-            done = len(report.added) + len(report.updated) + len(report.unchanged)
-            bar.update(
-                task,
-                total=total,
-                completed=done,
-                description=f"added {len(report.added)} · updated {len(report.updated)} · "
-                f"unchanged {len(report.unchanged)} · skipped {len(report.skipped)}",
-            )
-
-        return run(progress)
+    return with_progress("ingesting", run, lambda report: (
+        len(report.added) + len(report.updated) + len(report.unchanged),
+        (f"added {len(report.added)} · updated {len(report.updated)} · "
+        f"unchanged {len(report.unchanged)} · skipped {len(report.skipped)}"),
+    ))
 
 
 def _print_report(report: Any) -> None:

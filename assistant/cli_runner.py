@@ -9,14 +9,57 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from assistant.errors import NewsdeskError
 
 err = Console(stderr=True, soft_wrap=True)
+
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Index folder (default: NEWSDESK_DATA_DIR, else the per-user data folder).",
+        show_default=False,
+    ),
+]
+"""The ``--data-dir`` option every command that opens an index takes."""
+
+
+def with_progress(
+    label: str,
+    work: Callable[[Callable[[Any, int], None]], T],
+    describe: Callable[[Any], tuple[int, str]],
+) -> T:
+    """``work(progress)`` under a transient progress bar on stderr titled ``label``.
+
+    ``work`` calls ``progress(report, total)`` as it goes; ``describe(report)`` gives the count
+    done so far and the line shown beside the bar.
+    """
+    columns = (
+        TextColumn(f"[bold]{label}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(report: Any, total: int) -> None:
+            done, description = describe(report)
+            bar.update(task, total=total, completed=done, description=description)
+
+        return work(progress)
 
 # Text from articles (titles, outlets, quotes, file names) can hold terminal control sequences:
 # ESC/CSI/OSC sequences that recolour, retitle or clear the terminal, BEL, backspaces, and the

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assistant.cli_runner import DataDir, safe, with_progress
 from assistant.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,14 +45,7 @@ def watch_command(
         float | None,
         typer.Option(help="Seconds between polls of a healthy feed (NEWSDESK_WATCH_INTERVAL)."),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Index folder (default: NEWSDESK_DATA_DIR, else the per-user data folder).",
-            show_default=False,
-        ),
-    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Follow RSS/Atom feeds and folders: poll on a schedule and index new and edited articles."""
     from assistant.settings import get_settings
@@ -77,36 +69,23 @@ def watch_command(
         if report.problems:
             raise typer.Exit(1)
         return
-    err.print(f"[dim]following {escape(str(feeds))} into {settings.index.data_dir}; "
+    err.print(f"[dim]following {safe(str(feeds))} into {settings.index.data_dir}; "
               "Ctrl-C stops after the current batch[/]")
     watch(feeds, config=settings, on_round=lambda report: print_round(report, every_feed=False))
 
 
 def _with_progress(run: Any) -> Any:
-    columns = (
-        TextColumn("[bold]polling[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("", total=None)
-
-        def progress(report: WatchReport, total: int) -> None:
-            bar.update(
-                task, total=total, completed=report.polled,
-                description=f"added {len(report.added)} · updated {len(report.updated)} · "
-                f"batches {report.batches} · {report.requests} requests",
-            )
-
-        return run(progress)
+    return with_progress("polling", run, lambda report: (
+        report.polled,
+        (f"added {len(report.added)} · updated {len(report.updated)} · "
+        f"batches {report.batches} · {report.requests} requests"),
+    ))
 
 
 def print_round(report: WatchReport, *, every_feed: bool) -> None:
     """The round's totals, its list problems, and the sources (all, or those with news)."""
     for problem in report.problems:
-        err.print(f"[red]bad line[/] {escape(problem.source)}: {escape(problem.reason)}")
+        err.print(f"[red]bad line[/] {safe(problem.source)}: {safe(problem.reason)}")
     shown = [f for f in report.feeds if every_feed or f.status in {"changed", "error"}]
     if shown:
         print_statuses(shown)
@@ -119,7 +98,7 @@ def print_round(report: WatchReport, *, every_feed: bool) -> None:
         f"{report.bytes / 1024:.0f} KiB in {report.seconds:.1f}s"
     )
     for skip in report.skipped:
-        out.print(f"  [yellow]skipped[/] {escape(skip.source)}: {escape(skip.reason)}")
+        out.print(f"  [yellow]skipped[/] {safe(skip.source)}: {safe(skip.reason)}")
     if report.interrupted:
         err.print("[yellow]Interrupted.[/] Every article is either fully indexed or absent; "
                   "the next round fetches again whatever was not recorded.")
@@ -135,10 +114,10 @@ def print_statuses(statuses: list[FeedStatus]) -> None:
         style = STYLE.get(s.status, "")
         label = s.status + (f" {s.http_status}" if s.http_status and s.status != "waiting" else "")
         table.add_row(
-            escape(s.title or s.source) + ("" if not s.title else f"\n[dim]{escape(s.source)}[/]"),
+            safe(s.title or s.source) + ("" if not s.title else f"\n[dim]{safe(s.source)}[/]"),
             f"[{style}]{label}[/]" if style else label,
             str(s.added), str(s.updated), str(s.duplicates), str(s.errors or ""),
-            _relative(s.next_poll), escape(s.message or ""),
+            _relative(s.next_poll), safe(s.message or ""),
         )
     out.print(table)
 

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.cli_runner import run
+from assistant.cli_runner import DataDir, run
 from evals.metrics import EVAL_TOP_K
 
 if TYPE_CHECKING:  # the harness loads pydantic models: `newsdesk --help` needs none of it
@@ -41,14 +41,7 @@ def eval_command(
         Path | None,
         typer.Option(help="Articles to ingest first (idempotent: a second run reuses the index)."),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Index folder (default: NEWSDESK_DATA_DIR, else the per-user data folder).",
-            show_default=False,
-        ),
-    ] = None,
+    data_dir: DataDir = None,
     out_dir: Annotated[
         Path | None,
         typer.Option(
