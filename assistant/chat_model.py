@@ -95,6 +95,19 @@ def json_schema_format(schema: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def chat_request(
+    messages: Sequence[ChatMessage], max_tokens: int | None, temperature: float,
+    schema: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The body of an OpenAI-shaped chat completion request, without the model's name."""
+    request: dict[str, Any] = {"messages": [dict(m) for m in messages], "temperature": temperature}
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+    if schema is not None:
+        request["response_format"] = json_schema_format(schema)
+    return request
+
+
 class OpenAIChatModel:
     """A ``ChatModel`` over the OpenAI chat completions protocol (``openai`` client)."""
 
@@ -157,16 +170,7 @@ class OpenAIChatModel:
         self, messages: Sequence[ChatMessage], max_tokens: int | None, temperature: float,
         schema: Mapping[str, Any] | None,
     ) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "model": self.model,
-            "messages": [dict(m) for m in messages],
-            "temperature": temperature,
-        }
-        if max_tokens is not None:
-            request["max_tokens"] = max_tokens
-        if schema is not None:
-            request["response_format"] = json_schema_format(schema)
-        return request
+        return {"model": self.model, **chat_request(messages, max_tokens, temperature, schema)}
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -31,7 +31,7 @@ from assistant.chat_model import (
     Completion,
     TextDelta,
     Usage,
-    json_schema_format,
+    chat_request,
 )
 from assistant.errors import ConfigError, LLMError
 
@@ -101,7 +101,7 @@ class LocalChatModel:
     ) -> Completion:
         """The whole reply; see ``ChatModel.complete``."""
         reply = self._server.handle_chat_completions(
-            self._request(messages, max_tokens, temperature, schema)
+            chat_request(messages, max_tokens, temperature, schema)
         )
         self._check(reply)
         choices = reply.get("choices") or [{}]
@@ -119,7 +119,7 @@ class LocalChatModel:
         llama.cpp calls back with each chunk from a worker thread; closing this iterator early
         tells it to stop generating.
         """
-        request = self._request(messages, max_tokens, temperature, schema)
+        request = chat_request(messages, max_tokens, temperature, schema)
         request.update(stream=True, stream_options={"include_usage": True})
         chunks: queue.Queue[Any] = queue.Queue()
         stop = threading.Event()
@@ -152,20 +152,6 @@ class LocalChatModel:
         finally:
             stop.set()
             worker.join()
-
-    def _request(
-        self, messages: Sequence[ChatMessage], max_tokens: int | None, temperature: float,
-        schema: Mapping[str, Any] | None,
-    ) -> dict[str, Any]:
-        request: dict[str, Any] = {
-            "messages": [dict(m) for m in messages],
-            "temperature": temperature,
-        }
-        if max_tokens is not None:
-            request["max_tokens"] = max_tokens
-        if schema is not None:
-            request["response_format"] = json_schema_format(schema)
-        return request
 
     def _check(self, reply: Mapping[str, Any]) -> None:
         """Raise the LLMError an error reply stands for."""
