@@ -248,9 +248,7 @@ class Assistant:
         texts: list[str] = []
         for score, source, sentence, mention in picked:
             cite = TimelineSource(
-                article_id=source.article_id, title=source.title, outlet=source.outlet,
-                published=source.published, url=source.url, quote=sentence.text,
-                start=sentence.start, end=sentence.end, expression=mention.text, how=mention.note,
+                **source.quoting(sentence), expression=mention.text, how=mention.note
             )
             same = [
                 n for n, e in enumerate(events)

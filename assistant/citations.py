@@ -175,16 +175,9 @@ def enforce(
             sentence.citations.append(len(citations))
             citations.append(
                 Citation(
+                    **source.quoting(quote),
                     number=n,
                     sentence=len(sentences),
-                    article_id=source.article_id,
-                    title=source.title,
-                    outlet=source.outlet,
-                    published=source.published,
-                    url=source.url,
-                    quote=quote.text,
-                    start=quote.start,
-                    end=quote.end,
                     support=round(score, 4),
                     supported=ok,
                 )

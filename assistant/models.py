@@ -24,16 +24,36 @@ class SourceSentence(BaseModel):
     )
 
 
-class Source(BaseModel):
-    """A retrieved chunk offered as evidence, numbered as the answer cites it ([number])."""
+class ArticleRef(BaseModel):
+    """Which article something comes from, as every face shows it."""
 
-    number: int
-    chunk_id: str
     article_id: str
     title: str
     outlet: str | None = None
     published: date | None = None
     url: str | None = None
+
+    def quoting(self, sentence: SourceSentence) -> dict[str, object]:
+        """The fields of a ``QuotedSpan`` of this article: its reference and the sentence."""
+        return {
+            **{name: getattr(self, name) for name in ArticleRef.model_fields},
+            "quote": sentence.text, "start": sentence.start, "end": sentence.end,
+        }
+
+
+class QuotedSpan(ArticleRef):
+    """A verbatim span of an article, at exact offsets."""
+
+    quote: str = Field(description="Exactly article.text[start:end].")
+    start: int
+    end: int
+
+
+class Source(ArticleRef):
+    """A retrieved chunk offered as evidence, numbered as the answer cites it ([number])."""
+
+    number: int
+    chunk_id: str
     score: float = Field(description="Fused retrieval score (higher is better).")
     dense_rank: int | None = None
     keyword_rank: int | None = None
@@ -45,19 +65,11 @@ class Source(BaseModel):
         return " ".join(s.text for s in self.sentences)
 
 
-class Citation(BaseModel):
+class Citation(QuotedSpan):
     """One [n] marker of the answer, resolved to the verbatim sentence that supports it."""
 
     number: int = Field(description="The source number as it appears in the answer text.")
     sentence: int = Field(description="Index of the answer sentence that carries the marker.")
-    article_id: str
-    title: str
-    outlet: str | None = None
-    published: date | None = None
-    url: str | None = None
-    quote: str = Field(description="Exactly article.text[start:end].")
-    start: int
-    end: int
     support: float = Field(description="How well the quote supports the answer sentence, 0..1.")
     supported: bool = Field(description="support is at or above the calibrated threshold.")
 
@@ -148,17 +160,9 @@ class StreamEvent(BaseModel):
     answer: Answer | None = None
 
 
-class TimelineSource(BaseModel):
+class TimelineSource(QuotedSpan):
     """One article's sentence dating a timeline event."""
 
-    article_id: str
-    title: str
-    outlet: str | None = None
-    published: date | None = None
-    url: str | None = None
-    quote: str = Field(description="Exactly article.text[start:end].")
-    start: int
-    end: int
     expression: str = Field(description="The words that date it, as written ('on Tuesday').")
     how: str = Field("", description="How the date was worked out.")
 
