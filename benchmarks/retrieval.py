@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data" / "realtimeqa"
@@ -97,7 +98,6 @@ def newsdesk_rankers(
 ) -> dict[str, Ranker]:
     """newsdesk's retrievers over an index of ``corpus`` that embeds the first ``dense_chunks``
     chunks of each article (0: all; the default index lives in ``out/newsdesk``)."""
-    from assistant.retrieve import Filters, retrieve
     from assistant.settings import get_settings
     from index import ingest, open_store
     from index.embeddings import get_embedder
@@ -110,23 +110,31 @@ def newsdesk_rankers(
     print(f"newsdesk index: {len(report.added)} added, {len(report.unchanged)} unchanged "
           f"in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     store, embedder = open_store(settings), get_embedder(settings)
-    store.keyword_index()
-    embedder.embed_query("warm up")
-
-    def make(mode: str) -> Ranker:
-        def rank(q: dict) -> tuple[list[str], list[str]]:
-            as_of = q.get("as_of") if use_as_of else None
-            filters = Filters(as_of=date.fromisoformat(as_of)) if as_of else None
-            hits = retrieve(q["question"], filters, mode=mode, k=30, settings=settings,
-                            store=store, embedder=embedder).hits
-            rows = store.chunks([h.chunk_id for h in hits[:5]])
-            return [h.article_id for h in hits], [rows[h.chunk_id].embed_text for h in hits[:5]]
-        return rank
-
     label = "" if dense_chunks == 4 else (
         " (every chunk embedded)" if dense_chunks == 0 else f" (first {dense_chunks} embedded)"
     )
-    return {f"newsdesk {m}{label}": make(m) for m in modes}
+    return {f"newsdesk {m}{label}": ranker(settings, store, embedder, m, use_as_of)
+            for m in modes}
+
+
+def ranker(settings: Any, store: Any, embedder: Any, mode: str, use_as_of: bool = True) -> Ranker:
+    """newsdesk's ``mode`` retriever (dense, bm25, hybrid) over ``store``, top 30 chunks, each
+    question with its ``as_of`` date when ``use_as_of``; the store's keyword search and the
+    embedder are warmed first, so no question pays for loading them."""
+    from assistant.retrieve import Filters, retrieve
+
+    store.keyword_index()
+    embedder.embed_query("warm up")
+
+    def rank(q: dict) -> tuple[list[str], list[str]]:
+        as_of = q.get("as_of") if use_as_of else None
+        filters = Filters(as_of=date.fromisoformat(as_of)) if as_of else None
+        hits = retrieve(q["question"], filters, mode=mode, k=30, settings=settings,
+                        store=store, embedder=embedder).hits
+        rows = store.chunks([h.chunk_id for h in hits[:5]])
+        return [h.article_id for h in hits], [rows[h.chunk_id].embed_text for h in hits[:5]]
+
+    return rank
 
 
 def baseline_ranker(corpus: Path, out: Path) -> Ranker:

@@ -2,13 +2,14 @@
 
 Starts a throw-away PostgreSQL and a `chroma run` on loopback (``tests/servers.py``), then:
 
-1. **migrate**: the embedded index of a RealTime QA set (built under benchmarks/out/server-mode/
-   on the first run, reused after) is copied into server mode with ``index.migrate`` (timed);
-2. **quality**: every question of the set is ranked by the keyword retriever ("bm25": chunk- and
-   article-level keyword search fused) and by the hybrid one, over the embedded index (bm25s) and
-   over the server index (PostgreSQL full-text search), each question with its ``as_of`` date;
-   hit@1, hit@5 and MRR@10 of distinct articles, as ``benchmarks/retrieval.py`` counts them.
-   Variants of PostgreSQL's ranking (``index.pg_keywords.RANK``, ``RERANK_POOL``) too;
+1. **migrate**: the embedded index of a RealTime QA set (``benchmarks/retrieval.py``'s cache,
+   benchmarks/out/SET/newsdesk, built on the first run and reused after) is copied into server
+   mode with ``index.migrate`` (timed);
+2. **quality**: every question of the set is ranked by the dense, keyword ("bm25": chunk- and
+   article-level keyword search fused) and hybrid retrievers over the embedded index (SQLite
+   catalog, embedded Chroma) and over the server index (PostgreSQL, `chroma run`), in turn, each
+   question with its ``as_of`` date: hit@1, hit@5, MRR@10 of distinct articles and p50/p95
+   latency, counted by ``benchmarks/retrieval.py``'s ``evaluate``, and the server's difference;
 3. **replicas**: ``newsdesk serve`` processes (extractive answers) over the server index, asked
    the set's questions by ``--clients`` threads for ``--seconds``: one replica, two replicas
    (clients alternate), and one embedded replica as the peer; every replica is warmed first;
@@ -31,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import httpx
@@ -41,51 +41,29 @@ DATA = REPO.parent / "shared" / "data" / "realtimeqa"
 sys.path.insert(0, str(REPO))
 
 from benchmarks.load import run_load, wait_until_up
-from benchmarks.retrieval import evaluate, table
+from benchmarks.retrieval import evaluate, ranker, table
 from tests import servers
 
-RANK_VARIANTS = {  # (first stage, BM25 re-scoring pool); the first is the shipped default
-    "ts_rank /(1+log length), BM25 on its best 300": ("ts_rank(d.tsv, q.q, 1)", 300),
-    "ts_rank /(1+log length) alone": ("ts_rank(d.tsv, q.q, 1)", 0),
-    "ts_rank_cd /(1+log length) alone": ("ts_rank_cd(d.tsv, q.q, 1)", 0),
-}
+MODES = ("dense", "bm25", "hybrid")
 
 
-def rankers(settings, store, mode: str):
-    from assistant.retrieve import Filters, retrieve
+def quality(embedded, server, questions: list[dict], modes: tuple[str, ...] = MODES) -> list[dict]:
+    """Each retriever over the embedded index and over the server index, in turn, on the same
+    questions (each with its ``as_of``), with one embedding model."""
+    from index import open_store
     from index.embeddings import get_embedder
 
-    embedder = get_embedder(settings)
-
-    def rank(q: dict) -> tuple[list[str], list[str]]:
-        filters = Filters(as_of=date.fromisoformat(q["as_of"])) if q.get("as_of") else None
-        hits = retrieve(q["question"], filters, mode=mode, k=30, settings=settings, store=store,
-                        embedder=embedder).hits
-        rows = store.chunks([h.chunk_id for h in hits[:5]])
-        return [h.article_id for h in hits], [rows[h.chunk_id].embed_text for h in hits[:5]]
-
-    return rank
+    embedder = get_embedder(embedded)
+    stores = {"embedded": (embedded, open_store(embedded)), "server": (server, open_store(server))}
+    return [evaluate(f"{name} {mode}", questions, ranker(settings, store, embedder, mode))
+            for mode in modes for name, (settings, store) in stores.items()]
 
 
-def quality(embedded, server, questions: list[dict]) -> list[dict]:
-    from index import open_store, pg_keywords
-
-    local, remote = open_store(embedded), open_store(server)
-    local.keyword_index()
-    remote.keyword_index()
-    rows = []
-    for mode in ("bm25", "hybrid"):
-        rows.append(evaluate(f"embedded {mode} (bm25s)", questions, rankers(embedded, local, mode)))
-        rows.append(evaluate(f"server {mode} (PostgreSQL)", questions,
-                             rankers(server, remote, mode)))
-    default = pg_keywords.RANK, pg_keywords.RERANK_POOL
-    try:
-        for name, (expression, pool) in list(RANK_VARIANTS.items())[1:]:
-            pg_keywords.RANK, pg_keywords.RERANK_POOL = expression, pool
-            rows.append(evaluate(f"server bm25, {name}", questions, rankers(server, remote, "bm25")))
-    finally:
-        pg_keywords.RANK, pg_keywords.RERANK_POOL = default
-    return rows
+def gaps(rows: list[dict], modes: tuple[str, ...] = MODES) -> list[dict]:
+    """Server minus embedded, per retriever."""
+    by_name = {r["retriever"]: r for r in rows}
+    return [{"retriever": mode} | {m: by_name[f"server {mode}"][m] - by_name[f"embedded {mode}"][m]
+                                   for m in ("hit@1", "hit@5", "MRR@10")} for mode in modes]
 
 
 def replica(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
@@ -190,6 +168,9 @@ def main() -> None:
     parser.add_argument("--dense-chunks", type=int, default=4,
                         help="leading chunks embedded per article in the set's index (keyword "
                         "quality does not depend on it; fewer build the index faster)")
+    parser.add_argument("--modes", default=",".join(MODES), help="quality: the retrievers")
+    parser.add_argument("--limit", type=int, default=0,
+                        help="quality: only the first N questions (0: all)")
     args = parser.parse_args()
     folder = DATA / args.set
     if not (folder / "corpus.jsonl").exists():
@@ -201,8 +182,8 @@ def main() -> None:
 
     questions = [json.loads(line) for line in (folder / "questions.jsonl").read_text().splitlines()
                  if line.strip()]
-    out = REPO / "benchmarks" / "out" / "server-mode" / args.set
-    name = "embedded" if args.dense_chunks == 4 else f"embedded-dense{args.dense_chunks}"
+    out = REPO / "benchmarks" / "out" / args.set  # shared with benchmarks/retrieval.py
+    name = "newsdesk" if args.dense_chunks == 4 else f"newsdesk-dense{args.dense_chunks}"
     embedded = get_settings(data_dir=out / name, llm="extractive",
                             dense_chunks_per_article=args.dense_chunks)
     started = time.perf_counter()
@@ -219,8 +200,11 @@ def main() -> None:
               f"{moved.seconds:.1f}s ({len(moved.copied) / moved.seconds:.1f} articles/s), "
               f"skipped {len(moved.skipped)}")
         if "quality" in parts:
-            print("\n## keyword quality (each question's as_of)\n"
-                  + table(quality(embedded, server, questions)))
+            asked = questions[: args.limit] if args.limit else questions
+            modes = tuple(args.modes.split(","))
+            rows = quality(embedded, server, asked, modes)
+            print(f"\n## retrieval quality, {len(asked)} questions, each with its as_of\n"
+                  + table(rows) + "\n\nserver minus embedded:\n" + table(gaps(rows, modes)))
         if "replicas" in parts:
             base = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDESK_")}
             key = secrets.token_hex(16)

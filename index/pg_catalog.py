@@ -2,8 +2,8 @@
 
 Server mode keeps nothing of newsdesk's on local disk: this catalog holds the articles, chunks
 and temporal expressions, the write journal of vector ids (``pending_vectors``), the keyword
-search columns (``tsvector`` with GIN indexes, searched by
-``index.pg_keywords``) and the writers' lock (``index.pg_lock``).  Each collection is one schema
+index (``index.pg_keywords``: the embedded mode's BM25 postings, written in the same
+transactions) and the writers' lock (``index.pg_lock``).  Each collection is one schema
 of the database (named like the Chroma collection, ``newsdesk`` by default), so several indexes
 can share a server.  Reads use a small connection pool; a ``snapshot()`` reads one REPEATABLE
 READ transaction, so an index derived from the catalog sees one commit whole.  Writes run in one
@@ -20,23 +20,20 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from index import pg_keywords
 from index.catalog import IndexedChunk, PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
 from index.models import Article
-from index.pg_keywords import TS_CONFIG, PgKeywords
+from index.pg_keywords import PgKeywords
 from index.pg_lock import PgWriteLock, lock_key
 from index.timex import TIMEX_VERSION, Mention
 
-SCHEMA_VERSION = "1"
-MAX_TSV_CHARS = 400_000  # a tsvector is limited to 1 MB: longer texts are searched by their start
+SCHEMA_VERSION = "2"
+"""2: keyword search by BM25 postings of the project's tokens (1: ``tsvector`` columns)."""
 
 SCHEMA = f"""
-CREATE OR REPLACE FUNCTION tsv_tokens(tsvector) RETURNS integer
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT COALESCE(sum(COALESCE(array_length(positions, 1), 1)), 0)::integer
-          FROM unnest($1) $$;
 CREATE TABLE IF NOT EXISTS state (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     generation bigint NOT NULL DEFAULT 0,
@@ -55,11 +52,7 @@ CREATE TABLE IF NOT EXISTS articles (
     text text NOT NULL,
     source text,
     content_hash text NOT NULL,
-    ingested_at timestamptz NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS
-        (to_tsvector('{TS_CONFIG}', left(title || E'\\n' || text, {MAX_TSV_CHARS}))) STORED,
-    tokens integer GENERATED ALWAYS AS (tsv_tokens(
-        to_tsvector('{TS_CONFIG}', left(title || E'\\n' || text, {MAX_TSV_CHARS})))) STORED
+    ingested_at timestamptz NOT NULL
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id text PRIMARY KEY,
@@ -67,11 +60,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     idx integer NOT NULL,
     sentences jsonb NOT NULL,
     embed_text text NOT NULL,
-    dense boolean NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS
-        (to_tsvector('{TS_CONFIG}', left(embed_text, {MAX_TSV_CHARS}))) STORED,
-    tokens integer GENERATED ALWAYS AS
-        (tsv_tokens(to_tsvector('{TS_CONFIG}', left(embed_text, {MAX_TSV_CHARS})))) STORED
+    dense boolean NOT NULL
 );
 CREATE TABLE IF NOT EXISTS mentions (
     article_id text PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
@@ -80,8 +69,6 @@ CREATE TABLE IF NOT EXISTS mentions (
 );
 CREATE TABLE IF NOT EXISTS pending_vectors (id text PRIMARY KEY);
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
-CREATE INDEX IF NOT EXISTS chunks_tsv ON chunks USING gin(tsv);
-CREATE INDEX IF NOT EXISTS articles_tsv ON articles USING gin(tsv);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
 CREATE INDEX IF NOT EXISTS articles_outlet_day ON articles(outlet, day);
 """
@@ -129,7 +116,8 @@ class PgCatalog:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                     sql.Identifier(self.schema)))
                 conn.execute(self._search_path)
-                conn.execute(SCHEMA)
+                conn.execute(SCHEMA + pg_keywords.SCHEMA)
+                _upgrade(conn)
             self.pool.open(wait=True, timeout=15)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self.pool.close()
@@ -305,7 +293,7 @@ class PgCatalog:
 
     @property
     def keywords(self) -> PgKeywords:
-        """Keyword search (PostgreSQL full-text search, BM25 re-scored) as of the last commit."""
+        """Keyword search (BM25 over the catalog's postings) as of the last commit."""
         generation = self.generation
         with self._keywords_lock:
             if self._keywords is None or self._keywords.generation != generation:
@@ -365,7 +353,10 @@ class PgCatalog:
         (journaled until ``settle``), and settle the new ones."""
         stale: list[str] = []
         now = datetime.now(UTC)
+        last = {p.article.id: p for p in batch}  # an article given twice: its last version
+        keywords = pg_keywords.documents(list(last.values()))  # tokenized before the lock
         with self._transaction() as conn:
+            pg_keywords.remove(conn, list(last))
             for prepared in batch:
                 article = prepared.article
                 ids = prepared.chunk_ids()
@@ -393,6 +384,7 @@ class PgCatalog:
                                         chunk.embed_text, n < len(prepared.vectors)))
                 conn.execute("DELETE FROM pending_vectors WHERE id = ANY(%s)",
                              (ids[: len(prepared.vectors)],))
+            pg_keywords.write(conn, keywords)
             _put_pending(conn, stale)
         return stale
 
@@ -402,6 +394,7 @@ class PgCatalog:
         with self._transaction() as conn:
             stale = [r[0] for r in conn.execute(
                 "SELECT id FROM chunks WHERE article_id = ANY(%s) AND dense", (list(article_ids),))]
+            pg_keywords.remove(conn, article_ids)
             conn.execute("DELETE FROM articles WHERE id = ANY(%s)", (list(article_ids),))
             _put_pending(conn, stale)
         return stale
@@ -410,6 +403,21 @@ class PgCatalog:
         """Release the pool and the lock's session."""
         self.write_lock.close()
         self.pool.close()
+
+
+def _upgrade(conn: Any) -> None:
+    """Bring a catalog of an older layout to this one, inside the schema lock's transaction."""
+    version = conn.execute("SELECT schema_version FROM state").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version != "1":
+        raise StoreError(f"the catalog's layout is version {version}, newer than this newsdesk's "
+                         f"({SCHEMA_VERSION})", hint="upgrade newsdesk on this machine")
+    for table in ("articles", "chunks"):  # 1 searched tsvector columns
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS tsv, DROP COLUMN IF EXISTS tokens")
+    conn.execute("DROP FUNCTION IF EXISTS tsv_tokens(tsvector)")
+    pg_keywords.rebuild(conn)
+    conn.execute("UPDATE state SET schema_version = %s", (SCHEMA_VERSION,))
 
 
 def redacted(url: str) -> str:

@@ -1,146 +1,216 @@
-"""Keyword search in server mode: PostgreSQL full-text search over the catalog's own tables.
+"""Keyword search in server mode: the embedded mode's BM25, over an inverted index in PostgreSQL.
 
-``PgKeywords.load(catalog)`` is the entry point (what ``PgCatalog.keywords`` returns): the
-``KeywordSearch`` of a ``PgCatalog`` as of its current generation.  Nothing is kept on disk and
-nothing is rebuilt: the chunks' and articles' ``tsvector`` columns (GIN-indexed, written in the
-catalog's own transaction) are the index, so every replica searches exactly what is committed.
-Each level keeps in memory only its document count and mean length, read in one snapshot with
-the generation they belong to, and the document frequencies its queries needed.
+The same index as the embedded catalog's (``index.keywords``), in the catalog's own schema: a
+row per keyword document (every chunk's embedded text, every article's title and text) with its
+length and filter facets, a row per (document, term) with the term's frequency, and per-level
+totals.  The terms are the project's own tokens (``index.keywords.tokenize``: bm25s's lower-
+casing, English stop words and Snowball stemmer), so both modes score the same tokens with the
+same BM25 (k1, b and Lucene idf of ``BM25_PARAMS``), over every document sharing a term: no
+candidate cut, nothing approximated (benchmarks/RESULTS.md measures both modes on RealTime QA).
 
-A question becomes an OR query of its stemmed words (``plainto_tsquery`` with its ``&`` turned
-into ``|``: BM25 ranks any document sharing a word, and so must this).  Ranking has two stages
-in one SQL statement: ``ts_rank`` (normalised by document length) picks the best
-``RERANK_POOL`` documents using the GIN index, then BM25 with the embedded mode's parameters
-re-scores them exactly (term frequencies and lengths from the ``tsvector``, document frequencies
-counted through the GIN index and kept per generation), since ``ts_rank`` alone has no inverse
-document frequency and loses to BM25 on RealTime QA (benchmarks/RESULTS.md).  The
-``KeywordFilter`` (outlets, publication-day window) runs in the first stage, before any cut.
+``PgCatalog`` writes the index in its commit transaction (``write`` after ``remove``, the
+tokens made by ``documents`` before the transaction), so it is crash-consistent by
+construction, every replica searches exactly what is committed, and an ingest or removal costs
+only its own documents' rows.  ``PgKeywords.load(catalog)`` is the query side (what
+``PgCatalog.keywords`` returns): one SQL statement per search reads the postings of the
+question's terms, the totals and the filter facets in one snapshot, and applies the
+``KeywordFilter`` before the top-k cut.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from index.keywords import BM25_PARAMS, KeywordFilter
+from index.catalog import PreparedArticle
+from index.dates import day_number
+from index.keywords import ARTICLES, BM25_PARAMS, CHUNKS, KeywordDoc, KeywordFilter, tokenize
 
-TS_CONFIG = "english"  # PostgreSQL's Snowball English stemmer and stop words, as bm25s uses
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS kw_docs (
+    doc bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    level smallint NOT NULL,
+    key text NOT NULL,
+    article_id text NOT NULL REFERENCES articles(id),
+    outlet text NOT NULL,
+    day integer NOT NULL,
+    length integer NOT NULL,
+    UNIQUE (level, key)
+);
+CREATE INDEX IF NOT EXISTS kw_docs_article ON kw_docs(article_id);
+CREATE TABLE IF NOT EXISTS kw_postings (
+    doc bigint NOT NULL,
+    term text NOT NULL,
+    level smallint NOT NULL,
+    tf integer NOT NULL,
+    PRIMARY KEY (doc, term)
+);
+CREATE INDEX IF NOT EXISTS kw_postings_term ON kw_postings(level, term) INCLUDE (doc, tf);
+CREATE TABLE IF NOT EXISTS kw_totals (
+    level smallint PRIMARY KEY, docs bigint NOT NULL, length bigint NOT NULL
+);
+"""
+"""The index's tables; ``kw_docs`` rows must go (``remove``) before their article's row."""
 
-RANK = "ts_rank(d.tsv, q.q, 1)"
-"""First stage: how a document ``d`` ranks for the query ``q`` (term frequency divided by 1 +
-log(document length); variants compared in benchmarks/RESULTS.md, `benchmarks/server_mode.py`)."""
+Tokenized = list[tuple[KeywordDoc, Counter[str]]]
 
-RERANK_POOL = 300
-"""Second stage: the first stage's best this many are re-scored with BM25 (0: no second stage)."""
 
-_QUERY = (
-    f"regexp_replace(plainto_tsquery('{TS_CONFIG}', %(q)s)::text, "
-    r"' (&|<->|<\d+>) ', ' | ', 'g')::tsquery"
-)
+def documents(batch: Sequence[PreparedArticle]) -> Tokenized:
+    """The keyword documents of these articles with their terms' frequencies, as the embedded
+    catalog makes them: each chunk's embedded text, and the article's title and text."""
+    docs: list[KeywordDoc] = []
+    for prepared in batch:
+        article = prepared.article
+        outlet, day = article.outlet or "", day_number(article.published)
+        docs += [KeywordDoc(CHUNKS, cid, article.id, outlet, day, chunk.embed_text)
+                 for cid, chunk in zip(prepared.chunk_ids(), prepared.chunks, strict=True)]
+        docs.append(KeywordDoc(ARTICLES, article.id, article.id, outlet, day,
+                               f"{article.title}\n{article.text}"))
+    return _tokenized(docs)
+
+
+def _tokenized(docs: list[KeywordDoc]) -> Tokenized:
+    if not docs:
+        return []
+    tokens = tokenize([d.text for d in docs], return_ids=False)
+    return [(d, Counter(t)) for d, t in zip(docs, tokens, strict=True)]
+
+
+def write(conn: Any, tokenized: Tokenized) -> None:
+    """Index these documents, inside the caller's transaction; their keys must be absent."""
+    if not tokenized:
+        return
+    docs = [d for d, _ in tokenized]
+    lengths = [sum(terms.values()) for _, terms in tokenized]
+    numbers = {(level, key): doc for doc, level, key in conn.execute(
+        "INSERT INTO kw_docs(level, key, article_id, outlet, day, length) SELECT * FROM "
+        "unnest(%s::smallint[], %s::text[], %s::text[], %s::text[], %s::int[], %s::int[]) "
+        "RETURNING doc, level, key",
+        ([d.level for d in docs], [d.key for d in docs], [d.article_id for d in docs],
+         [d.outlet for d in docs], [d.day for d in docs], lengths))}
+    with conn.cursor().copy("COPY kw_postings (doc, term, level, tf) FROM STDIN") as copy:
+        for d, terms in tokenized:
+            number = numbers[(d.level, d.key)]
+            for term, tf in terms.items():
+                copy.write_row((number, term, d.level, tf))
+    total = Counter[int]()
+    for d, length in zip(docs, lengths, strict=True):
+        total[d.level] += length
+    _add_totals(conn, Counter(d.level for d in docs), total)
+
+
+def remove(conn: Any, article_ids: Iterable[str]) -> None:
+    """Unindex every document (chunks and article) of these articles, inside the caller's
+    transaction, before their catalog rows are deleted or replaced."""
+    gone = conn.execute(
+        "WITH d AS (DELETE FROM kw_docs WHERE article_id = ANY(%s) RETURNING doc, level, length),"
+        " p AS (DELETE FROM kw_postings WHERE doc IN (SELECT doc FROM d)) "
+        "SELECT level, count(*), sum(length) FROM d GROUP BY level", (list(article_ids),)
+    ).fetchall()
+    _add_totals(conn, Counter({level: -n for level, n, _ in gone}),
+                Counter({level: -int(length) for level, _, length in gone}))
+
+
+def rebuild(conn: Any, batch_size: int = 200) -> None:
+    """Index every article of the catalog afresh, inside the caller's transaction (a catalog
+    made before this index existed)."""
+    conn.execute("TRUNCATE kw_postings, kw_docs, kw_totals")
+    ids = [r[0] for r in conn.execute("SELECT id FROM articles ORDER BY id")]
+    for i in range(0, len(ids), batch_size):
+        part = ids[i : i + batch_size]
+        docs = [KeywordDoc(CHUNKS, cid, aid, outlet, day, embed_text)
+                for cid, aid, outlet, day, embed_text in conn.execute(
+                    "SELECT c.id, c.article_id, COALESCE(a.outlet, ''), a.day, c.embed_text "
+                    "FROM chunks c JOIN articles a ON a.id = c.article_id "
+                    "WHERE c.article_id = ANY(%s) ORDER BY c.article_id, c.idx", (part,))]
+        docs += [KeywordDoc(ARTICLES, aid, aid, outlet, day, f"{title}\n{text}")
+                 for aid, outlet, day, title, text in conn.execute(
+                     "SELECT id, COALESCE(outlet, ''), day, title, text FROM articles "
+                     "WHERE id = ANY(%s) ORDER BY id", (part,))]
+        write(conn, _tokenized(docs))
+
+
+def _add_totals(conn: Any, counts: Counter[int], lengths: Counter[int]) -> None:
+    for level in set(counts) | set(lengths):
+        conn.execute(
+            "INSERT INTO kw_totals(level, docs, length) VALUES (%s, %s, %s) ON CONFLICT (level) "
+            "DO UPDATE SET docs = kw_totals.docs + excluded.docs, "
+            "length = kw_totals.length + excluded.length",
+            (level, counts[level], lengths[level]),
+        )
+
+
 class Database(Protocol):
     """What the keyword search reads through: the ``PgCatalog`` whose tables it searches."""
 
     @property
     def generation(self) -> int: ...
 
-    def snapshot(self) -> AbstractContextManager[None]: ...
-
     def _rows(self, query: Any, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[Any]: ...
 
-    def _one(self, query: Any, params: Sequence[Any] = ()) -> Any: ...
+
+_SEARCH = """
+WITH q AS (SELECT term, count(*) AS n FROM unnest(%(terms)s::text[]) AS term GROUP BY term),
+t AS (SELECT docs::float8 AS docs, length::float8 / docs AS mean FROM kw_totals
+      WHERE level = %(level)s AND docs > 0),
+p AS (SELECT doc, term, tf FROM kw_postings WHERE level = %(level)s AND term = ANY(%(terms)s)),
+w AS (SELECT q.term, q.n * ln(1 + (t.docs - count(*) + 0.5) / (count(*) + 0.5)) AS idf
+      FROM q JOIN p USING (term) CROSS JOIN t GROUP BY q.term, q.n, t.docs)
+SELECT d.key, sum(w.idf * p.tf / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * d.length / t.mean)))
+    AS score
+FROM p JOIN w USING (term) JOIN kw_docs d ON d.doc = p.doc CROSS JOIN t
+WHERE {where}
+GROUP BY d.doc, d.key ORDER BY score DESC, d.doc LIMIT %(k)s
+"""
+"""BM25 of every document sharing a query term (a term repeated in the query counts each
+time, as in the embedded mode); idf and the mean length are over the whole level, the filter
+applies before the cut."""
 
 
 class PgKeywordLevel:
-    """Full-text search over chunks or over whole articles (a ``KeywordLevel``)."""
+    """BM25 over chunks or over whole articles (a ``KeywordLevel``)."""
 
-    def __init__(self, catalog: Database, *, chunks: bool) -> None:
+    def __init__(self, catalog: Database, level: int) -> None:
         self.catalog = catalog
-        self.level = "chunks" if chunks else "articles"
-        count, mean = catalog._one(f"SELECT count(*), avg(tokens) FROM {self.level}")
-        self.documents, self.mean_tokens = int(count), float(mean or 1.0)
-        self._df: dict[str, int] = {}  # document frequency per lexeme, at this generation
+        self.level = level
 
     def search(
         self, query: str, k: int, where: KeywordFilter | None = None
     ) -> list[tuple[str, float]]:
-        """Top-k (id, score > 0) for the query, best first, among the documents ``where``
-        admits (its outlets, published from ``first_day`` to ``last_day``, YYYYMMDD; a date
-        bound excludes undated articles)."""
-        if k <= 0:
+        """Top-k (key, BM25 score > 0) for the query among the documents ``where`` admits
+        (its outlets, '' for unknown; published from ``first_day`` to ``last_day``, YYYYMMDD;
+        a date bound excludes undated documents)."""
+        terms = tokenize([query], return_ids=False)[0]
+        if not terms or k <= 0:
             return []
-        chunks = self.level == "chunks"
-        facet = "a" if chunks else "d"  # where outlet and day live
-        clauses = ["d.tsv @@ q.q"]
-        params: dict[str, Any] = {"q": query, "k": k}
+        clauses = ["true"]
+        params: dict[str, Any] = {"terms": list(terms), "level": self.level, "k": k,
+                                  "k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"]}
         where = where or KeywordFilter()
         if where.outlets:
-            unknown = f" OR {facet}.outlet IS NULL" if "" in where.outlets else ""
-            clauses.append(f"({facet}.outlet = ANY(%(outlets)s){unknown})")
+            clauses.append("d.outlet = ANY(%(outlets)s)")
             params["outlets"] = list(where.outlets)
         if where.first_day:
-            clauses.append(f"{facet}.day >= %(since)s")
+            clauses.append("d.day >= %(since)s")
             params["since"] = where.first_day
         if where.last_day:
-            clauses.append(f"{facet}.day <= %(until)s AND {facet}.day > 0")
+            clauses.append("d.day <= %(until)s AND d.day > 0")
             params["until"] = where.last_day
-        source = "articles d"
-        if chunks:
-            filtered = where.outlets or where.first_day or where.last_day
-            source = "chunks d JOIN articles a ON a.id = d.article_id" if filtered else "chunks d"
-        first = (f"SELECT d.id, d.tsv, d.tokens, {RANK} AS rank "
-                 f"FROM {source} CROSS JOIN (SELECT {_QUERY} AS q) q "
-                 f"WHERE {' AND '.join(clauses)} ORDER BY rank DESC, d.id")
-        if not RERANK_POOL:
-            rows = self.catalog._rows(f"SELECT id, rank FROM ({first} LIMIT %(k)s) c", params)
-            return [(i, float(r)) for i, r in rows if r > 0]
-        idf = self._idf(query)
-        if not idf:
-            return []
-        params |= {"pool": max(RERANK_POOL, k), "lexemes": list(idf), "idf": list(idf.values()),
-                   "k1": BM25_PARAMS["k1"], "b": BM25_PARAMS["b"], "mean": self.mean_tokens}
-        rows = self.catalog._rows(
-            f"WITH c AS ({first} LIMIT %(pool)s), "
-            "w AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idf)s::float8[]) AS w(lexeme, idf)) "
-            "SELECT c.id, sum(w.idf * t.tf / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.tokens "
-            "/ %(mean)s))) AS score FROM c CROSS JOIN LATERAL (SELECT u.lexeme, "
-            "COALESCE(array_length(u.positions, 1), 1)::float8 AS tf FROM unnest(c.tsv) u) t "
-            "JOIN w ON w.lexeme = t.lexeme GROUP BY c.id ORDER BY score DESC, c.id LIMIT %(k)s",
-            params,
-        )
-        return [(i, float(r)) for i, r in rows if r > 0]
-
-    def _idf(self, query: str) -> dict[str, float]:
-        """The query's lexemes with their BM25 (Lucene) inverse document frequency."""
-        lexemes = [r[0] for r in self.catalog._rows(
-            f"SELECT unnest(tsvector_to_array(to_tsvector('{TS_CONFIG}', %s)))", (query,))]
-        missing = [x for x in lexemes if x not in self._df]
-        if missing:
-            quoted = ["'" + x.replace("\\", "\\\\").replace("'", "''") + "'" for x in missing]
-            self._df.update(self.catalog._rows(
-                f"SELECT t.lexeme, (SELECT count(*) FROM {self.level} x WHERE x.tsv @@ t.q::tsquery) "
-                "FROM unnest(%s::text[], %s::text[]) AS t(lexeme, q)", (missing, quoted)))
-        n = self.documents
-        return {x: math.log(1 + (n - self._df[x] + 0.5) / (self._df[x] + 0.5)) for x in lexemes}
-
+        rows = self.catalog._rows(_SEARCH.format(where=" AND ".join(clauses)), params)
+        return [(key, float(score)) for key, score in rows if score > 0]
 
 
 class PgKeywords:
-    """Keyword search over chunks and articles in the catalog's database, at one generation
-    (a ``KeywordSearch``)."""
+    """BM25 over chunks and articles in the catalog's database (a ``KeywordSearch``), tagged
+    with the generation it was opened at; every search reads the committed state."""
 
-    def __init__(self, chunks: PgKeywordLevel, articles: PgKeywordLevel, generation: int) -> None:
-        self.chunks = chunks
-        self.articles = articles
+    def __init__(self, catalog: Database, generation: int) -> None:
+        self.chunks = PgKeywordLevel(catalog, CHUNKS)
+        self.articles = PgKeywordLevel(catalog, ARTICLES)
         self.generation = generation
 
     @classmethod
     def load(cls, catalog: Database) -> PgKeywords:
         """The keyword search of ``catalog`` as committed now."""
-        with catalog.snapshot():
-            return cls(
-                PgKeywordLevel(catalog, chunks=True),
-                PgKeywordLevel(catalog, chunks=False),
-                catalog.generation,
-            )
+        return cls(catalog, catalog.generation)

@@ -131,19 +131,61 @@ def test_keyword_search_runs_in_postgresql_with_filters_before_the_cut(
     assert all(d >= since for d in store.catalog.published_days(dict(later)).values())
 
 
-def test_keyword_ranking_in_postgresql_agrees_with_bm25s(
+def test_keyword_scores_in_postgresql_equal_the_embedded_modes(
     server_samples: Settings, sample_index: Settings
 ) -> None:
+    """Same tokens, same BM25: each level ranks the same documents with the same scores,
+    filtered or not."""
     questions = [json.loads(line)["question"]
                  for line in (REPO / "evals" / "questions.jsonl").read_text().splitlines() if line]
-    embedded = open_store(sample_index).keyword_index()
-    server = open_store(server_samples).keyword_index()
-    same_first = 0
+    local = open_store(sample_index)
+    embedded, server = local.keyword_index(), open_store(server_samples).keyword_index()
+    days = sorted(local.catalog.published_days([a.id for a in local.list_articles()]).values())
+    filters = [None, KeywordFilter(outlets=(local.list_articles()[0].outlet or "",)),
+               KeywordFilter(first_day=days[len(days) // 2], last_day=days[-1])]
+    compared = 0
     for question in questions:
-        bm25s = [i for i, _ in embedded.articles.search(question, 5)]
-        postgres = [i for i, _ in server.articles.search(question, 5)]
-        same_first += bm25s[:1] == postgres[:1]
-    assert same_first >= len(questions) - 2, f"{same_first} of {len(questions)} agree"
+        for level in ("chunks", "articles"):
+            for where in filters:
+                here = getattr(embedded, level).search(question, 10, where)
+                assert_same_ranking(getattr(server, level).search(question, 10, where), here)
+                compared += bool(here)
+    assert compared > 3 * len(questions), "most questions find documents at every level"
+
+
+def assert_same_ranking(got: list[tuple[str, float]], expected: list[tuple[str, float]]) -> None:
+    """The same ids in the same order, with the same scores up to float rounding."""
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9)
+
+
+def test_a_catalog_of_the_tsvector_layout_is_upgraded_with_its_keyword_index(
+    server_samples: Settings,
+) -> None:
+    import psycopg
+
+    url = server_samples.index.catalog_url
+    assert url is not None
+    with psycopg.connect(url.get_secret_value(), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS legacy CASCADE; CREATE SCHEMA legacy")
+        for table in ("state", "articles", "chunks", "mentions", "pending_vectors"):
+            conn.execute(f"CREATE TABLE legacy.{table} (LIKE samples.{table} INCLUDING ALL); "
+                         f"INSERT INTO legacy.{table} SELECT * FROM samples.{table}")
+        conn.execute("UPDATE legacy.state SET schema_version = '1'; "
+                     "ALTER TABLE legacy.articles ADD COLUMN tsv tsvector")
+    upgraded = PgCatalog(server_samples.index.model_copy(update={"collection": "legacy"}))
+    try:
+        assert upgraded._one("SELECT schema_version FROM state")[0] == "2"
+        assert not upgraded._rows("SELECT 1 FROM information_schema.columns WHERE "
+                                  "table_schema = 'legacy' AND column_name = 'tsv'")
+        original = open_store(server_samples).keyword_index()
+        for question in ("When did Assad visit Moscow?", "What did Lavrov say?"):
+            assert_same_ranking(upgraded.keywords.chunks.search(question, 10),
+                                original.chunks.search(question, 10))
+            assert_same_ranking(upgraded.keywords.articles.search(question, 5),
+                                original.articles.search(question, 5))
+    finally:
+        upgraded.close()
 
 
 def test_writers_on_two_sessions_take_turns_and_a_killed_holder_lets_go(
@@ -316,6 +358,19 @@ def assert_whole(store: Store, versions: dict[str, set[str]]) -> None:
         mine = [c.id for c in chunks if c.article_id == article_id]
         assert mine == [f"{article_id}#{digest}#{i}" for i in range(len(mine))], "one whole version"
         assert {c for c in mine if c in dense} <= vectors, "every committed vector is there"
+    assert_keywords_match(store)
+
+
+def assert_keywords_match(store: Store) -> None:
+    """The keyword index holds exactly the committed chunks and articles, and its totals."""
+    rows = store.catalog._rows
+    keys = {(level, key) for level, key in rows("SELECT level, key FROM kw_docs")}
+    assert keys == {(0, c.id) for c in store.all_chunks()} | {
+        (1, a.id) for a in store.list_articles(limit=None)}
+    assert not rows("SELECT 1 FROM kw_postings p WHERE NOT EXISTS "
+                    "(SELECT 1 FROM kw_docs d WHERE d.doc = p.doc)"), "no postings left behind"
+    assert sorted(rows("SELECT level, docs, length FROM kw_totals WHERE docs > 0")) == sorted(
+        rows("SELECT level, count(*), sum(length) FROM kw_docs GROUP BY level"))
 
 
 @pytest.mark.parametrize("point", ["after-vectors", "after-commit"])
