@@ -239,39 +239,41 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
     back as it was."""
     from index.pipeline import ingest_articles
 
-    added = list(range(size, size + 3 * BATCH))
-    removed = random.Random(f"remove:{seed}:{size}").sample(range(size), 3 * BATCH)
+    batch = min(BATCH, size // 4)  # only a tiny test archive has fewer than 400
+    added = list(range(size, size + 3 * batch))
+    removed = random.Random(f"remove:{seed}:{size}").sample(range(size), 3 * batch)
     (folder / "measuring.json").write_text(json.dumps({"added": added, "removed": removed}))
     embedder = recycled(folder, seed)
     writes: list[float] = []
     real_write = store.write
 
-    def timed_write(batch: Any) -> None:
+    def timed_write(prepared: Any) -> None:
         started = time.perf_counter()
-        real_write(batch)
+        real_write(prepared)
         writes.append(time.perf_counter() - started)
 
     store.write = timed_write  # only to split the pipeline's time; the write itself is real
     ingest, write_share, removal = [], [], []
     try:
         for b in range(3):
-            articles = [corpus.article(seed, i).article for i in added[b * BATCH : (b + 1) * BATCH]]
+            articles = [corpus.article(seed, i).article for i in added[b * batch : (b + 1) * batch]]
             writes.clear()
             report = ingest_articles(articles, config=settings, store=store, embedder=embedder)
-            assert len(report.added) == BATCH, report.skipped[:3]
+            assert len(report.added) == batch, report.skipped[:3]
             ingest.append(report.seconds)
             write_share.append(sum(writes))
     finally:
         del store.write
     for b in range(3):
-        ids = [corpus.article(seed, i).article.id for i in removed[b * BATCH : (b + 1) * BATCH]]
+        ids = [corpus.article(seed, i).article.id for i in removed[b * batch : (b + 1) * batch]]
         started = time.perf_counter()
         gone = store.remove(ids)
         store.keyword_index()  # what Library.remove_many does after removing
         removal.append(time.perf_counter() - started)
-        assert len(gone) == BATCH
+        assert len(gone) == batch
     restore(store, folder, seed)
     return {
+        "articles_per_batch": batch,
         "ingest_100_s": [round(s, 2) for s in ingest],
         "ingest_100_store_write_s": [round(s, 2) for s in write_share],
         "remove_100_s": [round(s, 2) for s in removal],
