@@ -280,8 +280,14 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
     }
 
 
-def measure(root: Path, size: int, seed: int, n_questions: int, serve: bool) -> dict[str, Any]:
-    """Every figure for one finished archive; saved as ``results-a{size}-s{seed}.json``."""
+PARTS = ("cold", "queries", "batches", "serve", "disk")
+
+
+def measure(
+    root: Path, size: int, seed: int, n_questions: int, parts: tuple[str, ...] = PARTS
+) -> dict[str, Any]:
+    """The figures of ``parts`` for one finished archive, merged into (and saved as)
+    ``results-a{size}-s{seed}.json``, so a long measurement can be split across runs."""
     from index.store import Store
 
     folder = archive(root, size, seed)
@@ -289,26 +295,34 @@ def measure(root: Path, size: int, seed: int, n_questions: int, serve: bool) -> 
         raise SystemExit(f"build the archive first: python benchmarks/scale.py build {size}")
     built = json.loads((folder / "built.json").read_text())
     data = folder / "data"
-    result: dict[str, Any] = {"size": size, "seed": seed, "chunks": built["chunks"],
-                              "dense_chunks": built["dense_chunks"],
-                              "vectors": "RecycledEmbedder (real MiniLM sentence vectors "
-                                         "recycled with noise); questions embedded by MiniLM",
-                              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                              "load_avg_start": os.getloadavg()[0]}
-    print(f"{folder.name}: cold open (index files evicted from the page cache)", flush=True)
-    first = corpus.questions(seed, 1, size)[0].text
-    result["cold_open_evicted"] = cold_open(data, evict_first=True, question=first)
-    print(f"  {result['cold_open_evicted']}", flush=True)
-    result["cold_open_warm_cache"] = cold_open(data, evict_first=False, question=first)
+    saved = root / f"results-a{size}-s{seed}.json"
+    result: dict[str, Any] = json.loads(saved.read_text()) if saved.exists() else {}
+    result |= {"size": size, "seed": seed, "chunks": built["chunks"],
+               "dense_chunks": built["dense_chunks"],
+               "vectors": "RecycledEmbedder (real MiniLM sentence vectors recycled with noise); "
+                          "questions embedded by MiniLM"}
+    result.setdefault("runs", []).append({
+        "parts": list(parts), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_start": os.getloadavg()[0],
+    })
+    if "cold" in parts:
+        print(f"{folder.name}: cold open (index files evicted from the page cache)", flush=True)
+        first = corpus.questions(seed, 1, size)[0].text
+        result["cold_open_evicted"] = cold_open(data, evict_first=True, question=first)
+        print(f"  {result['cold_open_evicted']}", flush=True)
+        result["cold_open_warm_cache"] = cold_open(data, evict_first=False, question=first)
     settings = settings_for(folder)
     store = Store(settings)
     restore(store, folder, seed)
-    print("queries", flush=True)
-    result["queries"] = query_latency(store, settings, seed, size, n_questions)
-    print("ingest and removal", flush=True)
-    result["batches"] = batch_costs(store, settings, folder, seed, size)
-    result["in_process_rss_mib"] = _rss_mib()
-    if serve:
+    if "queries" in parts:
+        print("queries", flush=True)
+        result["queries"] = query_latency(store, settings, seed, size, n_questions)
+        result["questions_per_cell"] = n_questions
+    if "batches" in parts:
+        print("ingest and removal", flush=True)
+        result["batches"] = batch_costs(store, settings, folder, seed, size)
+        result["in_process_rss_mib"] = _rss_mib()
+    if "serve" in parts:
         print("serve", flush=True)
         asked = corpus.questions(seed, 4, size)
         result["serve"] = serve_memory(data, [
@@ -320,9 +334,10 @@ def measure(root: Path, size: int, seed: int, n_questions: int, serve: bool) -> 
         ])
         print(f"  {result['serve']}", flush=True)
     store.close()
-    result["disk"] = disk_usage(data, size)
-    result["load_avg_end"] = os.getloadavg()[0]
-    (root / f"results-a{size}-s{seed}.json").write_text(json.dumps(result, indent=1))
+    if "disk" in parts:
+        result["disk"] = disk_usage(data, size)
+    result["runs"][-1]["load_avg_end"] = os.getloadavg()[0]
+    saved.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -348,19 +363,25 @@ def report(root: Path, seed: int) -> str:
     lines = [head, "|---|" + "---:|" * len(found)]
 
     def row(name: str, cell: Any) -> None:
-        lines.append(f"| {name} | " + " | ".join(str(cell(r)) for r in found) + " |")
+        def shown(r: dict[str, Any]) -> str:
+            try:
+                return str(cell(r))
+            except KeyError:  # that part not measured for this size
+                return "-"
+
+        lines.append(f"| {name} | " + " | ".join(shown(r) for r in found) + " |")
 
     row("chunks (with a vector)", lambda r: f"{r['chunks']:,} ({r['dense_chunks']:,})")
     row("ingest 100 articles, s (median of 3)", lambda r: statistics.median(r["batches"]["ingest_100_s"]))
     row("  of which Store.write, s", lambda r: statistics.median(r["batches"]["ingest_100_store_write_s"]))
     row("remove 100 articles, s (median of 3)", lambda r: statistics.median(r["batches"]["remove_100_s"]))
-    for key in found[0]["queries"]:
+    for key in dict.fromkeys(k for r in found for k in r.get("queries", {})):
         row(f"{key} p50 / p95 ms", lambda r, k=key: f"{r['queries'][k]['p50_ms']} / {r['queries'][k]['p95_ms']}")
     row("cold open, files evicted: process to first hybrid answer, s",
         lambda r: r["cold_open_evicted"]["wall_s"])
     row("cold open, warm page cache, s", lambda r: r["cold_open_warm_cache"]["wall_s"])
     row("serve RSS after warm-up, MiB (peak)",
-        lambda r: f"{r['serve']['rss_mib']} ({r['serve']['hwm_mib']})" if "serve" in r else "-")
+        lambda r: f"{r['serve']['rss_mib']} ({r['serve']['hwm_mib']})")
     row("disk per 1k articles, MB: catalog / keywords / Chroma",
         lambda r: " / ".join(f"{r['disk']['per_1k_mb'][k]}" for k in ("catalog", "keywords", "chroma")))
     return "\n".join(lines) + f"\n\nTargets (issue 16): {TARGETS}."
@@ -375,7 +396,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600, help="build seconds per run")
     parser.add_argument("--questions", type=int, default=30, help="per retriever and filter")
     parser.add_argument("--pool", type=int, default=POOL, help="real sentence vectors recycled")
-    parser.add_argument("--no-serve", action="store_true", help="skip `newsdesk serve` memory")
+    parser.add_argument("--parts", default=",".join(PARTS), help="what to measure, of " + ",".join(PARTS))
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "report":
@@ -386,7 +407,8 @@ def main() -> None:
             if not build(args.root, size, args.seed, args.budget, args.pool):
                 raise SystemExit(3)  # not finished: run again
         else:
-            measure(args.root, size, args.seed, args.questions, not args.no_serve)
+            parts = tuple(p for p in PARTS if p in args.parts.split(","))
+            measure(args.root, size, args.seed, args.questions, parts)
             print(report(args.root, args.seed))
 
 

@@ -50,7 +50,9 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     assert scale.build(tmp_path, 40, 3, budget=600, pool_size=32)
     assert scale.build(tmp_path, 80, 3, budget=600, pool_size=32)  # copies the 40, adds 40
     folder = scale.archive(tmp_path, 80, 3)
-    result = scale.measure(tmp_path, 80, 3, n_questions=3, serve=False)
+    result = scale.measure(
+        tmp_path, 80, 3, n_questions=3, parts=("cold", "queries", "batches", "disk")
+    )
 
     store = Store(scale.settings_for(folder))
     ids = [scale_corpus.article(3, i).article.id for i in range(80)]
