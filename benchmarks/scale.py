@@ -18,6 +18,7 @@ Run from the repository root, each step under the heavy-job lock (PYTHONPATH dec
 
     flock /tmp/newsdesk-heavy.lock timeout 720 python benchmarks/scale.py build 10000
     flock /tmp/newsdesk-heavy.lock timeout 720 python benchmarks/scale.py measure 10000
+    python benchmarks/scale.py measure 100000 --parts queries --questions 20   # one part only
     python benchmarks/scale.py report          # every measured size, against the targets
 """
 
@@ -305,12 +306,18 @@ def measure(
         "parts": list(parts), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_avg_start": os.getloadavg()[0],
     })
+
+    def save() -> None:  # after each part, so a run cut short keeps what it measured
+        result["runs"][-1]["load_avg_end"] = os.getloadavg()[0]
+        saved.write_text(json.dumps(result, indent=1))
+
     if "cold" in parts:
         print(f"{folder.name}: cold open (index files evicted from the page cache)", flush=True)
         first = corpus.questions(seed, 1, size)[0].text
         result["cold_open_evicted"] = cold_open(data, evict_first=True, question=first)
         print(f"  {result['cold_open_evicted']}", flush=True)
         result["cold_open_warm_cache"] = cold_open(data, evict_first=False, question=first)
+        save()
     settings = settings_for(folder)
     store = Store(settings)
     restore(store, folder, seed)
@@ -318,10 +325,12 @@ def measure(
         print("queries", flush=True)
         result["queries"] = query_latency(store, settings, seed, size, n_questions)
         result["questions_per_cell"] = n_questions
+        save()
     if "batches" in parts:
         print("ingest and removal", flush=True)
         result["batches"] = batch_costs(store, settings, folder, seed, size)
         result["in_process_rss_mib"] = _rss_mib()
+        save()
     if "serve" in parts:
         print("serve", flush=True)
         asked = corpus.questions(seed, 4, size)
@@ -333,11 +342,11 @@ def measure(
             )
         ])
         print(f"  {result['serve']}", flush=True)
+        save()
     store.close()
     if "disk" in parts:
         result["disk"] = disk_usage(data, size)
-    result["runs"][-1]["load_avg_end"] = os.getloadavg()[0]
-    saved.write_text(json.dumps(result, indent=1))
+    save()
     return result
 
 
