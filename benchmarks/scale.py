@@ -206,9 +206,12 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(p50) * 1000, 1), "p95_ms": round(float(p95) * 1000, 1)}
 
 
-def query_latency(store: Any, settings: Any, seed: int, size: int, n: int) -> dict[str, Any]:
+def query_latency(
+    store: Any, settings: Any, seed: int, size: int, n: int, out: dict[str, Any], save: Any
+) -> None:
     """p50/p95 of each retriever with no filter, an outlet filter and as_of, ``n`` questions
-    each (after 3 warm-up questions per retriever, not counted)."""
+    each (after 3 warm-up questions per retriever, not counted), put in ``out`` and saved
+    cell by cell."""
     from assistant.retrieve import Filters, get_retriever
 
     asked = corpus.questions(seed, n + 3, size)
@@ -217,7 +220,6 @@ def query_latency(store: Any, settings: Any, seed: int, size: int, n: int) -> di
         "outlet": lambda q: Filters(outlets=[q.outlet]),
         "as_of": lambda q: Filters(as_of=q.as_of),
     }
-    out: dict[str, Any] = {}
     k = settings.retrieval.top_k
     for name in ("bm25", "dense", "hybrid"):
         retriever = get_retriever(name, settings=settings, store=store, embedder=real_embedder())
@@ -231,7 +233,7 @@ def query_latency(store: Any, settings: Any, seed: int, size: int, n: int) -> di
                 seconds.append(time.perf_counter() - started)
             out[f"{name}/{kind}"] = percentiles(seconds)
             print(f"  {name:6} {kind:6} {out[f'{name}/{kind}']}", flush=True)
-    return out
+            save()
 
 
 def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -> dict[str, Any]:
@@ -281,7 +283,7 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
     }
 
 
-PARTS = ("cold", "queries", "batches", "serve", "disk")
+PARTS = ("cold", "batches", "serve", "disk", "queries")
 
 
 def measure(
@@ -321,11 +323,6 @@ def measure(
     settings = settings_for(folder)
     store = Store(settings)
     restore(store, folder, seed)
-    if "queries" in parts:
-        print("queries", flush=True)
-        result["queries"] = query_latency(store, settings, seed, size, n_questions)
-        result["questions_per_cell"] = n_questions
-        save()
     if "batches" in parts:
         print("ingest and removal", flush=True)
         result["batches"] = batch_costs(store, settings, folder, seed, size)
@@ -343,9 +340,15 @@ def measure(
         ])
         print(f"  {result['serve']}", flush=True)
         save()
-    store.close()
     if "disk" in parts:
         result["disk"] = disk_usage(data, size)
+        save()
+    if "queries" in parts:  # last: the longest part, saved cell by cell
+        print("queries", flush=True)
+        result["questions_per_cell"] = n_questions
+        result["queries"] = {}
+        query_latency(store, settings, seed, size, n_questions, result["queries"], save)
+    store.close()
     save()
     return result
 
