@@ -83,3 +83,17 @@ def test_an_interrupted_measurement_is_undone_on_the_next_open(
     expected = [scale_corpus.article(5, i).article.id for i in range(20)]
     assert store.count_articles() == 20 and len(store.content_hashes(expected)) == 20
     assert not (folder / "measuring.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "fit", "at_a_million"),
+    [
+        ([2.0, 2.0], "power", 2.0),  # flat stays flat
+        ([1.0, 10.0], "power", 10_000.0),  # grows with the archive: 10x per 10x
+        ([1.0, 10.0], "linear", 10.0 + 9.0 / 90_000 * 900_000),
+    ],
+)
+def test_the_report_extrapolates_to_a_million_from_the_two_largest_sizes(
+    values: list[float], fit: str, at_a_million: float
+) -> None:
+    assert scale.extrapolate([10_000, 100_000], values, fit) == pytest.approx(at_a_million)
