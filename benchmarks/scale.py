@@ -369,8 +369,10 @@ MILLION = 1_000_000
 
 def extrapolate(sizes: list[int], values: list[float], fit: str) -> float:
     """The value at 1M articles from the two largest sizes: ``power`` (y = a * n^b, for costs
-    whose growth with the archive is unknown) or ``linear`` (memory, bytes)."""
+    whose growth with the archive is unknown), ``linear`` (memory, bytes) or ``same``."""
     (s1, y1), (s2, y2) = list(zip(sizes, values, strict=True))[-2:]
+    if fit == "same":  # a ratio (per 1k articles): the largest size's
+        return y2
     if fit == "linear":
         return y2 + (y2 - y1) / (s2 - s1) * (MILLION - s2)
     if y1 <= 0 or y2 <= 0:
@@ -430,7 +432,7 @@ def report(root: Path, seed: int) -> str:
         lambda r: (r["serve"]["rss_mib"], r["serve"]["hwm_mib"]), "linear")
     row("disk per 1k articles, MB: catalog / keywords / Chroma",
         lambda r: tuple(r["disk"]["per_1k_mb"][k] for k in ("catalog", "keywords", "chroma")),
-        "linear")
+        "same")
     row("disk total, GB", lambda r: r["disk"]["total_gb"], "linear")
     return "\n".join(lines) + f"\n\nTargets (issue 16): {TARGETS}."
 
