@@ -23,14 +23,15 @@ def test_an_article_depends_only_on_its_seed_and_number() -> None:
 
 def test_articles_look_like_news_of_ten_years_and_200_outlets() -> None:
     made = [scale_corpus.article(7, i) for i in range(200)]
+    days = [m.article.published for m in made if m.article.published]
+    assert len(days) == 200 and date(2015, 1, 1) <= min(days) <= max(days) <= date(2024, 12, 31)
+    assert len({d.year for d in days}) == 10
     for item in made:
         words = len(item.article.text.split())
         assert 400 <= words <= 960, words
         assert item.article.outlet in scale_corpus.OUTLETS
-        assert date(2015, 1, 1) <= item.article.published <= date(2024, 12, 31)
         assert all(item.article.text[s:e].endswith(".") for s, e in item.spans)
     assert len(scale_corpus.OUTLETS) == 200 == len(set(scale_corpus.OUTLETS))
-    assert len({m.article.published.year for m in made}) == 10
 
 
 def test_recycled_vectors_are_unit_length_and_the_same_for_the_same_text(
