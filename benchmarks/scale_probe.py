@@ -1,0 +1,165 @@
+"""The out-of-process parts of ``benchmarks/scale.py``: a cold start, ``newsdesk serve``'s memory,
+and the index's disk use split into catalog, keyword index and Chroma.
+
+Run as a script, this file is the cold-start probe itself: a fresh process that opens the index
+in DATA_DIR and answers one hybrid question, printing (as JSON) how long each stage took and the
+resident memory after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _status(pid: int | str = "self") -> dict[str, float]:
+    """VmRSS, VmHWM, RssAnon and RssFile of a process (Linux), MiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in {"VmRSS", "VmHWM", "RssAnon", "RssFile"}:
+            out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def evict(folder: Path) -> None:
+    """Drop the folder's files from the OS page cache, so the next open reads the disk."""
+    os.sync()
+    for path in folder.rglob("*"):
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def cold_open(data: Path, *, evict_first: bool, question: str) -> dict[str, Any]:
+    """A fresh process opening the index and answering its first (hybrid) question: its wall
+    time from start to answer, and the probe's own stages."""
+    if evict_first:
+        evict(data)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, str(data), question],
+        capture_output=True, text=True, check=False, env=os.environ | {"PYTHONPATH": str(REPO)},
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"cold-open probe failed:\n{done.stderr[-3000:]}")
+    return {"wall_s": round(wall, 2), **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def serve_memory(data: Path, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Start ``newsdesk serve`` (extractive writer, hybrid retrieval) on the index, ask it each
+    body in turn (the warm-up), then read its resident memory."""
+    import httpx
+
+    from benchmarks.load import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSDESK_")}
+    env |= {"NEWSDESK_DATA_DIR": str(data), "NEWSDESK_LLM": "extractive", "PYTHONPATH": str(REPO)}
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "assistant.cli", "serve", "--port", str(port), "--no-ui"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1/ask"
+    try:
+        first = None
+        while first is None:
+            if server.poll() is not None or time.perf_counter() - started > 300:
+                raise SystemExit(f"newsdesk serve did not answer (exit code {server.returncode})")
+            try:
+                response = httpx.post(url, json=bodies[0], timeout=120)
+                response.raise_for_status()
+                first = time.perf_counter() - started
+            except httpx.TransportError:
+                time.sleep(0.1)
+        seconds = []
+        for body in bodies:
+            asked = time.perf_counter()
+            httpx.post(url, json=body, timeout=120).raise_for_status()
+            seconds.append(time.perf_counter() - asked)
+        memory = _status(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "first_answer_s": round(first, 2),
+        "answers": len(seconds),
+        "answer_median_s": round(sorted(seconds)[len(seconds) // 2], 3),
+        "rss_mib": memory["VmRSS"],
+        "hwm_mib": memory["VmHWM"],
+        "anon_mib": memory["RssAnon"],
+        "file_mib": memory["RssFile"],
+    }
+
+
+def disk_usage(data: Path, size: int) -> dict[str, Any]:
+    """Bytes of the catalog tables, the keyword tables (``kw_*``, in the same SQLite file) and
+    Chroma (its own SQLite file, and the vector index files), and each per 1,000 articles."""
+    catalog_file = data / "catalog.sqlite3"
+    db = sqlite3.connect(catalog_file)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+        tables = dict(db.execute("SELECT name, tbl_name FROM sqlite_schema"))
+    finally:
+        db.close()
+    keyword = sum(n for name, n in pages if tables.get(name, name).startswith("kw_"))
+    on_disk = sum(p.stat().st_size for p in data.glob("catalog.sqlite3*"))
+    chroma = data / "chroma"
+    chroma_sqlite = sum(p.stat().st_size for p in chroma.glob("chroma.sqlite3*"))
+    chroma_all = sum(p.stat().st_size for p in chroma.rglob("*") if p.is_file())
+    split = {
+        "catalog": on_disk - keyword,
+        "keywords": keyword,
+        "chroma": chroma_all,
+        "chroma_sqlite": chroma_sqlite,
+        "chroma_vector_index": chroma_all - chroma_sqlite,
+    }
+    return {
+        "bytes": split,
+        "per_1k_mb": {k: round(v / size * 1000 / 1e6, 1) for k, v in split.items()},
+        "total_gb": round((on_disk + chroma_all) / 1e9, 2),
+    }
+
+
+def _probe(data: Path, question: str) -> dict[str, Any]:
+    """In a fresh process: import, open, answer one hybrid question, answer a second."""
+    started = time.perf_counter()
+    from assistant.retrieve import Filters, get_retriever
+    from assistant.settings import get_settings
+    from index.store import open_store
+
+    stages: dict[str, Any] = {"import_s": time.perf_counter() - started, "rss_import": _status()}
+    settings = get_settings(data_dir=data)
+    store = open_store(settings)
+    store.count_articles()
+    stages["open_s"] = time.perf_counter() - started - stages["import_s"]
+    stages["rss_open"] = _status()
+    retriever = get_retriever("hybrid", settings=settings, store=store)
+    asked = time.perf_counter()
+    first = retriever.retrieve(question, Filters(), settings.retrieval.top_k)
+    stages["first_query_s"] = time.perf_counter() - asked
+    stages["first_query_parts_s"] = {k: round(v, 3) for k, v in first.timings.items()}
+    stages["rss_first_query"] = _status()
+    asked = time.perf_counter()
+    retriever.retrieve(question + " today", Filters(), settings.retrieval.top_k)
+    stages["second_query_s"] = time.perf_counter() - asked
+    stages["in_process_s"] = time.perf_counter() - started
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in stages.items()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_probe(Path(sys.argv[1]), sys.argv[2])))

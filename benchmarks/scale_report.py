@@ -1,0 +1,95 @@
+"""The scale benchmark's report: every measured size side by side, against issue 16's targets,
+with a column extrapolated to 1M articles (``python benchmarks/scale.py report``)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+TARGETS = "100-article batch within 1.5x from 10k to 1M; query p50 <= 100 ms, p95 <= 250 ms; " \
+    "cold open <= 5 s; serve <= 8 GB RAM (all at 1M articles)"
+
+MILLION = 1_000_000
+
+
+def extrapolate(sizes: list[int], values: list[float], fit: str) -> float:
+    """The value at 1M articles from the two largest sizes: ``power`` (y = a * n^b, for costs
+    whose growth with the archive is unknown), ``linear`` (memory, bytes) or ``same``."""
+    (s1, y1), (s2, y2) = list(zip(sizes, values, strict=True))[-2:]
+    if fit == "same":  # a ratio (per 1k articles): the largest size's
+        return y2
+    if fit == "linear":
+        return y2 + (y2 - y1) / (s2 - s1) * (MILLION - s2)
+    if y1 <= 0 or y2 <= 0:
+        return float("nan")
+    return y2 * (MILLION / s2) ** (math.log(y2 / y1) / math.log(s2 / s1))
+
+
+def report(root: Path, seed: int) -> str:
+    """Every measured size side by side, as markdown; with two or more sizes, a last column
+    extrapolated to 1M articles from the two largest (labelled as such)."""
+    found = sorted(
+        (json.loads(p.read_text()) for p in root.glob(f"results-a*-s{seed}.json")),
+        key=lambda r: r["size"],
+    )
+    if not found:
+        return "nothing measured yet"
+    projected = len(found) >= 2 and found[-1]["size"] < MILLION
+    head = "| | " + " | ".join(f"{r['size']:,} articles" for r in found)
+    head += " | 1M, extrapolated |" if projected else " |"
+    lines = [head, "|---|" + "---:|" * (len(found) + projected)]
+
+    def row(name: str, cell: Any, fit: str | None = None) -> None:
+        """One line; ``cell(result)`` gives a number or a tuple of numbers."""
+        values: list[Any] = []
+        for r in found:
+            try:
+                values.append(cell(r))
+            except KeyError:  # that part not measured for this size
+                values.append(None)
+        shown = [" / ".join(map(_fmt, v)) if isinstance(v, tuple) else _fmt(v) for v in values]
+        if projected:
+            measured = [(r["size"], v) for r, v in zip(found, values, strict=True) if v is not None]
+            if fit and len(measured) >= 2:
+                sizes = [n for n, _ in measured]
+                columns = list(zip(*[v if isinstance(v, tuple) else (v,) for _, v in measured],
+                                   strict=True))
+                guess = tuple(extrapolate(sizes, list(c), fit) for c in columns)
+                shown.append(" / ".join(map(_fmt, guess)))
+            else:
+                shown.append("")
+        lines.append(f"| {name} | " + " | ".join(shown) + " |")
+
+    row("chunks / with a vector", lambda r: (r["chunks"], r["dense_chunks"]), "linear")
+    row("ingest 100 articles, s (median of 3)",
+        lambda r: statistics.median(r["batches"]["ingest_100_s"]), "power")
+    row("  of which Store.write, s",
+        lambda r: statistics.median(r["batches"]["ingest_100_store_write_s"]), "power")
+    row("remove 100 articles, s (median of 3)",
+        lambda r: statistics.median(r["batches"]["remove_100_s"]), "power")
+    for key in dict.fromkeys(k for r in found for k in r.get("queries", {})):
+        row(f"{key} p50 / p95, ms",
+            lambda r, k=key: (r["queries"][k]["p50_ms"], r["queries"][k]["p95_ms"]), "power")
+    row("cold open, index evicted from page cache: process start to first hybrid answer, s",
+        lambda r: r["cold_open_evicted"]["wall_s"], "linear")
+    row("cold open, warm page cache, s", lambda r: r["cold_open_warm_cache"]["wall_s"], "linear")
+    row("`serve` RSS after warm-up / peak, MiB",
+        lambda r: (r["serve"]["rss_mib"], r["serve"]["hwm_mib"]), "linear")
+    row("disk per 1k articles, MB: catalog / keywords / Chroma",
+        lambda r: tuple(r["disk"]["per_1k_mb"][k] for k in ("catalog", "keywords", "chroma")),
+        "same")
+    row("disk total, GB", lambda r: r["disk"]["total_gb"], "linear")
+    return "\n".join(lines) + f"\n\nTargets (issue 16): {TARGETS}."
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "?"
+    if isinstance(value, int) or abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"

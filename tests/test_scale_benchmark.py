@@ -1,0 +1,100 @@
+"""The scale benchmark's synthetic archives are deterministic, and its smallest run works end to end
+(real catalog, keyword index and Chroma; document vectors from the labelled RecycledEmbedder)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from benchmarks import scale, scale_corpus
+from index.embeddings import Embedder
+from index.store import Store
+
+
+def test_an_article_depends_only_on_its_seed_and_number() -> None:
+    first, again = scale_corpus.article(7, 42), scale_corpus.article(7, 42)
+    assert first.article == again.article and first.spans == again.spans
+    assert scale_corpus.article(8, 42).article.text != first.article.text
+    assert scale_corpus.article(7, 43).article.text != first.article.text
+
+
+def test_articles_look_like_news_of_ten_years_and_200_outlets() -> None:
+    made = [scale_corpus.article(7, i) for i in range(200)]
+    days = [m.article.published for m in made if m.article.published]
+    assert len(days) == 200 and date(2015, 1, 1) <= min(days) <= max(days) <= date(2024, 12, 31)
+    assert len({d.year for d in days}) == 10
+    for item in made:
+        words = len(item.article.text.split())
+        assert 400 <= words <= 960, words
+        assert item.article.outlet in scale_corpus.OUTLETS
+        assert all(item.article.text[s:e].endswith(".") for s, e in item.spans)
+    assert len(scale_corpus.OUTLETS) == 200 == len(set(scale_corpus.OUTLETS))
+
+
+def test_recycled_vectors_are_unit_length_and_the_same_for_the_same_text(
+    embedder: Embedder,
+) -> None:
+    pool = scale_corpus.vector_pool(embedder, 7, 16)
+    recycled = scale_corpus.RecycledEmbedder(embedder, pool)
+    a, b, a_again = recycled.embed_documents(["one text", "another text", "one text"])
+    assert a == a_again and a != b
+    assert sum(x * x for x in a) == pytest.approx(1.0, abs=1e-5)
+    assert recycled.count_tokens(["one text"]) == embedder.count_tokens(["one text"])
+
+
+def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_unchanged(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    assert scale.build(tmp_path, 40, 3, budget=600, pool_size=32)
+    assert scale.build(tmp_path, 80, 3, budget=600, pool_size=32)  # copies the 40, adds 40
+    folder = scale.archive(tmp_path, 80, 3)
+    result = scale.measure(
+        tmp_path, 80, 3, n_questions=3, parts=("cold", "queries", "batches", "disk")
+    )
+
+    store = Store(scale.settings_for(folder))
+    ids = [scale_corpus.article(3, i).article.id for i in range(80)]
+    assert store.count_articles() == 80 and len(store.content_hashes(ids)) == 80
+    assert len(result["batches"]["ingest_100_s"]) == 3 == len(result["batches"]["remove_100_s"])
+    assert set(result["queries"]) == {
+        f"{r}/{f}" for r in ("bm25", "dense", "hybrid") for f in ("none", "outlet", "as_of")
+    }
+    assert result["cold_open_evicted"]["first_query_parts_s"].keys() == {"dense", "bm25"}
+    assert result["disk"]["bytes"]["keywords"] > 0 and result["chunks"] > 80
+    assert json.loads((tmp_path / "results-a80-s3.json").read_text())["size"] == 80
+    assert "| 80 articles |" in scale.report(tmp_path, 3)
+
+
+def test_an_interrupted_measurement_is_undone_on_the_next_open(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    assert scale.build(tmp_path, 20, 5, budget=600, pool_size=16)
+    folder = scale.archive(tmp_path, 20, 5)
+    store = Store(scale.settings_for(folder))
+    recycled = scale.recycled(folder, 5)
+    (folder / "measuring.json").write_text(json.dumps({"added": [20, 21], "removed": [3, 9]}))
+    store.write(scale.prepare(5, [20, 21], recycled))  # what a killed measurement left
+    store.remove([scale_corpus.article(5, i).article.id for i in (3, 9)])
+
+    scale.restore(store, folder, 5)
+
+    expected = [scale_corpus.article(5, i).article.id for i in range(20)]
+    assert store.count_articles() == 20 and len(store.content_hashes(expected)) == 20
+    assert not (folder / "measuring.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("values", "fit", "at_a_million"),
+    [
+        ([2.0, 2.0], "power", 2.0),  # flat stays flat
+        ([1.0, 10.0], "power", 100.0),  # grows with the archive: 10x per 10x
+        ([1.0, 10.0], "linear", 10.0 + 9.0 / 90_000 * 900_000),
+    ],
+)
+def test_the_report_extrapolates_to_a_million_from_the_two_largest_sizes(
+    values: list[float], fit: str, at_a_million: float
+) -> None:
+    assert scale.extrapolate([10_000, 100_000], values, fit) == pytest.approx(at_a_million)
