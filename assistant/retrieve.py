@@ -92,6 +92,15 @@ class Filters(BaseModel):
             return None
         return terms[0] if len(terms) == 1 else {"$and": terms}
 
+    def admits(self, metadata: dict[str, Any]) -> bool:
+        """Whether one vector's Chroma metadata passes the filters: ``chroma_where`` as a test."""
+        day = metadata.get("published", 0)
+        if self.outlets and metadata.get("outlet") not in self.outlets:
+            return False
+        if self.since and day < day_number(self.since):
+            return False
+        return not self.latest or 0 < day <= day_number(self.latest)
+
     def keyword_filter(self) -> KeywordFilter | None:
         """The filters as the keyword engine takes them; None when no filter is set."""
         if not self.active:

@@ -28,7 +28,7 @@ commit point's transaction, so every process sees it exactly as committed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,6 +55,10 @@ __all__ = [  # the part modules' names stay importable from here
     "open_store",
     "tokenize",
 ]
+
+POSTFILTER_WIDTH = 4
+"""How many times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
+for a ``where`` query (``Store.search_vectors``)."""
 
 
 class Store:
@@ -219,10 +223,22 @@ class Store:
                 self._vectors_seen = generation
 
     def search_vectors(
-        self, vector: list[float], n: int, *, where: dict[str, Any] | None = None
+        self,
+        vector: list[float],
+        n: int,
+        *,
+        where: dict[str, Any] | None = None,
+        admit: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[tuple[str, float]]:
         """The ``n`` nearest committed chunks to ``vector`` among those matching the Chroma
         ``where`` clause, as (chunk id, cosine similarity), best first.
+
+        ``admit``, the same filter as a test of one vector's metadata, lets a wide filter (an
+        ``as_of`` over an archive admits nearly everything) be checked on the
+        ``POSTFILTER_WIDTH * n`` nearest vectors instead: Chroma's ``where`` costs grow with
+        the number of vectors it admits, a post-filter's do not.  When fewer than ``n`` of
+        those pass, the ``where`` query runs as before; either way the answer is the ``n``
+        nearest admitted chunks.
 
         Sees every batch any process has committed (see the module notes).  Vectors the catalog
         does not list are skipped and the search widened, so they take no place in the ``n``;
@@ -232,6 +248,15 @@ class Store:
         from chromadb.errors import ChromaError
 
         self._refresh_vectors()
+        if where and admit is not None:
+            try:
+                found = self.vectors.query(vector, POSTFILTER_WIDTH * n, admit=admit)
+            except (ChromaError, KeyError):
+                found = []  # an old view: the ``where`` path below reopens and retries
+            known = self.catalog.chunks([c for c, _ in found])
+            hits = [(c, score) for c, score in found if c in known]
+            if len(hits) >= n:
+                return hits[:n]
         wanted, failures, hits = n, 0, []
         for _ in range(8):
             try:

@@ -15,7 +15,7 @@ process's writes: ``reopen()`` drops this process's view so the next use reads t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from index.catalog import PreparedArticle
@@ -140,20 +140,31 @@ class ChromaVectors:
             offset += page
 
     def query(
-        self, vector: list[float], n: int, *, where: dict[str, Any] | None = None
+        self,
+        vector: list[float],
+        n: int,
+        *,
+        where: dict[str, Any] | None = None,
+        admit: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[tuple[str, float]]:
-        """The ``n`` nearest (chunk id, cosine similarity) among the vectors matching ``where``.
+        """The ``n`` nearest (chunk id, cosine similarity) among the vectors matching ``where``;
+        with ``admit``, only those of the ``n`` whose metadata it accepts are returned.
 
         Raises chromadb's ``InternalError`` when this process's view is older than the folder
         (another process has written): ``reopen()`` and ask again.
         """
         extra = {"where": where} if where else {}
+        include = ["distances", "metadatas"] if admit else ["distances"]
         result = self.collection.query(
-            query_embeddings=[vector], n_results=n, include=["distances"], **extra
+            query_embeddings=[vector], n_results=n, include=include, **extra
         )
+        metadatas = result["metadatas"][0] if admit else [None] * len(result["ids"][0])
         return [
             (cid, 1.0 - dist)
-            for cid, dist in zip(result["ids"][0], result["distances"][0], strict=True)
+            for cid, dist, meta in zip(
+                result["ids"][0], result["distances"][0], metadatas, strict=True
+            )
+            if admit is None or admit(meta or {})
         ]
 
 
