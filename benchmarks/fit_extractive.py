@@ -57,15 +57,19 @@ def cached_sources(args: argparse.Namespace) -> tuple[Any, list[dict]]:
     from assistant.retrieve import Filters, retrieve
     from assistant.settings import get_settings
 
-    found = indexed_set(args.set, args.out)
-    if found is None:
-        sys.exit(1)
-    data_dir, questions = found
-    bot = Assistant(get_settings(data_dir=data_dir, llm="extractive", top_k=TOP_K))
     file = args.cache / f"{args.set}.json"
-    if file.exists():
+    if file.exists():  # the sources are cached: the index itself is not needed
+        from index.embeddings import get_embedder
+
+        settings = get_settings(llm="extractive", top_k=TOP_K)
+        bot = types.SimpleNamespace(settings=settings, embedder=get_embedder(settings))
         rows = json.loads(file.read_text())
     else:
+        found = indexed_set(args.set, args.out)
+        if found is None:
+            sys.exit(1)
+        data_dir, questions = found
+        bot = Assistant(get_settings(data_dir=data_dir, llm="extractive", top_k=TOP_K))
         articles = [(a.published, normalise(f"{a.title} {bot.store.get_article(a.id).text}"))
                     for a in bot.store.list_articles()]
 
