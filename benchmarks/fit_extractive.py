@@ -58,18 +58,21 @@ def cached_sources(args: argparse.Namespace) -> tuple[Any, list[dict]]:
     from assistant.settings import get_settings
 
     file = args.cache / f"{args.set}.json"
-    if file.exists():  # the sources are cached: the index itself is not needed
+    index = args.out / args.set / "newsdesk" / "catalog.sqlite3"
+    if file.exists() and not index.exists():  # the sources are cached: no index needed
         from index.embeddings import get_embedder
 
         settings = get_settings(llm="extractive", top_k=TOP_K)
         bot = types.SimpleNamespace(settings=settings, embedder=get_embedder(settings))
-        rows = json.loads(file.read_text())
     else:
         found = indexed_set(args.set, args.out)
         if found is None:
             sys.exit(1)
         data_dir, questions = found
         bot = Assistant(get_settings(data_dir=data_dir, llm="extractive", top_k=TOP_K))
+    if file.exists():
+        rows = json.loads(file.read_text())
+    else:
         articles = [(a.published, normalise(f"{a.title} {bot.store.get_article(a.id).text}"))
                     for a in bot.store.list_articles()]
 
@@ -249,8 +252,11 @@ def fmt(r: dict[str, Any]) -> str:
 
 def old_writer(ref: str, bot: Any) -> Any:
     """The extractive writer as committed at ``ref``, loaded from git, with the app's settings."""
-    source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
-                            check=True, capture_output=True, text=True).stdout
+    if Path(ref).is_file():  # a saved copy of the old module
+        source = Path(ref).read_text()
+    else:
+        source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
+                                check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("old_extractive")
     exec(compile(source, f"{ref}:assistant/extractive.py", "exec"), module.__dict__)  # noqa: S102
     w = bot.settings.writer
@@ -264,7 +270,8 @@ def main() -> None:
     parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/newsdesk-fit"))
-    parser.add_argument("--old", default=OLD_REF, help="git ref of the old writer")
+    parser.add_argument("--old", default=OLD_REF,
+                        help="git ref of the old writer, or a saved copy of its extractive.py")
     parser.add_argument("--fit", action="store_true", help="fit the weights on this set")
     parser.add_argument("--cache-only", action="store_true", help="only retrieve and cache")
     parser.add_argument("--ask", type=int, default=0, metavar="N",
@@ -281,9 +288,9 @@ def main() -> None:
 
     new = extractive_writer(LLMChoice("extractive"), bot.settings, bot.embedder.with_own_cache())
     print(f"{args.set}: {len(rows)} questions, hybrid, {TOP_K} sources, each question's as_of\n")
+    print(f"new (working tree): {fmt(evaluate(new, rows))}", flush=True)
     old = old_writer(args.old, bot)
-    print(f"old ({args.old}): {fmt(evaluate(old, rows))}")
-    print(f"new (working tree): {fmt(evaluate(new, rows))}")
+    print(f"old ({args.old}): {fmt(evaluate(old, rows))}", flush=True)
     if args.ask:
         print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
               f"first {args.ask} questions of the set, each as of its date:")
