@@ -365,9 +365,9 @@ def _short_answer(question: Question, sources: Sequence[Source], best: Candidate
 def _nearest(question: Question, sentence: str, spans: list[tuple[int, int]]) -> tuple[int, int]:
     """The span closest to the words the sentence shares with the question (the first span
     when it shares none): the answer usually sits next to what the question asks about."""
+    asked = q_analysis.roots(question.text) - {q_analysis.root(w) for w in q_analysis.stop_words()}
     shared = [m.start() for m in re.finditer(r"[\w'’-]+", sentence)
-              if m.group(0).lower() in question.named
-              and m.group(0).lower() not in q_analysis.stop_words()]
+              if q_analysis.root(m.group(0).lower()) in asked]
     if not shared:
         return spans[0]
     return min(spans, key=lambda s: min(abs(s[0] - p) for p in shared))

@@ -109,6 +109,8 @@ class Question:
     """Asks for several ("which agencies"), so a list may answer."""
     counted: frozenset[str] = field(default_factory=frozenset)
     """For "how many X": stems of X's words; a number answers only when one follows it."""
+    head: str | None = None
+    """The noun that named the kind ("state" in "which state"), if one did."""
 
     @property
     def needs_entities(self) -> bool:
@@ -127,7 +129,7 @@ def analyse(question: str) -> Question:
         who = match["who"].strip()
         if _NAME.fullmatch(who):
             speaker = who
-    kind, plural = _kind(ask)
+    kind, plural, head = _kind_and_head(ask)
     counted: frozenset[str] = frozenset()
     if match := _HOW_MANY.search(ask):
         words = []
@@ -137,7 +139,7 @@ def analyse(question: str) -> Question:
             words.append(word)
         counted = frozenset(stem(w) for w in words if w not in stop_words())
     return Question(text=question, kind=kind, named=named, speaker=speaker, plural=plural,
-                    counted=counted)
+                    counted=counted, head=head)
 
 
 def _kind(ask: str) -> tuple[Kind | None, bool]:
@@ -310,9 +312,36 @@ def spans(
         labels = LABELS[question.kind]
         if question.kind == "person" and not question.plural and not _person_role(question.text):
             labels = labels | LABELS["org"]  # "who won" is as often a team or a company
-        found = [(a, b) for a, b, label in ents if label in labels]
+        if question.kind == "place" and question.head in _POLITIES:
+            labels = frozenset({"GPE"})  # a city or a country, not a sea or a building
+        found = [_trimmed(sentence, a, b) for a, b, label in ents if label in labels]
+        dateline = _DATELINE.match(sentence)
+        if dateline:  # "WASHINGTON –", "(CNN)": where the story was filed, not an answer
+            found = [(a, b) for a, b in found if a >= dateline.end()]
     unique = sorted(set(found))
-    return [(a, b) for a, b in unique if is_new(question, sentence[a:b])]
+    return [(a, b) for a, b in unique if b > a and is_new(question, sentence[a:b])]
+
+
+_POLITIES = frozenset(["country", "countries", "city", "cities", "state", "states", "nation",
+                       "nations", "town", "towns", "province", "provinces", "county",
+                       "counties", "capital", "capitals"])
+_DATELINE = re.compile(
+    r"^\s*(?:\((?:[A-Z][\w.]*\s?)+\)|[A-Z][A-Z.'’]+(?:[ ,]+[A-Z][A-Za-z.'’]+){0,3}\s*"
+    r"(?:\([A-Za-z. ]+\))?\s*[—–-])")
+_EDGE = re.compile(r"^[\s\-–—:;,.\"“”'‘]+|(?:['’]s|[\s\-–—:;,\"“”'’])+$")
+
+
+def _trimmed(sentence: str, start: int, end: int) -> tuple[int, int]:
+    """An entity span without the punctuation or possessive NER sometimes includes
+    ("– Northeastern University’s" → "Northeastern University")."""
+    text = sentence[start:end]
+    lead = _EDGE.match(text)
+    if lead:
+        start += lead.end()
+    tail = _EDGE.search(sentence[start:end])
+    if tail:
+        end = start + tail.start()
+    return start, end
 
 
 def _person_role(question: str) -> bool:
