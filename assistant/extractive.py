@@ -57,12 +57,12 @@ class Weights:
     """The evidence model: logit = bias + Σ weight × feature; fitted on RealTime QA dev-small
     by ``benchmarks/fit_extractive.py`` (which prints these values)."""
 
-    bias: float = -4.224
-    relevance: float = 3.753
-    span: float = 0.188
-    position: float = 0.375
+    bias: float = -4.488
+    relevance: float = 4.265
+    span: float = 0.213
+    position: float = 0.427
     rank: float = 0.0
-    novelty: float = 0.751
+    novelty: float = 0.853
     focus: float = 0.0
     topic: float = 0.7
     """A sentence is on topic when its relevance is at least ``topic`` × ``threshold``."""

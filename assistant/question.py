@@ -243,7 +243,9 @@ _SCAFFOLD = _AUX | frozenset(
     ["do", "does", "done", "week", "weekend", "recent", "recently", "now", "currently", "today",
      "according", "reportedly", "reported", "say", "said", "new", "latest", "up", "down", "out",
      "off", "over", "about", "into", "onto", "through", "under", "against", "between", "among",
-     "within", "without", "upon", "toward", "towards", "across", "around", "ahead", "also"]) | _PREPOSITIONS
+     "within", "without", "upon", "toward", "towards", "across", "around", "ahead", "also",
+     "most", "more", "many", "much", "some", "any", "all", "only", "other", "others", "such",
+     "very", "each", "every"]) | _PREPOSITIONS
 """Words a news-quiz question uses to frame the ask ("did", "this week", "recently"), not to
 say what it asks about."""
 
