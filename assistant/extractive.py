@@ -9,20 +9,24 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    date, a number, a person, an organisation, a place, a named thing, or none in particular),
    what the question already names, and for "what did X say", the speaker X.
 2. **Relevance**, as before: embedding similarity of question and sentence, and how many of the
-   question's content words the sentence (or its article's title) holds.  Only the
-   ``candidates`` sentences with the best word overlap are embedded, which is what keeps an
-   answer under a tenth of a second (embedding every sentence of 20 chunks took about 1 s).
+   question's content words the sentence (or its article's title) holds.  Only the sentences
+   with the best word overlap are embedded: the first 8, then up to ``candidates`` (16) when
+   none of those is likely enough; each model call takes sentences of similar length.
 3. **Evidence**: whether the sentence holds a span of the asked-for kind that the question does
    not name (``assistant.question.spans``; entities from ``assistant.entities`` are computed
    once per sentence and cached), where the sentence sits in its article, and its source's
    rank.  The four combine into one calibrated probability that the sentence holds the answer
    (``Weights``, a logistic model fitted by ``benchmarks/fit_extractive.py`` on RealTime QA
    dev-small).
-4. **Refusal**: only sentences on topic (relevance at least ``Weights.topic`` × ``threshold``)
-   may answer; a question of a ``Weights.strict`` kind is refused when none of them holds a span
-   of that kind ("how many" with no quantity of the thing counted), "what did X say" when X is
-   never reported speaking, and any question whose best probability is below ``Weights.floor``
-   (unless it asks for several and a sentence lists several spans of the kind).
+4. **Refusal** (``choose``): a sentence may answer only when it is on topic (relevance at least
+   ``Weights.topic`` × ``threshold``), its passage shares one of the question's own words
+   (not only names), and for a date question it repeats the question's event (an asked word
+   beyond its article's title: "wake up", not the landing).  A question of a
+   ``Weights.strict`` kind is refused when no such sentence holds a span of that kind ("how
+   many" with no count of the thing counted; "who" with no new person, or organisation when
+   the question names no person's role), "what did X say" when X is never reported speaking,
+   and any question whose best probability is below ``Weights.floor`` (unless it asks for
+   several and a sentence lists several spans of the kind).
 5. **The short answer**: the asked-for span of the chosen sentence (the enumeration, when the
    question asks for several), reported as ``Answer.short_answer`` with article offsets.
 
@@ -143,9 +147,14 @@ class ExtractiveWriter:
         second_ratio: float = 0.85,
         weights: Weights = FITTED,
         candidates: int = 16,
+        first: int = 8,
+        settle: float = 0.3,
     ) -> None:
         """``threshold``: least relevance of a sentence to count as on topic.  ``source_prior``
-        and ``novelty_bonus`` are kept for old callers; ``weights`` now rank the sentences."""
+        and ``novelty_bonus`` are kept for old callers; ``weights`` now rank the sentences.
+        ``candidates``: most sentences embedded per question; ``first``: how many are scored
+        before the rest, which are embedded only when no allowed one reaches ``settle``
+        (on dev-small the same answers as scoring all 16, with a quarter less embedding)."""
         self.embedder = embedder
         self.threshold = threshold
         self.max_sentences = max_sentences
@@ -154,6 +163,8 @@ class ExtractiveWriter:
         self.second_ratio = second_ratio
         self.weights = weights
         self.limit = candidates
+        self.first = min(first, candidates)
+        self.settle = settle
 
     def rank(
         self, question: str, sources: Sequence[Source], *, limit: int | None = None
@@ -189,10 +200,14 @@ class ExtractiveWriter:
         scored.sort(key=lambda t: -t[0])
         return scored
 
-    def candidates(self, question: Question, sources: Sequence[Source]) -> list[Candidate]:
-        """The on-topic sentences with their features and probability, most probable first."""
+    def candidates(
+        self, question: Question, sources: Sequence[Source], *, limit: int | None = None
+    ) -> list[Candidate]:
+        """The on-topic sentences with their features and probability, most probable first;
+        of the ``limit`` (default: ``candidates``) sentences sharing most words with it."""
         gate = self.threshold * self.weights.topic
-        ranked = [t for t in self.rank(question.text, sources, limit=self.limit) if t[0] >= gate]
+        ranked = [t for t in self.rank(question.text, sources, limit=limit or self.limit)
+                  if t[0] >= gate]
         order = {a: n for n, a in enumerate(dict.fromkeys(s.article_id for s in sources))}
         texts = [sources[i].sentences[j].text for _, i, j in ranked]
         ents: list[tuple[tuple[int, int, str], ...]] = [()] * len(texts)
@@ -238,8 +253,20 @@ class ExtractiveWriter:
         return self.answer_with_short(question, sources)[0]
 
     def choose(self, question: Question, sources: Sequence[Source]) -> list[Candidate]:
-        """The candidates allowed to answer, best first; empty when the writer must refuse."""
-        found = [c for c in self.candidates(question, sources) if c.context]
+        """The candidates allowed to answer, best first; empty when the writer must refuse.
+
+        The ``first`` sentences sharing most words with the question are scored first; only
+        when none of them is likely enough (``settle``) are the rest of the ``candidates``
+        embedded too (the first ones come from the caches)."""
+        found = self._allowed(question, sources, self.candidates(question, sources, limit=self.first))
+        if self.first < self.limit and (not found or found[0].probability < self.settle):
+            found = self._allowed(question, sources, self.candidates(question, sources))
+        return found
+
+    def _allowed(self, question: Question, sources: Sequence[Source],
+                 found: list[Candidate]) -> list[Candidate]:
+        """The candidates the refusal rules let answer (module docstring, step 4)."""
+        found = [c for c in found if c.context]
         if question.kind in self.weights.event:
             found = [c for c in found if c.covers]
         if question.speaker:  # only a sentence reporting X speaking says what X said
