@@ -50,6 +50,7 @@ from assistant.chat_model import ChatEvent, ChatModel, TextDelta
 from assistant.citations import MARKER
 from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
 from assistant.question import Question
+from assistant.when import EXPLICIT_DATE, when_lead, when_mention
 from index.timex import Mention
 
 if TYPE_CHECKING:
@@ -290,11 +291,11 @@ class ExtractiveWriter:
         text = sources[i].sentences[j].text
         lead = None
         if question.kind == "date":
-            mention = _when_mention(sources[i].sentences[j].dates)
+            mention = when_mention(sources[i].sentences[j].dates)
             if mention is not None:
-                lead = _when_lead(mention, text)
+                lead = when_lead(mention, text)
             dated = self._anchor_sentence(sources[i], j, mention)
-            if dated is None and not _EXPLICIT_DATE.search(text):
+            if dated is None and not EXPLICIT_DATE.search(text):
                 dated = self._dating_sentence(sources[i], j)
             if dated is not None:
                 picks.append((i, dated))
@@ -325,7 +326,7 @@ class ExtractiveWriter:
     def _dating_sentence(source: Source, j: int) -> int | None:
         """The nearest earlier sentence (within three) of the same chunk with an explicit date."""
         for back in range(j - 1, max(-1, j - 4), -1):
-            if _EXPLICIT_DATE.search(source.sentences[back].text):
+            if EXPLICIT_DATE.search(source.sentences[back].text):
                 return back
         return None
 
@@ -398,43 +399,3 @@ def _nearest(question: Question, sentence: str, spans: list[tuple[int, int]]) ->
     if not shared:
         return spans[0]
     return min(spans, key=lambda s: min(abs(s[0] - p) for p in shared))
-
-
-_MONTHS = (
-    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
-_EXPLICIT_DATE = re.compile(
-    rf"\b(?:{_MONTHS}\s+\d{{1,2}}\b|\d{{1,2}}\s+{_MONTHS}|\b(?:19|20)\d\d\b)", re.IGNORECASE
-)
-
-
-_PREFERENCE = {"anchored": 0, "relative": 1, "partial": 2, "absolute": 3}
-_REMARKS = re.compile(
-    r"^(?P<who>[A-Z][\w.-]+)\s+(?:made|gave|delivered|issued)\s+(?:the|his|her|their)\s+"
-    r"(?P<what>remarks|comments|statement|speech|announcement)\b"
-)
-
-
-def _when_mention(dates: list[Mention]) -> Mention | None:
-    """The date that best answers 'when' in a sentence: derived ones first, day-level only."""
-    usable = [m for m in dates if m.granularity == "day" and m.month and m.day]
-    return min(usable, key=lambda m: _PREFERENCE[m.kind], default=None)
-
-
-def _when_lead(mention: Mention, sentence: str) -> str | None:
-    """'Around October 20 (two days before Putin's October 22 remarks)', or None when the
-    sentence already states the date in full."""
-    if mention.kind == "absolute":
-        return None
-    if mention.kind == "anchored":
-        how = mention.note
-        match = _REMARKS.match(sentence)
-        head, _, anchor_day = how.partition(" before ") if " before " in how else how.partition(" after ")
-        if match and anchor_day:
-            word = "before" if " before " in how else "after"
-            how = f"{head} {word} {match['who']}'s {anchor_day} {match['what']}"
-        return f"Around {mention.label()} ({how})"
-    if mention.kind == "partial" and not mention.inferred:
-        return f"On {mention.label()}" if mention.year else None
-    return f"On {mention.label()} ({mention.note})" if mention.note else f"On {mention.label()}"
