@@ -15,6 +15,10 @@ news-quiz questions open with context) with rules over its wh-word and head noun
 question does not already name.  Dates come from ``index.timex`` (the mentions stored with
 each sentence) and numbers from a pattern, so those questions never load a model; the other
 kinds use the named entities of ``assistant.entities`` (spaCy, loaded on first need).
+
+``asked_words(question)`` are the roots (lemma, then stem: "ran" and "run" meet) of what the
+question asks about, leaving out names, framing ("did", "this week") and the answer's type
+noun ("which state"); ``event_words`` are those its article's title does not already hold.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Literal
 
@@ -250,6 +254,7 @@ _SCAFFOLD = _AUX | frozenset(
 say what it asks about."""
 
 
+@lru_cache(maxsize=100_000)
 def root(word: str) -> str:
     """The Snowball stem of a lower-cased word's lemma: irregular forms are first mapped by
     the entity model's lemma tables ("ran" → "run", "began" → "begin"), then stemmed."""
