@@ -59,6 +59,7 @@ def cached_sources(args: argparse.Namespace) -> tuple[Any, list[dict]]:
 
     file = args.cache / f"{args.set}.json"
     index = args.out / args.set / "newsdesk" / "catalog.sqlite3"
+    bot: Any
     if file.exists() and not index.exists():  # the sources are cached: no index needed
         from index.embeddings import get_embedder
 
@@ -283,6 +284,9 @@ def main() -> None:
                         help="git ref of the old writer, or a saved copy of its extractive.py")
     parser.add_argument("--fit", action="store_true", help="fit the weights on this set")
     parser.add_argument("--cache-only", action="store_true", help="only retrieve and cache")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="count where the new writer loses answers (refusals by rule, "
+                             "candidates embedded)")
     parser.add_argument("--ask", type=int, default=0, metavar="N",
                         help="also time the whole ask, warm, over the first N questions")
     args = parser.parse_args()
@@ -291,6 +295,9 @@ def main() -> None:
         return
     if args.fit:
         fit(bot, rows)
+        return
+    if args.diagnose:
+        diagnose(bot, rows)
         return
     from assistant.llm import LLMChoice, extractive_writer
     from assistant.settings import get_settings
@@ -305,6 +312,46 @@ def main() -> None:
               f"first {args.ask} questions of the set, each as of its date:")
         for name, writer in (("old", old_writer(args.old, bot)), ("new", None)):
             print(f"  {name}: {ask_latency(bot, rows[: args.ask], writer)}")
+
+
+def diagnose(bot: Any, rows: list[dict]) -> None:
+    """Where the new writer loses answers: whether the sources hold one, whether the embedded
+    candidates do, and which rule refused (the first that leaves no candidate)."""
+    from collections import Counter
+
+    from assistant.citations import is_refusal
+    from assistant.llm import LLMChoice, extractive_writer
+    from assistant.question import analyse
+
+    w = extractive_writer(LLMChoice("extractive"), bot.settings, bot.embedder.with_own_cache())
+    count: Counter[str] = Counter()
+    for row in rows:
+        text, answers, sources = row["q"]["question"], row["q"]["answers"], row["sources"]
+        hit = {(i, j) for i, s in enumerate(sources) for j, x in enumerate(s.sentences)
+               if contains_answer(x.text, answers)}
+        count["questions"] += 1
+        count["answer in the sources"] += bool(hit)
+        count["answer among the embedded candidates"] += bool(
+            hit & {(i, j) for _, i, j in w.rank(text, sources, limit=w.limit)})
+        answer = w.answer(text, sources)
+        count["correct"] += not is_refusal(answer) and bool(contains_answer(answer, answers))
+        if not is_refusal(answer):
+            continue
+        question = analyse(text)
+        left = w.candidates(question, sources)
+        why = "no on-topic sentence"
+        if left:
+            left, why = [c for c in left if c.context], "the passage shares no question word"
+        if left and question.kind in w.weights.event:
+            left, why = [c for c in left if c.covers], "a date without the event"
+        if left and question.kind in w.weights.strict:
+            left, why = [c for c in left if c.spans], f"no {question.kind} span"
+        if left:
+            why = "below the floor"
+        count[f"refused: {why}"] += 1
+        count[f"refused: {why}, answer in the sources"] += bool(hit)
+    for key, value in sorted(count.items()):
+        print(f"{key}: {value}")
 
 
 def ask_latency(bot: Any, rows: list[dict], writer: Any) -> str:
