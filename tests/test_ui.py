@@ -98,7 +98,7 @@ def test_follow_up_is_condensed_and_answered_about_lavrov(desk: Desk) -> None:
     reply = str(chat[-1]["content"])
     assert len(chat) == 4 and len(turns) == 2
     assert "Searched for: “What did Lavrov say? (Assad, Moscow)”" in reply
-    assert "Lavrov said Moscow would be willing" in reply or "Lavrov said Russia wanted contacts" in reply
+    assert re.search(r"Lavrov said (Moscow|Russia)|Sergei Lavrov said in an interview", reply)
     # The newest answer's sources come first; the first answer's stay reachable.
     assert panel.index('id="turn-2"') < panel.index('id="turn-1"')
     first_reply = str(chat[1]["content"])
