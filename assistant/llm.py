@@ -22,7 +22,10 @@ Two options shape what an ``LLMWriter`` asks (settings ``llm_json`` and ``llm_ev
 - evidence-first context (``evidence_sources``): the model reads the best-ranked sentences with
   their neighbours, numbered by source, instead of whole chunks.
 
-Both are on by default for local models and off for servers (measured in benchmarks/RESULTS.md).
+- the refusal gate (``extractive_gate``, setting ``llm_gate``): no model is asked when the
+  extractive writer finds nothing in the sources that could answer.
+
+All are on by default for local models and off for servers (measured in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from assistant.chat_model import ChatEvent, ChatModel, OpenAIChatModel, TextDelta
 from assistant.errors import ConfigError
 from assistant.extractive import ExtractiveWriter
-from assistant.models import CANNOT_ANSWER, Source
+from assistant.models import CANNOT_ANSWER, Source, SourceSentence
 from assistant.prompts import load_prompts
+from assistant.question import analyse
 from assistant.structured import answer_schema, render_stream
 
 if TYPE_CHECKING:
@@ -71,6 +75,35 @@ Ranker = Callable[[str, Sequence[Source]], list[tuple[float, int, int]]]
 """(relevance, source index, sentence index) of every source sentence, best first
 (``ExtractiveWriter.rank``)."""
 
+Gate = Callable[[str, Sequence[Source]], bool]
+"""Whether the sources may hold the answer to a question; False refuses without the model."""
+
+GATE_FLOOR = 0.10
+"""The refusal gate's least evidence probability: on RealTime QA dev-small it refused none of
+the 60 answerable questions and 6 of the 10 near-topic negatives (benchmarks/RESULTS.md)."""
+
+
+def extractive_gate(extractive: ExtractiveWriter, *, floor: float = GATE_FLOOR) -> Gate:
+    """A refusal gate from the extractive writer's evidence model: the sources may answer when
+    some on-topic sentence's probability of holding the answer is at least ``floor``, and, for
+    a question asking for a kind of thing (a date, a number, a name) or for what X said, some
+    on-topic sentence holds a span of that kind or reports X speaking.
+
+    A small model answers near-topic questions with a nearby fact (last year's nominee, an
+    older apology) and cites the sentence that says it; the gate refuses those before spending
+    seconds of prompt reading on them.  ``floor`` sits below the extractive writer's own
+    (``Weights.floor``): the model may still answer what the extractive writer would not quote.
+    """
+
+    def may_answer(question: str, sources: Sequence[Source]) -> bool:
+        asked = analyse(question)
+        found = extractive.candidates(asked, sources)
+        if (asked.kind is not None or asked.speaker) and not any(c.holds for c in found):
+            return False
+        return any(c.probability >= floor for c in found)
+
+    return may_answer
+
 _DELIMITER = re.compile(r"<(/?)(source)", re.IGNORECASE)
 
 
@@ -94,7 +127,7 @@ def render_messages(
             title=_defused(s.title),
             outlet=_defused(s.outlet or "unknown outlet"),
             published=s.published.isoformat() if s.published else "date unknown",
-            text=_defused(s.text),
+            text=_defused(" ".join(_annotated(sentence) for sentence in s.sentences)),
             dates=_dates_note(s),
         ).strip()
         for s in sources
@@ -108,16 +141,36 @@ def render_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
+def _annotated(sentence: SourceSentence) -> str:
+    """The sentence with each relative date followed by the day it resolves to:
+    'two days after (= October 20) Assad made ...'. A small model reads a date where it
+    stands; listed below the source, it answered with the anchor day instead."""
+    text, shift = sentence.text, 0
+    for m in sorted(sentence.dates, key=lambda m: m.end):
+        label = m.label()
+        start, end = m.start - sentence.start + shift, m.end - sentence.start + shift
+        if m.kind == "absolute" or not 0 <= start < end <= len(text) or _same(label, m.text):
+            continue
+        note = f" (= {label})"
+        text = text[:end] + note + text[end:]
+        shift += len(note)
+    return text
+
+
+def _same(label: str, text: str) -> bool:
+    """Whether a date's label only repeats its text ('October 22' for "October 22")."""
+    return " ".join(label.lower().split()) in " ".join(text.lower().split())
+
+
 def _dates_note(source: Source) -> str:
-    """The source's resolved dates, one line, for the prompt ('' when there are none)."""
+    """How the source's derived dates were worked out, one line ('' when none was)."""
     notes = []
     for sentence in source.sentences:
         for m in sentence.dates:
-            if m.kind == "absolute":
+            if m.kind == "absolute" or not m.note:
                 continue
-            how = f"; {m.note}" if m.note else ""
             flag = ", inferred" if m.inferred else ""
-            notes.append(f'"{m.text}" = {m.label()}{flag}{how}')
+            notes.append(f'"{m.text}" = {m.label()}{flag}; {m.note}')
     return "\nResolved dates: " + " | ".join(notes) if notes else ""
 
 
@@ -158,12 +211,14 @@ class LLMWriter:
         evidence: Ranker | None = None,
         evidence_sentences: int = 6,
         max_tokens: int | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``).
 
         ``structured`` asks for JSON under ``assistant.structured.answer_schema``; ``evidence``
         (a ranker) shows the model only the ``evidence_sentences`` best sentences and their
-        neighbours; ``max_tokens`` caps the reply.
+        neighbours; ``max_tokens`` caps the reply; ``gate`` (``extractive_gate``) refuses
+        before the model is asked when the sources hold nothing that could answer.
         """
         self.chat_model = chat_model
         self.name = chat_model.name
@@ -172,11 +227,15 @@ class LLMWriter:
         self.evidence = evidence
         self.evidence_sentences = evidence_sentences
         self.max_tokens = max_tokens
+        self.gate = gate
 
     def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
     ) -> Iterator[ChatEvent]:
         """Stream the model's answer; see ``Writer.write``."""
+        if self.gate is not None and not self.gate(question, sources):
+            yield TextDelta(CANNOT_ANSWER)  # no model asked, so no Usage either
+            return
         shown = list(sources)
         if self.evidence is not None:
             shown = evidence_sources(
@@ -302,17 +361,20 @@ def _llm_writer(
     """An ``LLMWriter`` over ``model`` with the writer settings; 'auto' options are on for
     local models and off for servers."""
     local = choice.kind == "local"
-    json_mode, evidence = settings.writer.llm_json, settings.writer.llm_evidence
+    w = settings.writer
+
+    def chosen(option: str) -> bool:
+        return option == "on" or (option == "auto" and local)
+
+    extractive = extractive_writer(choice, settings, embedder)
     return LLMWriter(
         model,
-        prompts=prompts or load_prompts(settings.writer.prompts_dir),
-        structured=json_mode == "on" or (json_mode == "auto" and local),
-        evidence=(
-            extractive_writer(choice, settings, embedder).rank
-            if evidence == "on" or (evidence == "auto" and local) else None
-        ),
-        evidence_sentences=settings.writer.evidence_sentences,
-        max_tokens=settings.writer.llm_max_tokens,
+        prompts=prompts or load_prompts(w.prompts_dir),
+        structured=chosen(w.llm_json),
+        evidence=extractive.rank if chosen(w.llm_evidence) else None,
+        evidence_sentences=w.evidence_sentences,
+        max_tokens=w.llm_max_tokens,
+        gate=extractive_gate(extractive) if chosen(w.llm_gate) else None,
     )
 
 

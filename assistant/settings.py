@@ -139,6 +139,13 @@ class WriterSettings(BaseModel):
         "with their neighbours instead of whole chunks. 'auto' is on for local models (prompt "
         "reading dominates on a CPU) and off for servers (benchmarks/RESULTS.md).",
     )
+    llm_gate: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Refusal gate: refuse without asking the model when the extractive writer "
+        "finds no source sentence that could answer (none on topic holding what the question "
+        "asks for). 'auto' is on for local models, which rarely refuse by themselves, and off "
+        "for servers (benchmarks/RESULTS.md).",
+    )
     evidence_sentences: int = Field(
         6, ge=1, le=50, description="Evidence-first context: how many best-ranked sentences."
     )
