@@ -114,12 +114,14 @@ def render_messages(
     as_of: date | None,
     prompts: dict[str, str],
     structured: bool = False,
+    quote: bool = False,
 ) -> list[dict[str, str]]:
     """The chat messages for a question: system rules, then numbered sources and the question.
 
     Each source sits between ``<source number="N">`` and ``</source>`` (the system prompt says
     its text is data, never instructions); a delimiter inside the article text is defused so
-    a source cannot close itself early. ``structured`` uses the JSON answer rules.
+    a source cannot close itself early. ``structured`` uses the JSON answer rules, ``quote``
+    the JSON rules that ask for the answering sentence first.
     """
     blocks = [
         prompts["source"].format(
@@ -134,7 +136,7 @@ def render_messages(
     ]
     day = as_of.isoformat() if as_of else "today"
     if structured:
-        system = prompts["answer_json"].format(as_of=day)
+        system = prompts["answer_quote" if quote else "answer_json"].format(as_of=day)
     else:
         system = prompts["answer_system"].format(as_of=day, cannot_answer=CANNOT_ANSWER)
     user = prompts["answer_user"].format(sources="\n\n".join(blocks), question=question)
@@ -212,13 +214,16 @@ class LLMWriter:
         evidence_sentences: int = 6,
         max_tokens: int | None = None,
         gate: Gate | None = None,
+        quote: bool = False,
     ) -> None:
         """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``).
 
         ``structured`` asks for JSON under ``assistant.structured.answer_schema``; ``evidence``
         (a ranker) shows the model only the ``evidence_sentences`` best sentences and their
         neighbours; ``max_tokens`` caps the reply; ``gate`` (``extractive_gate``) refuses
-        before the model is asked when the sources hold nothing that could answer.
+        before the model is asked when the sources hold nothing that could answer; ``quote``
+        (structured only) has the model copy the answering sentence first, and refuses when
+        that is not a sentence it was shown.
         """
         self.chat_model = chat_model
         self.name = chat_model.name
@@ -228,6 +233,7 @@ class LLMWriter:
         self.evidence_sentences = evidence_sentences
         self.max_tokens = max_tokens
         self.gate = gate
+        self.quote = quote and structured
 
     def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
@@ -242,7 +248,8 @@ class LLMWriter:
                 question, sources, self.evidence, sentences=self.evidence_sentences
             )
         messages = render_messages(
-            question, shown, as_of=as_of, prompts=self.prompts, structured=self.structured
+            question, shown, as_of=as_of, prompts=self.prompts, structured=self.structured,
+            quote=self.quote,
         )
         options: dict[str, Any] = {"temperature": 0}
         if self.max_tokens is not None:
@@ -252,8 +259,28 @@ class LLMWriter:
         elif not shown:  # no number to cite: the schema would admit no answer at all
             yield TextDelta(CANNOT_ANSWER)
         else:
-            schema = answer_schema([s.number for s in shown])
-            yield from render_stream(self.chat_model.stream(messages, schema=schema, **options))
+            schema = answer_schema([s.number for s in shown], quote=self.quote)
+            yield from render_stream(
+                self.chat_model.stream(messages, schema=schema, **options),
+                quoted=quotes_from(shown) if self.quote else None,
+            )
+
+
+def quotes_from(sources: Sequence[Source], *, share: float = 0.8) -> Callable[[str], bool]:
+    """Whether a quote is one of these sources' sentences: at least ``share`` of its words
+    (three at least) stand in one sentence as shown (resolved dates included)."""
+    shown = [set(_WORDS.findall(_annotated(s).lower())) for src in sources for s in src.sentences]
+
+    def found(quote: str) -> bool:
+        words = _WORDS.findall(quote.lower())
+        if len(words) < 3:
+            return False
+        return any(sum(w in sentence for w in words) >= share * len(words) for sentence in shown)
+
+    return found
+
+
+_WORDS = re.compile(r"\w+")
 
 
 # --- choosing a writer -----------------------------------------------------------------------
@@ -370,7 +397,8 @@ def _llm_writer(
     return LLMWriter(
         model,
         prompts=prompts or load_prompts(w.prompts_dir),
-        structured=chosen(w.llm_json),
+        structured=chosen(w.llm_json) or w.llm_json == "quote",
+        quote=w.llm_json == "quote",
         evidence=extractive.rank if chosen(w.llm_evidence) else None,
         evidence_sentences=w.evidence_sentences,
         max_tokens=w.llm_max_tokens,

@@ -126,12 +126,13 @@ class WriterSettings(BaseModel):
     llm_max_tokens: int = Field(
         400, ge=16, le=8192, description="Longest answer a language model may write, in tokens."
     )
-    llm_json: Literal["auto", "on", "off"] = Field(
+    llm_json: Literal["auto", "on", "off", "quote"] = Field(
         "auto",
         description="Structured answers: the model writes JSON under a schema (sentences, each "
         "with the numbers of its sources, or cannot-answer) and code writes the [n] markers. "
         "'auto' is on for local models and off for servers; 'on' needs a server that supports "
-        "response_format json_schema (OpenAI, vLLM, llama.cpp, Ollama).",
+        "response_format json_schema (OpenAI, vLLM, llama.cpp, Ollama); 'quote' is 'on' with "
+        "the answering source sentence quoted first, and a refusal when it is not one.",
     )
     llm_evidence: Literal["auto", "on", "off"] = Field(
         "auto",

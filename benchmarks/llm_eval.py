@@ -19,9 +19,10 @@ validity / precision / recall, refusals, tokens and latency.  Two more figures:
         --model qwen=benchmarks/out/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \\
         --config extractive --config qwen:json:evidence --limit 30 --negatives 15
 
-A configuration is ``extractive`` or ``NAME:json|text:evidence[N]|chunks[:gate|:nogate]`` (NAME
-from --model; ``evidence4`` shows the 4 best sentences; ``gate``/``nogate`` turns the
-extractive refusal gate on or off, default: the writer's ``auto``).
+A configuration is ``extractive`` or ``NAME:json|quote|text:evidence[N]|chunks[:gate|:nogate]``
+(NAME from --model; ``quote`` is JSON with the answering sentence quoted first; ``evidence4``
+shows the 4 best sentences; ``gate``/``nogate`` turns the extractive refusal gate on or off,
+default: the writer's ``auto``).
 
 ``--limit``/``--negatives`` take the first N of each list in file order (a documented subset);
 ``--offset``/``--neg-offset`` skip the first N, so a long run can be cut into pieces that each
@@ -92,7 +93,7 @@ def settings_for(base: Any, config: str, models: dict[str, str]) -> Any:
         options["llm_gate"] = "on" if gate[0] == "gate" else "off"
     return base.updated(
         llm=f"local:{models[name]}",
-        llm_json="on" if mode == "json" else "off",
+        llm_json={"json": "on", "quote": "quote"}.get(mode, "off"),
         llm_evidence="on" if context.startswith("evidence") else "off",
         **options,
     )
@@ -137,8 +138,9 @@ def summary(rows: list[dict[str, Any]], structured: bool) -> dict[str, Any]:
     if answered:
         out["gated"] = sum(bool(r.get("gated")) for r in answered) / len(answered)
         out["markers_failed"] = sum(r["markers_failed"] for r in answered) / len(answered)
+        called = [r for r in answered if not r.get("gated")]  # the model was asked
         out["json_valid"] = (
-            1 - sum(r["fell_back"] for r in answered) / len(answered) if structured else None
+            1 - sum(r["fell_back"] for r in called) / len(called) if structured and called else None
         )
         out["fell_back"] = sum(r["fell_back"] for r in answered) / len(answered)
     return out
@@ -220,7 +222,7 @@ def main() -> None:
         results = {}
         for config in configs:
             rows = merged(args.out, config)
-            results[config] = scored(rows, config != "extractive" and ":json:" in config)
+            results[config] = scored(rows, config != "extractive" and config.split(":")[1] in ("json", "quote"))
             print(f"{config}: {results[config]['counts'][0]} answerable, "
                   f"{results[config]['counts'][1]} negatives", file=sys.stderr)
         print(table(results))
@@ -256,7 +258,8 @@ def evaluate(args: argparse.Namespace, configs: list[str]) -> None:
         started = time.perf_counter()
         piece = args.out / f"{config.replace(':', '_')}.{args.offset}-{args.neg_offset}.jsonl"
         rows = run(config, settings_for(base, config, models), positive + negative, embedder, piece)
-        results[config] = scored(rows, config != "extractive" and config.split(":")[1] == "json")
+        structured = config != "extractive" and config.split(":")[1] in ("json", "quote")
+        results[config] = scored(rows, structured)
         results[config]["seconds"] = round(time.perf_counter() - started, 1)
         # After every configuration, so a run cut short still leaves its table.
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))

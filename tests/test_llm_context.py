@@ -2,6 +2,8 @@
 
 - Relative dates are resolved where they stand: the model reads "two days after (= October 20)",
   not a list of resolutions below the source (a 1.5B model answered the anchor day from that).
+- The evidence check (``llm_json=quote``): the model copies the answering sentence first, and a
+  quote that is not a sentence it was shown turns the answer into a refusal.
 - The refusal gate: with ``llm_gate`` on, a question the extractive writer finds no answer for
   is refused without a request to the model; a question it can answer still reaches the model.
   The model is an OpenAI-protocol server on loopback that records its requests.
@@ -9,14 +11,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from assistant import llm
 from assistant.answer import Assistant
-from assistant.models import CANNOT_ANSWER, SourceSentence
+from assistant.chat_model import TextDelta
+from assistant.models import CANNOT_ANSWER, Source, SourceSentence
 from assistant.prompts import load_prompts
 from assistant.retrieve import retrieve
 from assistant.settings import Settings, get_settings
+from assistant.structured import answer_schema, render_stream
 from index.embeddings import Embedder
 from index.timex import Mention
 from tests.fake_openai import FakeOpenAI, Reply
@@ -122,3 +128,58 @@ def test_the_gate_is_off_for_servers_unless_asked_for(
     chosen = settings.updated(llm=llm_name, openai_base_url="http://127.0.0.1:9/v1", llm_gate=gate)
     writer = llm.get_writer(chosen, embedder)
     assert isinstance(writer, llm.LLMWriter) and (writer.gate is not None) is on
+
+
+# --- the evidence check: the answering sentence quoted first ------------------------------------
+
+
+def test_the_quote_comes_first_in_the_schema_and_is_required() -> None:
+    schema = answer_schema([1, 3], quote=True)
+    assert list(schema["properties"])[:2] == ["quote", "answerable"]
+    assert schema["required"] == ["quote", "answerable", "sentences"]
+    assert "quote" not in answer_schema([1, 3])["properties"]
+
+
+def sources_saying(*texts: str) -> list[Source]:
+    return [Source(number=n, chunk_id=f"c{n}", article_id=f"a{n}", title="T", score=1.0,
+                   sentences=[SourceSentence(start=0, end=len(t), text=t)])
+            for n, t in enumerate(texts, 1)]
+
+
+@pytest.mark.parametrize(
+    ("quote", "found"),
+    [
+        ("Putin made the remarks two days after Assad made a surprise visit to Moscow.", True),
+        ("putin made the remarks two days after Assad made a visit to Moscow", True),  # loose copy
+        ("Assad visited Moscow on October 20, 2015, for talks with Putin.", False),  # invented
+        ("", False),
+        ("Moscow.", False),  # too short to be a sentence
+    ],
+)
+def test_a_quote_counts_only_when_it_is_a_sentence_the_model_was_shown(quote: str, found: bool) -> None:
+    shown = sources_saying("On October 22, Putin spoke.", TWO_DAYS)
+    assert llm.quotes_from(shown)(quote) is found
+
+
+def reply(quote: str, answerable: bool) -> list[TextDelta]:
+    text = json.dumps({"quote": quote, "answerable": answerable,
+                       "sentences": [{"text": "Assad visited Moscow on October 20.", "sources": [2]}]
+                       if answerable else []})
+    return [TextDelta(text[i:i + 7]) for i in range(0, len(text), 7)]
+
+
+@pytest.mark.parametrize(
+    ("quote", "answerable", "text"),
+    [
+        (TWO_DAYS, True, "Assad visited Moscow on October 20 [2]."),
+        ("Assad flew to Moscow on a Tuesday for secret talks.", True, CANNOT_ANSWER),  # not shown
+        ("", True, CANNOT_ANSWER),
+        (TWO_DAYS, False, CANNOT_ANSWER),
+    ],
+)
+def test_a_structured_answer_whose_quote_is_not_in_the_sources_is_a_refusal(
+    quote: str, answerable: bool, text: str
+) -> None:
+    shown = sources_saying("On October 22, Putin spoke.", TWO_DAYS)
+    events = list(render_stream(reply(quote, answerable), quoted=llm.quotes_from(shown)))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
