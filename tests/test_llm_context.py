@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from assistant import llm
+from assistant import context, llm
 from assistant.answer import Assistant
 from assistant.chat_model import TextDelta
 from assistant.models import CANNOT_ANSWER, Source, SourceSentence
@@ -60,7 +60,7 @@ def test_relative_dates_are_resolved_where_they_stand(
 ) -> None:
     dates = [mention(text, p, kind, year=year, day=day) for p, kind, year, day in mentions]
     sentence = SourceSentence(start=100, end=100 + len(text), text=text, dates=dates)
-    assert llm._annotated(sentence) == shown
+    assert context._annotated(sentence) == shown
 
 
 def test_the_assad_visit_reaches_the_model_as_october_20(
