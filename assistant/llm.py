@@ -90,7 +90,7 @@ class LLMWriter:
         prompts: dict[str, str],
         structured: bool = False,
         evidence: Ranker | None = None,
-        evidence_sentences: int = 6,
+        evidence_sentences: int = 4,
         max_tokens: int | None = None,
         gate: Gate | None = None,
         quote: bool = False,

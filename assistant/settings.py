@@ -148,7 +148,11 @@ class WriterSettings(BaseModel):
         "for servers (benchmarks/RESULTS.md).",
     )
     evidence_sentences: int = Field(
-        6, ge=1, le=50, description="Evidence-first context: how many best-ranked sentences."
+        4,
+        ge=1,
+        le=50,
+        description="Evidence-first context: how many best-ranked sentences (each with a "
+        "neighbour either side).",
     )
     llm_model: str = Field("gpt-4o-mini", description="Model used when llm is 'auto'.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds before an LLM call times out.")
