@@ -96,18 +96,27 @@ def render_messages(
 
 
 def _annotated(sentence: SourceSentence) -> str:
-    """The sentence with each relative date followed by the day it resolves to:
-    'two days after (= October 20) Assad made ...'. A small model reads a date where it
-    stands; listed below the source, it answered with the anchor day instead."""
-    text, shift = sentence.text, 0
+    """The sentence with the days its relative dates resolve to, where a reader needs them:
+    'on Tuesday evening (= October 20, 2015)' after the phrase itself, and for a date counted
+    from another ('two days after Assad made a surprise visit to Moscow') at the end of the
+    sentence, beside the event it dates: '... to Moscow (on October 20).'  Listed below the
+    source, or right after "two days after", a 1.5B model answered with the anchor day."""
+    text, shift, tail = sentence.text, 0, []
     for m in sorted(sentence.dates, key=lambda m: m.end):
         label = m.label()
         start, end = m.start - sentence.start + shift, m.end - sentence.start + shift
         if m.kind == "absolute" or not 0 <= start < end <= len(text) or _same(label, m.text):
             continue
+        if m.kind == "anchored":
+            tail.append(label)
+            continue
         note = f" (= {label})"
         text = text[:end] + note + text[end:]
         shift += len(note)
+    if tail:
+        body = text.rstrip()
+        stop = len(body.rstrip(".!?\"'”’")) if body else 0
+        text = f"{body[:stop]} (on {', '.join(tail)}){body[stop:]}"
     return text
 
 
@@ -121,7 +130,7 @@ def _dates_note(source: Source) -> str:
     notes = []
     for sentence in source.sentences:
         for m in sentence.dates:
-            if m.kind == "absolute" or not m.note:
+            if m.kind in ("absolute", "anchored") or not m.note:  # anchored: dated in the text
                 continue
             flag = ", inferred" if m.inferred else ""
             notes.append(f'"{m.text}" = {m.label()}{flag}; {m.note}')

@@ -1,7 +1,8 @@
 """What the language model is shown, and when it is not asked at all.
 
-- Relative dates are resolved where they stand: the model reads "two days after (= October 20)",
-  not a list of resolutions below the source (a 1.5B model answered the anchor day from that).
+- Relative dates are resolved where a reader needs them: "on Tuesday (= October 20, 2015)", and
+  "... two days after Assad made a surprise visit to Moscow (on October 20)." beside the event
+  (listed below the source, or right after "two days after", a 1.5B model answered October 22).
 - The evidence check (``llm_json=quote``): the model copies the answering sentence first, and a
   quote that is not a sentence it was shown turns the answer into a refusal.
 - The refusal gate: with ``llm_gate`` on, a question the extractive writer finds no answer for
@@ -45,7 +46,7 @@ PARTIAL = "On October 22, Putin spoke."
     ("text", "mentions", "shown"),
     [
         (TWO_DAYS, [("two days after", "anchored", None, 20)],
-         "Putin made the remarks two days after (= October 20) Assad made a surprise visit to Moscow."),
+         "Putin made the remarks two days after Assad made a surprise visit to Moscow (on October 20)."),
         (TUESDAY, [("on Tuesday evening", "relative", 2015, 20), ("on Wednesday", "relative", 2015, 21)],
          ("Assad flew to Moscow on Tuesday evening (= October 20, 2015) and met Putin on "
           "Wednesday (= October 21, 2015).")),
@@ -73,8 +74,8 @@ def test_the_assad_visit_reaches_the_model_as_october_20(
         ASSAD_Q, shown, as_of=None, prompts=load_prompts(seed_index.writer.prompts_dir),
         structured=True,
     )[1]["content"]
-    assert "two days after (= October 20) Assad made a surprise visit to Moscow" in user
-    assert '"two days after" = October 20, inferred; two days before October 22' in user
+    assert "two days after Assad made a surprise visit to Moscow (on October 20)." in user
+    assert "Resolved dates" not in user  # nothing else to resolve, and "after = 20" misled
 
 
 # --- the refusal gate ---------------------------------------------------------------------------
