@@ -27,7 +27,8 @@ default: the writer's ``auto``).
 ``--limit``/``--negatives`` take the first N of each list in file order (a documented subset);
 ``--offset``/``--neg-offset`` skip the first N, so a long run can be cut into pieces that each
 fit the 12-minute lock.  Every piece writes its rows to ``OUT/CONFIG.POS-NEG.jsonl``, and
-``--merge`` scores every piece of each ``--config`` found in OUT together (no model loaded)::
+``--merge`` scores every piece of each ``--config`` found in OUT together, on the questions
+every one of them answered (no model loaded)::
 
     python benchmarks/llm_eval.py ... --config qwen:json:evidence --limit 15 --negatives 8
     python benchmarks/llm_eval.py ... --config qwen:json:evidence --offset 15 --limit 15 \
@@ -157,7 +158,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         ("| config | correct (pos) | cit. validity | cit. precision | cit. recall | negatives "
          "refused | false refusals | prompt tok | completion tok | p50 s | p95 s | JSON valid "
          "| markers failed | gated |"),
-        "|---|" + "---:|" * 14,
+        "|---|" + "---:|" * 13,
     ]
     for name, r in results.items():
         pos = r["positives"]
@@ -176,6 +177,11 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def _s(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000
+
+
+def structured(config: str) -> bool:
+    """Whether a configuration asks for JSON answers."""
+    return config != "extractive" and config.split(":")[1] in ("json", "quote")
 
 
 def scored(rows: list[dict[str, Any]], structured: bool) -> dict[str, Any]:
@@ -219,10 +225,12 @@ def main() -> None:
     args = parser.parse_args()
     configs = args.config or ["extractive"]
     if args.merge:
+        every = {config: merged(args.out, config) for config in configs}
+        common = set.intersection(*({r["question_id"] for r in rows} for rows in every.values()))
         results = {}
-        for config in configs:
-            rows = merged(args.out, config)
-            results[config] = scored(rows, config != "extractive" and config.split(":")[1] in ("json", "quote"))
+        for config, rows in every.items():
+            rows = [r for r in rows if r["question_id"] in common]  # like with like
+            results[config] = scored(rows, structured(config))
             print(f"{config}: {results[config]['counts'][0]} answerable, "
                   f"{results[config]['counts'][1]} negatives", file=sys.stderr)
         print(table(results))
@@ -258,8 +266,7 @@ def evaluate(args: argparse.Namespace, configs: list[str]) -> None:
         started = time.perf_counter()
         piece = args.out / f"{config.replace(':', '_')}.{args.offset}-{args.neg_offset}.jsonl"
         rows = run(config, settings_for(base, config, models), positive + negative, embedder, piece)
-        structured = config != "extractive" and config.split(":")[1] in ("json", "quote")
-        results[config] = scored(rows, structured)
+        results[config] = scored(rows, structured(config))
         results[config]["seconds"] = round(time.perf_counter() - started, 1)
         # After every configuration, so a run cut short still leaves its table.
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
