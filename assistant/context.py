@@ -105,7 +105,8 @@ def _annotated(sentence: SourceSentence) -> str:
     for m in sorted(sentence.dates, key=lambda m: m.end):
         label = m.label()
         start, end = m.start - sentence.start + shift, m.end - sentence.start + shift
-        if m.kind == "absolute" or not 0 <= start < end <= len(text) or _same(label, m.text):
+        if (m.kind == "absolute" or (m.year is None and m.month is None)  # not resolved
+                or not 0 <= start < end <= len(text) or _same(label, m.text)):
             continue
         if m.kind == "anchored":
             tail.append(label)

@@ -30,11 +30,11 @@ from tests.fake_openai import FakeOpenAI, Reply
 from tests.test_answer import ASSAD_Q, seed_index  # noqa: F401 - shared module-scoped fixture
 
 
-def mention(sentence: str, phrase: str, kind: str, *, year: int | None = None, month: int = 10,
-            day: int = 20, note: str = "", offset: int = 100) -> Mention:
+def mention(sentence: str, phrase: str, kind: str, *, year: int | None = None,
+            day: int | None = 20, note: str = "", offset: int = 100) -> Mention:
     start = sentence.index(phrase)
     return Mention(start=offset + start, end=offset + start + len(phrase), text=phrase, kind=kind,
-                   granularity="day", year=year, month=month, day=day, note=note)
+                   granularity="day", year=year, month=10 if day else None, day=day, note=note)
 
 
 TWO_DAYS = "Putin made the remarks two days after Assad made a surprise visit to Moscow."
@@ -54,10 +54,11 @@ PARTIAL = "On October 22, Putin spoke."
         (PARTIAL, [("October 22", "partial", 2015, 22)], "On October 22 (= October 22, 2015), Putin spoke."),
         (PARTIAL, [("October 22", "absolute", 2015, 22)], PARTIAL),
         (PARTIAL, [], PARTIAL),
+        (TWO_DAYS, [("two days after", "anchored", None, None)], TWO_DAYS),  # anchor not found
     ],
 )
 def test_relative_dates_are_resolved_where_they_stand(
-    text: str, mentions: list[tuple[str, str, int | None, int]], shown: str
+    text: str, mentions: list[tuple[str, str, int | None, int | None]], shown: str
 ) -> None:
     dates = [mention(text, p, kind, year=year, day=day) for p, kind, year, day in mentions]
     sentence = SourceSentence(start=100, end=100 + len(text), text=text, dates=dates)
