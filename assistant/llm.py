@@ -15,25 +15,36 @@ parsed here and only here (``choose_llm``): 'extractive', 'openai:MODEL',
 or 'auto'.  The part before the colon is a key of ``WRITERS``; adding
 a backend is one class (a ``ChatModel`` or a ``Writer``) and one line in ``WRITERS``.
 
-Two options shape what an ``LLMWriter`` asks (settings ``llm_json`` and ``llm_evidence``):
+What an ``LLMWriter`` shows the model and whether it asks at all (``assistant.context``), and
+how the model answers, are options (settings ``llm_json``, ``llm_evidence``, ``llm_gate``):
 
 - structured answers (``assistant.structured``): the model fills in JSON under a schema that
-  only admits the offered source numbers, and code writes the [n] markers;
+  only admits the offered source numbers, and code writes the [n] markers (``quote``: the
+  answering sentence copied first, and checked);
 - evidence-first context (``evidence_sources``): the model reads the best-ranked sentences with
-  their neighbours, numbered by source, instead of whole chunks.
+  their neighbours, numbered by source, instead of whole chunks;
+- the refusal gate (``extractive_gate``): no model is asked when the extractive writer finds
+  nothing in the sources that could answer.
 
-Both are on by default for local models and off for servers (measured in benchmarks/RESULTS.md).
+All are on by default for local models and off for servers (measured in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from assistant.chat_model import ChatEvent, ChatModel, OpenAIChatModel, TextDelta
+from assistant.context import (
+    Gate,
+    Ranker,
+    evidence_sources,
+    extractive_gate,
+    quotes_from,
+    render_messages,
+)
 from assistant.errors import ConfigError
 from assistant.extractive import ExtractiveWriter
 from assistant.models import CANNOT_ANSWER, Source
@@ -67,83 +78,6 @@ class Writer(Protocol):
         ...
 
 
-Ranker = Callable[[str, Sequence[Source]], list[tuple[float, int, int]]]
-"""(relevance, source index, sentence index) of every source sentence, best first
-(``ExtractiveWriter.rank``)."""
-
-_DELIMITER = re.compile(r"<(/?)(source)", re.IGNORECASE)
-
-
-def render_messages(
-    question: str,
-    sources: Sequence[Source],
-    *,
-    as_of: date | None,
-    prompts: dict[str, str],
-    structured: bool = False,
-) -> list[dict[str, str]]:
-    """The chat messages for a question: system rules, then numbered sources and the question.
-
-    Each source sits between ``<source number="N">`` and ``</source>`` (the system prompt says
-    its text is data, never instructions); a delimiter inside the article text is defused so
-    a source cannot close itself early. ``structured`` uses the JSON answer rules.
-    """
-    blocks = [
-        prompts["source"].format(
-            number=s.number,
-            title=_defused(s.title),
-            outlet=_defused(s.outlet or "unknown outlet"),
-            published=s.published.isoformat() if s.published else "date unknown",
-            text=_defused(s.text),
-            dates=_dates_note(s),
-        ).strip()
-        for s in sources
-    ]
-    day = as_of.isoformat() if as_of else "today"
-    if structured:
-        system = prompts["answer_json"].format(as_of=day)
-    else:
-        system = prompts["answer_system"].format(as_of=day, cannot_answer=CANNOT_ANSWER)
-    user = prompts["answer_user"].format(sources="\n\n".join(blocks), question=question)
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
-
-
-def _dates_note(source: Source) -> str:
-    """The source's resolved dates, one line, for the prompt ('' when there are none)."""
-    notes = []
-    for sentence in source.sentences:
-        for m in sentence.dates:
-            if m.kind == "absolute":
-                continue
-            how = f"; {m.note}" if m.note else ""
-            flag = ", inferred" if m.inferred else ""
-            notes.append(f'"{m.text}" = {m.label()}{flag}{how}')
-    return "\nResolved dates: " + " | ".join(notes) if notes else ""
-
-
-def _defused(text: str) -> str:
-    """``text`` with any ``<source`` or ``</source`` made harmless (a look-alike angle bracket)."""
-    return _DELIMITER.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
-
-
-def evidence_sources(
-    question: str, sources: Sequence[Source], rank: Ranker, *, sentences: int = 6,
-    window: int = 1,
-) -> list[Source]:
-    """The sources cut to their evidence: the ``sentences`` best-ranked sentences over all
-    sources, each with ``window`` neighbours either side, keeping the sources' numbers (so
-    citations still resolve against the whole chunks). Sources with nothing picked are left out.
-    """
-    keep: dict[int, set[int]] = {}
-    for _, i, j in rank(question, sources)[:sentences]:
-        count = len(sources[i].sentences)
-        keep.setdefault(i, set()).update(range(max(0, j - window), min(count, j + window + 1)))
-    return [
-        sources[i].model_copy(update={"sentences": [sources[i].sentences[k] for k in sorted(ks)]})
-        for i, ks in sorted(keep.items())
-    ]
-
-
 class LLMWriter:
     """Answers through a chat model, streaming, with the citation-enforcing prompt."""
 
@@ -156,14 +90,19 @@ class LLMWriter:
         prompts: dict[str, str],
         structured: bool = False,
         evidence: Ranker | None = None,
-        evidence_sentences: int = 6,
+        evidence_sentences: int = 4,
         max_tokens: int | None = None,
+        gate: Gate | None = None,
+        quote: bool = False,
     ) -> None:
         """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``).
 
         ``structured`` asks for JSON under ``assistant.structured.answer_schema``; ``evidence``
         (a ranker) shows the model only the ``evidence_sentences`` best sentences and their
-        neighbours; ``max_tokens`` caps the reply.
+        neighbours; ``max_tokens`` caps the reply; ``gate`` (``extractive_gate``) refuses
+        before the model is asked when the sources hold nothing that could answer; ``quote``
+        (structured only) has the model copy the answering sentence first, and refuses when
+        that is not a sentence it was shown.
         """
         self.chat_model = chat_model
         self.name = chat_model.name
@@ -172,18 +111,24 @@ class LLMWriter:
         self.evidence = evidence
         self.evidence_sentences = evidence_sentences
         self.max_tokens = max_tokens
+        self.gate = gate
+        self.quote = quote and structured
 
     def write(
         self, question: str, sources: Sequence[Source], *, as_of: date | None = None
     ) -> Iterator[ChatEvent]:
         """Stream the model's answer; see ``Writer.write``."""
+        if self.gate is not None and not self.gate(question, sources):
+            yield TextDelta(CANNOT_ANSWER)  # no model asked, so no Usage either
+            return
         shown = list(sources)
         if self.evidence is not None:
             shown = evidence_sources(
                 question, sources, self.evidence, sentences=self.evidence_sentences
             )
         messages = render_messages(
-            question, shown, as_of=as_of, prompts=self.prompts, structured=self.structured
+            question, shown, as_of=as_of, prompts=self.prompts, structured=self.structured,
+            quote=self.quote,
         )
         options: dict[str, Any] = {"temperature": 0}
         if self.max_tokens is not None:
@@ -193,8 +138,11 @@ class LLMWriter:
         elif not shown:  # no number to cite: the schema would admit no answer at all
             yield TextDelta(CANNOT_ANSWER)
         else:
-            schema = answer_schema([s.number for s in shown])
-            yield from render_stream(self.chat_model.stream(messages, schema=schema, **options))
+            schema = answer_schema([s.number for s in shown], quote=self.quote)
+            yield from render_stream(
+                self.chat_model.stream(messages, schema=schema, **options),
+                quoted=quotes_from(shown) if self.quote else None,
+            )
 
 
 # --- choosing a writer -----------------------------------------------------------------------
@@ -302,17 +250,21 @@ def _llm_writer(
     """An ``LLMWriter`` over ``model`` with the writer settings; 'auto' options are on for
     local models and off for servers."""
     local = choice.kind == "local"
-    json_mode, evidence = settings.writer.llm_json, settings.writer.llm_evidence
+    w = settings.writer
+
+    def chosen(option: str) -> bool:
+        return option == "on" or (option == "auto" and local)
+
+    extractive = extractive_writer(choice, settings, embedder)
     return LLMWriter(
         model,
-        prompts=prompts or load_prompts(settings.writer.prompts_dir),
-        structured=json_mode == "on" or (json_mode == "auto" and local),
-        evidence=(
-            extractive_writer(choice, settings, embedder).rank
-            if evidence == "on" or (evidence == "auto" and local) else None
-        ),
-        evidence_sentences=settings.writer.evidence_sentences,
-        max_tokens=settings.writer.llm_max_tokens,
+        prompts=prompts or load_prompts(w.prompts_dir),
+        structured=chosen(w.llm_json) or w.llm_json == "quote",
+        quote=w.llm_json == "quote",
+        evidence=extractive.rank if chosen(w.llm_evidence) else None,
+        evidence_sentences=w.evidence_sentences,
+        max_tokens=w.llm_max_tokens,
+        gate=extractive_gate(extractive) if chosen(w.llm_gate) else None,
     )
 
 

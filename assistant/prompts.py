@@ -15,6 +15,7 @@ from assistant.errors import ConfigError
 REQUIRED: dict[str, set[str]] = {
     "answer_system": {"as_of", "cannot_answer"},
     "answer_json": {"as_of"},
+    "answer_quote": {"as_of"},
     "answer_user": {"sources", "question"},
     "source": {"number", "title", "outlet", "published", "text", "dates"},
     "condense": {"history", "question"},

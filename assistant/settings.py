@@ -126,12 +126,13 @@ class WriterSettings(BaseModel):
     llm_max_tokens: int = Field(
         400, ge=16, le=8192, description="Longest answer a language model may write, in tokens."
     )
-    llm_json: Literal["auto", "on", "off"] = Field(
+    llm_json: Literal["auto", "on", "off", "quote"] = Field(
         "auto",
         description="Structured answers: the model writes JSON under a schema (sentences, each "
         "with the numbers of its sources, or cannot-answer) and code writes the [n] markers. "
         "'auto' is on for local models and off for servers; 'on' needs a server that supports "
-        "response_format json_schema (OpenAI, vLLM, llama.cpp, Ollama).",
+        "response_format json_schema (OpenAI, vLLM, llama.cpp, Ollama); 'quote' is 'on' with "
+        "the answering source sentence quoted first, and a refusal when it is not one.",
     )
     llm_evidence: Literal["auto", "on", "off"] = Field(
         "auto",
@@ -139,8 +140,19 @@ class WriterSettings(BaseModel):
         "with their neighbours instead of whole chunks. 'auto' is on for local models (prompt "
         "reading dominates on a CPU) and off for servers (benchmarks/RESULTS.md).",
     )
+    llm_gate: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Refusal gate: refuse without asking the model when the extractive writer "
+        "finds no source sentence that could answer (none on topic holding what the question "
+        "asks for). 'auto' is on for local models, which rarely refuse by themselves, and off "
+        "for servers (benchmarks/RESULTS.md).",
+    )
     evidence_sentences: int = Field(
-        6, ge=1, le=50, description="Evidence-first context: how many best-ranked sentences."
+        4,
+        ge=1,
+        le=50,
+        description="Evidence-first context: how many best-ranked sentences (each with a "
+        "neighbour either side).",
     )
     llm_model: str = Field("gpt-4o-mini", description="Model used when llm is 'auto'.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds before an LLM call times out.")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from assistant.chat_model import ChatEvent, TextDelta
@@ -31,15 +31,22 @@ MAX_SENTENCE_CHARS = 300
 
 _ANSWERABLE = re.compile(r'"answerable"\s*:\s*(true|false)')
 _SENTENCES = re.compile(r'"sentences"\s*:\s*\[')
+_QUOTE = re.compile(r'"quote"\s*:\s*(?=")')
 _END = re.compile(r"[.!?…]+[\"'”’)]*$")
 _DECODER = json.JSONDecoder()
 
 
-def answer_schema(numbers: Sequence[int]) -> dict[str, Any]:
-    """The JSON schema of an answer citing only ``numbers`` (the sources offered)."""
+def answer_schema(numbers: Sequence[int], *, quote: bool = False) -> dict[str, Any]:
+    """The JSON schema of an answer citing only ``numbers`` (the sources offered).
+
+    ``quote`` puts a ``"quote"`` first: the source sentence that answers, copied before the
+    model decides whether it can answer (an evidence check that ``render_stream`` verifies).
+    """
+    first = {"quote": {"type": "string", "maxLength": MAX_SENTENCE_CHARS}} if quote else {}
     return {
         "type": "object",
         "properties": {
+            **first,
             "answerable": {"type": "boolean"},
             "sentences": {
                 "type": "array",
@@ -60,7 +67,7 @@ def answer_schema(numbers: Sequence[int]) -> dict[str, Any]:
                 },
             },
         },
-        "required": ["answerable", "sentences"],
+        "required": [*first, "answerable", "sentences"],
         "additionalProperties": False,
     }
 
@@ -81,11 +88,15 @@ def render_sentence(text: str, numbers: Iterable[int]) -> str:
     return " ".join(out)
 
 
-def render_stream(pieces: Iterable[ChatEvent]) -> Iterator[ChatEvent]:
+def render_stream(
+    pieces: Iterable[ChatEvent], *, quoted: Callable[[str], bool] | None = None
+) -> Iterator[ChatEvent]:
     """The answer text of a streamed JSON reply: each sentence as soon as its item is complete.
 
-    ``Usage`` events pass through. Raises LLMError when the reply is not the schema's JSON
-    (cut short by the token limit, or a server that ignored the schema).
+    With ``quoted``, a reply whose ``"quote"`` it rejects (not a sentence of the sources) is
+    read as ``answerable: false``. ``Usage`` events pass through. Raises LLMError when the
+    reply is not the schema's JSON (cut short by the token limit, or a server that ignored
+    the schema).
     """
     buffer = ""
     position: int | None = None  # where the next unread item of "sentences" starts
@@ -98,6 +109,8 @@ def render_stream(pieces: Iterable[ChatEvent]) -> Iterator[ChatEvent]:
         buffer += event.text
         if answerable is None and (found := _ANSWERABLE.search(buffer)):
             answerable = found.group(1) == "true"
+            if answerable and quoted is not None:
+                answerable = quoted(_quote(buffer))
         if not answerable:
             continue
         if position is None and (opened := _SENTENCES.search(buffer)):
@@ -121,6 +134,18 @@ def render_stream(pieces: Iterable[ChatEvent]) -> Iterator[ChatEvent]:
         raise LLMError("the model's structured answer does not follow the answer schema")
     if not written:
         yield TextDelta(CANNOT_ANSWER)
+
+
+def _quote(buffer: str) -> str:
+    """The ``"quote"`` value of a reply written so far ('' without one)."""
+    found = _QUOTE.search(buffer)
+    if not found:
+        return ""
+    try:
+        value, _ = _DECODER.raw_decode(buffer, found.end())
+    except json.JSONDecodeError:
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 def _next_item(buffer: str, position: int) -> tuple[dict[str, Any] | None, int | None]:

@@ -19,8 +19,21 @@ validity / precision / recall, refusals, tokens and latency.  Two more figures:
         --model qwen=benchmarks/out/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf \\
         --config extractive --config qwen:json:evidence --limit 30 --negatives 15
 
-A configuration is ``extractive`` or ``NAME:json|text:evidence|chunks`` (NAME from --model).
-``--limit``/``--negatives`` take the first N of each list in file order (a documented subset).
+A configuration is ``extractive`` or ``NAME:json|quote|text:evidence[N]|chunks[:gate|:nogate]``
+(NAME from --model; ``quote`` is JSON with the answering sentence quoted first; ``evidence4``
+shows the 4 best sentences; ``gate``/``nogate`` turns the extractive refusal gate on or off,
+default: the writer's ``auto``).
+
+``--limit``/``--negatives`` take the first N of each list in file order (a documented subset);
+``--offset``/``--neg-offset`` skip the first N, so a long run can be cut into pieces that each
+fit the 12-minute lock.  Every piece writes its rows to ``OUT/CONFIG.POS-NEG.jsonl``, and
+``--merge`` scores every piece of each ``--config`` found in OUT together, on the questions
+every one of them answered (no model loaded)::
+
+    python benchmarks/llm_eval.py ... --config qwen:json:evidence --limit 15 --negatives 8
+    python benchmarks/llm_eval.py ... --config qwen:json:evidence --offset 15 --limit 15 \
+        --neg-offset 8 --negatives 8
+    python benchmarks/llm_eval.py --config extractive --config qwen:json:evidence --merge
 """
 
 from __future__ import annotations
@@ -73,29 +86,43 @@ def settings_for(base: Any, config: str, models: dict[str, str]) -> Any:
     """The settings of one configuration name."""
     if config == "extractive":
         return base.updated(llm="extractive")
-    name, mode, context = config.split(":")
+    name, mode, context, *gate = config.split(":")
+    options: dict[str, Any] = {}
+    if context.startswith("evidence") and context != "evidence":
+        options["evidence_sentences"] = int(context.removeprefix("evidence"))
+    if gate:
+        options["llm_gate"] = "on" if gate[0] == "gate" else "off"
     return base.updated(
         llm=f"local:{models[name]}",
-        llm_json="on" if mode == "json" else "off",
-        llm_evidence="on" if context == "evidence" else "off",
+        llm_json={"json": "on", "quote": "quote"}.get(mode, "off"),
+        llm_evidence="on" if context.startswith("evidence") else "off",
+        **options,
     )
 
 
-def run(config: str, settings: Any, questions: list[Any], embedder: Any) -> list[dict[str, Any]]:
-    """Every question answered and scored in one configuration."""
+def run(
+    config: str, settings: Any, questions: list[Any], embedder: Any, piece: Path
+) -> list[dict[str, Any]]:
+    """Every question answered and scored in one configuration; each row is appended to
+    ``piece`` as soon as it is scored, so a run stopped by its time limit keeps what it did."""
     from assistant.answer import Assistant
     from evals.harness import Config, evaluate_one
 
     assistant = Assistant(settings, embedder=embedder)
     indexed = {a.id for a in assistant.store.list_articles()}
     rows = []
+    piece.write_text("", encoding="utf-8")
     for n, question in enumerate(questions, 1):
         row = evaluate_one(question, Config("hybrid", config), assistant, indexed, True)
         answer = row.get("answer") or {}
         warnings = answer.get("warnings") or []
         row["fell_back"] = any("answered extractively" in w for w in warnings)
+        # refused by the gate: an LLM-mode answer for which no model was asked
+        row["gated"] = answer.get("mode") == "llm" and not row.get("usage")
         row["markers_failed"] = any(t in w for w in warnings for t in MARKER_TROUBLE)
         rows.append(row)
+        with piece.open("a", encoding="utf-8") as sink:
+            sink.write(json.dumps(row, default=str) + "\n")
         metrics = row["metrics"]
         print(f"{config} {n}/{len(questions)} {question.id} correct={metrics.get('answer_correct')}"
               f" refused={metrics.get('refused')} {metrics.get('latency_total')}s",
@@ -110,9 +137,11 @@ def summary(rows: list[dict[str, Any]], structured: bool) -> dict[str, Any]:
     out = aggregate(rows)
     answered = [r for r in rows if r.get("answer")]
     if answered:
+        out["gated"] = sum(bool(r.get("gated")) for r in answered) / len(answered)
         out["markers_failed"] = sum(r["markers_failed"] for r in answered) / len(answered)
+        called = [r for r in answered if not r.get("gated")]  # the model was asked
         out["json_valid"] = (
-            1 - sum(r["fell_back"] for r in answered) / len(answered) if structured else None
+            1 - sum(r["fell_back"] for r in called) / len(called) if structured and called else None
         )
         out["fell_back"] = sum(r["fell_back"] for r in answered) / len(answered)
     return out
@@ -128,7 +157,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     lines = [
         ("| config | correct (pos) | cit. validity | cit. precision | cit. recall | negatives "
          "refused | false refusals | prompt tok | completion tok | p50 s | p95 s | JSON valid "
-         "| markers failed |"),
+         "| markers failed | gated |"),
         "|---|" + "---:|" * 13,
     ]
     for name, r in results.items():
@@ -140,7 +169,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             f"| {f(r['all'].get('prompt_tokens_mean'), 0)} "
             f"| {f(r['all'].get('completion_tokens_mean'), 0)} "
             f"| {f(_s(r['all'].get('total_p50_ms')), 1)} | {f(_s(r['all'].get('total_p95_ms')), 1)} "
-            f"| {f(r['all'].get('json_valid'), 2)} | {f(r['all'].get('markers_failed'), 2)} |"
+            f"| {f(r['all'].get('json_valid'), 2)} | {f(r['all'].get('markers_failed'), 2)} "
+            f"| {f(r['all'].get('gated'), 2)} |"
         )
     return "\n".join(lines)
 
@@ -149,60 +179,100 @@ def _s(ms: float | None) -> float | None:
     return None if ms is None else ms / 1000
 
 
-def main() -> None:
-    from assistant.settings import get_settings
-    from evals.questions import load_questions
-    from index import ingest, open_store
-    from index.embeddings import get_embedder
+def structured(config: str) -> bool:
+    """Whether a configuration asks for JSON answers."""
+    return config != "extractive" and config.split(":")[1] in ("json", "quote")
 
+
+def scored(rows: list[dict[str, Any]], structured: bool) -> dict[str, Any]:
+    """One configuration's summary: positives, negatives and all rows."""
+    neg_rows = [r for r in rows if not r["answerable"]]
+    return {
+        "positives": summary([r for r in rows if r["answerable"]], structured),
+        "negatives": summary(neg_rows, structured),
+        "negatives_refused": (
+            sum(r["metrics"].get("refused") is True for r in neg_rows) / len(neg_rows)
+            if neg_rows else None
+        ),
+        "counts": [sum(r["answerable"] for r in rows), len(neg_rows)],
+        "all": summary(rows, structured),
+    }
+
+
+def merged(out: Path, config: str) -> list[dict[str, Any]]:
+    """Every row of every piece of ``config`` in ``out``, once per question (the latest piece)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for path in sorted(out.glob(f"{config.replace(':', '_')}.*.jsonl"), key=lambda p: p.stat().st_mtime):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["question_id"]] = row
+    return list(rows.values())
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH.gguf")
     parser.add_argument("--config", action="append", default=[], help="see above")
-    parser.add_argument("--limit", type=int, default=60, help="answerable questions (first N)")
-    parser.add_argument("--negatives", type=int, default=1000, help="negatives (first N)")
+    parser.add_argument("--limit", type=int, default=60, help="answerable questions (N)")
+    parser.add_argument("--offset", type=int, default=0, help="skip the first N answerable")
+    parser.add_argument("--negatives", type=int, default=1000, help="negatives (N)")
+    parser.add_argument("--neg-offset", type=int, default=0, help="skip the first N negatives")
+    parser.add_argument("--merge", action="store_true", help="score the pieces in OUT, run nothing")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "llm_eval")
     args = parser.parse_args()
+    configs = args.config or ["extractive"]
+    if args.merge:
+        every = {config: merged(args.out, config) for config in configs}
+        common = set.intersection(*({r["question_id"] for r in rows} for rows in every.values()))
+        results = {}
+        for config, rows in every.items():
+            rows = [r for r in rows if r["question_id"] in common]  # like with like
+            results[config] = scored(rows, structured(config))
+            print(f"{config}: {results[config]['counts'][0]} answerable, "
+                  f"{results[config]['counts'][1]} negatives", file=sys.stderr)
+        print(table(results))
+        return
     if not (DATA / "questions.jsonl").exists():
         print(f"{DATA} is absent: nothing to run (internal data lives in ../shared).")
         return
+    evaluate(args, configs)
+
+
+def evaluate(args: argparse.Namespace, configs: list[str]) -> None:
+    """Run every configuration on the chosen slice, writing rows as they are scored."""
+    from assistant.settings import get_settings
+    from evals.questions import load_questions
+    from index import ingest, open_store
+    from index.embeddings import get_embedder
+
     models = dict(m.split("=", 1) for m in args.model)
     base = get_settings(data_dir=REPO / "benchmarks" / "out" / "dev-small" / "newsdesk")
     embedder = get_embedder(base)
     report = ingest([DATA / "corpus.jsonl"], config=base, embedder=embedder)
     print(f"index: {len(report.added)} added, {len(report.unchanged)} unchanged", file=sys.stderr)
     questions = load_questions(DATA / "questions.jsonl").questions
-    negative = negatives(questions, open_store(base))[: args.negatives]
-    positive = questions[: args.limit]
+    negative = negatives(questions, open_store(base))
+    negative = negative[args.neg_offset : args.neg_offset + args.negatives]
+    positive = questions[args.offset : args.offset + args.limit]
     print(f"{len(positive)} answerable questions, {len(negative)} near-topic negatives",
           file=sys.stderr)
 
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
-    for config in args.config or ["extractive"]:
+    for config in configs:
         started = time.perf_counter()
-        settings = settings_for(base, config, models)
-        rows = run(config, settings, positive + negative, embedder)
-        structured = config != "extractive" and config.split(":")[1] == "json"
-        neg_rows = [r for r in rows if not r["answerable"]]
-        results[config] = {
-            "positives": summary([r for r in rows if r["answerable"]], structured),
-            "negatives": summary(neg_rows, structured),
-            "negatives_refused": (
-                sum(r["metrics"].get("refused") is True for r in neg_rows) / len(neg_rows)
-                if neg_rows else None
-            ),
-            "all": summary(rows, structured),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        (args.out / f"{config.replace(':', '_')}.jsonl").write_text(
-            "".join(json.dumps(r, default=str) + "\n" for r in rows), encoding="utf-8"
-        )
+        piece = args.out / f"{config.replace(':', '_')}.{args.offset}-{args.neg_offset}.jsonl"
+        rows = run(config, settings_for(base, config, models), positive + negative, embedder, piece)
+        results[config] = scored(rows, structured(config))
+        results[config]["seconds"] = round(time.perf_counter() - started, 1)
         # After every configuration, so a run cut short still leaves its table.
         (args.out / "summary.json").write_text(json.dumps(results, indent=2, default=str))
-        print(f"\n{len(positive)} answerable dev-small questions (first {args.limit}), "
-              f"{len(negative)} near-topic negatives; {date.today().isoformat()}\n", flush=True)
+        print(f"\n{len(positive)} answerable dev-small questions (from {args.offset}), "
+              f"{len(negative)} near-topic negatives (from {args.neg_offset}); "
+              f"{date.today().isoformat()}\n", flush=True)
         print(table(results), flush=True)
 
 
