@@ -49,23 +49,23 @@ VERSION = "3"
 TABLES = ("kw_docs", "kw_terms", "kw_postings", "kw_facets", "kw_outlets", "kw_dead", "kw_totals")
 
 SCHEMA = [
-    "CREATE TABLE kw_docs (doc INTEGER PRIMARY KEY AUTOINCREMENT, level INTEGER NOT NULL, "
-    "key TEXT NOT NULL, article_id TEXT NOT NULL, length INTEGER NOT NULL)",
+    ("CREATE TABLE kw_docs (doc INTEGER PRIMARY KEY AUTOINCREMENT, level INTEGER NOT NULL, "
+     "key TEXT NOT NULL, article_id TEXT NOT NULL, length INTEGER NOT NULL)"),
     "CREATE INDEX kw_docs_article ON kw_docs(article_id)",
-    "CREATE TABLE kw_terms (level INTEGER NOT NULL, term TEXT NOT NULL, df INTEGER NOT NULL, "
-    "version INTEGER NOT NULL, PRIMARY KEY(level, term)) WITHOUT ROWID",
-    "CREATE TABLE kw_postings (level INTEGER NOT NULL, term TEXT NOT NULL, block INTEGER NOT NULL, "
-    "version INTEGER NOT NULL, n INTEGER NOT NULL, docs BLOB NOT NULL, tfs BLOB NOT NULL, "
-    "PRIMARY KEY(level, term, block)) WITHOUT ROWID",
+    ("CREATE TABLE kw_terms (level INTEGER NOT NULL, term TEXT NOT NULL, df INTEGER NOT NULL, "
+     "version INTEGER NOT NULL, PRIMARY KEY(level, term)) WITHOUT ROWID"),
+    ("CREATE TABLE kw_postings (level INTEGER NOT NULL, term TEXT NOT NULL, block INTEGER NOT NULL, "
+     "version INTEGER NOT NULL, n INTEGER NOT NULL, docs BLOB NOT NULL, tfs BLOB NOT NULL, "
+     "PRIMARY KEY(level, term, block)) WITHOUT ROWID"),
     "CREATE INDEX kw_postings_block ON kw_postings(block)",
-    "CREATE TABLE kw_facets (block INTEGER PRIMARY KEY, version INTEGER NOT NULL, "
-    "lengths BLOB NOT NULL, days BLOB NOT NULL, outlets BLOB NOT NULL)",
+    ("CREATE TABLE kw_facets (block INTEGER PRIMARY KEY, version INTEGER NOT NULL, "
+     "lengths BLOB NOT NULL, days BLOB NOT NULL, outlets BLOB NOT NULL)"),
     "CREATE TABLE kw_outlets (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-    "CREATE TABLE kw_dead (doc INTEGER PRIMARY KEY, version INTEGER NOT NULL, "
-    "swept INTEGER NOT NULL DEFAULT 0)",
+    ("CREATE TABLE kw_dead (doc INTEGER PRIMARY KEY, version INTEGER NOT NULL, "
+     "swept INTEGER NOT NULL DEFAULT 0)"),
     "CREATE INDEX kw_dead_version ON kw_dead(version)",
-    "CREATE TABLE kw_totals (level INTEGER PRIMARY KEY, docs INTEGER NOT NULL, "
-    "length INTEGER NOT NULL)",
+    ("CREATE TABLE kw_totals (level INTEGER PRIMARY KEY, docs INTEGER NOT NULL, "
+     "length INTEGER NOT NULL)"),
 ]
 
 
@@ -97,8 +97,6 @@ def tokenize(texts: list[str], return_ids: bool = True) -> Any:
 
 def encode(offsets: Any, tfs: Any) -> tuple[int, bytes, bytes]:
     """One block's postings as stored: (count, uint16 offsets, uint16 or uint32 frequencies)."""
-    import numpy as np
-
     wide = len(tfs) and int(tfs.max()) > 0xFFFF
     return (len(offsets), offsets.astype("<u2").tobytes(),
             tfs.astype("<u4" if wide else "<u2").tobytes())

@@ -87,18 +87,33 @@ class KeywordFilter:
 
 @dataclass
 class _Postings:
-    """One term's decoded postings: per block (doc ids, tfs), and all of them concatenated with
-    each document's length, as of generation ``seen``."""
+    """One term's decoded postings as of generation ``seen``: per block (doc ids, tfs), and
+    all of them concatenated (``docs`` ascending, ``tfs``, each document's ``lengths``), with
+    each posting's BM25 share for an average length ``avg`` (``unit``: tf / (tf + k1 * norm),
+    which the term's idf multiplies)."""
 
     seen: int
     blocks: dict[int, tuple[Any, Any]]
     docs: Any = None
     tfs: Any = None
     lengths: Any = None
+    unit: Any = None
+    avg: float = 0.0
 
     @property
     def nbytes(self) -> int:
-        return int(self.docs.nbytes + self.tfs.nbytes + self.lengths.nbytes)
+        return int(self.docs.nbytes + self.tfs.nbytes + self.lengths.nbytes + self.unit.nbytes)
+
+    def share(self, avg_length: float) -> Any:
+        """Each posting's tf / (tf + k1 * (1 - b + b * length / avg_length))."""
+        import numpy as np
+
+        if self.unit is None or self.avg != avg_length:
+            k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+            tf = self.tfs.astype(np.float64)
+            norm = k1 * ((1 - b) + b * self.lengths.astype(np.float64) / avg_length)
+            self.unit, self.avg = tf / (norm + tf), avg_length
+        return self.unit
 
 
 @dataclass
@@ -114,6 +129,8 @@ class KeywordCache:
     outlet_codes: dict[str, int] = field(default_factory=dict)
     terms: OrderedDict[tuple[int, str], _Postings] = field(default_factory=OrderedDict)
     held: int = 0
+    sums: Any = None  # scratch, one slot per document, zero (and False) between searches
+    seen: Any = None
 
     def refresh(self, db: sqlite3.Connection) -> int:
         """Bring the facets up to the snapshot's generation (inside it); return it."""
@@ -159,10 +176,11 @@ class KeywordCache:
             setattr(self, name, new)
 
     def postings(
-        self, db: sqlite3.Connection, level: int, term: str, version: int, generation: int
+        self, db: sqlite3.Connection, level: int, term: str, version: int, generation: int,
+        avg_length: float,
     ) -> _Postings:
         """The term's postings as of ``generation`` (inside its snapshot), reading only the
-        blocks written since the cached copy, if any."""
+        blocks written since the cached copy, if any; shares for ``avg_length`` computed."""
         import numpy as np
 
         key = (level, term)
@@ -181,6 +199,8 @@ class KeywordCache:
             entry.docs = np.concatenate([d for d, _ in parts]).astype(np.int32)
             entry.tfs = np.concatenate([t for _, t in parts]).astype(np.float32)
             entry.lengths = self.lengths[entry.docs].astype(np.float32)
+            entry.unit = None
+        entry.share(avg_length)
         entry.seen = generation
         self.terms[key] = entry
         self.held += entry.nbytes
@@ -188,6 +208,44 @@ class KeywordCache:
             _, old = self.terms.popitem(last=False)
             self.held -= old.nbytes
         return entry
+
+
+    def sum_by_document(self, asked: list[tuple[float, _Postings]]) -> tuple[Any, Any]:
+        """Each document's BM25 over the asked (weight, postings): (sorted doc ids, scores).
+
+        A document's shares are added in the order of ``asked``, whichever way is taken.
+        """
+        import numpy as np
+
+        docs = [e.docs for _, e in asked]
+        total = sum(len(d) for d in docs)
+        if total * 16 < len(self.dead):  # few postings: sort them
+            unique, inverse = np.unique(np.concatenate(docs), return_inverse=True)
+            values = np.concatenate([w * e.unit for w, e in asked])
+            return unique, np.bincount(inverse, weights=values)
+        if self.sums is None or len(self.sums) < len(self.dead):
+            self.sums = np.zeros(len(self.dead))  # kept: a fresh one costs its page faults
+            self.seen = np.zeros(len(self.dead), dtype=bool)
+        for weight, e in asked:
+            self.sums[e.docs] += weight * e.unit  # a term's doc ids are distinct
+            self.seen[e.docs] = True
+        unique = np.flatnonzero(self.seen)
+        scores = self.sums[unique]
+        self.sums[unique], self.seen[unique] = 0.0, False
+        return unique, scores
+
+    def admits(self, docs: Any, where: KeywordFilter | None) -> Any:
+        """Which of these documents are live and pass the filter (from the facets)."""
+
+        keep = ~self.dead[docs]
+        if where is not None and (where.outlets or where.first_day or where.last_day):
+            codes = [self.outlet_codes[o] for o in where.outlets or () if o in self.outlet_codes]
+            keep &= KeywordFilter(
+                outlets=(*codes, -1) if where.outlets else None,  # -1: no code, admits none
+                first_day=where.first_day,
+                last_day=where.last_day,
+            ).admits(self.outlets[docs], self.days[docs])
+        return keep
 
 
 class KeywordLevel:
@@ -207,12 +265,9 @@ class KeywordLevel:
         each time, as in bm25s); idf and the average length are over the level's live
         documents.  Ties go to the earlier indexed document.
         """
-        import numpy as np
-
         counts = Counter(tokenize([query], return_ids=False)[0])
         if not counts or k <= 0:
             return []
-        k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
         with self.lock, _snapshot(self.db):
             generation = self.cache.refresh(self.db)
             totals = self.db.execute(
@@ -226,20 +281,17 @@ class KeywordLevel:
                 f"SELECT term, df, version FROM kw_terms WHERE level=? AND df > 0 AND term IN "
                 f"({','.join('?' * len(terms))})", (self.level, *terms),
             ).fetchall()
-            docs, values = [], []
+            asked = []
             for term, df, version in found:
-                entry = self.cache.postings(self.db, self.level, term, version, generation)
+                entry = self.cache.postings(
+                    self.db, self.level, term, version, generation, avg_length
+                )
                 idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-                norm = k1 * ((1 - b) + b * entry.lengths.astype(np.float64) / avg_length)
-                tf = entry.tfs.astype(np.float64)
-                docs.append(entry.docs)
-                values.append(counts[term] * idf * tf / (norm + tf))
-            if not docs:
+                asked.append((counts[term] * idf, entry))
+            if not asked:
                 return []
-            unique, scores = _sum_by_document(docs, values, len(self.cache.dead))
-            keep = ~self.cache.dead[unique]
-            if where is not None:
-                keep &= self._admits(where, unique)
+            unique, scores = self.cache.sum_by_document(asked)
+            keep = self.cache.admits(unique, where)
             unique, scores = unique[keep], scores[keep]
             best = _top(unique, scores, k)
             keys = dict(self.db.execute(
@@ -247,37 +299,6 @@ class KeywordLevel:
                 [int(unique[i]) for i in best],
             )) if len(best) else {}
         return [(keys[int(unique[i])], float(scores[i])) for i in best if scores[i] > 0]
-
-    def _admits(self, where: KeywordFilter, docs: Any) -> Any:
-        """Which of these documents the filter admits, from the cached facets."""
-        import numpy as np
-
-        keep = np.ones(len(docs), dtype=bool)
-        if where.outlets:
-            codes = self.cache.outlet_codes
-            keep &= np.isin(self.cache.outlets[docs], [codes[o] for o in where.outlets if o in codes])
-        days = self.cache.days[docs]
-        if where.first_day:
-            keep &= days >= where.first_day
-        if where.last_day:
-            keep &= (days <= where.last_day) & (days > 0)
-        return keep
-
-
-def _sum_by_document(docs: list[Any], values: list[Any], space: int) -> tuple[Any, Any]:
-    """Each document's summed contribution: (sorted distinct doc ids, their sums)."""
-    import numpy as np
-
-    all_docs = np.concatenate(docs)
-    all_values = np.concatenate(values)
-    if len(all_docs) * 8 >= space:  # dense: one pass over the id space beats a sort
-        sums = np.bincount(all_docs, weights=all_values, minlength=space)
-        present = np.zeros(len(sums), bool)
-        present[all_docs] = True
-        unique = np.flatnonzero(present)
-        return unique, sums[unique]
-    unique, inverse = np.unique(all_docs, return_inverse=True)
-    return unique, np.bincount(inverse, weights=all_values)
 
 
 def _top(docs: Any, scores: Any, k: int) -> Any:
