@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from index import keyword_tables
 from index.keyword_tables import (
     ARTICLES,
-    BLOCK,
     CHUNKS,
     KeywordDoc,
     add_articles,
@@ -148,7 +148,7 @@ class KeywordCache:
         for block, lengths, days, outlets in db.execute(
             "SELECT block, lengths, days, outlets FROM kw_facets WHERE version > ?", (since,)
         ):
-            start = block * BLOCK
+            start = block * keyword_tables.BLOCK
             values = [np.frombuffer(b, dtype="<i4") for b in (lengths, days, outlets)]
             self._cover(start + len(values[0]))
             for target, value in zip((self.lengths, self.days, self.outlets), values, strict=True):
