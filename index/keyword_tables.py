@@ -113,8 +113,7 @@ def decode(block: int, n: int, docs: bytes, tfs: bytes) -> tuple[Any, Any]:
 def create(db: sqlite3.Connection) -> None:
     """Drop any keyword tables (of this or an older layout) and create empty ones, inside the
     caller's transaction (``executescript`` would commit it)."""
-    db.execute("DROP TABLE IF EXISTS kw_postings")  # the old layout's, first: no FK, any order
-    for table in TABLES:
+    for table in TABLES:  # the previous layouts' tables have some of these names
         db.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in SCHEMA:
         db.execute(statement)
