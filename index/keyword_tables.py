@@ -117,7 +117,11 @@ def create(db: sqlite3.Connection) -> None:
         db.execute(f"DROP TABLE IF EXISTS {table}")
     for statement in SCHEMA:
         db.execute(statement)
-    db.execute("DELETE FROM sqlite_sequence WHERE name='kw_docs'")
+    db.execute("DELETE FROM sqlite_sequence WHERE name='kw_docs'")  # ids start again: readers
+    db.execute(  # must drop what they hold, and this tells them (``KeywordCache.refresh``)
+        "INSERT INTO meta(key, value) VALUES('keywords_built', '1') ON CONFLICT(key) "
+        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def rebuild(db: sqlite3.Connection) -> None:

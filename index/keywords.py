@@ -122,6 +122,7 @@ class KeywordCache:
     its length, day, outlet code and whether it was removed; per asked term its postings."""
 
     generation: int | None = None
+    built: str | None = None  # which build of the tables (document ids restart with each)
     lengths: Any = None
     days: Any = None
     outlets: Any = None
@@ -140,8 +141,11 @@ class KeywordCache:
         generation = int(row[0]) if row else 0
         if self.generation is not None and generation == self.generation:
             return generation
-        if self.generation is None or generation < self.generation:
-            self.__init__()  # type: ignore[misc]  # another catalog file: start again
+        row = db.execute("SELECT value FROM meta WHERE key='keywords_built'").fetchone()
+        built = row[0] if row else None
+        if self.generation is None or generation < self.generation or built != self.built:
+            self.__init__()  # type: ignore[misc]  # rebuilt, or another file: start again
+            self.built = built
             self.lengths, self.days, self.outlets = (np.zeros(0, np.int32) for _ in range(3))
             self.dead = np.zeros(0, bool)
         since = -1 if self.generation is None else self.generation

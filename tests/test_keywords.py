@@ -158,3 +158,21 @@ def test_a_catalog_with_the_previous_keyword_layout_is_rebuilt_on_open(tmp_path:
     assert {a for a, _ in reopened.keywords.articles.search("lighthouse", 10)} == {
         f"a{i}" for i in range(5)}
     check_keywords_match_a_rebuild(Catalogued(reopened))  # type: ignore[arg-type]
+
+
+def test_a_reader_drops_what_it_holds_when_the_tables_are_rebuilt(
+    small_blocks: None, tmp_path: Path
+) -> None:
+    writer, reader = catalog(tmp_path), catalog(tmp_path)
+    writer.replace([prepared(article(i, extra=" Lighthouse.")) for i in range(8)])
+    writer.delete(["a0", "a1"])
+    assert len(reader.keywords.articles.search("lighthouse", 10)) == 6  # a0, a1: tombstones
+    with writer.snapshot():
+        writer.db.execute("BEGIN IMMEDIATE")
+        writer.db.execute("UPDATE meta SET value = value + 1 WHERE key='generation'")
+        keyword_tables.rebuild(writer.db)  # document ids start again from 1
+        writer.db.execute("COMMIT")
+    assert {a for a, _ in reader.keywords.articles.search("lighthouse", 10)} == {
+        f"a{i}" for i in range(2, 8)}
+    assert reader.keywords.chunks.search("w0", 20) == catalog(tmp_path).keywords.chunks.search(
+        "w0", 20)
