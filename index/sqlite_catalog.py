@@ -2,9 +2,10 @@
 
 WAL mode, so readers in other processes see each write transaction whole; one connection per
 process, shared by its threads under a lock.  Writes take SQLite's write lock (``BEGIN
-IMMEDIATE``), bump the generation, record the embedding model and update the keyword index
-(``index.keywords``) in the same transaction.  A catalog made before the keyword index lived
-here gets it built once, when first opened.
+IMMEDIATE``), bump the generation first (the keyword index stamps its rows with it), update
+the keyword index (``index.keyword_tables``) and record the embedding model, all in the same
+transaction.  A catalog made before the keyword index lived here, or with an older layout of
+it, gets it built once, when first opened.
 """
 
 from __future__ import annotations
