@@ -240,15 +240,16 @@ class KeywordCache:
 
     def admits(self, docs: Any, where: KeywordFilter | None) -> Any:
         """Which of these documents are live and pass the filter (from the facets)."""
+        import numpy as np
 
         keep = ~self.dead[docs]
-        if where is not None and (where.outlets or where.first_day or where.last_day):
-            codes = [self.outlet_codes[o] for o in where.outlets or () if o in self.outlet_codes]
-            keep &= KeywordFilter(
-                outlets=(*codes, -1) if where.outlets else None,  # -1: no code, admits none
-                first_day=where.first_day,
-                last_day=where.last_day,
-            ).admits(self.outlets[docs], self.days[docs])
+        if where is not None and where.outlets:
+            codes = [self.outlet_codes[o] for o in where.outlets if o in self.outlet_codes]
+            keep &= np.isin(self.outlets[docs], codes)  # no known outlet: admits none
+        if where is not None and (where.first_day or where.last_day):
+            keep &= KeywordFilter(first_day=where.first_day, last_day=where.last_day).admits(
+                None, self.days[docs]
+            )
         return keep
 
 
