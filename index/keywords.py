@@ -1,73 +1,65 @@
 """Keyword search: BM25 over every chunk and over every whole article, kept inside the catalog.
 
-An inverted index in the catalog's own SQLite file: a row per (level, stemmed term, document)
-with its term frequency, a row per document with its length and filter facets (article, outlet,
-publication day), and per-level totals.  ``SqliteCatalog`` writes it in the same transaction as
-the articles (the commit point), so it is crash-consistent by construction and an ingest or
-removal costs only its own documents' rows, whatever the archive's size.
+The index lives in the catalog's own SQLite file (``index.keyword_tables``: postings packed per
+term and block of documents, per-document facets, removal tombstones), written by
+``SqliteCatalog`` in the same transaction as the articles (the commit point), so it is
+crash-consistent by construction and a write costs its own batch, whatever the archive's size.
 
-``KeywordIndex(db, lock)`` is what the query side reads: ``.chunks`` and ``.articles`` are
-``KeywordLevel``s whose ``search(query, k, where)`` scores exactly as bm25s's Lucene BM25 did
-(same tokens, k1, b and idf), reading only the postings of the question's terms, and applies
-the ``KeywordFilter`` to them before the top-k cut.
+``KeywordIndex(db, lock, cache)`` is what the query side reads: ``.chunks`` and ``.articles``
+are ``KeywordLevel``s whose ``search(query, k, where)`` scores exactly as bm25s's Lucene BM25
+(same tokens, k1, b and idf over the live documents), reading only the postings of the
+question's terms, and applies the ``KeywordFilter`` before the top-k cut.  A ``KeywordCache``
+(one per catalog and process) keeps the decoded arrays of the terms asked and of the documents'
+facets; at each search it reads, in one snapshot with the postings, what commits (any
+process's) changed since: the rows stamped with a newer generation, nothing else.
 """
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
 from typing import Any
 
-from index.dates import day_number
+from index import keyword_tables
+from index.keyword_tables import (
+    ARTICLES,
+    CHUNKS,
+    KeywordDoc,
+    add_articles,
+    add_documents,
+    decode,
+    rebuild,
+    remove_articles,
+    tokenize,
+)
+
+__all__ = [
+    "ARTICLES",
+    "BM25_PARAMS",
+    "CHUNKS",
+    "KeywordCache",
+    "KeywordDoc",
+    "KeywordFilter",
+    "KeywordIndex",
+    "KeywordLevel",
+    "add_articles",
+    "add_documents",
+    "rebuild",
+    "remove_articles",
+    "tokenize",
+]
 
 # Anserini's defaults; on RealTime QA they beat bm25s's k1=1.5, b=0.75 (benchmarks/RESULTS.md):
 # a lower b penalises long articles less, and news answers often sit deep in long ones.
 BM25_PARAMS = {"k1": 0.9, "b": 0.4}
 
-CHUNKS, ARTICLES = 0, 1
-"""The two levels: every chunk (its embedded text), every article (title and text)."""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS kw_docs (
-    doc INTEGER PRIMARY KEY,
-    level INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    article_id TEXT NOT NULL,
-    outlet TEXT NOT NULL,
-    day INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    UNIQUE(level, key)
-);
-CREATE INDEX IF NOT EXISTS kw_docs_article ON kw_docs(article_id);
-CREATE TABLE IF NOT EXISTS kw_postings (
-    level INTEGER NOT NULL,
-    term TEXT NOT NULL,
-    doc INTEGER NOT NULL,
-    tf INTEGER NOT NULL,
-    PRIMARY KEY(level, term, doc)
-) WITHOUT ROWID;
-DROP INDEX IF EXISTS kw_postings_doc;
-CREATE TABLE IF NOT EXISTS kw_totals (
-    level INTEGER PRIMARY KEY, docs INTEGER NOT NULL, length INTEGER NOT NULL
-);
-"""
-
-
-@dataclass(frozen=True)
-class KeywordDoc:
-    """One document to index: its key (chunk or article id), level, facets and text."""
-
-    level: int
-    key: str
-    article_id: str
-    outlet: str
-    day: int
-    text: str
+CACHE_BYTES = 768 << 20
+"""Decoded postings kept per process at most (least recently asked terms go first)."""
 
 
 @dataclass(frozen=True)
@@ -93,125 +85,181 @@ class KeywordFilter:
         return keep
 
 
-def tokenize(texts: list[str], return_ids: bool = True) -> Any:
-    """Tokens as bm25s makes them: lower-cased, English stop words out, Snowball-stemmed."""
-    import bm25s
-    import Stemmer
+@dataclass
+class _Postings:
+    """One term's decoded postings as of generation ``seen``: per block (doc ids, tfs), and
+    all of them concatenated (``docs`` ascending, ``tfs``, each document's ``lengths``), with
+    each posting's BM25 share for an average length ``avg`` (``unit``: tf / (tf + k1 * norm),
+    which the term's idf multiplies)."""
 
-    return bm25s.tokenize(
-        texts,
-        stopwords="en",
-        stemmer=Stemmer.Stemmer("english"),
-        show_progress=False,
-        return_ids=return_ids,
-    )
+    seen: int
+    blocks: dict[int, tuple[Any, Any]]
+    docs: Any = None
+    tfs: Any = None
+    lengths: Any = None
+    unit: Any = None
+    avg: float = 0.0
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.docs.nbytes + self.tfs.nbytes + self.lengths.nbytes + self.unit.nbytes)
 
-def add_documents(db: sqlite3.Connection, docs: Sequence[KeywordDoc]) -> None:
-    """Index these documents (inside the caller's transaction); their keys must be new."""
-    if not docs:
-        return
-    token_lists = tokenize([d.text for d in docs], return_ids=False)
-    lengths = Counter[int]()
-    counts = Counter[int]()
-    for doc, tokens in zip(docs, token_lists, strict=True):
-        cursor = db.execute(
-            "INSERT INTO kw_docs(level, key, article_id, outlet, day, length) "
-            "VALUES (?,?,?,?,?,?)",
-            (doc.level, doc.key, doc.article_id, doc.outlet, doc.day, len(tokens)),
-        )
-        number = cursor.lastrowid
-        db.executemany(
-            "INSERT INTO kw_postings(level, term, doc, tf) VALUES (?,?,?,?)",
-            [(doc.level, term, number, tf) for term, tf in Counter(tokens).items()],
-        )
-        lengths[doc.level] += len(tokens)
-        counts[doc.level] += 1
-    _add_totals(db, counts, lengths)
+    def share(self, avg_length: float) -> Any:
+        """Each posting's tf / (tf + k1 * (1 - b + b * length / avg_length))."""
+        import numpy as np
+
+        if self.unit is None or self.avg != avg_length:
+            k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+            tf = self.tfs.astype(np.float64)
+            norm = k1 * ((1 - b) + b * self.lengths.astype(np.float64) / avg_length)
+            self.unit, self.avg = tf / (norm + tf), avg_length
+        return self.unit
 
 
-def add_articles(db: sqlite3.Connection, article_ids: Sequence[str]) -> None:
-    """Index these articles as the catalog now holds them (inside the caller's transaction):
-    each chunk's embedded text, and the article's title and text."""
-    add_documents(db, _documents_of(db, article_ids))
+@dataclass
+class KeywordCache:
+    """Decoded keyword arrays of one catalog in one process, as of ``generation``: per document
+    its length, day, outlet code and whether it was removed; per asked term its postings."""
 
+    generation: int | None = None
+    built: str | None = None  # which build of the tables (document ids restart with each)
+    lengths: Any = None
+    days: Any = None
+    outlets: Any = None
+    dead: Any = None
+    outlet_codes: dict[str, int] = field(default_factory=dict)
+    terms: OrderedDict[tuple[int, str], _Postings] = field(default_factory=OrderedDict)
+    held: int = 0
+    sums: Any = None  # scratch, one slot per document, zero (and False) between searches
+    seen: Any = None
 
-def rebuild(db: sqlite3.Connection) -> None:
-    """Index every article of the catalog afresh (inside the caller's transaction)."""
-    for table in ("kw_postings", "kw_docs", "kw_totals"):
-        db.execute(f"DELETE FROM {table}")
-    ids = [r[0] for r in db.execute("SELECT id FROM articles")]
-    for i in range(0, len(ids), 200):
-        add_articles(db, ids[i : i + 200])
+    def refresh(self, db: sqlite3.Connection) -> int:
+        """Bring the facets up to the snapshot's generation (inside it); return it."""
+        import numpy as np
 
-
-def _documents_of(db: sqlite3.Connection, article_ids: Sequence[str]) -> list[KeywordDoc]:
-    """The keyword documents of these stored articles: each chunk's embedded text, and the
-    article's title and text."""
-    docs: list[KeywordDoc] = []
-    for article_id in article_ids:
-        title, text, outlet, published = db.execute(
-            "SELECT title, text, COALESCE(outlet, ''), published FROM articles WHERE id=?",
-            (article_id,),
-        ).fetchone()
-        day = day_number(date.fromisoformat(published)) if published else 0
-        docs += [
-            KeywordDoc(CHUNKS, chunk_id, article_id, outlet, day, embed_text)
-            for chunk_id, embed_text in db.execute(
-                "SELECT id, embed_text FROM chunks WHERE article_id=? ORDER BY idx", (article_id,)
-            )
-        ]
-        docs.append(KeywordDoc(ARTICLES, article_id, article_id, outlet, day, f"{title}\n{text}"))
-    return docs
-
-
-def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:
-    """Unindex every document (chunks and article) of these articles, inside the caller's
-    transaction, before the catalog deletes their rows: their text, tokenized again, names the
-    postings to delete (so postings need no second index by document)."""
-    ids = list(article_ids)
-    docs = _documents_of(db, [i for i in ids if _stored(db, i)])
-    numbers: dict[tuple[int, str], tuple[int, int]] = {}
-    for article_id in ids:
-        for doc, level, key, length in db.execute(
-            "SELECT doc, level, key, length FROM kw_docs WHERE article_id=?", (article_id,)
+        row = db.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        generation = int(row[0]) if row else 0
+        if self.generation is not None and generation == self.generation:
+            return generation
+        row = db.execute("SELECT value FROM meta WHERE key='keywords_built'").fetchone()
+        built = row[0] if row else None
+        if self.generation is None or generation < self.generation or built != self.built:
+            self.__init__()  # type: ignore[misc]  # rebuilt, or another file: start again
+            self.built = built
+            self.lengths, self.days, self.outlets = (np.zeros(0, np.int32) for _ in range(3))
+            self.dead = np.zeros(0, bool)
+        since = -1 if self.generation is None else self.generation
+        for block, lengths, days, outlets in db.execute(
+            "SELECT block, lengths, days, outlets FROM kw_facets WHERE version > ?", (since,)
         ):
-            numbers[(level, key)] = (doc, length)
-    lengths = Counter[int]()
-    counts = Counter[int]()
-    for doc, tokens in zip(docs, tokenize([d.text for d in docs], return_ids=False), strict=True):
-        if (doc.level, doc.key) not in numbers:
-            continue
-        number, length = numbers.pop((doc.level, doc.key))
-        db.executemany(
-            "DELETE FROM kw_postings WHERE level=? AND term=? AND doc=?",
-            [(doc.level, term, number) for term in set(tokens)],
-        )
-        lengths[doc.level] -= length
-        counts[doc.level] -= 1
-    for article_id in ids:
-        db.execute("DELETE FROM kw_docs WHERE article_id=?", (article_id,))
-    _add_totals(db, counts, lengths)
+            start = block * keyword_tables.BLOCK
+            values = [np.frombuffer(b, dtype="<i4") for b in (lengths, days, outlets)]
+            self._cover(start + len(values[0]))
+            for target, value in zip((self.lengths, self.days, self.outlets), values, strict=True):
+                target[start : start + len(value)] = value
+        gone = np.array([r[0] for r in db.execute(
+            "SELECT doc FROM kw_dead WHERE version > ?", (since,))], dtype=np.int64)
+        if gone.size:
+            self._cover(int(gone.max()) + 1)
+            self.dead[gone] = True
+        self.outlet_codes = dict(db.execute("SELECT name, id FROM kw_outlets"))
+        self.generation = generation
+        return generation
+
+    def _cover(self, size: int) -> None:
+        """Grow the per-document arrays to hold ``size`` documents."""
+        import numpy as np
+
+        if size <= len(self.dead):
+            return
+        size = max(size, len(self.dead) * 5 // 4)
+        for name in ("lengths", "days", "outlets", "dead"):
+            old = getattr(self, name)
+            new = np.zeros(size, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def postings(
+        self, db: sqlite3.Connection, level: int, term: str, version: int, generation: int,
+        avg_length: float,
+    ) -> _Postings:
+        """The term's postings as of ``generation`` (inside its snapshot), reading only the
+        blocks written since the cached copy, if any; shares for ``avg_length`` computed."""
+        import numpy as np
+
+        key = (level, term)
+        entry = self.terms.pop(key, None)
+        if entry is not None:
+            self.held -= entry.nbytes
+        if entry is None or version > entry.seen:
+            since = -1 if entry is None else entry.seen
+            entry = entry or _Postings(seen=since, blocks={})
+            for block, n, docs, tfs in db.execute(
+                "SELECT block, n, docs, tfs FROM kw_postings WHERE level=? AND term=? "
+                "AND version > ?", (level, term, since),
+            ):
+                entry.blocks[block] = decode(block, n, docs, tfs)
+            parts = [entry.blocks[b] for b in sorted(entry.blocks)]
+            entry.docs = np.concatenate([d for d, _ in parts]).astype(np.int32)
+            entry.tfs = np.concatenate([t for _, t in parts]).astype(np.float32)
+            entry.lengths = self.lengths[entry.docs].astype(np.float32)
+            entry.unit = None
+        entry.share(avg_length)
+        entry.seen = generation
+        self.terms[key] = entry
+        self.held += entry.nbytes
+        while self.held > CACHE_BYTES and len(self.terms) > 1:
+            _, old = self.terms.popitem(last=False)
+            self.held -= old.nbytes
+        return entry
 
 
-def _stored(db: sqlite3.Connection, article_id: str) -> bool:
-    return db.execute("SELECT 1 FROM articles WHERE id=?", (article_id,)).fetchone() is not None
+    def sum_by_document(self, asked: list[tuple[float, _Postings]]) -> tuple[Any, Any]:
+        """Each document's BM25 over the asked (weight, postings): (sorted doc ids, scores).
 
+        A document's shares are added in the order of ``asked``, whichever way is taken.
+        """
+        import numpy as np
 
-def _add_totals(db: sqlite3.Connection, counts: Counter[int], lengths: Counter[int]) -> None:
-    for level in set(counts) | set(lengths):
-        db.execute(
-            "INSERT INTO kw_totals(level, docs, length) VALUES (?,?,?) ON CONFLICT(level) DO "
-            "UPDATE SET docs = docs + excluded.docs, length = length + excluded.length",
-            (level, counts[level], lengths[level]),
-        )
+        docs = [e.docs for _, e in asked]
+        total = sum(len(d) for d in docs)
+        if total * 16 < len(self.dead):  # few postings: sort them
+            unique, inverse = np.unique(np.concatenate(docs), return_inverse=True)
+            values = np.concatenate([w * e.unit for w, e in asked])
+            return unique, np.bincount(inverse, weights=values)
+        if self.sums is None or len(self.sums) < len(self.dead):
+            self.sums = np.zeros(len(self.dead))  # kept: a fresh one costs its page faults
+            self.seen = np.zeros(len(self.dead), dtype=bool)
+        for weight, e in asked:
+            self.sums[e.docs] += weight * e.unit  # a term's doc ids are distinct
+            self.seen[e.docs] = True
+        unique = np.flatnonzero(self.seen)
+        scores = self.sums[unique]
+        self.sums[unique], self.seen[unique] = 0.0, False
+        return unique, scores
+
+    def admits(self, docs: Any, where: KeywordFilter | None) -> Any:
+        """Which of these documents are live and pass the filter (from the facets)."""
+        import numpy as np
+
+        keep = ~self.dead[docs]
+        if where is not None and where.outlets:
+            codes = [self.outlet_codes[o] for o in where.outlets if o in self.outlet_codes]
+            keep &= np.isin(self.outlets[docs], codes)  # no known outlet: admits none
+        if where is not None and (where.first_day or where.last_day):
+            keep &= KeywordFilter(first_day=where.first_day, last_day=where.last_day).admits(
+                None, self.days[docs]
+            )
+        return keep
 
 
 class KeywordLevel:
-    """BM25 over one level (chunks or articles) of the catalog's inverted index."""
+    """BM25 over one level (chunks or articles) of the catalog's keyword index."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock, level: int) -> None:
-        self.db, self.lock, self.level = db, lock, level
+    def __init__(
+        self, db: sqlite3.Connection, lock: threading.RLock, level: int, cache: KeywordCache
+    ) -> None:
+        self.db, self.lock, self.level, self.cache = db, lock, level, cache
 
     def search(
         self, query: str, k: int, where: KeywordFilter | None = None
@@ -219,60 +267,61 @@ class KeywordLevel:
         """Top-k (key, BM25 score > 0) for the query among the documents ``where`` admits.
 
         Reads the postings of the query's terms only (a term repeated in the query counts
-        each time, as in bm25s); idf and the average length are over the whole level.
+        each time, as in bm25s); idf and the average length are over the level's live
+        documents.  Ties go to the earlier indexed document.
         """
-        import numpy as np
-
-        terms = tokenize([query], return_ids=False)[0]
-        if not terms or k <= 0:
+        counts = Counter(tokenize([query], return_ids=False)[0])
+        if not counts or k <= 0:
             return []
-        k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
         with self.lock, _snapshot(self.db):
+            generation = self.cache.refresh(self.db)
             totals = self.db.execute(
                 "SELECT docs, length FROM kw_totals WHERE level=?", (self.level,)
             ).fetchone()
             if not totals or not totals[0]:
                 return []
             n_docs, avg_length = totals[0], totals[1] / totals[0]
-            postings = {
-                term: self.db.execute(
-                    "SELECT p.doc, p.tf, d.length, d.outlet, d.day, d.key FROM kw_postings p "
-                    "JOIN kw_docs d ON d.doc = p.doc WHERE p.level=? AND p.term=?",
-                    (self.level, term),
-                ).fetchall()
-                for term in set(terms)
-            }
-        parts = []
-        for term in terms:
-            rows = postings[term]
-            if rows:
-                idf = np.log(1 + (n_docs - len(rows) + 0.5) / (len(rows) + 0.5))
-                parts.append((rows, idf))
-        if not parts:
-            return []
-        rows = [r for part, _ in parts for r in part]
-        docs = np.array([r[0] for r in rows], dtype=np.int64)
-        tf = np.array([r[1] for r in rows], dtype=np.float64)
-        length = np.array([r[2] for r in rows], dtype=np.float64)
-        idf = np.concatenate([np.full(len(part), w) for part, w in parts])
-        values = idf * tf / (k1 * ((1 - b) + b * length / avg_length) + tf)
-        unique, first, inverse = np.unique(docs, return_index=True, return_inverse=True)
-        totals = np.bincount(inverse, weights=values)
-        if where is not None:
-            keep = where.admits(
-                np.array([rows[i][3] for i in first], dtype=object),
-                np.array([rows[i][4] for i in first], dtype=np.int64),
-            )
-            unique, totals = unique[keep], totals[keep]
-        order = np.lexsort((unique, -totals))[:k]
-        best = [(int(unique[i]), float(totals[i])) for i in order]
-        keys = {rows[i][0]: rows[i][5] for i in first}  # read in the same snapshot
-        return [(keys[d], float(s)) for d, s in best if s > 0]
+            terms = list(counts)
+            found = self.db.execute(
+                f"SELECT term, df, version FROM kw_terms WHERE level=? AND df > 0 AND term IN "
+                f"({','.join('?' * len(terms))})", (self.level, *terms),
+            ).fetchall()
+            asked = []
+            for term, df, version in found:
+                entry = self.cache.postings(
+                    self.db, self.level, term, version, generation, avg_length
+                )
+                idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+                asked.append((counts[term] * idf, entry))
+            if not asked:
+                return []
+            unique, scores = self.cache.sum_by_document(asked)
+            keep = self.cache.admits(unique, where)
+            unique, scores = unique[keep], scores[keep]
+            best = _top(unique, scores, k)
+            keys = dict(self.db.execute(
+                f"SELECT doc, key FROM kw_docs WHERE doc IN ({','.join('?' * len(best))})",
+                [int(unique[i]) for i in best],
+            )) if len(best) else {}
+        return [(keys[int(unique[i])], float(scores[i])) for i in best if scores[i] > 0]
+
+
+def _top(docs: Any, scores: Any, k: int) -> Any:
+    """Indices of the ``k`` best scores, best first; ties to the lower document id."""
+    import numpy as np
+
+    if len(scores) > 4 * k:
+        threshold = np.partition(scores, len(scores) - k)[len(scores) - k]
+        chosen = np.flatnonzero(scores >= threshold)
+    else:
+        chosen = np.arange(len(scores))
+    order = np.lexsort((docs[chosen], -scores[chosen]))[:k]
+    return chosen[order]
 
 
 @contextmanager
 def _snapshot(db: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction, so the totals and postings come from the same commit."""
+    """One read transaction, so the totals, facets and postings come from the same commit."""
     db.execute("BEGIN")
     try:
         yield
@@ -285,6 +334,9 @@ class KeywordIndex:
 
     tokenize = staticmethod(tokenize)
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.RLock) -> None:
-        self.chunks = KeywordLevel(db, lock, CHUNKS)
-        self.articles = KeywordLevel(db, lock, ARTICLES)
+    def __init__(
+        self, db: sqlite3.Connection, lock: threading.RLock, cache: KeywordCache | None = None
+    ) -> None:
+        cache = cache if cache is not None else KeywordCache()
+        self.chunks = KeywordLevel(db, lock, CHUNKS, cache)
+        self.articles = KeywordLevel(db, lock, ARTICLES, cache)

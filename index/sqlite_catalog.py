@@ -2,9 +2,10 @@
 
 WAL mode, so readers in other processes see each write transaction whole; one connection per
 process, shared by its threads under a lock.  Writes take SQLite's write lock (``BEGIN
-IMMEDIATE``), bump the generation, record the embedding model and update the keyword index
-(``index.keywords``) in the same transaction.  A catalog made before the keyword index lived
-here gets it built once, when first opened.
+IMMEDIATE``), bump the generation first (the keyword index stamps its rows with it), update
+the keyword index (``index.keyword_tables``) and record the embedding model, all in the same
+transaction.  A catalog made before the keyword index lived here, or with an older layout of
+it, gets it built once, when first opened.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from index.catalog import IndexedChunk, PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
-from index.keywords import SCHEMA as KEYWORD_SCHEMA
-from index.keywords import KeywordIndex, add_articles, rebuild
+from index.keyword_tables import VERSION as KEYWORDS_VERSION
+from index.keywords import KeywordCache, KeywordIndex, add_articles, rebuild
 from index.keywords import remove_articles as unindex_articles
 from index.models import Article
 from index.timex import TIMEX_VERSION, Mention
@@ -59,9 +60,6 @@ CREATE TABLE IF NOT EXISTS mentions (
 );
 """
 
-KEYWORDS_VERSION = "2"
-"""Bumped when the keyword index's tokens or layout change: the index is then rebuilt."""
-
 _ARTICLE_COLUMNS = "id, title, outlet, published, url, authors, text, source"
 _LISTED_COLUMNS = "id, title, outlet, published, url, authors, '', source"  # text left out
 _CHUNK_COLUMNS = "id, article_id, idx, sentences, embed_text"
@@ -80,7 +78,8 @@ class SqliteCatalog:
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA + KEYWORD_SCHEMA)
+            self.db.executescript(SCHEMA)
+            self._keyword_cache = KeywordCache()
             self._build_keywords_once()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
@@ -89,7 +88,8 @@ class SqliteCatalog:
             ) from exc
 
     def _build_keywords_once(self) -> None:
-        """Index every article and chunk for keyword search if this catalog predates it."""
+        """Index every article and chunk for keyword search if this catalog predates the
+        keyword index or its current layout (``keyword_tables.VERSION``)."""
         if self._meta("keywords") == KEYWORDS_VERSION:
             return
         with self._lock:
@@ -97,6 +97,7 @@ class SqliteCatalog:
             try:
                 row = self.db.execute("SELECT value FROM meta WHERE key='keywords'").fetchone()
                 if not row or row[0] != KEYWORDS_VERSION:
+                    _bump_generation(self.db)  # readers holding the old layout start again
                     rebuild(self.db)
                     self.db.execute(
                         "INSERT OR REPLACE INTO meta(key, value) VALUES('keywords', ?)",
@@ -110,7 +111,7 @@ class SqliteCatalog:
     @property
     def keywords(self) -> KeywordIndex:
         """Keyword search (BM25 over chunks and over articles) as of the last commit."""
-        return KeywordIndex(self.db, self._lock)
+        return KeywordIndex(self.db, self._lock, self._keyword_cache)
 
     def published_days(self, article_ids: Iterable[str]) -> dict[str, int]:
         """Publication day (YYYYMMDD, 0 when unknown) of each given article that is indexed."""
@@ -162,11 +163,8 @@ class SqliteCatalog:
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
+                _bump_generation(self.db)  # first: the keyword index stamps what it writes
                 yield self.db
-                self.db.execute(
-                    "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
-                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
                 self.db.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES('embedding', ?)",
                     (self.embedding_model,),
@@ -301,12 +299,12 @@ class SqliteCatalog:
         stale: list[str] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with self._transaction() as db:
-            for prepared in batch:
+            unindex_articles(db, [p.article.id for p in batch])  # once per batch: its cost
+            for prepared in batch:  # is the batch's, and the index's blocks are written once
                 article = prepared.article
                 ids = prepared.chunk_ids()
                 new_ids = set(ids)
                 stale.extend(i for i in _dense_ids(db, article.id) if i not in new_ids)
-                unindex_articles(db, [article.id])
                 db.execute("DELETE FROM chunks WHERE article_id=?", (article.id,))
                 db.execute(
                     "INSERT OR REPLACE INTO articles(id, title, outlet, published, url, authors, "
@@ -334,11 +332,11 @@ class SqliteCatalog:
                         for n, (cid, c) in enumerate(zip(ids, prepared.chunks, strict=True))
                     ],
                 )
-                add_articles(db, [article.id])
                 db.executemany(
                     "DELETE FROM pending_vectors WHERE id=?",
                     [(cid,) for cid in ids[: len(prepared.vectors)]],
                 )
+            add_articles(db, [p.article.id for p in batch])
             _put_pending(db, stale)
         return stale
 
@@ -358,6 +356,13 @@ class SqliteCatalog:
         """Release the connection."""
         with self._lock:
             self.db.close()
+
+
+def _bump_generation(db: sqlite3.Connection) -> None:
+    db.execute(
+        "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
+        "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+    )
 
 
 def _dense_ids(db: sqlite3.Connection, article_id: str) -> list[str]:

@@ -1,0 +1,178 @@
+"""The keyword index inside the SQLite catalog: kept by each write at the cost of its batch,
+read through a per-process cache that sees every connection's commits, scored as bm25s."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from index import keyword_tables
+from index.catalog import PreparedArticle
+from index.chunking import chunk_article
+from index.config import IndexConfig
+from index.keywords import BM25_PARAMS, KeywordFilter, tokenize
+from index.models import Article
+from index.sqlite_catalog import SqliteCatalog
+from tests.test_ingest import check_keywords_match_a_rebuild
+
+WORDS = [f"w{k}" for k in range(400)]
+
+
+def article(i: int, *, seed: int = 0, outlet: str = "Harbor Ledger", extra: str = "") -> Article:
+    """A deterministic article of a few hundred Zipf-like words (several chunks)."""
+    rng = random.Random(i * 1000 + seed)
+    sentences = [
+        " ".join(WORDS[min(int(rng.paretovariate(1.2)) - 1, 399)] for _ in range(12)).capitalize()
+        + "."
+        for _ in range(rng.randint(3, 30))
+    ]
+    return Article(id=f"a{i}", title=f"Story {i}", text=" ".join(sentences) + extra,
+                   outlet=outlet, published=f"2021-05-{1 + i % 28:02d}")
+
+
+def prepared(a: Article, version: str = "1") -> PreparedArticle:
+    chunks = chunk_article(a, max_tokens=60, count_tokens=lambda ts: [len(t.split()) for t in ts])
+    return PreparedArticle(a, f"h{version}", chunks, vectors=[])
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 16 documents, swept once 4 are removed: every path runs on a small archive."""
+    monkeypatch.setattr(keyword_tables, "BLOCK", 16)
+    monkeypatch.setattr(keyword_tables, "SWEEP_AT", 4)
+
+
+def catalog(folder: Path) -> SqliteCatalog:
+    return SqliteCatalog(IndexConfig(data_dir=folder))
+
+
+class Catalogued:
+    """What ``check_keywords_match_a_rebuild`` reads: a store's ``catalog``."""
+
+    def __init__(self, c: SqliteCatalog) -> None:
+        self.catalog = c
+
+
+def test_writes_removals_and_sweeps_keep_what_a_rebuild_builds(
+    small_blocks: None, tmp_path: Path
+) -> None:
+    c = catalog(tmp_path)
+    for start in (0, 10, 20):
+        c.replace([prepared(article(i)) for i in range(start, start + 10)])
+    c.delete([f"a{i}" for i in range(0, 30, 3)])
+    c.replace([prepared(article(i, seed=1), "2") for i in (1, 2, 25)])  # edited versions
+    check_keywords_match_a_rebuild(Catalogued(c))  # type: ignore[arg-type]
+    swept = [r[0] for r in c.db.execute("SELECT doc FROM kw_dead WHERE swept=1")]
+    assert swept, "some block reached SWEEP_AT removed documents"
+    for block, n, docs, tfs in c.db.execute("SELECT block, n, docs, tfs FROM kw_postings"):
+        ids = set(keyword_tables.decode(block, n, docs, tfs)[0].tolist())
+        assert not ids & set(swept), "a swept block holds no removed document"
+
+
+def test_a_batch_rewrites_only_the_blocks_of_its_new_documents(
+    small_blocks: None, tmp_path: Path
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(40)])
+    first_new = c.db.execute("SELECT seq FROM sqlite_sequence WHERE name='kw_docs'").fetchone()[0]
+    blocks_before = c.db.execute("SELECT COUNT(DISTINCT block) FROM kw_postings").fetchone()[0]
+    c.replace([prepared(article(i)) for i in range(40, 42)])
+    written = {r[0] for r in c.db.execute(
+        "SELECT block FROM kw_postings WHERE version=?", (c.generation,))}
+    assert blocks_before > 5
+    assert min(written) == (first_new + 1) // keyword_tables.BLOCK
+    facets = {r[0] for r in c.db.execute(
+        "SELECT block FROM kw_facets WHERE version=?", (c.generation,))}
+    assert facets == written
+
+
+def test_a_reader_sees_each_commit_of_another_connection(small_blocks: None, tmp_path: Path) -> None:
+    writer, reader = catalog(tmp_path), catalog(tmp_path)  # two connections, as two processes
+    writer.replace([prepared(article(i)) for i in range(20)])
+    assert reader.keywords.articles.search("w0 w1", 5)  # the reader's cache is now warm
+    writer.replace([prepared(article(20, extra=" Zanzibar zanzibar."))])
+    assert [a for a, _ in reader.keywords.articles.search("zanzibar", 5)] == ["a20"]
+    writer.replace([prepared(article(3, seed=9, extra=" Zanzibar."), "2")])
+    fresh = catalog(tmp_path)
+    for query in ("zanzibar", "w0 w3 w17", "w5 w5 w250"):
+        for level in ("articles", "chunks"):
+            got = getattr(reader.keywords, level).search(query, 10)
+            assert got == getattr(fresh.keywords, level).search(query, 10)
+    writer.delete(["a20"])
+    assert [a for a, _ in reader.keywords.articles.search("zanzibar", 5)] == ["a3"]
+
+
+def test_scores_equal_bm25s_after_removals(small_blocks: None, tmp_path: Path) -> None:
+    import bm25s
+
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(30)])
+    c.delete([f"a{i}" for i in range(0, 30, 4)])
+    ids = [r[0] for r in c.db.execute("SELECT id FROM articles ORDER BY id")]
+    texts = [f"{c.get_article(i).title}\n{c.get_article(i).text}" for i in ids]
+    reference = bm25s.BM25(**BM25_PARAMS)
+    reference.index(tokenize(texts), show_progress=False)
+    for query in ("w0 w3 w17", "w40 w41 w42 w42", "story w9"):
+        words = [w for w in tokenize([query], return_ids=False)[0] if w in reference.vocab_dict]
+        docs, scores = reference.retrieve([words], k=5, show_progress=False)
+        expected = [(ids[d], float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        got = c.keywords.articles.search(query, 5)
+        assert [a for a, _ in got] == [a for a, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("where", "admitted"),
+    [
+        (KeywordFilter(outlets=("Quay Times",)), {"a1", "a3", "a5"}),
+        (KeywordFilter(outlets=("Nobody's Gazette",)), set()),
+        (KeywordFilter(first_day=20210503, last_day=20210505), {"a2", "a3", "a4"}),
+        (KeywordFilter(outlets=("Harbor Ledger",), last_day=20210503), {"a0", "a2"}),
+    ],
+)
+def test_filters_use_each_documents_outlet_and_day(
+    tmp_path: Path, where: KeywordFilter, admitted: set[str]
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i, outlet="Quay Times" if i % 2 else "Harbor Ledger",
+                                extra=" Lighthouse.")) for i in range(6)])
+    hits = c.keywords.articles.search("lighthouse", 10, where)
+    assert {a for a, _ in hits} == admitted
+    chunks = c.keywords.chunks.search("lighthouse", 50, where)
+    assert {key.split("#")[0] for key, _ in chunks} == admitted
+
+
+def test_a_catalog_with_the_previous_keyword_layout_is_rebuilt_on_open(tmp_path: Path) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i, extra=" Lighthouse.")) for i in range(5)])
+    for table in keyword_tables.TABLES:  # what layout 2 held: rows per posting
+        c.db.execute(f"DROP TABLE {table}")
+    c.db.execute("CREATE TABLE kw_postings (level INTEGER, term TEXT, doc INTEGER, tf INTEGER)")
+    c.db.execute("CREATE TABLE kw_docs (doc INTEGER PRIMARY KEY, level INTEGER, key TEXT)")
+    c.db.execute("UPDATE meta SET value='2' WHERE key='keywords'")
+    c.close()
+    reopened = catalog(tmp_path)
+    assert reopened._meta("keywords") == keyword_tables.VERSION
+    assert {a for a, _ in reopened.keywords.articles.search("lighthouse", 10)} == {
+        f"a{i}" for i in range(5)}
+    check_keywords_match_a_rebuild(Catalogued(reopened))  # type: ignore[arg-type]
+
+
+def test_a_reader_drops_what_it_holds_when_the_tables_are_rebuilt(
+    small_blocks: None, tmp_path: Path
+) -> None:
+    writer, reader = catalog(tmp_path), catalog(tmp_path)
+    writer.replace([prepared(article(i, extra=" Lighthouse.")) for i in range(8)])
+    writer.delete(["a0", "a1"])
+    assert len(reader.keywords.articles.search("lighthouse", 10)) == 6  # a0, a1: tombstones
+    with writer.snapshot():
+        writer.db.execute("BEGIN IMMEDIATE")
+        writer.db.execute("UPDATE meta SET value = value + 1 WHERE key='generation'")
+        keyword_tables.rebuild(writer.db)  # document ids start again from 1
+        writer.db.execute("COMMIT")
+    assert {a for a, _ in reader.keywords.articles.search("lighthouse", 10)} == {
+        f"a{i}" for i in range(2, 8)}
+    assert reader.keywords.chunks.search("w0", 20) == catalog(tmp_path).keywords.chunks.search(
+        "w0", 20)
