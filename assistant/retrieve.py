@@ -219,10 +219,13 @@ class DenseRetriever(FusedRetriever):
 
     def search(self, question: str, filters: Filters) -> list[Signal]:
         """One signal, "dense": the ``candidates`` chunks most cosine-similar to the question
-        among those the filters admit (a Chroma ``where`` on outlet and publication day),
-        scored 1 - cosine distance.  Only chunks the catalog holds count (``Store.search_vectors``)."""
+        among those the filters admit (checked on the nearest vectors' metadata, or a Chroma
+        ``where`` on outlet and publication day when too few of those pass), scored
+        1 - cosine distance.  Only chunks the catalog holds count (``Store.search_vectors``)."""
         vector = self.embedder.embed_query(question)
-        found = self.store.search_vectors(vector, self.candidates, where=filters.chroma_where())
+        found = self.store.search_vectors(
+            vector, self.candidates, where=filters.chroma_where(), admit=filters.admits
+        )
         return [Signal("dense", found)]
 
 

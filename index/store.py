@@ -56,7 +56,7 @@ __all__ = [  # the part modules' names stay importable from here
     "tokenize",
 ]
 
-POSTFILTER_WIDTH = 4
+POSTFILTER_WIDTH = 3
 """How many times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
 for a ``where`` query (``Store.search_vectors``)."""
 
@@ -253,7 +253,9 @@ class Store:
                 found = self.vectors.query(vector, POSTFILTER_WIDTH * n, admit=admit)
             except (ChromaError, KeyError):
                 found = []  # an old view: the ``where`` path below reopens and retries
-            known = self.catalog.chunks([c for c, _ in found])
+            known = self.catalog.chunks([c for c, _ in found[:n]])
+            if len(known) < n:  # strays among the first n: look further down
+                known = self.catalog.chunks([c for c, _ in found])
             hits = [(c, score) for c, score in found if c in known]
             if len(hits) >= n:
                 return hits[:n]

@@ -288,3 +288,8 @@ def test_a_wide_filter_checked_on_the_nearest_vectors_finds_what_chromas_where_f
             monkeypatch.setattr(store.vectors, "query", query)
     assert paths.count("post-filter") == 6  # tried first for every filtered search
     assert 0 < paths.count("where") < 6  # and Chroma's ``where`` only when too few passed
+    paths.clear()
+    monkeypatch.setattr(store.vectors, "query", recorded)
+    retrieve("When did Assad visit Moscow?", filters[0], mode="dense", settings=sample_index,
+             store=store, embedder=embedder)
+    assert paths[0] == "post-filter"  # the dense retriever passes the filter both ways
