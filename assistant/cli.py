@@ -43,6 +43,13 @@ Until = Annotated[str | None, typer.Option(help="Only articles published on/befo
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="As of YYYY-MM-DD: later articles are not used.")
 ]
+Llm = Annotated[
+    str | None,
+    typer.Option(
+        help="extractive, openai:MODEL, openai-compatible:MODEL or local:PATH.gguf "
+        "(default: NEWSDESK_LLM, else extractive)."
+    ),
+]
 
 
 def get_settings(**overrides: Any) -> Settings:
@@ -201,9 +208,7 @@ def ask(
     retriever: Annotated[
         str | None, typer.Option(help="hybrid (default), dense or bm25.")
     ] = None,
-    llm: Annotated[
-        str | None, typer.Option(help="extractive, openai:MODEL or openai-compatible:MODEL.")
-    ] = None,
+    llm: Llm = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is written.")] = True,
 ) -> None:
@@ -328,9 +333,7 @@ def serve(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     data_dir: DataDir = None,
-    llm: Annotated[
-        str | None, typer.Option(help="extractive, openai:MODEL or openai-compatible:MODEL.")
-    ] = None,
+    llm: Llm = None,
     ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Mount the chat UI at /ui.")] = True,
 ) -> None:
     """Serve the HTTP API (REST and OpenAI-compatible) and the chat UI; docs at /docs."""
@@ -346,9 +349,7 @@ def chat(
         str, typer.Option(help="Address to serve on; keep the default to stay on this machine.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 7860,
-    llm: Annotated[
-        str | None, typer.Option(help="extractive, openai:MODEL or openai-compatible:MODEL.")
-    ] = None,
+    llm: Llm = None,
 ) -> None:
     """Open the chat UI: answers with each cited sentence highlighted in its source."""
     from assistant.ui import launch
