@@ -184,7 +184,8 @@ class Assistant:
 
         started = time.perf_counter()
         enforced = enforce(
-            draft.text, sources, self.support, threshold=self.settings.writer.support_threshold
+            draft.text, sources, self.support, threshold=self.settings.writer.support_threshold,
+            pieces=draft.pieces,
         )
         timings["citations"] = time.perf_counter() - started
         notice = None
@@ -324,6 +325,7 @@ class _Draft:
     text: str = ""
     usage: dict[str, int] = field(default_factory=dict)
     short_answer: ShortAnswer | None = None
+    pieces: tuple[str, ...] = ()
 
     def take(self, events: Iterator[ChatEvent]) -> Iterator[StreamEvent]:
         """Pass the writer's text on as delta events, keeping the text and the usage."""
@@ -333,6 +335,7 @@ class _Draft:
                     self.text += piece
                     if isinstance(event, ExtractiveText):
                         self.short_answer = event.short_answer
+                        self.pieces = event.pieces
                     yield StreamEvent(type="delta", text=piece)
                 case Usage():
                     self.usage = event.as_dict()

@@ -73,15 +73,18 @@ def strip_markers(text: str) -> str:
     return re.sub(r"\s{2,}", " ", text).strip()
 
 
-def parse(text: str) -> list[ParsedSentence]:
+def parse(text: str, pieces: Sequence[str] | None = None) -> list[ParsedSentence]:
     """Split an answer into sentences and read each one's citation numbers.
 
-    Markers that open a sentence (``... Moscow. [1] Putin ...``) or stand alone belong to the
-    sentence before them; duplicates are kept once, in order of appearance.
+    ``pieces`` is the writer's own partition of ``text`` into sentences, in order, when it
+    knows one (the extractive writer quotes whole sentences); otherwise, or when a piece is not
+    found in order, the text is split as articles are (Punkt). Markers that open a sentence
+    (``... Moscow. [1] Putin ...``) or stand alone belong to the sentence before them;
+    duplicates are kept once, in order of appearance.
     """
     sentences: list[ParsedSentence] = []
     previous_end, gap = 0, ""
-    for start, end in sentence_spans(text):
+    for start, end in _piece_spans(text, pieces) or sentence_spans(text):
         raw = text[start:end]
         gap += text[previous_end:start]
         previous_end = end
@@ -99,6 +102,20 @@ def parse(text: str) -> list[ParsedSentence]:
             sentences.append(parsed)
             gap = ""
     return sentences
+
+
+def _piece_spans(text: str, pieces: Sequence[str] | None) -> list[tuple[int, int]]:
+    """Where each of ``pieces`` sits in ``text``, in order; empty unless they are all found
+    and nothing but whitespace lies outside them."""
+    spans: list[tuple[int, int]] = []
+    position = 0
+    for piece in map(str.strip, pieces or ()):
+        start = text.find(piece, position) if piece else -1
+        if start < 0 or text[position:start].strip():
+            return []
+        position = start + len(piece)
+        spans.append((start, position))
+    return spans if not text[position:].strip() else []
 
 
 def _add_numbers(sentence: ParsedSentence, raw: str) -> None:
@@ -127,7 +144,12 @@ class Enforced:
 
 
 def enforce(
-    text: str, sources: Sequence[Source], support: SupportFn, *, threshold: float
+    text: str,
+    sources: Sequence[Source],
+    support: SupportFn,
+    *,
+    threshold: float,
+    pieces: Sequence[str] | None = None,
 ) -> Enforced:
     """Hold ``text`` to the citation rules against ``sources``; see the module docstring.
 
@@ -135,11 +157,12 @@ def enforce(
     source whose best sentence supports it (``support`` at or above ``threshold``); every other
     sentence is removed from the text and listed in ``dropped`` with the reason.  Markers that
     name no source are removed from the text too.  An answer left with no sentence is the
-    cannot-answer sentinel, refused.
+    cannot-answer sentinel, refused.  ``pieces``: the writer's sentences, if it knows them
+    (``parse``).
     """
     if is_refusal(text) or not text.strip():
         return Enforced(CANNOT_ANSWER, [], [], True, [])
-    every = parse(text)
+    every = parse(text, pieces)
     parsed = [p for p in every if p.text]  # markers alone say nothing
     by_number = {s.number: s for s in sources}
     warnings: list[str] = []

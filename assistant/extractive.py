@@ -128,6 +128,7 @@ class ExtractiveText(TextDelta):
     """The extractive answer's text, with the short answer it quotes (None without one)."""
 
     short_answer: ShortAnswer | None = None
+    pieces: tuple[str, ...] = ()  # the text's sentences, so enforcement need not split it
 
 
 class ExtractiveWriter:
@@ -246,8 +247,8 @@ class ExtractiveWriter:
     ) -> Iterator[ChatEvent]:
         """The chosen sentences with their markers (or the cannot-answer sentinel), in one
         piece that also carries the short answer."""
-        text, short = self.answer_with_short(question, sources)
-        yield ExtractiveText(text, short_answer=short)
+        pieces, short = self.compose(question, sources)
+        yield ExtractiveText(" ".join(pieces), short_answer=short, pieces=tuple(pieces))
 
     def answer(self, question: str, sources: Sequence[Source]) -> str:
         """The chosen sentences with their markers, or the cannot-answer sentinel."""
@@ -281,10 +282,18 @@ class ExtractiveWriter:
         self, question_text: str, sources: Sequence[Source]
     ) -> tuple[str, ShortAnswer | None]:
         """The answer text with markers (or the sentinel), and its short answer if any."""
+        pieces, short = self.compose(question_text, sources)
+        return " ".join(pieces), short
+
+    def compose(
+        self, question_text: str, sources: Sequence[Source]
+    ) -> tuple[list[str], ShortAnswer | None]:
+        """The answer's sentences with their markers (or the sentinel alone), and its short
+        answer if any."""
         question = q_analysis.analyse(question_text)
         found = self.choose(question, sources)
         if not found:
-            return CANNOT_ANSWER, None
+            return [CANNOT_ANSWER], None
         best = found[0]
         i, j = best.i, best.j
         picks = [(i, j)]
@@ -310,7 +319,7 @@ class ExtractiveWriter:
         parts = [f"{_quoted(sources[a].sentences[b].text)} [{sources[a].number}]" for a, b in picks]
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
-        return " ".join(parts), _short_answer(question, sources, best)
+        return parts, _short_answer(question, sources, best)
 
     @staticmethod
     def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:

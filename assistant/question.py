@@ -386,6 +386,6 @@ def speaks(speaker: str, sentence: str) -> bool:
 
 @cache
 def stop_words() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
+    from index.keyword_tables import stop_words as keyword_stop_words
 
-    return frozenset(STOPWORDS_EN)
+    return keyword_stop_words()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 
+from index.lean_import import import_without
 from index.models import Article, Chunk
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
@@ -30,8 +31,7 @@ depends on the machine's load."""
 
 
 # NLTK's package import pulls in scikit-learn, SciPy and pandas for features newsdesk never uses
-# (classifiers, collocation statistics): seconds of start-up for a sentence splitter.  They are
-# hidden while NLTK loads (NLTK treats each as an optional import) and visible again right after.
+# (classifiers, collocation statistics): seconds of start-up for a sentence splitter.
 _NLTK_OPTIONAL = ("sklearn", "scipy.stats", "pandas")
 
 
@@ -39,24 +39,16 @@ _NLTK_OPTIONAL = ("sklearn", "scipy.stats", "pandas")
 def _punkt():  # type: ignore[no-untyped-def]
     """NLTK's Punkt English model, from the copy llama-index ships (no download)."""
     import importlib.util
-    import sys
 
-    hidden = [name for name in _NLTK_OPTIONAL if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        import nltk.data
-        from nltk.tokenize.punkt import PunktTokenizer
-    finally:
-        for name in hidden:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
+    punkt = import_without("nltk.tokenize.punkt", _NLTK_OPTIONAL)
+    import nltk.data
+
     spec = importlib.util.find_spec("llama_index.core")  # located, not imported: it is slow
     assert spec is not None and spec.submodule_search_locations
     cache = Path(next(iter(spec.submodule_search_locations))) / "_static" / "nltk_cache"
     if str(cache) not in nltk.data.path:
         nltk.data.path.insert(0, str(cache))
-    return PunktTokenizer("english")
+    return punkt.PunktTokenizer("english")
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

@@ -43,6 +43,24 @@ def test_parse(answer: str, expected: list[tuple[str, list[int]]]) -> None:
     assert [(p.text, p.numbers) for p in parse(answer)] == expected
 
 
+def test_a_writer_that_knows_its_sentences_keeps_them_whole() -> None:
+    # Read alone, Punkt ends a sentence after "pct." (an abbreviation it does not know); the
+    # writer's own partition says where its quoted sentences begin and end.
+    pieces = ["Shares fell 3 pct. in Tokyo trade. [2]", "It was Monday. [1]"]
+    assert len(parse(" ".join(pieces))) == 3
+    parsed = parse(" ".join(pieces), pieces)
+    assert [(p.text, p.numbers) for p in parsed] == [
+        ("Shares fell 3 pct. in Tokyo trade.", [2]), ("It was Monday.", [1])]
+
+
+@pytest.mark.parametrize("pieces", [["Assad visited Moscow. [1]"], ["Putin spoke later. [2]"],
+                                    ["Putin spoke later. [2]", "Assad visited Moscow. [1]"]])
+def test_a_partition_that_does_not_cover_the_text_in_order_is_ignored(pieces: list[str]) -> None:
+    text = "Assad visited Moscow. [1] Putin spoke later. [2]"
+    assert [(p.text, p.numbers) for p in parse(text, pieces)] == [
+        ("Assad visited Moscow.", [1]), ("Putin spoke later.", [2])]
+
+
 def test_strip_markers_leaves_clean_punctuation() -> None:
     assert strip_markers("He left [1] , then came back [2][3] .") == "He left, then came back."
 

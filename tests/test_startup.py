@@ -60,6 +60,20 @@ def test_ask_answers_without_ever_importing_torch(sample_index: Settings) -> Non
 
 
 @pytest.mark.slow
+def test_an_extractive_ask_loads_no_sentence_splitter_and_no_sparse_matrices(
+    sample_index: Settings,
+) -> None:
+    """Its answer quotes whole sentences, so nothing re-splits it; keyword search uses bm25s's
+    tokenizer only, so SciPy stays out."""
+    code, modules, out = run_newsdesk(
+        ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
+    )
+    assert code == 0, out
+    assert not modules & {"nltk", "scipy", "tqdm"}, sorted(modules & {"nltk", "scipy", "tqdm"})
+    assert "bm25s" in modules  # the keyword side did run
+
+
+@pytest.mark.slow
 def test_the_first_command_on_a_new_machine_says_it_prepares_the_model_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
