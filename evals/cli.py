@@ -54,7 +54,8 @@ def eval_command(
     llm: Annotated[
         str,
         typer.Option(
-            help="Answer modes, comma-separated: extractive, openai:MODEL, openai-compatible:MODEL."
+            help="Answer modes, comma-separated: extractive, openai:MODEL, openai-compatible:MODEL, "
+            "local:PATH.gguf."
         ),
     ] = "extractive",
     compare: Annotated[

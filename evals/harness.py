@@ -375,7 +375,7 @@ def score(
             "citations": len(answer.citations),
             "citation_validity": m.citation_validity(answer.citations, texts),
             "citation_precision": m.citation_precision(answer.citations),
-            "citation_recall": m.citation_recall(answer.sentences),
+            "citation_recall": m.citation_recall(answer.sentences, answer.dropped),
             "latency_retrieval": answer.timings.get("retrieval"),
             "latency_generation": answer.timings.get("generation"),
             "latency_citations": answer.timings.get("citations"),

@@ -135,11 +135,15 @@ def citation_precision(citations: Sequence[CitationLike]) -> float | None:
     return sum(c.supported for c in citations) / len(citations)
 
 
-def citation_recall(sentences: Sequence[SentenceLike]) -> float | None:
-    """Share of answer sentences with at least one supporting citation (ALCE recall)."""
-    if not sentences:
+def citation_recall(sentences: Sequence[SentenceLike], dropped: Sequence[object] = ()) -> float | None:
+    """Share of the sentences the writer wrote with at least one supporting citation (ALCE
+    recall): the answer's sentences plus those the citation check removed (``dropped``), so a
+    writer whose claims lose their citations scores below 1 even though its answer never shows
+    them."""
+    written = len(sentences) + len(dropped)
+    if not written:
         return None
-    return sum(s.supported for s in sentences) / len(sentences)
+    return sum(s.supported for s in sentences) / written
 
 
 def mean(values: Iterable[float | bool | None]) -> float | None:

@@ -58,8 +58,9 @@ NOTES = """\
 - **refusal accuracy**: unanswerable questions refused; **false-refusal rate**: answerable ones
   refused anyway.
 - **citation validity**: the quote is exactly `article.text[start:end]` in the index;
-  **precision**: citations whose span supports their sentence; **recall**: answer sentences
-  with a supporting citation (ALCE-style; averaged over answers that have citations).
+  **precision**: citations whose span supports their sentence; **recall**: the sentences the
+  writer wrote (kept or removed by the citation check) that have a supporting citation
+  (ALCE-style; averaged over answers that wrote any).
 - **latency**: seconds per stage from `Answer.timings`; total is the wall time of `ask`.
 """
 

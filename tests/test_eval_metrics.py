@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.models import AnswerSentence, Citation
+from assistant.models import AnswerSentence, Citation, DroppedSentence
 from evals.metrics import (
     citation_precision,
     citation_recall,
@@ -182,6 +182,14 @@ def test_citation_recall_is_the_share_of_supported_sentences(
     supported: list[bool], expected: float | None
 ) -> None:
     assert citation_recall([sentence(s) for s in supported]) == expected
+
+
+@pytest.mark.parametrize(("kept", "dropped", "expected"), [(1, 1, 0.5), (0, 2, 0.0), (2, 0, 1.0)])
+def test_citation_recall_counts_the_sentences_the_check_removed(
+    kept: int, dropped: int, expected: float
+) -> None:
+    removed = [DroppedSentence(text="Uncited.", kind="uncited", reason="it cites no source")]
+    assert citation_recall([sentence(True)] * kept, removed * dropped) == expected
 
 
 @pytest.mark.parametrize(
