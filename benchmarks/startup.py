@@ -11,10 +11,15 @@ Measured, each over ``--runs`` fresh processes (median, min, max), in one run:
 
 Every ``ask`` run is also checked for torch: the run fails if torch was imported.
 
+``--against REV`` also times ``newsdesk ask`` from a checkout of an earlier commit (a temporary
+git worktree), alternating with this tree's runs over the same index, so a change in start-up is
+measured in one run on this shared, noisy machine.
+
 Run from the repository root::
 
     python benchmarks/startup.py            # 5 runs each
     python benchmarks/startup.py --runs 9
+    python benchmarks/startup.py --against 5a68301
 """
 
 from __future__ import annotations
@@ -44,10 +49,10 @@ TORCH_PROBE = (
 )
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
     """Wall seconds of one process run; a failing command ends the benchmark."""
     started = time.perf_counter()
-    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, cwd=cwd)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -106,11 +111,17 @@ def summary(name: str, seconds: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--against", metavar="REV", help="also time `ask` at this git commit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        earlier = Path(tmp) / "earlier"
+        if args.against:
+            subprocess.run(["git", "worktree", "add", "--detach", str(earlier), args.against],
+                           cwd=REPO, check=True, capture_output=True)
         env = {
             k: v for k, v in os.environ.items()
-            if not k.startswith("NEWSDESK_") and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}
+            if not k.startswith("NEWSDESK_")
+            and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "PYTHONPATH"}
         }
         env |= {"NEWSDESK_DATA_DIR": str(Path(tmp) / "data"), "NEWSDESK_LLM": "extractive"}
         subprocess.run(
@@ -122,10 +133,21 @@ def main() -> None:
         rows = {
             "python -c pass": [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)],
             "newsdesk --help": [timed(newsdesk + ["--help"], env) for _ in range(args.runs)],
-            "newsdesk ask": [timed(newsdesk + ["ask", QUESTION], env) for _ in range(args.runs)],
-            "serve first answer": [serve_first_answer(env) for _ in range(args.runs)],
+            "newsdesk ask": [],
         }
+        if args.against:
+            timed(newsdesk + ["ask", QUESTION], env, earlier)
+            rows[f"newsdesk ask at {args.against}"] = []
+        for _ in range(args.runs):  # alternating, so both see the same load
+            rows["newsdesk ask"].append(timed(newsdesk + ["ask", QUESTION], env))
+            if args.against:
+                rows[f"newsdesk ask at {args.against}"].append(
+                    timed(newsdesk + ["ask", QUESTION], env, earlier))
+        rows["serve first answer"] = [serve_first_answer(env) for _ in range(args.runs)]
         timed([sys.executable, "-c", TORCH_PROBE.format(q=QUESTION)], env)
+        if args.against:
+            subprocess.run(["git", "worktree", "remove", "--force", str(earlier)], cwd=REPO,
+                           check=True, capture_output=True)
     print(f"{args.runs} cold runs each; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     print("| command | median s | min s | max s | target |")
     print("|---|---|---|---|---|")

@@ -43,6 +43,10 @@ class OnnxEncoder:
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
+        # ONNX Runtime's threads spin between operators by default: on a small shared machine
+        # that steals the cores the rest of a question needs (a cold `ask` ran 0.1-0.9 s
+        # slower), while batch embedding is no faster (benchmarks/RESULTS.md, start-up).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(
                 str(bundled.onnx_path), options, providers=["CPUExecutionProvider"]
