@@ -60,11 +60,13 @@ POSTFILTER_WIDTH = 3
 """How many times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
 for a ``where`` query (``Store.search_vectors``)."""
 
-POSTFILTER_SHARE = 0.5
+POSTFILTER_SHARE = 1 / POSTFILTER_WIDTH
 """The least share of the vectors a filter must be estimated to admit for dense search to check
-the nearest vectors first: then ``n`` of the ``POSTFILTER_WIDTH * n`` nearest are expected to
-pass with room to spare (1.5 ``n`` at width 3).  A narrower filter goes straight to Chroma's
-``where``, which is cheap when it admits little."""
+the nearest vectors first: the share at which ``n`` of the ``POSTFILTER_WIDTH * n`` nearest are
+expected to pass.  Below it the check mostly fails and the search would pay for it and for
+Chroma's ``where`` (cheap when it admits little); above it the check mostly succeeds and
+spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md, "Dense filter
+path chosen by selectivity")."""
 
 
 class Store:

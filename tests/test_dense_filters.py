@@ -1,7 +1,8 @@
 """Filtered dense search: the path is chosen by how much of the archive the filter admits.
 
-A filter the catalog's counts say admits at least half the vectors is checked on the metadata of
-the nearest vectors first; a narrower one goes straight to Chroma's ``where``.  Both give the
+A filter the catalog's counts say admits at least a third of the vectors (``1 / POSTFILTER_WIDTH``)
+is checked on the metadata of the nearest vectors first; a narrower one goes straight to Chroma's
+``where``.  Both give the
 nearest admitted chunks.  Real Chroma and the real model throughout; the only observation is a
 recorder around ``ChromaVectors.query`` that passes every call through.
 """
@@ -85,7 +86,7 @@ def test_a_narrow_filter_goes_straight_to_chromas_where(
     ]
     for within in narrow:
         total, of_outlets, of_days = store.catalog.dense_counts(within)
-        assert of_outlets * of_days < 0.5 * total * total
+        assert of_outlets * of_days < store.postfilter_share * total * total
         for question in QUESTIONS:
             chroma_calls.clear()
             found = store.search_vectors(embedder.embed_query(question), 5, within=within)
