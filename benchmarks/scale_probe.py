@@ -144,8 +144,8 @@ did before the choice), always Chroma's ``where`` (what it did before the neares
 
 def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> dict[str, Any]:
     """p50/p95 of the dense and hybrid retrievers with an outlet filter and with as_of, along each
-    of ``PATHS``, the paths taking turns question by question (in rotated order) so they share
-    the machine's load; with the Chroma queries per search, and for dense each question's
+    of ``PATHS``, the paths taking turns question by question (each as often first, and after
+    each other path, so the order favours none) and share the machine's load; with the Chroma queries per search, and for dense each question's
     estimated share and milliseconds per path (the crossover).  ``asked[:3]`` only warm up."""
     import numpy as np
 
@@ -179,6 +179,8 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                     estimates.append(time.perf_counter() - started)
                     shares.append(of_outlets * of_days / total / total)
                     order = list(PATHS)[i % 3 :] + list(PATHS)[: i % 3]
+                    if i // 3 % 2:  # each path goes first, and after each other, as often
+                        order.reverse()
                     for path in order:
                         store.postfilter_share = chosen if PATHS[path] is None else PATHS[path]
                         calls[0] = 0
