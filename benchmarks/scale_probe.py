@@ -145,8 +145,9 @@ did before the choice), always Chroma's ``where`` (what it did before the neares
 def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> dict[str, Any]:
     """p50/p95 of the dense and hybrid retrievers with an outlet filter and with as_of, along each
     of ``PATHS``, the paths taking turns question by question (each as often first, and after
-    each other path, so the order favours none) and share the machine's load; with the Chroma queries per search, and for dense each question's
-    estimated share and milliseconds per path (the crossover).  ``asked[:3]`` only warm up."""
+    each other path, so the order favours none) and share the machine's load; with the Chroma
+    queries per search, and for dense each question's estimated share and milliseconds per path
+    (the crossover).  ``asked[:3]`` only warm up."""
     import numpy as np
 
     from assistant.retrieve import Filters, get_retriever
