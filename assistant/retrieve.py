@@ -21,7 +21,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -78,31 +78,9 @@ class Filters(BaseModel):
         """True when any filter is set."""
         return bool(self.outlets or self.since or self.latest)
 
-    def chroma_where(self) -> dict[str, Any] | None:
-        """The filters as a Chroma ``where`` clause. Undated articles fail any date bound."""
-        terms: list[dict[str, Any]] = []
-        if self.outlets:
-            terms.append({"outlet": {"$in": list(self.outlets)}})
-        if self.since:
-            terms.append({"published": {"$gte": day_number(self.since)}})
-        if self.latest:
-            terms.append({"published": {"$lte": day_number(self.latest)}})
-            terms.append({"published": {"$gt": 0}})
-        if not terms:
-            return None
-        return terms[0] if len(terms) == 1 else {"$and": terms}
-
-    def admits(self, metadata: dict[str, Any]) -> bool:
-        """Whether one vector's Chroma metadata passes the filters: ``chroma_where`` as a test."""
-        day = metadata.get("published", 0)
-        if self.outlets and metadata.get("outlet") not in self.outlets:
-            return False
-        if self.since and day < day_number(self.since):
-            return False
-        return not self.latest or 0 < day <= day_number(self.latest)
-
     def keyword_filter(self) -> KeywordFilter | None:
-        """The filters as the keyword engine takes them; None when no filter is set."""
+        """The filters as the index's searches take them (keyword and vector); None when no
+        filter is set."""
         if not self.active:
             return None
         return KeywordFilter(
@@ -219,12 +197,12 @@ class DenseRetriever(FusedRetriever):
 
     def search(self, question: str, filters: Filters) -> list[Signal]:
         """One signal, "dense": the ``candidates`` chunks most cosine-similar to the question
-        among those the filters admit (checked on the nearest vectors' metadata, or a Chroma
-        ``where`` on outlet and publication day when too few of those pass), scored
-        1 - cosine distance.  Only chunks the catalog holds count (``Store.search_vectors``)."""
+        among those the filters admit, scored 1 - cosine distance.  The store applies the
+        filter on outlet and publication day by the way its selectivity makes cheaper, and
+        counts only chunks the catalog holds (``Store.search_vectors``)."""
         vector = self.embedder.embed_query(question)
         found = self.store.search_vectors(
-            vector, self.candidates, where=filters.chroma_where(), admit=filters.admits
+            vector, self.candidates, within=filters.keyword_filter()
         )
         return [Signal("dense", found)]
 

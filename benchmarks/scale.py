@@ -19,6 +19,7 @@ Run from the repository root, each step under the heavy-job lock (PYTHONPATH dec
     flock /tmp/newsdesk-heavy.lock timeout 720 python benchmarks/scale.py build 10000
     flock /tmp/newsdesk-heavy.lock timeout 720 python benchmarks/scale.py measure 10000
     python benchmarks/scale.py measure 100000 --parts queries --questions 20   # one part only
+    python benchmarks/scale.py measure 30000 --parts paths   # dense filter paths side by side
     python benchmarks/scale.py report          # every measured size, against the targets
 """
 
@@ -39,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks import scale_corpus as corpus
-from benchmarks.scale_probe import cold_open, disk_usage, serve_memory
+from benchmarks.scale_probe import cold_open, dense_paths, disk_usage, percentiles, serve_memory
 from benchmarks.scale_report import extrapolate, report
 
 __all__ = ["archive", "build", "extrapolate", "measure", "prepare", "recycled", "report", "restore"]
@@ -199,13 +200,6 @@ def restore(store: Any, folder: Path, seed: int) -> None:
     marker.unlink()
 
 
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    import numpy as np
-
-    p50, p95 = np.percentile(seconds, [50, 95])
-    return {"p50_ms": round(float(p50) * 1000, 1), "p95_ms": round(float(p95) * 1000, 1)}
-
-
 def query_latency(
     store: Any, settings: Any, seed: int, size: int, n: int, out: dict[str, Any], save: Any
 ) -> None:
@@ -288,11 +282,13 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
     }
 
 
-PARTS = ("cold", "batches", "serve", "disk", "queries")
+PARTS = ("cold", "batches", "serve", "disk", "queries", "paths")
+"""What ``measure`` can do; by default all but ``paths`` (a comparison of code paths)."""
+DEFAULT_PARTS = PARTS[:-1]
 
 
 def measure(
-    root: Path, size: int, seed: int, n_questions: int, parts: tuple[str, ...] = PARTS
+    root: Path, size: int, seed: int, n_questions: int, parts: tuple[str, ...] = DEFAULT_PARTS
 ) -> dict[str, Any]:
     """The figures of ``parts`` for one finished archive, merged into (and saved as)
     ``results-a{size}-s{seed}.json``, so a long measurement can be split across runs."""
@@ -353,6 +349,11 @@ def measure(
         result["questions_per_cell"] = n_questions
         result["queries"] = {}
         query_latency(store, settings, seed, size, n_questions, result["queries"], save)
+        save()
+    if "paths" in parts:
+        print("dense filter paths", flush=True)
+        asked = corpus.questions(seed, n_questions + 3, size)
+        result["dense_paths"] = dense_paths(store, settings, asked, real_embedder())
     store.close()
     save()
     return result
@@ -374,7 +375,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600, help="build seconds per run")
     parser.add_argument("--questions", type=int, default=30, help="per retriever and filter")
     parser.add_argument("--pool", type=int, default=POOL, help="real sentence vectors recycled")
-    parser.add_argument("--parts", default=",".join(PARTS), help="what to measure, of " + ",".join(PARTS))
+    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
+                        help="what to measure, of " + ",".join(PARTS))
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "report":

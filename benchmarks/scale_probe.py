@@ -1,5 +1,6 @@
 """The out-of-process parts of ``benchmarks/scale.py``: a cold start, ``newsdesk serve``'s memory,
-and the index's disk use split into catalog, keyword index and Chroma.
+and the index's disk use split into catalog, keyword index and Chroma; and, in process, filtered
+dense search along each of its paths (``dense_paths``).
 
 Run as a script, this file is the cold-start probe itself: a fresh process that opens the index
 in DATA_DIR and answers one hybrid question, printing (as JSON) how long each stage took and the
@@ -133,6 +134,86 @@ def disk_usage(data: Path, size: int) -> dict[str, Any]:
         "per_1k_mb": {k: round(v / size * 1000 / 1e6, 1) for k, v in split.items()},
         "total_gb": round((on_disk + chroma_all) / 1e9, 2),
     }
+
+
+PATHS = {"chosen": None, "nearest-first": 0.0, "where": 2.0}
+"""Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share``: the one chosen by
+the filter's selectivity (the default share), always the nearest vectors first (what the code
+did before the choice), always Chroma's ``where`` (what it did before the nearest-first path)."""
+
+
+def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> dict[str, Any]:
+    """p50/p95 of the dense and hybrid retrievers with an outlet filter and with as_of, along each
+    of ``PATHS``, the paths taking turns question by question (each as often first, and after
+    each other path, so the order favours none) and share the machine's load; with the Chroma
+    queries per search, and for dense each question's estimated share and milliseconds per path
+    (the crossover).  ``asked[:3]`` only warm up."""
+    import numpy as np
+
+    from assistant.retrieve import Filters, get_retriever
+
+    chosen = store.postfilter_share
+    query = store.vectors.query
+    calls = [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return query(*args, **kwargs)
+
+    kinds = {"outlet": lambda q: Filters(outlets=[q.outlet]), "as_of": lambda q: Filters(as_of=q.as_of)}
+    k = settings.retrieval.top_k
+    out: dict[str, Any] = {}
+    store.vectors.query = counted
+    try:
+        for name in ("dense", "hybrid"):
+            retriever = get_retriever(name, settings=settings, store=store, embedder=embedder)
+            for q in asked[:3]:
+                retriever.retrieve(q.text, Filters(), k)
+            for kind, filters in kinds.items():
+                seconds: dict[str, list[float]] = {p: [] for p in PATHS}
+                queries: dict[str, int] = dict.fromkeys(PATHS, 0)
+                estimates, shares = [], []
+                for i, q in enumerate(asked[3:]):
+                    within = filters(q).keyword_filter()
+                    started = time.perf_counter()
+                    total, of_outlets, of_days = store.catalog.dense_counts(within)
+                    estimates.append(time.perf_counter() - started)
+                    shares.append(of_outlets * of_days / total / total)
+                    order = list(PATHS)[i % 3 :] + list(PATHS)[: i % 3]
+                    if i // 3 % 2:  # each path goes first, and after each other, as often
+                        order.reverse()
+                    for path in order:
+                        store.postfilter_share = chosen if PATHS[path] is None else PATHS[path]
+                        calls[0] = 0
+                        started = time.perf_counter()
+                        retriever.retrieve(q.text, filters(q), k)
+                        seconds[path].append(time.perf_counter() - started)
+                        queries[path] += calls[0]
+                cell: dict[str, Any] = {
+                    path: {**percentiles(seconds[path]),
+                           "chroma_queries_per_search": round(queries[path] / len(shares), 2)}
+                    for path in PATHS
+                }
+                cell["estimate_p50_ms"] = round(float(np.median(estimates)) * 1000, 3)
+                if name == "dense":
+                    cell["per_question"] = [
+                        [round(share, 4), *(round(seconds[p][j] * 1000, 1) for p in PATHS)]
+                        for j, share in enumerate(shares)
+                    ]
+                out[f"{name}/{kind}"] = cell
+                print(f"  {name:6} {kind:6} " + "  ".join(
+                    f"{p} {cell[p]['p50_ms']}/{cell[p]['p95_ms']} ms" for p in PATHS), flush=True)
+    finally:
+        store.postfilter_share = chosen
+        del store.vectors.query
+    return out
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    p50, p95 = np.percentile(seconds, [50, 95])
+    return {"p50_ms": round(float(p50) * 1000, 1), "p95_ms": round(float(p95) * 1000, 1)}
 
 
 def _probe(data: Path, question: str) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """The catalog: the source of truth for what is indexed.
 
 It holds every article (text included), every chunk with its sentence offsets and whether it has
-a vector, each article's resolved temporal expressions, the keyword index over chunks and
-articles (written with them, in one transaction), a journal of vector ids a write may leave
-behind, and a generation number that every write bumps, so other processes can tell when they
-are stale.
+a vector, the number of vectors per outlet and per publication day, each article's resolved
+temporal expressions, the keyword index over chunks and articles (written with them, in one
+transaction), a journal of vector ids a write may leave behind, and a generation number that
+every write bumps, so other processes can tell when they are stale.
 
 ``Catalog`` is the interface a backend implements (``index.sqlite_catalog.SqliteCatalog`` keeps
 it in one SQLite file); ``PreparedArticle`` is what a write is given and ``IndexedChunk`` what
@@ -120,6 +120,12 @@ class Catalog(Protocol):
 
     def dense_chunk_ids(self) -> set[str]:
         """Ids of the chunks that have a vector."""
+
+    def dense_counts(self, within: KeywordFilter) -> tuple[int, int, int]:
+        """How many chunks have a vector: all, those of ``within``'s outlets, and those
+        published within its days (each "all" when ``within`` sets no such bound); read from
+        counts per outlet and per day that ``replace`` and ``delete`` keep in their
+        transactions, so the cost does not grow with the archive."""
 
     @property
     def keywords(self) -> KeywordSearch:

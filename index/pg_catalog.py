@@ -3,7 +3,8 @@
 Server mode keeps nothing of newsdesk's on local disk: this catalog holds the articles, chunks
 and temporal expressions, the write journal of vector ids (``pending_vectors``), the keyword
 index (``index.pg_keywords``: the embedded mode's BM25 postings, written in the same
-transactions) and the writers' lock (``index.pg_lock``).  Each collection is one schema
+transactions), the counts of vectors per outlet and per day (also kept by each write's
+transaction) and the writers' lock (``index.pg_lock``).  Each collection is one schema
 of the database (named like the Chroma collection, ``newsdesk`` by default), so several indexes
 can share a server.  Reads use a small connection pool; a ``snapshot()`` reads one REPEATABLE
 READ transaction, so an index derived from the catalog sees one commit whole.  Writes run in one
@@ -25,13 +26,15 @@ from index.catalog import IndexedChunk, PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
+from index.keywords import KeywordFilter
 from index.models import Article
 from index.pg_keywords import PgKeywords
 from index.pg_lock import PgWriteLock, lock_key
 from index.timex import TIMEX_VERSION, Mention
 
-SCHEMA_VERSION = "2"
-"""2: keyword search by BM25 postings of the project's tokens (1: ``tsvector`` columns)."""
+SCHEMA_VERSION = "3"
+"""3: counts of vectors per outlet and per day; 2: keyword search by BM25 postings of the
+project's tokens (1: ``tsvector`` columns)."""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS state (
@@ -68,6 +71,8 @@ CREATE TABLE IF NOT EXISTS mentions (
     data jsonb NOT NULL
 );
 CREATE TABLE IF NOT EXISTS pending_vectors (id text PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS dense_by_outlet (outlet text PRIMARY KEY, n bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS dense_by_day (day integer PRIMARY KEY, n bigint NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
 CREATE INDEX IF NOT EXISTS articles_outlet_day ON articles(outlet, day);
@@ -291,6 +296,19 @@ class PgCatalog:
         """Ids of the chunks that have a vector."""
         return {r[0] for r in self._rows("SELECT id FROM chunks WHERE dense")}
 
+    def dense_counts(self, within: KeywordFilter) -> tuple[int, int, int]:
+        """Vectors in all, of ``within``'s outlets, and within its days (one read of the
+        per-outlet and per-day counts, whose size is the outlets' and days', not the archive's)."""
+        total, of_outlets, of_days = self._one(
+            "SELECT (SELECT coalesce(sum(n), 0) FROM dense_by_outlet), "
+            "(SELECT coalesce(sum(n), 0) FROM dense_by_outlet WHERE outlet = ANY(%s)), "
+            "(SELECT coalesce(sum(n), 0) FROM dense_by_day WHERE day BETWEEN %s AND %s)",
+            (list(within.outlets or ()), within.first_day or 1, within.last_day or 99999999),
+        )
+        dated = within.first_day or within.last_day
+        return int(total), int(of_outlets if within.outlets else total), \
+            int(of_days if dated else total)
+
     @property
     def keywords(self) -> PgKeywords:
         """Keyword search (BM25 over the catalog's postings) as of the last commit."""
@@ -356,6 +374,7 @@ class PgCatalog:
         last = {p.article.id: p for p in batch}  # an article given twice: its last version
         keywords = pg_keywords.documents(list(last.values()))  # tokenized before the lock
         with self._transaction() as conn:
+            _count_dense(conn, list(last), -1)  # the versions being replaced
             pg_keywords.remove(conn, list(last))
             for prepared in batch:
                 article = prepared.article
@@ -385,6 +404,7 @@ class PgCatalog:
                 conn.execute("DELETE FROM pending_vectors WHERE id = ANY(%s)",
                              (ids[: len(prepared.vectors)],))
             pg_keywords.write(conn, keywords)
+            _count_dense(conn, list(last), 1)
             _put_pending(conn, stale)
         return stale
 
@@ -394,6 +414,7 @@ class PgCatalog:
         with self._transaction() as conn:
             stale = [r[0] for r in conn.execute(
                 "SELECT id FROM chunks WHERE article_id = ANY(%s) AND dense", (list(article_ids),))]
+            _count_dense(conn, list(article_ids), -1)
             pg_keywords.remove(conn, article_ids)
             conn.execute("DELETE FROM articles WHERE id = ANY(%s)", (list(article_ids),))
             _put_pending(conn, stale)
@@ -410,13 +431,16 @@ def _upgrade(conn: Any) -> None:
     version = conn.execute("SELECT schema_version FROM state").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
-    if version != "1":
+    if version not in ("1", "2"):
         raise StoreError(f"the catalog's layout is version {version}, newer than this newsdesk's "
                          f"({SCHEMA_VERSION})", hint="upgrade newsdesk on this machine")
-    for table in ("articles", "chunks"):  # 1 searched tsvector columns
-        conn.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS tsv, DROP COLUMN IF EXISTS tokens")
-    conn.execute("DROP FUNCTION IF EXISTS tsv_tokens(tsvector)")
-    pg_keywords.rebuild(conn)
+    if version == "1":  # 1 searched tsvector columns
+        for table in ("articles", "chunks"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS tsv, DROP COLUMN IF EXISTS tokens")
+        conn.execute("DROP FUNCTION IF EXISTS tsv_tokens(tsvector)")
+        pg_keywords.rebuild(conn)
+    conn.execute("DELETE FROM dense_by_outlet; DELETE FROM dense_by_day")  # 2 had no counts
+    _count_dense(conn, None, 1)
     conn.execute("UPDATE state SET schema_version = %s", (SCHEMA_VERSION,))
 
 
@@ -431,6 +455,21 @@ def redacted(url: str) -> str:
     user = f"{parts['user']}@" if parts.get("user") else ""
     port = f":{parts['port']}" if parts.get("port") else ""
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
+
+
+def _count_dense(conn: Any, article_ids: Sequence[str] | None, sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the vectors of these articles (None: all) in the
+    counts per outlet ('' when unknown, as Chroma's metadata has it) and per day (0 undated)."""
+    among = "AND c.article_id = ANY(%(ids)s)" if article_ids is not None else ""
+    for table, key, value in (("dense_by_outlet", "outlet", "coalesce(a.outlet, '')"),
+                              ("dense_by_day", "day", "a.day")):
+        conn.execute(
+            f"INSERT INTO {table}({key}, n) SELECT {value}, %(sign)s * count(*) FROM chunks c "
+            f"JOIN articles a ON a.id = c.article_id WHERE c.dense {among} GROUP BY 1 "
+            f"ON CONFLICT ({key}) DO UPDATE SET n = {table}.n + excluded.n",
+            {"sign": sign, "ids": list(article_ids or ())},
+        )
+        conn.execute(f"DELETE FROM {table} WHERE n = 0")
 
 
 def _dense_ids(conn: Any, article_id: str) -> list[str]:

@@ -3,9 +3,11 @@
 WAL mode, so readers in other processes see each write transaction whole; one connection per
 process, shared by its threads under a lock.  Writes take SQLite's write lock (``BEGIN
 IMMEDIATE``), bump the generation first (the keyword index stamps its rows with it), update
-the keyword index (``index.keyword_tables``) and record the embedding model, all in the same
+the keyword index (``index.keyword_tables``) and the counts of vectors per outlet and per day
+(``dense_by_outlet``, ``dense_by_day``), and record the embedding model, all in the same
 transaction.  A catalog made before the keyword index lived here, or with an older layout of
-it, gets it built once, when first opened.
+it, gets it built once, when first opened; so do the counts, when the generation they were
+last kept at is not the catalog's (a catalog made before them, or written by an older newsdesk).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import ArticleNotFound, StoreError
 from index.keyword_tables import VERSION as KEYWORDS_VERSION
-from index.keywords import KeywordCache, KeywordIndex, add_articles, rebuild
+from index.keywords import KeywordCache, KeywordFilter, KeywordIndex, add_articles, rebuild
 from index.keywords import remove_articles as unindex_articles
 from index.models import Article
 from index.timex import TIMEX_VERSION, Mention
@@ -53,6 +55,8 @@ CREATE INDEX IF NOT EXISTS chunks_article ON chunks(article_id);
 CREATE INDEX IF NOT EXISTS articles_source ON articles(source);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pending_vectors (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS dense_by_outlet (outlet TEXT PRIMARY KEY, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS dense_by_day (day INTEGER PRIMARY KEY, n INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS mentions (
     article_id TEXT PRIMARY KEY REFERENCES articles(id) ON DELETE CASCADE,
     version TEXT NOT NULL,
@@ -81,6 +85,7 @@ class SqliteCatalog:
             self.db.executescript(SCHEMA)
             self._keyword_cache = KeywordCache()
             self._build_keywords_once()
+            self._count_dense_once()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the index in {config.data_dir}: {exc}",
@@ -102,6 +107,28 @@ class SqliteCatalog:
                     self.db.execute(
                         "INSERT OR REPLACE INTO meta(key, value) VALUES('keywords', ?)",
                         (KEYWORDS_VERSION,),
+                    )
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def _count_dense_once(self) -> None:
+        """Count the vectors per outlet and per day afresh if the counts were not kept by the
+        last write (their ``dense_counts`` stamp is not the catalog's generation)."""
+        if self._meta("dense_counts") == (self._meta("generation") or "0"):
+            return
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                generation = self._meta("generation") or "0"
+                if self._meta("dense_counts") != generation:
+                    self.db.execute("DELETE FROM dense_by_outlet")
+                    self.db.execute("DELETE FROM dense_by_day")
+                    _count_dense(self.db, None, 1)
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO meta(key, value) VALUES('dense_counts', ?)",
+                        (generation,),
                     )
                 self.db.execute("COMMIT")
             except BaseException:
@@ -165,6 +192,10 @@ class SqliteCatalog:
             try:
                 _bump_generation(self.db)  # first: the keyword index stamps what it writes
                 yield self.db
+                self.db.execute(  # the counts are kept as of this generation
+                    "INSERT OR REPLACE INTO meta(key, value) "
+                    "SELECT 'dense_counts', value FROM meta WHERE key='generation'"
+                )
                 self.db.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES('embedding', ?)",
                     (self.embedding_model,),
@@ -257,6 +288,19 @@ class SqliteCatalog:
         """Ids of the chunks that have a vector."""
         return {r[0] for r in self._rows("SELECT id FROM chunks WHERE dense=1")}
 
+    def dense_counts(self, within: KeywordFilter) -> tuple[int, int, int]:
+        """Vectors in all, of ``within``'s outlets, and within its days (one read of the
+        per-outlet and per-day counts, whose size is the outlets' and days', not the archive's)."""
+        outlets = list(within.outlets or ())
+        total, of_outlets, of_days = self._one(
+            "SELECT (SELECT TOTAL(n) FROM dense_by_outlet), "
+            f"(SELECT TOTAL(n) FROM dense_by_outlet WHERE outlet IN ({','.join('?' * len(outlets))})), "
+            "(SELECT TOTAL(n) FROM dense_by_day WHERE day BETWEEN ? AND ?)",
+            [*outlets, within.first_day or 1, within.last_day or 99999999],
+        )
+        dated = within.first_day or within.last_day
+        return int(total), int(of_outlets if outlets else total), int(of_days if dated else total)
+
     def mentions(self, article_id: str) -> list[Mention] | None:
         """The article's stored temporal expressions, None when not stored for this version."""
         row = self._one(
@@ -298,7 +342,9 @@ class SqliteCatalog:
         (recorded as pending until ``settle``), and settle the new ones."""
         stale: list[str] = []
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        written = list(dict.fromkeys(p.article.id for p in batch))
         with self._transaction() as db:
+            _count_dense(db, written, -1)  # the versions being replaced
             unindex_articles(db, [p.article.id for p in batch])  # once per batch: its cost
             for prepared in batch:  # is the batch's, and the index's blocks are written once
                 article = prepared.article
@@ -337,6 +383,7 @@ class SqliteCatalog:
                     [(cid,) for cid in ids[: len(prepared.vectors)]],
                 )
             add_articles(db, [p.article.id for p in batch])
+            _count_dense(db, written, 1)
             _put_pending(db, stale)
         return stale
 
@@ -344,6 +391,7 @@ class SqliteCatalog:
         """Delete these articles and their chunks in one transaction; return their vector ids."""
         stale: list[str] = []
         with self._transaction() as db:
+            _count_dense(db, list(dict.fromkeys(article_ids)), -1)
             unindex_articles(db, article_ids)
             for article_id in article_ids:
                 stale.extend(_dense_ids(db, article_id))
@@ -363,6 +411,26 @@ def _bump_generation(db: sqlite3.Connection) -> None:
         "INSERT INTO meta(key, value) VALUES('generation', '1') ON CONFLICT(key) "
         "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
     )
+
+
+def _count_dense(db: sqlite3.Connection, article_ids: Sequence[str] | None, sign: int) -> None:
+    """Add (``sign`` 1) or take away (-1) the vectors of these articles (None: all) in the
+    counts per outlet ('' when unknown, as Chroma's metadata has it) and per day (0 undated)."""
+    parts = [article_ids[i : i + 500] for i in range(0, len(article_ids), 500)] if article_ids \
+        is not None else [None]
+    for part in parts:
+        among = f"AND c.article_id IN ({','.join('?' * len(part))})" if part is not None else ""
+        for table, key, value in (
+            ("dense_by_outlet", "outlet", "COALESCE(a.outlet, '')"),
+            ("dense_by_day", "day", "COALESCE(CAST(REPLACE(a.published, '-', '') AS INTEGER), 0)"),
+        ):
+            db.execute(
+                f"INSERT INTO {table}({key}, n) SELECT {value}, ? * COUNT(*) FROM chunks c "
+                f"JOIN articles a ON a.id = c.article_id WHERE c.dense = 1 {among} GROUP BY 1 "
+                f"ON CONFLICT({key}) DO UPDATE SET n = n + excluded.n",
+                [sign, *(part or [])],
+            )
+            db.execute(f"DELETE FROM {table} WHERE n = 0")
 
 
 def _dense_ids(db: sqlite3.Connection, article_id: str) -> list[str]:

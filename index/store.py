@@ -28,7 +28,7 @@ commit point's transaction, so every process sees it exactly as committed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ from index.errors import StoreError
 from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
-from index.vectors import ChromaVectors
+from index.vectors import ChromaVectors, admits, where_clause
 
 __all__ = [  # the part modules' names stay importable from here
     "BM25_PARAMS",
@@ -59,6 +59,14 @@ __all__ = [  # the part modules' names stay importable from here
 POSTFILTER_WIDTH = 3
 """How many times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
 for a ``where`` query (``Store.search_vectors``)."""
+
+POSTFILTER_SHARE = 1 / POSTFILTER_WIDTH
+"""The least share of the vectors a filter must be estimated to admit for dense search to check
+the nearest vectors first: the share at which ``n`` of the ``POSTFILTER_WIDTH * n`` nearest are
+expected to pass.  Below it the check mostly fails and the search would pay for it and for
+Chroma's ``where`` (cheap when it admits little); above it the check mostly succeeds and
+spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md, "Dense filter
+path chosen by selectivity")."""
 
 
 class Store:
@@ -91,6 +99,7 @@ class Store:
         self._view_lock = threading.Lock()
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
+        self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -223,34 +232,36 @@ class Store:
                 self._vectors_seen = generation
 
     def search_vectors(
-        self,
-        vector: list[float],
-        n: int,
-        *,
-        where: dict[str, Any] | None = None,
-        admit: Callable[[dict[str, Any]], bool] | None = None,
+        self, vector: list[float], n: int, *, within: KeywordFilter | None = None
     ) -> list[tuple[str, float]]:
-        """The ``n`` nearest committed chunks to ``vector`` among those matching the Chroma
-        ``where`` clause, as (chunk id, cosine similarity), best first.
+        """The ``n`` nearest committed chunks to ``vector`` among those ``within`` admits
+        (outlets, publication days), as (chunk id, cosine similarity), best first.
 
-        ``admit``, the same filter as a test of one vector's metadata, lets a wide filter (an
-        ``as_of`` over an archive admits nearly everything) be checked on the
-        ``POSTFILTER_WIDTH * n`` nearest vectors instead: Chroma's ``where`` costs grow with
-        the number of vectors it admits, a post-filter's do not.  When fewer than ``n`` of
-        those pass, the ``where`` query runs as before; either way the answer is the ``n``
-        nearest admitted chunks.
+        A filter is applied one of two ways, chosen by the share of vectors it admits, which
+        the catalog estimates from its counts per outlet and per day (``dense_counts``; outlets
+        and days taken as independent):
 
-        Sees every batch any process has committed (see the module notes).  Vectors the catalog
-        does not list are skipped and the search widened, so they take no place in the ``n``;
-        when no write is in flight they are deleted.  Raises StoreError if Chroma keeps
-        failing after its view is reopened.
+        - a wide filter (at least ``postfilter_share``; an ``as_of`` over an archive admits
+          nearly everything) is checked on the metadata of the ``POSTFILTER_WIDTH * n``
+          nearest vectors, as Chroma's ``where`` costs grow with the vectors it admits; if
+          fewer than ``n`` pass, the ``where`` query runs after all;
+        - a narrow one (a single outlet) goes straight to a ``where`` query.
+
+        Either way the answer is the ``n`` nearest admitted chunks; the estimate only decides
+        the cost.  Sees every batch any process has committed (see the module notes).  Vectors
+        the catalog does not list are skipped and the search widened, so they take no place in
+        the ``n``; when no write is in flight they are deleted.  Raises StoreError if Chroma
+        keeps failing after its view is reopened.
         """
         from chromadb.errors import ChromaError
 
         self._refresh_vectors()
-        if where and admit is not None:
+        where = where_clause(within)
+        if within is not None and where and self._admits_most(within):
             try:
-                found = self.vectors.query(vector, POSTFILTER_WIDTH * n, admit=admit)
+                found = self.vectors.query(
+                    vector, POSTFILTER_WIDTH * n, admit=lambda meta: admits(within, meta)
+                )
             except (ChromaError, KeyError):
                 found = []  # an old view: the ``where`` path below reopens and retries
             known = self.catalog.chunks([c for c, _ in found[:n]])
@@ -281,6 +292,12 @@ class Store:
                 break
             wanted += len(strays)
         return hits[:n]
+
+    def _admits_most(self, within: KeywordFilter) -> bool:
+        """Whether ``within`` is estimated to admit at least ``postfilter_share`` of the
+        vectors (from the catalog's counts per outlet and per day, taken as independent)."""
+        total, of_outlets, of_days = self.catalog.dense_counts(within)
+        return bool(total) and of_outlets * of_days >= self.postfilter_share * total * total
 
     def _drop_strays(self, ids: list[str]) -> None:
         """Delete vectors a query met that the catalog does not list, unless a write is in

@@ -5,7 +5,9 @@ started with ``chroma run``; else ``config.chroma_path``).  Each vector is store
 id with metadata ``article_id``, ``content_hash``, ``chunk``, ``outlet`` ('' when unknown) and
 ``published`` (YYYYMMDD, 0 when undated), which is what a Chroma ``where`` clause can filter on.
 The catalog, not Chroma, decides which vectors count: ids it does not list are ignored by
-queries and removed by ``Store.reconcile``.
+queries and removed by ``Store.reconcile``.  ``where_clause`` and ``admits`` turn a
+``KeywordFilter`` (outlets, publication days) into a ``where`` clause on that metadata and into
+the same test of one vector's metadata.
 
 Embedded Chroma loads its vector index into each process once, and does not notice another
 process's writes: ``reopen()`` drops this process's view so the next use reads the folder again
@@ -22,6 +24,7 @@ from index.catalog import PreparedArticle
 from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import StoreError
+from index.keywords import KeywordFilter
 
 
 class ChromaVectors:
@@ -166,6 +169,32 @@ class ChromaVectors:
             )
             if admit is None or admit(meta or {})
         ]
+
+
+def where_clause(within: KeywordFilter | None) -> dict[str, Any] | None:
+    """The filter as a Chroma ``where`` clause (None when it admits everything); an undated
+    vector (day 0) fails any date bound."""
+    terms: list[dict[str, Any]] = []
+    if within and within.outlets:
+        terms.append({"outlet": {"$in": list(within.outlets)}})
+    if within and within.first_day:
+        terms.append({"published": {"$gte": within.first_day}})
+    if within and within.last_day:
+        terms.append({"published": {"$lte": within.last_day}})
+        terms.append({"published": {"$gt": 0}})
+    if not terms:
+        return None
+    return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
+def admits(within: KeywordFilter, metadata: dict[str, Any]) -> bool:
+    """Whether one vector's metadata passes the filter: ``where_clause`` as a test."""
+    day = metadata.get("published", 0)
+    if within.outlets and metadata.get("outlet") not in within.outlets:
+        return False
+    if within.first_day and day < within.first_day:
+        return False
+    return not within.last_day or 0 < day <= within.last_day
 
 
 def _forget_cached_view(path: str) -> None:

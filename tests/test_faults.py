@@ -31,6 +31,7 @@ from index import Article, ingest_articles
 from index.embeddings import Embedder
 from index.store import Store
 from tests.conftest import REPO
+from tests.test_dense_filters import check_dense_counts
 
 pytestmark = pytest.mark.slow
 
@@ -227,6 +228,7 @@ def check_whole_or_absent(store: Store, expected: dict[str, Article]) -> None:
     assert not missing, f"dense chunks without a vector: {sorted(missing)[:3]}"
     strays = vectors - store.catalog.dense_chunk_ids()
     assert strays <= set(store.catalog.pending_vectors()), "a stray vector is not journaled"
+    check_dense_counts(store)
 
 
 def check_no_orphan_reaches_an_answer(store: Store, settings: Settings, embedder: Embedder) -> None:

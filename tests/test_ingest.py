@@ -15,10 +15,12 @@ from index import Article, ingest, ingest_articles, open_store
 from index.embeddings import Embedder
 from index.store import Store
 from tests.conftest import REPO, SAMPLES, SEED_ARTICLE, write
+from tests.test_dense_filters import check_dense_counts
 
 
 def check_index_is_whole(store: Store) -> None:
-    """Every catalog article has all its chunks in the catalog and its dense ones in Chroma."""
+    """Every catalog article has all its chunks in the catalog and its dense ones in Chroma,
+    and the catalog's counts of vectors per outlet and per day are exact."""
     chunks = store.all_chunks()
     dense = store.catalog.dense_chunk_ids()
     vectors = set(store.collection.get(include=[])["ids"])
@@ -29,6 +31,7 @@ def check_index_is_whole(store: Store) -> None:
     assert set(by_article) == {a.id for a in store.list_articles()}
     for indexes in by_article.values():
         assert sorted(indexes) == list(range(len(indexes)))
+    check_dense_counts(store)
 
 
 def check_keywords_match_a_rebuild(store: Store) -> None:

@@ -6,7 +6,7 @@ Fusion is tested on hand-made signals; the retrievers on the real sample index.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Literal
 
 import pytest
 
@@ -246,50 +246,3 @@ def test_keyword_filters_apply_before_the_top_k_cut(sample_index: Settings) -> N
         "said", 100, Filters(outlets=[outlet]).keyword_filter()
     )
     assert only and {store.get_article(a).outlet for a, _ in only} == {outlet}
-
-
-def test_a_wide_filter_checked_on_the_nearest_vectors_finds_what_chromas_where_finds(
-    sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Dense search may post-filter the nearest vectors' metadata instead of asking Chroma for
-    a ``where`` query; both ways give the same nearest admitted chunks, and a filter too narrow
-    for the nearest vectors falls back to ``where`` and still fills the ``n``."""
-    store = open_store(sample_index)
-    paths: list[str] = []
-    query = store.vectors.query
-
-    def recorded(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
-        paths.append("where" if kwargs.get("where") else "post-filter")
-        return query(*args, **kwargs)
-
-    articles = {c.article_id for c in store.catalog.all_chunks()}
-    days = store.catalog.published_days(articles)
-    dated = sorted(d for d in days.values() if d)
-    middle, first = dated[len(dated) // 2], dated[0]
-    outlet = store.get_article(min(articles)).outlet
-    filters = [
-        Filters(as_of=date(middle // 10000, middle // 100 % 100, middle % 100)),
-        Filters(since=date(first // 10000, first // 100 % 100, first % 100)),
-        Filters(outlets=[outlet]),
-    ]
-    for question in ("When did Assad visit Moscow?", "Who carried out the air strikes?"):
-        vector = embedder.embed_query(question)
-        for chosen in filters:
-            where = chosen.chroma_where()
-            exact = store.search_vectors(vector, 5, where=where)
-            monkeypatch.setattr(store.vectors, "query", recorded)
-            either = store.search_vectors(vector, 5, where=where, admit=chosen.admits)
-            assert exact
-            assert [c for c, _ in either] == [c for c, _ in exact]
-            for chunk_id, _ in either:
-                article = store.get_article(article_of(chunk_id))
-                meta = {"outlet": article.outlet or "", "published": days.get(article.id, 0)}
-                assert chosen.admits(meta)
-            monkeypatch.setattr(store.vectors, "query", query)
-    assert paths.count("post-filter") == 6  # tried first for every filtered search
-    assert 0 < paths.count("where") < 6  # and Chroma's ``where`` only when too few passed
-    paths.clear()
-    monkeypatch.setattr(store.vectors, "query", recorded)
-    retrieve("When did Assad visit Moscow?", filters[0], mode="dense", settings=sample_index,
-             store=store, embedder=embedder)
-    assert paths[0] == "post-filter"  # the dense retriever passes the filter both ways

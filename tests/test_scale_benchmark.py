@@ -52,7 +52,7 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     assert scale.build(tmp_path, 80, 3, budget=600, pool_size=32)  # copies the 40, adds 40
     folder = scale.archive(tmp_path, 80, 3)
     result = scale.measure(
-        tmp_path, 80, 3, n_questions=3, parts=("cold", "queries", "batches", "disk")
+        tmp_path, 80, 3, n_questions=3, parts=("cold", "queries", "batches", "disk", "paths")
     )
 
     store = Store(scale.settings_for(folder))
@@ -63,6 +63,11 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
         f"{r}/{f}" for r in ("bm25", "dense", "hybrid") for f in ("none", "outlet", "as_of")
     }
     assert result["cold_open_evicted"]["first_query_parts_s"].keys() == {"dense", "bm25"}
+    paths = result["dense_paths"]
+    assert set(paths) == {f"{r}/{f}" for r in ("dense", "hybrid") for f in ("outlet", "as_of")}
+    assert paths["dense/outlet"]["where"]["chroma_queries_per_search"] == 1
+    assert paths["dense/outlet"]["chosen"]["chroma_queries_per_search"] == 1, "one outlet of 200"
+    assert len(paths["dense/as_of"]["per_question"]) == 3
     assert result["disk"]["bytes"]["keywords"] > 0 and result["chunks"] > 80
     assert json.loads((tmp_path / "results-a80-s3.json").read_text())["size"] == 80
     assert "| 80 articles |" in scale.report(tmp_path, 3)

@@ -28,10 +28,11 @@ from index.dates import day_number
 from index.embeddings import Embedder
 from index.errors import StoreError
 from index.keywords import KeywordFilter
-from index.pg_catalog import PgCatalog
+from index.pg_catalog import SCHEMA_VERSION, PgCatalog
 from index.store import Store
 from tests import servers
 from tests.conftest import REPO, SAMPLES, write
+from tests.test_dense_filters import check_dense_counts
 
 pytestmark = pytest.mark.slow
 
@@ -159,6 +160,23 @@ def assert_same_ranking(got: list[tuple[str, float]], expected: list[tuple[str, 
     assert [s for _, s in got] == pytest.approx([s for _, s in expected], rel=1e-9)
 
 
+def test_vector_counts_in_postgresql_equal_the_embedded_modes(
+    server_samples: Settings, sample_index: Settings
+) -> None:
+    """The counts a filtered dense search is routed by: kept by each write, the same numbers
+    in both modes."""
+    server, local = open_store(server_samples), open_store(sample_index)
+    check_dense_counts(server)
+    days = sorted(local.catalog.published_days([a.id for a in local.list_articles()]).values())
+    filters = [KeywordFilter(outlets=(a.outlet or "",)) for a in local.list_articles()] + [
+        KeywordFilter(first_day=days[3]), KeywordFilter(last_day=days[-3]),
+        KeywordFilter(outlets=("Harbor Ledger", "Meridian Wire"), first_day=days[2],
+                      last_day=days[-2]),
+    ]
+    for within in filters:
+        assert server.catalog.dense_counts(within) == local.catalog.dense_counts(within)
+
+
 def test_a_catalog_of_the_tsvector_layout_is_upgraded_with_its_keyword_index(
     server_samples: Settings,
 ) -> None:
@@ -175,9 +193,12 @@ def test_a_catalog_of_the_tsvector_layout_is_upgraded_with_its_keyword_index(
                      "ALTER TABLE legacy.articles ADD COLUMN tsv tsvector")
     upgraded = PgCatalog(server_samples.index.model_copy(update={"collection": "legacy"}))
     try:
-        assert upgraded._one("SELECT schema_version FROM state")[0] == "2"
+        assert upgraded._one("SELECT schema_version FROM state")[0] == SCHEMA_VERSION
         assert not upgraded._rows("SELECT 1 FROM information_schema.columns WHERE "
                                   "table_schema = 'legacy' AND column_name = 'tsv'")
+        served = open_store(server_samples).catalog
+        for within in (KeywordFilter(last_day=20151231), KeywordFilter(outlets=("Harbor Ledger",))):
+            assert upgraded.dense_counts(within) == served.dense_counts(within), "counted on open"
         original = open_store(server_samples).keyword_index()
         for question in ("When did Assad visit Moscow?", "What did Lavrov say?"):
             assert_same_ranking(upgraded.keywords.chunks.search(question, 10),
@@ -359,6 +380,7 @@ def assert_whole(store: Store, versions: dict[str, set[str]]) -> None:
         assert mine == [f"{article_id}#{digest}#{i}" for i in range(len(mine))], "one whole version"
         assert {c for c in mine if c in dense} <= vectors, "every committed vector is there"
     assert_keywords_match(store)
+    check_dense_counts(store)
 
 
 def assert_keywords_match(store: Store) -> None:

@@ -1,0 +1,221 @@
+"""Filtered dense search: the path is chosen by how much of the archive the filter admits.
+
+A filter the catalog's counts say admits at least a third of the vectors (``1 / POSTFILTER_WIDTH``)
+is checked on the metadata of the nearest vectors first; a narrower one goes straight to Chroma's
+``where``.  Both give the
+nearest admitted chunks.  Real Chroma and the real model throughout; the only observation is a
+recorder around ``ChromaVectors.query`` that passes every call through.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+
+from assistant.fusion import article_of
+from assistant.retrieve import DenseRetriever, Filters
+from assistant.settings import Settings, get_settings
+from index import Article, ingest, ingest_articles, open_store
+from index.dates import day_number, day_of
+from index.embeddings import Embedder
+from index.keywords import KeywordFilter
+from index.sqlite_catalog import SqliteCatalog
+from index.store import Store
+from index.vectors import admits, where_clause
+from tests.conftest import SAMPLES
+
+QUESTIONS = ("When did Assad visit Moscow?", "Who carried out the air strikes?")
+
+
+def exact_counts(store: Store) -> tuple[Counter[str], Counter[int]]:
+    """Vectors per outlet ('' when unknown) and per publication day (0 undated), counted from
+    the catalog's chunks and articles."""
+    articles = {a.id: a for a in store.list_articles()}
+    dense = [articles[article_of(c)] for c in store.catalog.dense_chunk_ids()]
+    return Counter(a.outlet or "" for a in dense), Counter(day_number(a.published) for a in dense)
+
+
+def check_dense_counts(store: Store) -> None:
+    """The counts the catalog keeps with each write equal a recount, for every outlet and day."""
+    outlets, days = exact_counts(store)
+    total = sum(outlets.values())
+    for outlet, n in outlets.items():
+        assert store.catalog.dense_counts(KeywordFilter(outlets=(outlet,))) == (total, n, total)
+    for day, n in days.items():
+        if day:
+            one_day = KeywordFilter(first_day=day, last_day=day)
+            assert store.catalog.dense_counts(one_day) == (total, total, n), day
+    dated = sum(n for d, n in days.items() if d)
+    assert store.catalog.dense_counts(KeywordFilter(last_day=99991231)) == (total, total, dated)
+    assert store.catalog.dense_counts(KeywordFilter(outlets=("no such outlet",)))[1] == 0
+
+
+@pytest.fixture
+def chroma_calls(sample_index: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The kind of each query the sample store sends to Chroma: "where" or "nearest-first"."""
+    store = open_store(sample_index)
+    query = store.vectors.query
+    calls: list[str] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        calls.append("where" if kwargs.get("where") else "nearest-first")
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(store.vectors, "query", recorded)
+    yield calls
+
+
+def sample_days(store: Store) -> list[int]:
+    return sorted(day_number(a.published) for a in store.list_articles() if a.published)
+
+
+def test_a_narrow_filter_goes_straight_to_chromas_where(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
+) -> None:
+    store = open_store(sample_index)
+    days = sample_days(store)
+    outlet = store.list_articles()[0].outlet or ""
+    narrow = [
+        KeywordFilter(outlets=(outlet,)),  # one outlet of five
+        KeywordFilter(last_day=days[2]),  # as_of the third article's day
+        KeywordFilter(first_day=days[0], last_day=days[-1], outlets=(outlet,)),
+    ]
+    for within in narrow:
+        total, of_outlets, of_days = store.catalog.dense_counts(within)
+        assert of_outlets * of_days < store.postfilter_share * total * total
+        for question in QUESTIONS:
+            chroma_calls.clear()
+            found = store.search_vectors(embedder.embed_query(question), 5, within=within)
+            assert found
+            assert chroma_calls == ["where"], within
+
+
+def test_a_wide_filter_checks_the_nearest_vectors_first(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
+) -> None:
+    store = open_store(sample_index)
+    days = sample_days(store)
+    for within in (KeywordFilter(last_day=days[-1]), KeywordFilter(first_day=days[0])):
+        for question in QUESTIONS:
+            chroma_calls.clear()
+            store.search_vectors(embedder.embed_query(question), 5, within=within)
+            assert chroma_calls == ["nearest-first"], "all of the nearest pass: one query"
+
+
+def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
+) -> None:
+    store = open_store(sample_index)
+    dense = DenseRetriever.from_settings(sample_index, store=store, embedder=embedder)
+    outlet = store.list_articles()[0].outlet
+    dense.search(QUESTIONS[0], Filters(outlets=[outlet]))
+    assert chroma_calls == ["where"]
+    chroma_calls.clear()
+    dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
+    assert chroma_calls[0] == "nearest-first"
+
+
+def test_every_path_finds_the_nearest_admitted_chunks(
+    sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the path (chosen, always nearest-first, always ``where``), narrow or wide, the
+    answer is the same and every chunk in it passes the filter; a filter too narrow for the
+    nearest vectors still fills the ``n`` when forced nearest-first."""
+    store = open_store(sample_index)
+    articles = {a.id: a for a in store.list_articles()}
+    days = sample_days(store)
+    filters = [
+        KeywordFilter(outlets=(next(iter(articles.values())).outlet or "",)),
+        KeywordFilter(last_day=days[2]),
+        KeywordFilter(last_day=days[len(days) // 2]),
+        KeywordFilter(first_day=days[0]),
+        KeywordFilter(first_day=days[3], last_day=days[-4]),
+    ]
+    for question in QUESTIONS:
+        vector = embedder.embed_query(question)
+        for within in filters:
+            answers = []
+            for share in (store.postfilter_share, 0.0, 2.0):  # chosen, nearest-first, where
+                monkeypatch.setattr(store, "postfilter_share", share)
+                answers.append(store.search_vectors(vector, 5, within=within))
+            assert len(answers[0]) == 5
+            assert [c for c, _ in answers[0]] == [c for c, _ in answers[1]] == \
+                [c for c, _ in answers[2]]
+            for chunk_id, _ in answers[0]:
+                article = articles[article_of(chunk_id)]
+                meta = {"outlet": article.outlet or "", "published": day_number(article.published)}
+                assert admits(within, meta)
+
+
+@pytest.mark.parametrize(
+    ("within", "where"),
+    [
+        (None, None),
+        (KeywordFilter(), None),
+        (KeywordFilter(outlets=("A", "B")), {"outlet": {"$in": ["A", "B"]}}),
+        (KeywordFilter(first_day=20150101), {"published": {"$gte": 20150101}}),
+        (KeywordFilter(last_day=20151021), {"$and": [{"published": {"$lte": 20151021}},
+                                                      {"published": {"$gt": 0}}]}),
+    ],
+)
+def test_where_clauses(within: KeywordFilter | None, where: dict[str, Any] | None) -> None:
+    assert where_clause(within) == where
+
+
+@pytest.mark.parametrize(
+    ("within", "outlet", "day", "admitted"),
+    [
+        (KeywordFilter(outlets=("A",)), "A", 0, True),
+        (KeywordFilter(outlets=("A",)), "", 20150101, False),
+        (KeywordFilter(first_day=20150101), "A", 20150101, True),
+        (KeywordFilter(first_day=20150101), "A", 20141231, False),
+        (KeywordFilter(last_day=20151021), "A", 20151021, True),
+        (KeywordFilter(last_day=20151021), "A", 0, False),  # undated fails any date bound
+        (KeywordFilter(last_day=20151021), "A", 20151022, False),
+    ],
+)
+def test_admits_is_the_where_clause_as_a_test(
+    within: KeywordFilter, outlet: str, day: int, admitted: bool
+) -> None:
+    assert admits(within, {"outlet": outlet, "published": day}) is admitted
+
+
+def test_vector_counts_follow_every_write_and_survive_reopening(
+    settings: Settings, embedder: Embedder
+) -> None:
+    ingest([SAMPLES], config=settings, embedder=embedder)
+    store = open_store(settings)
+    check_dense_counts(store)
+    moved = store.get_article("sample-assad-moscow-visit")
+    ingest_articles(  # a new version under another outlet and day, one undated article
+        [moved.model_copy(update={"outlet": "Elsewhere", "published": date(2024, 1, 2),
+                                  "text": moved.text + " Updated."}),
+         Article(id="undated", title="Undated", text="Talks went on. Nobody signed.")],
+        config=settings, embedder=embedder,
+    )
+    check_dense_counts(store)
+    assert store.catalog.dense_counts(KeywordFilter(outlets=("Elsewhere",)))[1] > 0
+    assert store.remove(["undated", "sample-lavrov-free-syrian-army"])
+    check_dense_counts(store)
+    reopened = Store(get_settings(data_dir=settings.index.data_dir))
+    assert reopened.catalog.dense_counts(KeywordFilter(last_day=20151231)) == \
+        store.catalog.dense_counts(KeywordFilter(last_day=20151231))
+
+
+def test_a_catalog_without_current_counts_is_recounted_on_open(
+    settings: Settings, embedder: Embedder
+) -> None:
+    """A catalog made before the counts, or last written by a newsdesk that did not keep them
+    (its generation moved past the counts' stamp), gets them counted afresh when opened."""
+    ingest([SAMPLES], config=settings, embedder=embedder)
+    store = open_store(settings)
+    expected = store.catalog.dense_counts(KeywordFilter(first_day=20150101))
+    catalog = SqliteCatalog(settings.index)
+    catalog.db.execute("DELETE FROM dense_by_day")
+    catalog.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+    catalog.close()
+    assert SqliteCatalog(settings.index).dense_counts(KeywordFilter(first_day=20150101)) == expected
