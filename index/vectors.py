@@ -91,12 +91,17 @@ class ChromaVectors:
     def add(self, batch: Sequence[PreparedArticle]) -> None:
         """Upsert the vectors of these articles' leading chunks under their chunk ids.
 
+        Only vectors and the metadata filters read go to Chroma; the chunk text stays in the
+        catalog, its one home.  Chroma indexes any ``documents`` it is given for full-text
+        search, which newsdesk never asks of it: with them an upsert took 2.4x as long and
+        the collection six times the disk (benchmarks/RESULTS.md, "Chroma without the chunk
+        text").
+
         Raises StoreError when Chroma cannot be opened or refuses the write.
         """
         ids: list[str] = []
         vectors: list[list[float]] = []
         metadatas: list[dict[str, Any]] = []
-        documents: list[str] = []
         for prepared in batch:
             article = prepared.article
             for chunk_id, chunk, vector in zip(
@@ -104,7 +109,6 @@ class ChromaVectors:
             ):
                 ids.append(chunk_id)
                 vectors.append(vector)
-                documents.append(chunk.embed_text)
                 metadatas.append(
                     {
                         "article_id": article.id,
@@ -120,7 +124,6 @@ class ChromaVectors:
                     ids=ids[i : i + 2000],
                     embeddings=vectors[i : i + 2000],
                     metadatas=metadatas[i : i + 2000],
-                    documents=documents[i : i + 2000],
                 )
         except StoreError:
             raise

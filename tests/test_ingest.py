@@ -86,6 +86,17 @@ def test_every_stored_sentence_span_slices_its_article(
     assert checked > 100
 
 
+def test_chroma_holds_vectors_and_filter_fields_while_the_text_stays_in_the_catalog(
+    sample_index: Settings,
+) -> None:
+    store = open_store(sample_index)
+    held = store.collection.get(include=["documents", "metadatas"])
+    assert held["ids"] and all(doc is None for doc in held["documents"])
+    assert {"outlet", "published", "article_id"} <= set(held["metadatas"][0])
+    chunk = store.catalog.chunks(held["ids"][:1])[held["ids"][0]]
+    assert chunk.embed_text  # what a search finds is read from the catalog
+
+
 def test_seed_article_twice_is_added_then_unchanged(settings: Settings, embedder: Embedder) -> None:
     if not SEED_ARTICLE.exists():
         pytest.skip("../shared/data/seed-article.txt is absent")
