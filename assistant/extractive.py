@@ -9,9 +9,11 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    date, a number, a person, an organisation, a place, a named thing, or none in particular),
    what the question already names, and for "what did X say", the speaker X.
 2. **Relevance**, as before: embedding similarity of question and sentence, and how many of the
-   question's content words the sentence (or its article's title) holds.  Only the sentences
-   with the best word overlap are embedded: the first 8, then up to ``candidates`` (16) when
-   none of those is likely enough; each model call takes sentences of similar length.
+   question's content words the sentence (or its article's title) holds.  Only a shortlist is
+   embedded (``assistant.shortlist``: a fitted score needing no model, from word overlap, BM25
+   of the asking sentence, the asked-for kind, position and rank): its first 8, then up to
+   ``candidates`` (16) when none of those is likely enough; each model call takes sentences
+   of similar length.
 3. **Evidence**: whether the sentence holds a span of the asked-for kind that the question does
    not name (``assistant.question.spans``; entities from ``assistant.entities`` are computed
    once per sentence and cached), where the sentence sits in its article, and its source's
@@ -31,8 +33,10 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    question asks for several), reported as ``Answer.short_answer`` with article offsets.
 
 A "when" answer keeps its derived-date lead ("Around October 20 (two days before ...)") and the
-sentence that dates it.  A second sentence, from another article, is added when its probability
-is at least ``second_ratio`` of the first's.  Source text is quoted with any "[2]" inside it
+sentence that dates it.  Further sentences allowed to answer by themselves (step 4), from any
+article, are quoted best first while their probability is at least ``second_ratio`` of the
+first's, up to ``max_sentences`` (3) in all: on RealTime QA the first sentence holds an accepted
+answer for about a third of questions, and one of the next two for a sixth more.  Source text is quoted with any "[2]" inside it
 turned into "［2］", so quoted text can never be read as a citation marker.
 """
 
@@ -46,6 +50,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Literal
 
 from assistant import question as q_analysis
+from assistant import shortlist
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta
 from assistant.citations import MARKER
 from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
@@ -142,11 +147,12 @@ class ExtractiveWriter:
         embedder: Embedder,
         *,
         threshold: float,
-        max_sentences: int = 2,
+        max_sentences: int = 3,
         source_prior: float = 0.4,
         novelty_bonus: float = 0.2,
         second_ratio: float = 0.85,
         weights: Weights = FITTED,
+        first_stage: shortlist.FirstStage = shortlist.FITTED,
         candidates: int = 16,
         first: int = 8,
         settle: float = 0.3,
@@ -163,6 +169,7 @@ class ExtractiveWriter:
         self.novelty_bonus = novelty_bonus
         self.second_ratio = second_ratio
         self.weights = weights
+        self.first_stage = first_stage
         self.limit = candidates
         self.first = min(first, candidates)
         self.settle = settle
@@ -172,32 +179,21 @@ class ExtractiveWriter:
     ) -> list[tuple[float, int, int]]:
         """(relevance, source index, sentence index) of source sentences, best first.
 
-        With ``limit``, only that many sentences, those sharing most words with the question
-        (ties: earlier sources), are embedded and returned; the rest are never scored.
+        With ``limit``, only that many sentences, the best by the first-stage score
+        (``assistant.shortlist``: word overlap, BM25 of the asking sentence, the asked-for
+        kind, position, rank; no model), are embedded and returned; the rest are never scored.
         """
-        from index.store import KeywordIndex
-
-        cells = [(i, j) for i, s in enumerate(sources) for j in range(len(s.sentences))]
-        if not cells:
+        found = shortlist.features(q_analysis.analyse(question), sources)
+        if not found.cells:
             return []
-        texts = [sources[i].sentences[j].text for i, j in cells]
-        q_words = set(KeywordIndex.tokenize([question], return_ids=False)[0])
-        token_lists = KeywordIndex.tokenize(texts + [s.title for s in sources], return_ids=False)
-        titles = [set(t) for t in token_lists[len(texts):]]
-        lexical = []
-        for n, (i, _) in enumerate(cells):
-            words = set(token_lists[n])
-            overlap = len(q_words & words) / len(q_words) if q_words else 0.0
-            context = len(q_words & (words | titles[i])) / len(q_words) if q_words else 0.0
-            lexical.append((0.3 * overlap + 0.2 * context, n))
-        if limit is not None and len(lexical) > limit:
-            lexical = sorted(lexical, key=lambda t: (-t[0], t[1]))[:limit]
-        vectors = _embed_by_length(self.embedder, [question, *(texts[n] for _, n in lexical)])
+        picked = shortlist.shortlist(found, limit, self.first_stage)
+        texts = [sources[i].sentences[j].text for i, j in (found.cells[n] for n in picked)]
+        vectors = _embed_by_length(self.embedder, [question, *texts])
         q = vectors[0]
         scored = []
-        for (lex, n), vec in zip(lexical, vectors[1:], strict=True):
+        for n, vec in zip(picked, vectors[1:], strict=True):
             cosine = sum(a * b for a, b in zip(q, vec, strict=True))
-            scored.append((0.5 * cosine + lex, *cells[n]))
+            scored.append((0.5 * cosine + found.lexical[n], *found.cells[n]))
         scored.sort(key=lambda t: -t[0])
         return scored
 
@@ -216,7 +212,7 @@ class ExtractiveWriter:
             from assistant.entities import entities
 
             ents = entities(texts)
-        asked = _names(question.text)
+        asked = shortlist.names(question.text)
         asked_words = q_analysis.asked_words(question)
         passage = {i: q_analysis.roots(" ".join([sources[i].title, *(x.text for x in sources[i].sentences)]))
                    for i in {i for _, i, _ in ranked}}
@@ -231,7 +227,7 @@ class ExtractiveWriter:
                 rank=0.5 ** order[sources[i].article_id],
                 position=math.exp(-sentence.start / 1500),
                 spans=spans, holds=bool(spans) or speaking,
-                novelty=min(len(_names(text) - asked), 3) / 3,
+                novelty=min(len(shortlist.names(text) - asked), 3) / 3,
                 focus=q_analysis.focus(asked_words, text),
                 covers=_covers(asked_words, sources[i].title, text),
                 context=not asked_words or bool(asked_words & passage[i]),
@@ -299,14 +295,13 @@ class ExtractiveWriter:
                 dated = self._dating_sentence(sources[i], j)
             if dated is not None:
                 picks.append((i, dated))
-        if len(picks) < self.max_sentences:
-            for c in found[1:]:
-                if c.probability < best.probability * self.second_ratio:
-                    break
-                other = sources[c.i]
-                if other.article_id != sources[i].article_id and other.sentences[c.j].text != text:
-                    picks.append((c.i, c.j))
-                    break
+        quoted = {sources[a].sentences[b].text for a, b in picks}
+        for c in found[1:]:  # further sentences allowed to answer by themselves, best first
+            if len(picks) >= self.max_sentences or c.probability < best.probability * self.second_ratio:
+                break
+            if (other := sources[c.i].sentences[c.j].text) not in quoted:
+                picks.append((c.i, c.j))
+                quoted.add(other)
         parts = [f"{_quoted(sources[a].sentences[b].text)} [{sources[a].number}]" for a, b in picks]
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
@@ -331,7 +326,6 @@ class ExtractiveWriter:
         return None
 
 
-_NAME = re.compile(r"\b[A-Z][a-zA-Z'’.-]+")
 EMBED_GROUP = 8
 """Sentences embedded per model call, grouped by length: each call pads to its longest
 sentence, so one call over all candidates pads every sentence to the longest one's length
@@ -354,11 +348,6 @@ def _covers(asked: frozenset[str], title: str, sentence: str) -> bool:
     article's title), or there are none to hold."""
     event = q_analysis.event_words(asked, title)
     return not event or bool(event & q_analysis.roots(sentence))
-
-
-def _names(text: str) -> set[str]:
-    """Capitalised words of ``text``, lower-cased, leaving out stop words ("The", "It")."""
-    return {w.lower() for w in _NAME.findall(text)} - q_analysis.stop_words()
 
 
 def _enumerates(text: str, spans: list[tuple[int, int]]) -> bool:

@@ -122,11 +122,16 @@ class Question:
         return self.kind not in (None, "date", "number")
 
 
+def asking(question: str) -> str:
+    """The asking sentence of ``question``: the last one holding a "?" (news-quiz questions
+    open with context), else its last sentence."""
+    parts = [p for p in _SENTENCE_BREAK.split(question.strip()) if p.strip()]
+    return ([p for p in parts if "?" in p] or parts or [question])[-1]
+
+
 def analyse(question: str) -> Question:
     """What ``question`` asks for and what it names; see the module docstring."""
-    parts = [p for p in _SENTENCE_BREAK.split(question.strip()) if p.strip()]
-    asking = [p for p in parts if "?" in p]
-    ask = (asking or parts or [question])[-1]
+    ask = asking(question)
     named = frozenset(w.lower() for w in _WORD.findall(question))
     speaker = None
     if match := _SAY.search(ask):

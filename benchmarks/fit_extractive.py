@@ -14,10 +14,15 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.
-3. **Compare** (default): the writer of git ref ``--old`` (default: the commit before the
-   evidence model) and today's, over the same cached sources in one run: answer correctness
-   (accepted answer in the answer text), short answer exact, false refusals, near-topic
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.  Before that, the
+   shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
+   fitted as a logistic model of "holds an accepted answer" over every sentence of the
+   sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
+   least ``second_sentence_ratio`` × the first's probability): the largest ratio within one
+   question of the most correct answers.
+3. **Compare** (default): the writer of git ref ``--old`` (default: ``OLD_REF``, main before the
+   fitted shortlist and three quotes) and today's, over the same cached sources in one run: answer correctness
+   (accepted answer in the answer text, and in its first quote alone), short answer exact, false refusals, near-topic
    refusals, generation p50/p95 (each writer with its own sentence-embedding cache).
 
     python benchmarks/fit_extractive.py --set dev-small --fit   # needs benchmarks/out/dev-small
@@ -46,7 +51,10 @@ from benchmarks.retrieval import indexed_set, normalise
 from evals.metrics import contains_answer
 
 SHIFT = timedelta(days=90)
-OLD_REF = "ec49fab"
+OLD_REF = "5a68301"
+"""The old writer: main before the fitted shortlist and quoting up to three sentences."""
+OLD_SECOND_RATIO = 0.85
+"""``second_sentence_ratio`` as the old writer was configured (the settings' default then)."""
 TOP_K = 20
 
 
@@ -120,6 +128,41 @@ def logistic(x: Any, y: Any, l2: float = 1e-3, steps: int = 50) -> Any:
 FEATURES = ("relevance", "span", "position", "rank", "novelty", "focus")
 
 
+def fit_first_stage(rows: list[dict]) -> Any:
+    """The shortlist weights (``assistant.shortlist.FirstStage``): a logistic regression of
+    "holds an accepted answer" over every sentence of the sources, on the first-stage
+    features; printed with the share of questions whose shortlist of 8/16/24 keeps an
+    answer-bearing sentence, against the word-overlap score it replaces."""
+    import numpy as np
+
+    from assistant import shortlist
+    from assistant.question import analyse
+
+    table = []
+    for row in rows:
+        found = shortlist.features(analyse(row["q"]["question"]), row["sources"])
+        labels = [bool(contains_answer(row["sources"][i].sentences[j].text, row["q"]["answers"]))
+                  for i, j in found.cells]
+        table.append((found, labels))
+    x = np.array([f for found, _ in table for f in found.features])
+    y = np.array([float(h) for _, labels in table for h in labels])
+    weights = logistic(x, y)
+    fitted = shortlist.FirstStage(**{name: round(float(w), 3) for name, w in
+                                     zip(shortlist.FEATURES, weights[1:], strict=True)})
+
+    def kept(stage: Any, limit: int) -> float:
+        held = [(found, labels) for found, labels in table if any(labels)]
+        return sum(any(labels[n] for n in shortlist.shortlist(found, limit, stage))
+                   for found, labels in held) / max(1, len(held))
+
+    for name, stage in (("word overlap", shortlist.FirstStage()), ("fitted", fitted)):
+        print(f"shortlist, {name}: keeps an answer-bearing sentence for "
+              + ", ".join(f"{kept(stage, k):.3f} at {k}" for k in (8, 12, 16, 20, 24))
+              + " of the questions whose sources hold one")
+    print(f"first stage: {fitted}")
+    return fitted
+
+
 def fit(bot: Any, rows: list[dict]) -> Any:
     """Fit the weights, then the gates, on ``rows``; print and return the ``Weights``.
 
@@ -132,7 +175,8 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     from assistant.extractive import ExtractiveWriter, Weights
     from assistant.question import analyse
 
-    loose = ExtractiveWriter(bot.embedder, threshold=0.0,
+    first = fit_first_stage(rows)
+    loose = ExtractiveWriter(bot.embedder, threshold=0.0, first_stage=first,
                              weights=Weights(strict=frozenset(), event=frozenset()))
     event = Weights().event
 
@@ -212,9 +256,22 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event)
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
-    writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen)
-    print(f"the writer with these weights on {args_set(rows)}: {fmt(evaluate(writer, rows, timed=False))}")
+    quoting = []  # how many sentences an answer quotes: up to QUOTE, each ratio × the best's
+    for ratio in (0.85, 0.7, 0.5, 0.3):
+        writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen, first_stage=first,
+                                  max_sentences=QUOTE, second_ratio=ratio)
+        result = evaluate(writer, rows, timed=False)
+        quoting.append((result["correct"], ratio))
+        print(f"quoting up to {QUOTE} sentences of at least {ratio} × the best's probability: "
+              f"{fmt(result)}")
+    top = max(c for c, _ in quoting)  # the fewest quotes within one question of the best
+    ratio = max(r for c, r in quoting if c >= top - 1 / len(rows) - 1e-9)
+    print(f"chosen: up to {QUOTE} sentences, second_sentence_ratio {ratio}")
     return chosen
+
+
+QUOTE = 3
+"""Most sentences an extractive answer quotes (``ExtractiveWriter.max_sentences``)."""
 
 
 def args_set(rows: list[dict]) -> str:
@@ -222,10 +279,11 @@ def args_set(rows: list[dict]) -> str:
 
 
 def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, Any]:
-    """Correctness, short answer exact, false and near-topic refusals, generation latency."""
+    """Correctness (of the whole answer, and of its first quoted sentence with its lead alone),
+    short answer exact, false and near-topic refusals, generation latency."""
     from assistant.citations import is_refusal
 
-    correct = exact = refused = 0
+    correct = first = exact = refused = 0
     latencies = []
     for row in rows:
         started = time.perf_counter()
@@ -237,11 +295,13 @@ def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, 
         answers = row["q"]["answers"]
         refused += is_refusal(text)
         correct += not is_refusal(text) and bool(contains_answer(text, answers))
+        first += not is_refusal(text) and bool(contains_answer(text.split("]")[0], answers))
         exact += short is not None and any(normalise(short.text) == normalise(a) for a in answers)
     negatives = [r for r in rows if r["earlier"] is not None]
     near = sum(is_refusal(writer.answer(r["q"]["question"], r["earlier"])) for r in negatives)
     n = len(rows)
-    out = {"questions": n, "correct": correct / n, "short_exact": exact / n,
+    out = {"questions": n, "correct": correct / n, "first_correct": first / n,
+           "short_exact": exact / n,
            "false_refusals": refused / n, "near_topic": len(negatives),
            "near_topic_refused": near / len(negatives) if negatives else 0.0}
     if timed:
@@ -252,7 +312,7 @@ def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, 
 
 
 def fmt(r: dict[str, Any]) -> str:
-    text = (f"correct {r['correct']:.3f}, short exact {r['short_exact']:.3f}, false refusals "
+    text = (f"correct {r['correct']:.3f} (first quote {r['first_correct']:.3f}), short exact {r['short_exact']:.3f}, false refusals "
             f"{r['false_refusals']:.3f}, near-topic refused {r['near_topic_refused']:.3f} "
             f"(of {r['near_topic']})")
     if "p50_ms" in r:
@@ -271,7 +331,7 @@ def old_writer(ref: str, bot: Any) -> Any:
     exec(compile(source, f"{ref}:assistant/extractive.py", "exec"), module.__dict__)  # noqa: S102
     w = bot.settings.writer
     return module.ExtractiveWriter(bot.embedder.with_own_cache(), threshold=w.extractive_threshold,
-                                   source_prior=w.source_prior, second_ratio=w.second_sentence_ratio)
+                                   source_prior=w.source_prior, second_ratio=OLD_SECOND_RATIO)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import pytest
 from assistant.question import (
     analyse,
     asked_words,
+    asking,
     event_words,
     list_span,
     number_spans,
@@ -47,6 +48,13 @@ def test_the_asking_sentence_decides_not_the_context_before_it() -> None:
     q = analyse("When the deal closed, shares rose. Which airline plans to buy Hawaiian Airlines "
                 "in a $1.9 billion deal?")
     assert q.kind == "org"
+
+
+def test_the_asking_sentence_is_the_last_one_holding_a_question_mark() -> None:
+    assert asking("The deal closed. Which airline bought Hawaiian? Shares rose.") == \
+        "Which airline bought Hawaiian?"
+    assert asking("Scientists examining a meteorite have identified what") == \
+        "Scientists examining a meteorite have identified what"
 
 
 def test_what_a_question_already_names_and_who_it_asks_about() -> None:
