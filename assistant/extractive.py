@@ -10,8 +10,8 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    what the question already names, and for "what did X say", the speaker X.
 2. **Relevance**, as before: embedding similarity of question and sentence, and how many of the
    question's content words the sentence (or its article's title) holds.  Only a shortlist is
-   embedded (``assistant.shortlist``: a fitted score needing no model, from word overlap, BM25
-   of the asking sentence, the asked-for kind, position and rank): its first 8, then up to
+   embedded (``assistant.shortlist``: a score needing no model, by default the words shared
+   with the question): its first 8, then up to
    ``candidates`` (16) when none of those is likely enough; each model call takes sentences
    of similar length.
 3. **Evidence**: whether the sentence holds a span of the asked-for kind that the question does
@@ -28,7 +28,9 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    many" with no count of the thing counted; "who" with no new person, or organisation when
    the question names no person's role), "what did X say" when X is never reported speaking,
    and any question whose best probability is below ``Weights.floor`` (unless it asks for
-   several and a sentence lists several spans of the kind).
+   several and a sentence lists several spans of the kind).  A question placing its event
+   in the last days ("this week", "on Tuesday") may be answered only from articles at most
+   ``Weights.recent`` days older than the day it is asked on (``write``'s ``as_of``).
 5. **The short answer**: the asked-for span of the chosen sentence (the enumeration, when the
    question asks for several), reported as ``Answer.short_answer`` with article offsets.
 
@@ -83,6 +85,10 @@ class Weights:
     holds one of the asked words its article's title does not (``question.event_words``).
     A date is the date of something; "when did the lander wake up" is not answered by the
     date it landed."""
+    recent: int | None = 14
+    """For a question placing its event in the last days (``Question.recent``: "this week",
+    "on Tuesday"), the most days an answering article may be older than the question's
+    ``as_of``; None: no such rule.  Chosen on dev-small by ``benchmarks/fit_extractive.py``."""
     strict: frozenset[str] = frozenset({"number", "person"})
     """Kinds refused when no on-topic sentence holds a span of the kind ("how many" with no
     count of the thing, "who" with no new name: a person, or an organisation when the
@@ -180,10 +186,11 @@ class ExtractiveWriter:
         """(relevance, source index, sentence index) of source sentences, best first.
 
         With ``limit``, only that many sentences, the best by the first-stage score
-        (``assistant.shortlist``: word overlap, BM25 of the asking sentence, the asked-for
-        kind, position, rank; no model), are embedded and returned; the rest are never scored.
+        (``assistant.shortlist``, no model; by default the words they share with the
+        question, ties: earlier sources), are embedded and returned; the rest never scored.
         """
-        found = shortlist.features(q_analysis.analyse(question), sources)
+        found = shortlist.features(q_analysis.analyse(question), sources,
+                                   bm25=self.first_stage.ask != 0)
         if not found.cells:
             return []
         picked = shortlist.shortlist(found, limit, self.first_stage)
@@ -242,25 +249,27 @@ class ExtractiveWriter:
     ) -> Iterator[ChatEvent]:
         """The chosen sentences with their markers (or the cannot-answer sentinel), in one
         piece that also carries the short answer."""
-        text, short = self.answer_with_short(question, sources)
+        text, short = self.answer_with_short(question, sources, as_of=as_of)
         yield ExtractiveText(text, short_answer=short)
 
     def answer(self, question: str, sources: Sequence[Source]) -> str:
         """The chosen sentences with their markers, or the cannot-answer sentinel."""
         return self.answer_with_short(question, sources)[0]
 
-    def choose(self, question: Question, sources: Sequence[Source]) -> list[Candidate]:
+    def choose(self, question: Question, sources: Sequence[Source], *,
+               as_of: date | None = None) -> list[Candidate]:
         """The candidates allowed to answer, best first; empty when the writer must refuse.
 
         The ``first`` sentences sharing most words with the question are scored first; only
         when none of them is likely enough (``settle``) are the rest of the ``candidates``
         embedded too (the first ones come from the caches)."""
-        found = self._allowed(question, sources, self.candidates(question, sources, limit=self.first))
+        found = self._allowed(question, sources, as_of,
+                              self.candidates(question, sources, limit=self.first))
         if self.first < self.limit and (not found or found[0].probability < self.settle):
-            found = self._allowed(question, sources, self.candidates(question, sources))
+            found = self._allowed(question, sources, as_of, self.candidates(question, sources))
         return found
 
-    def _allowed(self, question: Question, sources: Sequence[Source],
+    def _allowed(self, question: Question, sources: Sequence[Source], as_of: date | None,
                  found: list[Candidate]) -> list[Candidate]:
         """The candidates the refusal rules let answer (module docstring, step 4)."""
         found = [c for c in found if c.context]
@@ -270,15 +279,18 @@ class ExtractiveWriter:
             found = [c for c in found if c.holds]
         if question.kind in self.weights.strict:
             found = [c for c in found if c.spans]
+        if question.recent and as_of is not None and self.weights.recent is not None:
+            found = [c for c in found if _within(sources[c.i].published, as_of, self.weights.recent)]
         return [c for c in found if c.probability >= self.weights.floor
                 or (question.plural and _enumerates(sources[c.i].sentences[c.j].text, c.spans))]
 
     def answer_with_short(
-        self, question_text: str, sources: Sequence[Source]
+        self, question_text: str, sources: Sequence[Source], *, as_of: date | None = None
     ) -> tuple[str, ShortAnswer | None]:
-        """The answer text with markers (or the sentinel), and its short answer if any."""
+        """The answer text with markers (or the sentinel), and its short answer if any;
+        ``as_of``: the day the question is asked on (the recency rule of step 4)."""
         question = q_analysis.analyse(question_text)
-        found = self.choose(question, sources)
+        found = self.choose(question, sources, as_of=as_of)
         if not found:
             return CANNOT_ANSWER, None
         best = found[0]
@@ -341,6 +353,12 @@ def _embed_by_length(embedder: Embedder, texts: list[str]) -> list[list[float]]:
         for n, vector in zip(group, embedder.embed_cached([texts[n] for n in group]), strict=True):
             out[n] = vector
     return out
+
+
+def _within(published: date | None, as_of: date, days: int) -> bool:
+    """Whether an article published on ``published`` (unknown: yes) is at most ``days`` older
+    than ``as_of``."""
+    return published is None or (as_of - published).days <= days
 
 
 def _covers(asked: frozenset[str], title: str, sentence: str) -> bool:

@@ -172,10 +172,22 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     """
     import numpy as np
 
+    from assistant import shortlist
     from assistant.extractive import ExtractiveWriter, Weights
     from assistant.question import analyse
 
-    first = fit_first_stage(rows)
+    fitted_first = fit_first_stage(rows)
+    base = bot.settings.writer.extractive_threshold
+    tried = {}
+    for name, stage in (("word overlap", shortlist.FirstStage()), ("fitted", fitted_first)):
+        result = evaluate(ExtractiveWriter(bot.embedder, threshold=base, first_stage=stage),
+                          rows, timed=False)
+        tried[name] = (result["correct"], stage)
+        print(f"the writer on the {name} shortlist: {fmt(result)}")
+    # the fitted shortlist only if it answers more than one more question correctly
+    better = tried["fitted"][0] > tried["word overlap"][0] + 1 / len(rows) + 1e-9
+    first = tried["fitted" if better else "word overlap"][1]
+    print(f"shortlist kept: {'fitted' if better else 'word overlap'}")
     loose = ExtractiveWriter(bot.embedder, threshold=0.0, first_stage=first,
                              weights=Weights(strict=frozenset(), event=frozenset()))
     event = Weights().event
@@ -221,7 +233,6 @@ def fit(bot: Any, rows: list[dict]) -> Any:
                      position=position, rank=rank, novelty=novelty, focus=focus)
     print(f"calibrated over {len(y)} candidate sentences ({int(y.sum())} hold an answer): {fitted}")
 
-    base = bot.settings.writer.extractive_threshold
     negatives = []
     for row in rows:
         if row["earlier"] is not None:
@@ -253,7 +264,7 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     close = [r for r in ok if r[0] >= top - 1 / len(rows) - 1e-9]
     correct, refused, near, topic, floor, strict = max(
         close, key=lambda r: (r[2], r[0], len(r[5]), -r[4]))  # then the rule for more kinds
-    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event)
+    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event, recent=None)
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
     quoting = []  # how many sentences an answer quotes: up to QUOTE, each ratio × the best's
@@ -267,6 +278,20 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     top = max(c for c, _ in quoting)  # the fewest quotes within one question of the best
     ratio = max(r for c, r in quoting if c >= top - 1 / len(rows) - 1e-9)
     print(f"chosen: up to {QUOTE} sentences, second_sentence_ratio {ratio}")
+    windows = []  # the recency rule: how old an article may be for a "this week" question
+    for days in (None, 30, 14, 7):
+        writer = ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
+                                  weights=replace(chosen, recent=days), max_sentences=QUOTE,
+                                  second_ratio=ratio)
+        result = evaluate(writer, rows, timed=False)
+        windows.append((result, days))
+        print(f"recent questions answered from articles at most {days} days old: {fmt(result)}")
+    ok = [(r, d) for r, d in windows if r["false_refusals"] <= 0.08]
+    top = max(r["correct"] for r, _ in ok)  # within one question of the best, most near-topic
+    _, days = max(((r, d) for r, d in ok if r["correct"] >= top - 1 / len(rows) - 1e-9),
+                  key=lambda t: (t[0]["near_topic_refused"], t[0]["correct"], -(t[1] or 999)))
+    chosen = replace(chosen, recent=days)
+    print(f"chosen: {chosen}")
     return chosen
 
 
@@ -287,10 +312,7 @@ def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, 
     latencies = []
     for row in rows:
         started = time.perf_counter()
-        if hasattr(writer, "answer_with_short"):
-            text, short = writer.answer_with_short(row["q"]["question"], row["sources"])
-        else:
-            text, short = writer.answer(row["q"]["question"], row["sources"]), None
+        text, short = written(writer, row["q"]["question"], row["sources"], asked_on(row))
         latencies.append(time.perf_counter() - started)
         answers = row["q"]["answers"]
         refused += is_refusal(text)
@@ -298,7 +320,8 @@ def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, 
         first += not is_refusal(text) and bool(contains_answer(text.split("]")[0], answers))
         exact += short is not None and any(normalise(short.text) == normalise(a) for a in answers)
     negatives = [r for r in rows if r["earlier"] is not None]
-    near = sum(is_refusal(writer.answer(r["q"]["question"], r["earlier"])) for r in negatives)
+    near = sum(is_refusal(written(writer, r["q"]["question"], r["earlier"],
+                                  asked_on(r, earlier=True))[0]) for r in negatives)
     n = len(rows)
     out = {"questions": n, "correct": correct / n, "first_correct": first / n,
            "short_exact": exact / n,
@@ -309,6 +332,18 @@ def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, 
         out["p50_ms"] = 1000 * statistics.median(ordered)
         out["p95_ms"] = 1000 * ordered[int(0.95 * (len(ordered) - 1))]
     return out
+
+
+def asked_on(row: dict, *, earlier: bool = False) -> date | None:
+    """The day a row's question is asked on (its near-topic negative: 90 days earlier)."""
+    day = date.fromisoformat(row["q"]["as_of"]) if row["q"].get("as_of") else None
+    return day - SHIFT if day and earlier else day
+
+
+def written(writer: Any, question: str, sources: list, as_of: date | None) -> tuple[str, Any]:
+    """(answer text, short answer or None) as the writer's ``write`` gives them."""
+    events = list(writer.write(question, sources, as_of=as_of))
+    return "".join(e.text for e in events), getattr(events[-1], "short_answer", None)
 
 
 def fmt(r: dict[str, Any]) -> str:
@@ -393,7 +428,7 @@ def diagnose(bot: Any, rows: list[dict]) -> None:
         count["answer in the sources"] += bool(hit)
         count["answer among the embedded candidates"] += bool(
             hit & {(i, j) for _, i, j in w.rank(text, sources, limit=w.limit)})
-        answer = w.answer(text, sources)
+        answer = written(w, text, sources, asked_on(row))[0]
         count["correct"] += not is_refusal(answer) and bool(contains_answer(answer, answers))
         if not is_refusal(answer):
             continue
@@ -406,6 +441,11 @@ def diagnose(bot: Any, rows: list[dict]) -> None:
             left, why = [c for c in left if c.covers], "a date without the event"
         if left and question.kind in w.weights.strict:
             left, why = [c for c in left if c.spans], f"no {question.kind} span"
+        if left and question.recent and asked_on(row) and w.weights.recent is not None:
+            left = [c for c in left if (sources[c.i].published is None or
+                                        (asked_on(row) - sources[c.i].published).days
+                                        <= w.weights.recent)]
+            why = "no recent article for a recent question"
         if left:
             why = "below the floor"
         count[f"refused: {why}"] += 1

@@ -40,7 +40,8 @@ def test_the_shortlist_keeps_a_sentence_of_the_asked_kind_beside_the_one_repeati
     question = analyse("Which company bought the ferry operator?")
     found = shortlist.features(question, sources)
     answer = found.cells.index((1, 1))
-    assert answer in shortlist.shortlist(found, 3, shortlist.FITTED)
+    weighted = shortlist.FirstStage(kind=0.5, neighbour=0.5)
+    assert answer in shortlist.shortlist(found, 3, weighted)
     assert answer not in shortlist.shortlist(found, 3, shortlist.FirstStage())  # overlap alone
 
 
@@ -50,6 +51,9 @@ def test_rare_words_of_the_asking_sentence_weigh_more_than_common_ones() -> None
                       "The council said it met.", "The council said little more.")]
     found = shortlist.features(analyse("When will the council reopen the pier?"), sources)
     assert feature(found, "ask", (0, 1)) > feature(found, "ask", (0, 0)) > 0
+    unindexed = shortlist.features(analyse("When will the council reopen the pier?"), sources,
+                                   bm25=False)
+    assert feature(unindexed, "ask", (0, 1)) == 0 and unindexed.lexical == found.lexical
 
 
 @pytest.mark.parametrize(
@@ -81,18 +85,3 @@ def test_a_limit_embeds_only_the_shortlist(embedder: Embedder) -> None:
     assert len(writer.embedder._cache) == 5  # the question and the four sentences, no more
     assert len(writer.rank("Which company bought the ferry operator?", sources)) == 9
     assert writer.rank("Anything?", [source(1)]) == []
-
-
-def test_an_answer_quotes_up_to_max_sentences_each_once_best_first(embedder: Embedder) -> None:
-    said = "Nordlink Shipping bought the ferry operator on Monday."
-    sources = [source(1, said, "Nordlink Shipping bought the ferry operator for 40 million."),
-               source(2, said, "Baltic Lines bought the rival ferry operator last year.")]
-    question = "Which company bought the ferry operator?"
-    three = ExtractiveWriter(embedder, threshold=0.2, max_sentences=3, second_ratio=0.0)
-    text = three.answer(question, sources)
-    assert text.count(said) == 1  # the same sentence from two articles is quoted once
-    assert text.count("[") == 3
-    chosen = three.choose(analyse(question), sources)
-    assert text.startswith(sources[chosen[0].i].sentences[chosen[0].j].text)
-    one = ExtractiveWriter(embedder, threshold=0.2, max_sentences=1)
-    assert one.answer(question, sources).count("[") == 1
