@@ -32,6 +32,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -411,7 +412,9 @@ def main() -> None:
 
 def diagnose(bot: Any, rows: list[dict]) -> None:
     """Where the new writer loses answers: whether the sources hold one, whether the embedded
-    candidates do, and which rule refused (the first that leaves no candidate)."""
+    candidates do, which rule refused (the first that leaves no candidate), and where the
+    first answer-bearing sentence ranks among those allowed to answer, with the shortlist
+    and with every sentence embedded."""
     from collections import Counter
 
     from assistant.citations import is_refusal
@@ -450,6 +453,20 @@ def diagnose(bot: Any, rows: list[dict]) -> None:
             why = "below the floor"
         count[f"refused: {why}"] += 1
         count[f"refused: {why}, answer in the sources"] += bool(hit)
+    every = copy.copy(w)  # the same writer with every sentence of the sources embedded
+    every.limit = every.first = 10**6
+    for name, writer in (("shortlist", w), ("every sentence", every)):
+        for row in rows:
+            text, answers, sources = row["q"]["question"], row["q"]["answers"], row["sources"]
+            hit = {(i, j) for i, s in enumerate(sources) for j, x in enumerate(s.sentences)
+                   if contains_answer(x.text, answers)}
+            if not hit:
+                continue
+            found = writer.choose(analyse(text), sources, as_of=asked_on(row))
+            ranks = [n for n, c in enumerate(found) if (c.i, c.j) in hit]
+            where = ("not allowed or not a candidate" if not ranks else "1st" if ranks[0] == 0
+                     else "2nd-3rd" if ranks[0] < 3 else "4th-5th" if ranks[0] < 5 else "lower")
+            count[f"{name}: first answer-bearing sentence {where}"] += 1
     for key, value in sorted(count.items()):
         print(f"{key}: {value}")
 
