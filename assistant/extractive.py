@@ -193,7 +193,8 @@ class ExtractiveWriter:
         question, ties: earlier sources), are embedded and returned; the rest never scored.
         """
         found = shortlist.features(q_analysis.analyse(question), sources,
-                                   bm25=self.first_stage.ask != 0)
+                                   bm25=self.first_stage.ask != 0,
+                                   overlap_only=self.first_stage.overlap_only)
         if not found.cells:
             return []
         picked = shortlist.shortlist(found, limit, self.first_stage)

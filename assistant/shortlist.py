@@ -50,6 +50,11 @@ class FirstStage:
     novelty: float = 0.0
     length: float = 0.0
 
+    @property
+    def overlap_only(self) -> bool:
+        """Whether only the two word-overlap features have a weight."""
+        return all(getattr(self, name) == 0 for name in FEATURES[2:])
+
     def score(self, features: Sequence[float]) -> float:
         """Σ weight × feature, features in ``FEATURES`` order."""
         return sum(getattr(self, name) * value for name, value in zip(FEATURES, features, strict=True))
@@ -74,10 +79,11 @@ def names(text: str) -> set[str]:
     return {w.lower() for w in _NAME.findall(text)} - q_analysis.stop_words()
 
 
-def features(question: Question, sources: Sequence[Source], *,
-             bm25: bool = True) -> Shortlisted:
+def features(question: Question, sources: Sequence[Source], *, bm25: bool = True,
+             overlap_only: bool = False) -> Shortlisted:
     """Every sentence of ``sources`` with its first-stage features; ``bm25=False`` leaves the
-    "ask" feature 0 (its weight is 0: no need to index the sentences)."""
+    "ask" feature 0 (no need to index the sentences), ``overlap_only`` every feature but the
+    two overlaps (what word overlap alone needs: about 10 ms less per question)."""
     from index.store import KeywordIndex
 
     cells = [(i, j) for i, s in enumerate(sources) for j in range(len(s.sentences))]
@@ -87,7 +93,8 @@ def features(question: Question, sources: Sequence[Source], *,
                                    return_ids=False)
     q_words = set(tokens[-2])
     titles = [set(t) for t in tokens[len(texts):-2]]
-    ask_scores = _bm25(tokens[: len(texts)], tokens[-1]) if bm25 else [0.0] * len(texts)
+    ask_scores = (_bm25(tokens[: len(texts)], tokens[-1]) if bm25 and not overlap_only
+                  else [0.0] * len(texts))
     asked = names(question.text)
     order = {a: n for n, a in enumerate(dict.fromkeys(s.article_id for s in sources))}
     overlap, context = [], []
@@ -96,6 +103,11 @@ def features(question: Question, sources: Sequence[Source], *,
         overlap.append(len(q_words & words) / len(q_words) if q_words else 0.0)
         context.append(len(q_words & (words | titles[i])) / len(q_words) if q_words else 0.0)
     lexical = [0.3 * a + 0.2 * b for a, b in zip(overlap, context, strict=True)]
+    if overlap_only:
+        rest = (0.0,) * (len(FEATURES) - 2)
+        return Shortlisted(cells=cells, features=[(a, b, *rest) for a, b in
+                                                  zip(overlap, context, strict=True)],
+                           lexical=lexical)
     rows = []
     for n, (i, j) in enumerate(cells):
         sentence = sources[i].sentences[j]

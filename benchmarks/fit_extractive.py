@@ -364,6 +364,7 @@ def old_writer(ref: str, bot: Any) -> Any:
         source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
                                 check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("old_extractive")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
     exec(compile(source, f"{ref}:assistant/extractive.py", "exec"), module.__dict__)  # noqa: S102
     w = bot.settings.writer
     return module.ExtractiveWriter(bot.embedder.with_own_cache(), threshold=w.extractive_threshold,

@@ -54,6 +54,10 @@ def test_rare_words_of_the_asking_sentence_weigh_more_than_common_ones() -> None
     unindexed = shortlist.features(analyse("When will the council reopen the pier?"), sources,
                                    bm25=False)
     assert feature(unindexed, "ask", (0, 1)) == 0 and unindexed.lexical == found.lexical
+    overlap = shortlist.features(analyse("When will the council reopen the pier?"), sources,
+                                 overlap_only=True)
+    assert shortlist.FITTED.overlap_only and overlap.lexical == found.lexical
+    assert all(f[2:] == (0.0,) * (len(shortlist.FEATURES) - 2) for f in overlap.features)
 
 
 @pytest.mark.parametrize(
