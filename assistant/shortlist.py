@@ -108,7 +108,7 @@ def features(question: Question, sources: Sequence[Source], *, bm25: bool = True
         return Shortlisted(cells=cells, features=[(a, b, *rest) for a, b in
                                                   zip(overlap, context, strict=True)],
                            lexical=lexical)
-    rows = []
+    rows: list[tuple[float, ...]] = []
     for n, (i, j) in enumerate(cells):
         sentence = sources[i].sentences[j]
         new_names = names(sentence.text) - asked
