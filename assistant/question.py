@@ -86,6 +86,10 @@ _NAME = re.compile(r"\b[A-Z][\w'’.-]*(?:\s+(?:[A-Z][\w'’.-]*|of|de|al|bin|va
 _HOW_MANY = re.compile(r"\bhow many\s+(?P<what>(?:[\w'’-]+\s*){1,5})", re.IGNORECASE)
 _WH = frozenset(["what", "which", "who", "whom", "whose", "when", "where", "why", "how"])
 _PREPOSITIONS = frozenset(["of", "in", "on", "at", "to", "for", "from", "by", "with", "after", "before", "during", "since"])
+_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+_RECENT = re.compile(
+    rf"\b(?:(?:this|last|past)\s+(?:week|weekend)|this\s+past\s+(?:week|weekend)|today|"
+    rf"yesterday|(?:on|this|last)\s+{_WEEKDAY})\b", re.IGNORECASE)
 _NAME_OF = re.compile(r"\bnames?\b|\bcalled\b", re.IGNORECASE)
 _HOW = {"many": "number", "much": "number", "long": "number", "old": "number", "far": "number",
         "tall": "number", "big": "number", "high": "number", "large": "number"}
@@ -115,6 +119,9 @@ class Question:
     """For "how many X": stems of X's words; a number answers only when one follows it."""
     head: str | None = None
     """The noun that named the kind ("state" in "which state"), if one did."""
+    recent: bool = False
+    """Places what it asks about in the last days ("this week", "on Tuesday", "yesterday"):
+    an article from months before cannot report it."""
 
     @property
     def needs_entities(self) -> bool:
@@ -122,11 +129,16 @@ class Question:
         return self.kind not in (None, "date", "number")
 
 
+def asking(question: str) -> str:
+    """The asking sentence of ``question``: the last one holding a "?" (news-quiz questions
+    open with context), else its last sentence."""
+    parts = [p for p in _SENTENCE_BREAK.split(question.strip()) if p.strip()]
+    return ([p for p in parts if "?" in p] or parts or [question])[-1]
+
+
 def analyse(question: str) -> Question:
     """What ``question`` asks for and what it names; see the module docstring."""
-    parts = [p for p in _SENTENCE_BREAK.split(question.strip()) if p.strip()]
-    asking = [p for p in parts if "?" in p]
-    ask = (asking or parts or [question])[-1]
+    ask = asking(question)
     named = frozenset(w.lower() for w in _WORD.findall(question))
     speaker = None
     if match := _SAY.search(ask):
@@ -141,9 +153,21 @@ def analyse(question: str) -> Question:
             if word in _AUX or word in _PREPOSITIONS:
                 break
             words.append(word)
+            if _plural(word):  # "how many astronauts flew aboard Orion": astronauts only
+                break
         counted = frozenset(stem(w) for w in words if w not in stop_words())
     return Question(text=question, kind=kind, named=named, speaker=speaker, plural=plural,
-                    counted=counted, head=head)
+                    counted=counted, head=head, recent=bool(_RECENT.search(question)))
+
+
+_PLURALS = frozenset(["people", "children", "men", "women", "police", "staff", "feet", "teeth",
+                      "mice", "geese", "cattle", "personnel", "crew"])
+
+
+def _plural(word: str) -> bool:
+    """Whether ``word`` looks like a plural noun: what a "how many" question counts ends
+    there ("astronauts" in "how many astronauts flew aboard Orion")."""
+    return word in _PLURALS or (word.endswith("s") and not word.endswith(("ss", "us", "is")))
 
 
 def _kind(ask: str) -> tuple[Kind | None, bool]:

@@ -14,10 +14,15 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.
-3. **Compare** (default): the writer of git ref ``--old`` (default: the commit before the
-   evidence model) and today's, over the same cached sources in one run: answer correctness
-   (accepted answer in the answer text), short answer exact, false refusals, near-topic
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.  Before that, the
+   shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
+   fitted as a logistic model of "holds an accepted answer" over every sentence of the
+   sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
+   least ``second_sentence_ratio`` × the first's probability): the largest ratio within one
+   question of the most correct answers.
+3. **Compare** (default): the writer of git ref ``--old`` (default: ``OLD_REF``, main before the
+   fitted shortlist and three quotes) and today's, over the same cached sources in one run: answer correctness
+   (accepted answer in the answer text, and in its first quote alone), short answer exact, false refusals, near-topic
    refusals, generation p50/p95 (each writer with its own sentence-embedding cache).
 
     python benchmarks/fit_extractive.py --set dev-small --fit   # needs benchmarks/out/dev-small
@@ -27,6 +32,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -46,7 +52,10 @@ from benchmarks.retrieval import indexed_set, normalise
 from evals.metrics import contains_answer
 
 SHIFT = timedelta(days=90)
-OLD_REF = "ec49fab"
+OLD_REF = "5a68301"
+"""The old writer: main before the fitted shortlist and quoting up to three sentences."""
+OLD_SECOND_RATIO = 0.85
+"""``second_sentence_ratio`` as the old writer was configured (the settings' default then)."""
 TOP_K = 20
 
 
@@ -120,6 +129,41 @@ def logistic(x: Any, y: Any, l2: float = 1e-3, steps: int = 50) -> Any:
 FEATURES = ("relevance", "span", "position", "rank", "novelty", "focus")
 
 
+def fit_first_stage(rows: list[dict]) -> Any:
+    """The shortlist weights (``assistant.shortlist.FirstStage``): a logistic regression of
+    "holds an accepted answer" over every sentence of the sources, on the first-stage
+    features; printed with the share of questions whose shortlist of 8/16/24 keeps an
+    answer-bearing sentence, against the word-overlap score it replaces."""
+    import numpy as np
+
+    from assistant import shortlist
+    from assistant.question import analyse
+
+    table = []
+    for row in rows:
+        found = shortlist.features(analyse(row["q"]["question"]), row["sources"])
+        labels = [bool(contains_answer(row["sources"][i].sentences[j].text, row["q"]["answers"]))
+                  for i, j in found.cells]
+        table.append((found, labels))
+    x = np.array([f for found, _ in table for f in found.features])
+    y = np.array([float(h) for _, labels in table for h in labels])
+    weights = logistic(x, y)
+    fitted = shortlist.FirstStage(**{name: round(float(w), 3) for name, w in
+                                     zip(shortlist.FEATURES, weights[1:], strict=True)})
+
+    def kept(stage: Any, limit: int) -> float:
+        held = [(found, labels) for found, labels in table if any(labels)]
+        return sum(any(labels[n] for n in shortlist.shortlist(found, limit, stage))
+                   for found, labels in held) / max(1, len(held))
+
+    for name, stage in (("word overlap", shortlist.FirstStage()), ("fitted", fitted)):
+        print(f"shortlist, {name}: keeps an answer-bearing sentence for "
+              + ", ".join(f"{kept(stage, k):.3f} at {k}" for k in (8, 12, 16, 20, 24))
+              + " of the questions whose sources hold one")
+    print(f"first stage: {fitted}")
+    return fitted
+
+
 def fit(bot: Any, rows: list[dict]) -> Any:
     """Fit the weights, then the gates, on ``rows``; print and return the ``Weights``.
 
@@ -129,10 +173,23 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     """
     import numpy as np
 
+    from assistant import shortlist
     from assistant.extractive import ExtractiveWriter, Weights
     from assistant.question import analyse
 
-    loose = ExtractiveWriter(bot.embedder, threshold=0.0,
+    fitted_first = fit_first_stage(rows)
+    base = bot.settings.writer.extractive_threshold
+    tried = {}
+    for name, stage in (("word overlap", shortlist.FirstStage()), ("fitted", fitted_first)):
+        result = evaluate(ExtractiveWriter(bot.embedder, threshold=base, first_stage=stage),
+                          rows, timed=False)
+        tried[name] = (result["correct"], stage)
+        print(f"the writer on the {name} shortlist: {fmt(result)}")
+    # the fitted shortlist only if it answers more than one more question correctly
+    better = tried["fitted"][0] > tried["word overlap"][0] + 1 / len(rows) + 1e-9
+    first = tried["fitted" if better else "word overlap"][1]
+    print(f"shortlist kept: {'fitted' if better else 'word overlap'}")
+    loose = ExtractiveWriter(bot.embedder, threshold=0.0, first_stage=first,
                              weights=Weights(strict=frozenset(), event=frozenset()))
     event = Weights().event
 
@@ -177,7 +234,6 @@ def fit(bot: Any, rows: list[dict]) -> Any:
                      position=position, rank=rank, novelty=novelty, focus=focus)
     print(f"calibrated over {len(y)} candidate sentences ({int(y.sum())} hold an answer): {fitted}")
 
-    base = bot.settings.writer.extractive_threshold
     negatives = []
     for row in rows:
         if row["earlier"] is not None:
@@ -209,12 +265,39 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     close = [r for r in ok if r[0] >= top - 1 / len(rows) - 1e-9]
     correct, refused, near, topic, floor, strict = max(
         close, key=lambda r: (r[2], r[0], len(r[5]), -r[4]))  # then the rule for more kinds
-    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event)
+    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event, recent=None)
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
-    writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen)
-    print(f"the writer with these weights on {args_set(rows)}: {fmt(evaluate(writer, rows, timed=False))}")
+    quoting = []  # how many sentences an answer quotes: up to QUOTE, each ratio × the best's
+    for ratio in (0.85, 0.7, 0.5, 0.3):
+        writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen, first_stage=first,
+                                  max_sentences=QUOTE, second_ratio=ratio)
+        result = evaluate(writer, rows, timed=False)
+        quoting.append((result["correct"], ratio))
+        print(f"quoting up to {QUOTE} sentences of at least {ratio} × the best's probability: "
+              f"{fmt(result)}")
+    top = max(c for c, _ in quoting)  # the fewest quotes within one question of the best
+    ratio = max(r for c, r in quoting if c >= top - 1 / len(rows) - 1e-9)
+    print(f"chosen: up to {QUOTE} sentences, second_sentence_ratio {ratio}")
+    windows = []  # the recency rule: how old an article may be for a "this week" question
+    for days in (None, 30, 14, 7):
+        writer = ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
+                                  weights=replace(chosen, recent=days), max_sentences=QUOTE,
+                                  second_ratio=ratio)
+        result = evaluate(writer, rows, timed=False)
+        windows.append((result, days))
+        print(f"recent questions answered from articles at most {days} days old: {fmt(result)}")
+    ok = [(r, d) for r, d in windows if r["false_refusals"] <= 0.08]
+    top = max(r["correct"] for r, _ in ok)  # within one question of the best, most near-topic
+    _, days = max(((r, d) for r, d in ok if r["correct"] >= top - 1 / len(rows) - 1e-9),
+                  key=lambda t: (t[0]["near_topic_refused"], t[0]["correct"], -(t[1] or 999)))
+    chosen = replace(chosen, recent=days)
+    print(f"chosen: {chosen}")
     return chosen
+
+
+QUOTE = 3
+"""Most sentences an extractive answer quotes (``ExtractiveWriter.max_sentences``)."""
 
 
 def args_set(rows: list[dict]) -> str:
@@ -222,26 +305,27 @@ def args_set(rows: list[dict]) -> str:
 
 
 def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, Any]:
-    """Correctness, short answer exact, false and near-topic refusals, generation latency."""
+    """Correctness (of the whole answer, and of its first quoted sentence with its lead alone),
+    short answer exact, false and near-topic refusals, generation latency."""
     from assistant.citations import is_refusal
 
-    correct = exact = refused = 0
+    correct = first = exact = refused = 0
     latencies = []
     for row in rows:
         started = time.perf_counter()
-        if hasattr(writer, "answer_with_short"):
-            text, short = writer.answer_with_short(row["q"]["question"], row["sources"])
-        else:
-            text, short = writer.answer(row["q"]["question"], row["sources"]), None
+        text, short = written(writer, row["q"]["question"], row["sources"], asked_on(row))
         latencies.append(time.perf_counter() - started)
         answers = row["q"]["answers"]
         refused += is_refusal(text)
         correct += not is_refusal(text) and bool(contains_answer(text, answers))
+        first += not is_refusal(text) and bool(contains_answer(text.split("]")[0], answers))
         exact += short is not None and any(normalise(short.text) == normalise(a) for a in answers)
     negatives = [r for r in rows if r["earlier"] is not None]
-    near = sum(is_refusal(writer.answer(r["q"]["question"], r["earlier"])) for r in negatives)
+    near = sum(is_refusal(written(writer, r["q"]["question"], r["earlier"],
+                                  asked_on(r, earlier=True))[0]) for r in negatives)
     n = len(rows)
-    out = {"questions": n, "correct": correct / n, "short_exact": exact / n,
+    out = {"questions": n, "correct": correct / n, "first_correct": first / n,
+           "short_exact": exact / n,
            "false_refusals": refused / n, "near_topic": len(negatives),
            "near_topic_refused": near / len(negatives) if negatives else 0.0}
     if timed:
@@ -251,8 +335,20 @@ def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, 
     return out
 
 
+def asked_on(row: dict, *, earlier: bool = False) -> date | None:
+    """The day a row's question is asked on (its near-topic negative: 90 days earlier)."""
+    day = date.fromisoformat(row["q"]["as_of"]) if row["q"].get("as_of") else None
+    return day - SHIFT if day and earlier else day
+
+
+def written(writer: Any, question: str, sources: list, as_of: date | None) -> tuple[str, Any]:
+    """(answer text, short answer or None) as the writer's ``write`` gives them."""
+    events = list(writer.write(question, sources, as_of=as_of))
+    return "".join(e.text for e in events), getattr(events[-1], "short_answer", None)
+
+
 def fmt(r: dict[str, Any]) -> str:
-    text = (f"correct {r['correct']:.3f}, short exact {r['short_exact']:.3f}, false refusals "
+    text = (f"correct {r['correct']:.3f} (first quote {r['first_correct']:.3f}), short exact {r['short_exact']:.3f}, false refusals "
             f"{r['false_refusals']:.3f}, near-topic refused {r['near_topic_refused']:.3f} "
             f"(of {r['near_topic']})")
     if "p50_ms" in r:
@@ -268,10 +364,11 @@ def old_writer(ref: str, bot: Any) -> Any:
         source = subprocess.run(["git", "show", f"{ref}:assistant/extractive.py"], cwd=REPO,
                                 check=True, capture_output=True, text=True).stdout
     module = types.ModuleType("old_extractive")
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
     exec(compile(source, f"{ref}:assistant/extractive.py", "exec"), module.__dict__)  # noqa: S102
     w = bot.settings.writer
     return module.ExtractiveWriter(bot.embedder.with_own_cache(), threshold=w.extractive_threshold,
-                                   source_prior=w.source_prior, second_ratio=w.second_sentence_ratio)
+                                   source_prior=w.source_prior, second_ratio=OLD_SECOND_RATIO)
 
 
 def main() -> None:
@@ -316,7 +413,9 @@ def main() -> None:
 
 def diagnose(bot: Any, rows: list[dict]) -> None:
     """Where the new writer loses answers: whether the sources hold one, whether the embedded
-    candidates do, and which rule refused (the first that leaves no candidate)."""
+    candidates do, which rule refused (the first that leaves no candidate), and where the
+    first answer-bearing sentence ranks among those allowed to answer, with the shortlist
+    and with every sentence embedded."""
     from collections import Counter
 
     from assistant.citations import is_refusal
@@ -333,7 +432,7 @@ def diagnose(bot: Any, rows: list[dict]) -> None:
         count["answer in the sources"] += bool(hit)
         count["answer among the embedded candidates"] += bool(
             hit & {(i, j) for _, i, j in w.rank(text, sources, limit=w.limit)})
-        answer = w.answer(text, sources)
+        answer = written(w, text, sources, asked_on(row))[0]
         count["correct"] += not is_refusal(answer) and bool(contains_answer(answer, answers))
         if not is_refusal(answer):
             continue
@@ -346,10 +445,29 @@ def diagnose(bot: Any, rows: list[dict]) -> None:
             left, why = [c for c in left if c.covers], "a date without the event"
         if left and question.kind in w.weights.strict:
             left, why = [c for c in left if c.spans], f"no {question.kind} span"
+        if left and question.recent and asked_on(row) and w.weights.recent is not None:
+            left = [c for c in left if (sources[c.i].published is None or
+                                        (asked_on(row) - sources[c.i].published).days
+                                        <= w.weights.recent)]
+            why = "no recent article for a recent question"
         if left:
             why = "below the floor"
         count[f"refused: {why}"] += 1
         count[f"refused: {why}, answer in the sources"] += bool(hit)
+    every = copy.copy(w)  # the same writer with every sentence of the sources embedded
+    every.limit = every.first = 10**6
+    for name, writer in (("shortlist", w), ("every sentence", every)):
+        for row in rows:
+            text, answers, sources = row["q"]["question"], row["q"]["answers"], row["sources"]
+            hit = {(i, j) for i, s in enumerate(sources) for j, x in enumerate(s.sentences)
+                   if contains_answer(x.text, answers)}
+            if not hit:
+                continue
+            found = writer.choose(analyse(text), sources, as_of=asked_on(row))
+            ranks = [n for n, c in enumerate(found) if (c.i, c.j) in hit]
+            where = ("not allowed or not a candidate" if not ranks else "1st" if ranks[0] == 0
+                     else "2nd-3rd" if ranks[0] < 3 else "4th-5th" if ranks[0] < 5 else "lower")
+            count[f"{name}: first answer-bearing sentence {where}"] += 1
     for key, value in sorted(count.items()):
         print(f"{key}: {value}")
 

@@ -18,6 +18,7 @@ from assistant.answer import Assistant
 from assistant.citations import enforce
 from assistant.extractive import ExtractiveWriter
 from assistant.models import CANNOT_ANSWER, Source, SourceSentence
+from assistant.question import analyse
 from assistant.settings import Settings, get_settings
 from index import ingest, open_store
 from index.embeddings import Embedder
@@ -161,6 +162,44 @@ def test_a_passage_sharing_only_names_with_the_question_is_refused(embedder: Emb
     writer = ExtractiveWriter(embedder, threshold=0.2)
     question = "What was the first full-colour image released by the James Webb Space Telescope?"
     assert writer.answer(question, [launch]) == CANNOT_ANSWER
+
+
+def test_an_answer_quotes_up_to_max_sentences_each_once_best_first(embedder: Embedder) -> None:
+    said = "Nordlink Shipping bought the ferry operator on Monday."
+    sources = [source(1, said, "Nordlink Shipping bought the ferry operator for 40 million."),
+               source(2, said, "Baltic Lines bought the rival ferry operator last year.")]
+    question = "Which company bought the ferry operator?"
+    three = ExtractiveWriter(embedder, threshold=0.2, max_sentences=3, second_ratio=0.0)
+    text = three.answer(question, sources)
+    assert text.count(said) == 1  # the same sentence from two articles is quoted once
+    assert len(re.findall(r"\[\d\]", text)) == 3
+    chosen = three.choose(analyse(question), sources)
+    assert text.startswith(sources[chosen[0].i].sentences[chosen[0].j].text)
+    one = ExtractiveWriter(embedder, threshold=0.2, max_sentences=1)
+    assert len(re.findall(r"\[\d\]", one.answer(question, sources))) == 1
+
+
+def test_with_a_recency_window_a_this_week_question_is_answered_only_from_recent_articles(
+    embedder: Embedder,
+) -> None:
+    from dataclasses import replace
+    from datetime import date, timedelta
+
+    from assistant.extractive import FITTED
+
+    assert FITTED.recent is None  # as fitted on dev-small: the window cost false refusals
+    asked = date(2023, 3, 10)
+    text = "Nordlink Shipping bought the ferry operator, the company said."
+    question = "Which company bought the ferry operator this week?"
+    writer = ExtractiveWriter(embedder, threshold=0.2, weights=replace(FITTED, recent=14))
+    old = source(1, text).model_copy(update={"published": asked - timedelta(days=60)})
+    assert writer.answer_with_short(question, [old], as_of=asked)[0] == CANNOT_ANSWER
+    fresh = old.model_copy(update={"published": asked - timedelta(days=2)})
+    assert "Nordlink" in writer.answer_with_short(question, [fresh], as_of=asked)[0]
+    # without "this week", or without a day to count from, the age does not matter
+    assert "Nordlink" in writer.answer_with_short("Which company bought the ferry operator?",
+                                                  [old], as_of=asked)[0]
+    assert "Nordlink" in writer.answer(question, [old])
 
 
 def _shipped(answerable: bool) -> list[dict]:

@@ -7,6 +7,7 @@ import pytest
 from assistant.question import (
     analyse,
     asked_words,
+    asking,
     event_words,
     list_span,
     number_spans,
@@ -49,12 +50,42 @@ def test_the_asking_sentence_decides_not_the_context_before_it() -> None:
     assert q.kind == "org"
 
 
+def test_the_asking_sentence_is_the_last_one_holding_a_question_mark() -> None:
+    assert asking("The deal closed. Which airline bought Hawaiian? Shares rose.") == \
+        "Which airline bought Hawaiian?"
+    assert asking("Scientists examining a meteorite have identified what") == \
+        "Scientists examining a meteorite have identified what"
+
+
+def test_a_how_many_question_counts_the_noun_not_what_follows_it() -> None:
+    assert analyse("How many astronauts flew aboard Orion on the mission?").counted == {"astronaut"}
+    assert analyse("How many alleged gang members have been jailed?").counted == \
+        {"alleg", "gang", "member"}
+    assert analyse("How many people died in the fire?").counted == {"peopl"}
+
+
+@pytest.mark.parametrize(
+    ("question", "recent"),
+    [
+        ("Which state passed a bill this week banning assault weapons?", True),
+        ("Who won the primary on Tuesday?", True),
+        ("What did the senator announce last weekend?", True),
+        ("Which company reported record profits today?", True),
+        ("Which country hosted the 2022 World Cup?", False),
+        ("Who wrote the weekly column?", False),
+    ],
+)
+def test_a_question_placing_its_event_in_the_last_days_is_recent(question: str,
+                                                                 recent: bool) -> None:
+    assert analyse(question).recent is recent
+
+
 def test_what_a_question_already_names_and_who_it_asks_about() -> None:
     q = analyse("What did Angela Merkel say about the Russian air strikes?")
     assert q.speaker == "Angela Merkel"
     assert {"merkel", "russian", "strikes"} <= q.named
     assert analyse("What did the report say about jobs?").speaker is None  # no name, no speaker
-    assert analyse("How many people now live on Earth?").counted == {"peopl", "live", "now"}
+    assert analyse("How many people now live on Earth?").counted == {"peopl"}
 
 
 @pytest.mark.parametrize(
