@@ -2,18 +2,23 @@
 
 First the prompts: the first ``--limit`` answerable RealTime QA dev-small questions go through
 ``Assistant.ask`` with a recording chat model (no model is run), so each request is exactly
-what the local writer would send (evidence-first, JSON schema, gate; questions the gate refuses
-send nothing).  Then one llama.cpp load with the given thread, poll and batch options answers
-every request in each ``--variant`` and reports, per variant: prompt tokens, how many of them
-the slot's prompt cache held (``cache_n``), completion tokens, llama.cpp's own prompt and
-generation milliseconds, wall-clock p50/p95, and how many replies differ from the first
-variant's (so an option that changes answers shows it).
+what the local writer would send (JSON schema, gate; questions the gate refuses send nothing),
+once per ``--evidence`` cut (SENTENCES/WINDOW: best sentences, neighbours either side).  Then
+one llama.cpp load per ``--cpu`` option (THREADS/POLL, optionally /ngramN:M for prompt-lookup
+decoding) answers every request in each ``--variant``, interleaved request by request so every
+combination meets the same load from the rest of the machine.  Per combination: prompt tokens,
+how many the slot's prompt cache held (``cache_n``), completion tokens, llama.cpp's own prompt
+and generation milliseconds and rates, wall-clock p50/p95, and how many replies differ from
+the first combination's (an option that changes answers shows it).
 
-Variants (comma-separated): ``base`` (the request as sent), ``cap=N`` (max_tokens N),
-``nocache`` (``cache_prompt`` off: every prompt read whole)::
+Variants: ``base`` (the request as sent), ``cap=N`` (max_tokens N), ``nocache``
+(``cache_prompt`` off: every prompt read whole).  ``--shown`` runs no model: for every
+question the gate lets through, whether an accepted answer stands in what each evidence cut
+shows, and the user message's length::
 
     flock /tmp/newsdesk-heavy.lock timeout 720 python benchmarks/llm_latency.py \\
-        --model /work/models/qwen2.5-coder-1.5b-q4_k_m.gguf --limit 8 --variant nocache,base
+        --model /work/models/qwen2.5-coder-1.5b-q4_k_m.gguf --limit 8 --cpu 2/50,2/0,1/0
+    flock /tmp/newsdesk-heavy.lock timeout 720 python benchmarks/llm_latency.py --model ... --shown
 """
 
 from __future__ import annotations
