@@ -91,6 +91,7 @@ class LLMWriter:
         structured: bool = False,
         evidence: Ranker | None = None,
         evidence_sentences: int = 4,
+        evidence_window: int = 1,
         max_tokens: int | None = None,
         gate: Gate | None = None,
         quote: bool = False,
@@ -98,8 +99,8 @@ class LLMWriter:
         """``prompts`` are the checked templates of ``prompts/`` (``load_prompts``).
 
         ``structured`` asks for JSON under ``assistant.structured.answer_schema``; ``evidence``
-        (a ranker) shows the model only the ``evidence_sentences`` best sentences and their
-        neighbours; ``max_tokens`` caps the reply; ``gate`` (``extractive_gate``) refuses
+        (a ranker) shows the model only the ``evidence_sentences`` best sentences and
+        ``evidence_window`` neighbours either side of each; ``max_tokens`` caps the reply; ``gate`` (``extractive_gate``) refuses
         before the model is asked when the sources hold nothing that could answer; ``quote``
         (structured only) has the model copy the answering sentence first, and refuses when
         that is not a sentence it was shown.
@@ -110,6 +111,7 @@ class LLMWriter:
         self.structured = structured
         self.evidence = evidence
         self.evidence_sentences = evidence_sentences
+        self.evidence_window = evidence_window
         self.max_tokens = max_tokens
         self.gate = gate
         self.quote = quote and structured
@@ -124,7 +126,8 @@ class LLMWriter:
         shown = list(sources)
         if self.evidence is not None:
             shown = evidence_sources(
-                question, sources, self.evidence, sentences=self.evidence_sentences
+                question, sources, self.evidence, sentences=self.evidence_sentences,
+                window=self.evidence_window,
             )
         messages = render_messages(
             question, shown, as_of=as_of, prompts=self.prompts, structured=self.structured,

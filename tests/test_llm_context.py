@@ -185,3 +185,53 @@ def test_a_structured_answer_whose_quote_is_not_in_the_sources_is_a_refusal(
     shown = sources_saying("On October 22, Putin spoke.", TWO_DAYS)
     events = list(render_stream(reply(quote, answerable), quoted=llm.quotes_from(shown)))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
+
+
+def numbered(number: int, count: int) -> Source:
+    """Source ``number`` with ``count`` sentences 'sN.M'."""
+    sentences = [SourceSentence(start=10 * k, end=10 * k + 5, text=f"s{number}.{k}")
+                 for k in range(count)]
+    return Source(number=number, chunk_id=f"c{number}", article_id=f"a{number}", title="T",
+                  score=1.0, sentences=sentences)
+
+
+@pytest.mark.parametrize(
+    ("sentences", "window", "shown"),
+    [
+        (1, 0, {2: ["s2.3"]}),
+        (1, 1, {2: ["s2.2", "s2.3", "s2.4"]}),
+        (2, 0, {1: ["s1.0"], 2: ["s2.3"]}),  # source 1's first sentence: no neighbour before it
+        (2, 1, {1: ["s1.0", "s1.1"], 2: ["s2.2", "s2.3", "s2.4"]}),
+        (3, 1, {1: ["s1.0", "s1.1"], 2: ["s2.2", "s2.3", "s2.4", "s2.5"]}),  # windows merge
+    ],
+)
+def test_evidence_keeps_the_best_sentences_with_window_neighbours_and_the_source_numbers(
+    sentences: int, window: int, shown: dict[int, list[str]]
+) -> None:
+    sources = [numbered(1, 4), numbered(2, 6), numbered(3, 2)]  # source 3: never picked
+
+    def rank(question: str, given: object) -> list[tuple[float, int, int]]:
+        return [(0.9, 1, 3), (0.8, 0, 0), (0.1, 1, 4)]  # (score, source index, sentence index)
+
+    cut = context.evidence_sources("q", sources, rank, sentences=sentences, window=window)
+    assert {s.number: [t.text for t in s.sentences] for s in cut} == shown
+
+
+def test_the_writer_passes_its_evidence_window_to_the_cut(fake_llm: FakeOpenAI) -> None:
+    sources = [numbered(1, 4), numbered(2, 6)]
+
+    def rank(question: str, given: object) -> list[tuple[float, int, int]]:
+        return [(0.9, 1, 3)]
+
+    shown: dict[int, str] = {}
+    for window in (0, 2):
+        fake_llm.script(Reply('{"answerable": false, "sentences": []}'))
+        model = llm.OpenAIChatModel("m", api_key="k", base_url=fake_llm.base_url, timeout=5,
+                                    max_retries=0)
+        writer = llm.LLMWriter(model, prompts=load_prompts(get_settings().writer.prompts_dir),
+                               structured=True, evidence=rank, evidence_sentences=1,
+                               evidence_window=window)
+        assert "".join(e.text for e in writer.write("q", sources) if isinstance(e, TextDelta)) == CANNOT_ANSWER
+        shown[window] = fake_llm.requests[-1]["body"]["messages"][1]["content"]
+    assert "s2.3" in shown[0] and "s2.2" not in shown[0]
+    assert all(f"s2.{k}" in shown[2] for k in (1, 2, 3, 4, 5)) and "s2.0" not in shown[2]
