@@ -27,6 +27,7 @@ commit point's transaction, so every process sees it exactly as committed.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,16 +58,23 @@ __all__ = [  # the part modules' names stay importable from here
 ]
 
 POSTFILTER_WIDTH = 3
-"""How many times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
+"""The fewest times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
 for a ``where`` query (``Store.search_vectors``)."""
 
-POSTFILTER_SHARE = 1 / POSTFILTER_WIDTH
+POSTFILTER_MAX_WIDTH = 15
+"""The most: checking 15 * n nearest vectors still costs a fraction of a ``where`` that admits a
+tenth of an archive or more."""
+
+POSTFILTER_MARGIN = 1.5
+"""The width is chosen so the nearest vectors checked are expected to hold this many times the
+``n`` admitted ones a search needs (the filter's estimated share times the width)."""
+
+POSTFILTER_SHARE = POSTFILTER_MARGIN / POSTFILTER_MAX_WIDTH
 """The least share of the vectors a filter must be estimated to admit for dense search to check
-the nearest vectors first: the share at which ``n`` of the ``POSTFILTER_WIDTH * n`` nearest are
-expected to pass.  Below it the check mostly fails and the search would pay for it and for
-Chroma's ``where`` (cheap when it admits little); above it the check mostly succeeds and
-spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md, "Dense filter
-path chosen by selectivity")."""
+the nearest vectors first (0.1).  Below it the check would mostly fail and the search would pay
+for it and for Chroma's ``where`` (cheap when it admits little); above it the check mostly
+succeeds and spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md,
+"Dense filter path chosen by selectivity" and "... a width by share")."""
 
 
 class Store:
@@ -257,10 +265,11 @@ class Store:
 
         self._refresh_vectors()
         where = where_clause(within)
-        if within is not None and where and self._admits_most(within):
+        width = self._postfilter_width(within) if within is not None and where else None
+        if within is not None and width:
             try:
                 found = self.vectors.query(
-                    vector, POSTFILTER_WIDTH * n, admit=lambda meta: admits(within, meta)
+                    vector, width * n, admit=lambda meta: admits(within, meta)
                 )
             except (ChromaError, KeyError):
                 found = []  # an old view: the ``where`` path below reopens and retries
@@ -293,11 +302,19 @@ class Store:
             wanted += len(strays)
         return hits[:n]
 
-    def _admits_most(self, within: KeywordFilter) -> bool:
-        """Whether ``within`` is estimated to admit at least ``postfilter_share`` of the
-        vectors (from the catalog's counts per outlet and per day, taken as independent)."""
+    def _postfilter_width(self, within: KeywordFilter) -> int | None:
+        """How many times ``n`` nearest vectors to check against ``within`` first, or None to
+        go straight to Chroma's ``where``: None when the filter is estimated to admit less than
+        ``postfilter_share`` of the vectors (from the catalog's counts per outlet and per day,
+        taken as independent), else enough for ``POSTFILTER_MARGIN`` times ``n`` to pass."""
         total, of_outlets, of_days = self.catalog.dense_counts(within)
-        return bool(total) and of_outlets * of_days >= self.postfilter_share * total * total
+        if not total:
+            return None
+        share = of_outlets * of_days / (total * total)
+        if share < self.postfilter_share:
+            return None
+        wanted = math.ceil(POSTFILTER_MARGIN / share) if share else POSTFILTER_MAX_WIDTH
+        return min(POSTFILTER_MAX_WIDTH, max(POSTFILTER_WIDTH, wanted))
 
     def _drop_strays(self, ids: list[str]) -> None:
         """Delete vectors a query met that the catalog does not list, unless a write is in

@@ -1,9 +1,10 @@
 """Filtered dense search: the path is chosen by how much of the archive the filter admits.
 
-A filter the catalog's counts say admits at least a third of the vectors (``1 / POSTFILTER_WIDTH``)
-is checked on the metadata of the nearest vectors first; a narrower one goes straight to Chroma's
-``where``.  Both give the
-nearest admitted chunks.  Real Chroma and the real model throughout; the only observation is a
+A filter the catalog's counts say admits at least a tenth of the vectors (``POSTFILTER_SHARE``)
+is checked on the metadata of the nearest vectors first, as many of them as it takes for
+``POSTFILTER_MARGIN`` times the ``n`` wanted to be expected to pass (``POSTFILTER_WIDTH`` to
+``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one goes straight to Chroma's ``where``.  Both
+give the nearest admitted chunks.  Real Chroma and the real model throughout; the only observation is a
 recorder around ``ChromaVectors.query`` that passes every call through.
 """
 
@@ -24,7 +25,7 @@ from index.dates import day_number, day_of
 from index.embeddings import Embedder
 from index.keywords import KeywordFilter
 from index.sqlite_catalog import SqliteCatalog
-from index.store import Store
+from index.store import POSTFILTER_MARGIN, POSTFILTER_MAX_WIDTH, POSTFILTER_WIDTH, Store
 from index.vectors import admits, where_clause
 from tests.conftest import SAMPLES
 
@@ -78,11 +79,11 @@ def test_a_narrow_filter_goes_straight_to_chromas_where(
 ) -> None:
     store = open_store(sample_index)
     days = sample_days(store)
-    outlet = store.list_articles()[0].outlet or ""
+    first = min((a for a in store.list_articles() if a.published), key=lambda a: a.published)
     narrow = [
-        KeywordFilter(outlets=(outlet,)),  # one outlet of five
-        KeywordFilter(last_day=days[2]),  # as_of the third article's day
-        KeywordFilter(first_day=days[0], last_day=days[-1], outlets=(outlet,)),
+        KeywordFilter(last_day=days[0]),  # as_of the first article's day
+        KeywordFilter(last_day=days[2], outlets=(first.outlet or "",)),  # its outlet, as_of the third
+        KeywordFilter(first_day=days[-1]),  # since the last day
     ]
     for within in narrow:
         total, of_outlets, of_days = store.catalog.dense_counts(within)
@@ -106,13 +107,42 @@ def test_a_wide_filter_checks_the_nearest_vectors_first(
             assert chroma_calls == ["nearest-first"], "all of the nearest pass: one query"
 
 
+def test_the_fewer_a_filter_admits_the_more_nearest_vectors_are_checked(
+    sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(sample_index)
+    query = store.vectors.query
+    asked: list[int] = []
+
+    def recorded(vector: list[float], n: int, **kwargs: Any) -> list[tuple[str, float]]:
+        asked.append(n)
+        return query(vector, n, **kwargs)
+
+    monkeypatch.setattr(store.vectors, "query", recorded)
+    days = sample_days(store)
+    outlet = store.list_articles()[0].outlet or ""
+    vector = embedder.embed_query(QUESTIONS[0])
+    widths = []
+    for within in (KeywordFilter(first_day=days[0]), KeywordFilter(last_day=days[len(days) // 2]),
+                   KeywordFilter(outlets=(outlet,))):
+        total, of_outlets, of_days = store.catalog.dense_counts(within)
+        share = of_outlets * of_days / total / total
+        asked.clear()
+        store.search_vectors(vector, 4, within=within)
+        widths.append((share, asked[0] // 4))
+    assert [w for _, w in widths] == sorted(w for _, w in widths), widths
+    for share, width in widths:
+        assert POSTFILTER_WIDTH <= width <= POSTFILTER_MAX_WIDTH
+        assert share * width >= min(POSTFILTER_MARGIN, share * POSTFILTER_MAX_WIDTH)
+
+
 def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
     sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
 ) -> None:
     store = open_store(sample_index)
     dense = DenseRetriever.from_settings(sample_index, store=store, embedder=embedder)
     outlet = store.list_articles()[0].outlet
-    dense.search(QUESTIONS[0], Filters(outlets=[outlet]))
+    dense.search(QUESTIONS[0], Filters(outlets=[outlet], as_of=day_of(sample_days(store)[2])))
     assert chroma_calls == ["where"]
     chroma_calls.clear()
     dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
