@@ -97,43 +97,31 @@ class SqliteCatalog:
         keyword index or its current layout (``keyword_tables.VERSION``)."""
         if self._meta("keywords") == KEYWORDS_VERSION:
             return
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self.db.execute("SELECT value FROM meta WHERE key='keywords'").fetchone()
-                if not row or row[0] != KEYWORDS_VERSION:
-                    _bump_generation(self.db)  # readers holding the old layout start again
-                    rebuild(self.db)
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO meta(key, value) VALUES('keywords', ?)",
-                        (KEYWORDS_VERSION,),
-                    )
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self._immediate():
+            row = self.db.execute("SELECT value FROM meta WHERE key='keywords'").fetchone()
+            if not row or row[0] != KEYWORDS_VERSION:
+                _bump_generation(self.db)  # readers holding the old layout start again
+                rebuild(self.db)
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('keywords', ?)",
+                    (KEYWORDS_VERSION,),
+                )
 
     def _count_dense_once(self) -> None:
         """Count the vectors per outlet and per day afresh if the counts were not kept by the
         last write (their ``dense_counts`` stamp is not the catalog's generation)."""
         if self._meta("dense_counts") == (self._meta("generation") or "0"):
             return
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                generation = self._meta("generation") or "0"
-                if self._meta("dense_counts") != generation:
-                    self.db.execute("DELETE FROM dense_by_outlet")
-                    self.db.execute("DELETE FROM dense_by_day")
-                    _count_dense(self.db, None, 1)
-                    self.db.execute(
-                        "INSERT OR REPLACE INTO meta(key, value) VALUES('dense_counts', ?)",
-                        (generation,),
-                    )
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with self._immediate():
+            generation = self._meta("generation") or "0"
+            if self._meta("dense_counts") != generation:
+                self.db.execute("DELETE FROM dense_by_outlet")
+                self.db.execute("DELETE FROM dense_by_day")
+                _count_dense(self.db, None, 1)
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta(key, value) VALUES('dense_counts', ?)",
+                    (generation,),
+                )
 
     @property
     def keywords(self) -> KeywordIndex:
@@ -187,19 +175,26 @@ class SqliteCatalog:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction that bumps the generation and records the embedding model."""
+        with self._immediate():
+            _bump_generation(self.db)  # first: the keyword index stamps what it writes
+            yield self.db
+            self.db.execute(  # the counts are kept as of this generation
+                "INSERT OR REPLACE INTO meta(key, value) "
+                "SELECT 'dense_counts', value FROM meta WHERE key='generation'"
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES('embedding', ?)",
+                (self.embedding_model,),
+            )
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """A write transaction taken at once (``BEGIN IMMEDIATE``), committed when the block
+        ends and rolled back when it raises."""
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                _bump_generation(self.db)  # first: the keyword index stamps what it writes
-                yield self.db
-                self.db.execute(  # the counts are kept as of this generation
-                    "INSERT OR REPLACE INTO meta(key, value) "
-                    "SELECT 'dense_counts', value FROM meta WHERE key='generation'"
-                )
-                self.db.execute(
-                    "INSERT OR REPLACE INTO meta(key, value) VALUES('embedding', ?)",
-                    (self.embedding_model,),
-                )
+                yield
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
