@@ -29,3 +29,56 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
         for name in hidden:
             if name in sys.modules and sys.modules[name] is None:
                 del sys.modules[name]
+
+
+# What chromadb loads for nothing newsdesk uses (benchmarks/RESULTS.md, start-up): the
+# ``overrides`` package checks the signature of every ``@override`` method as chromadb's classes
+# are defined (about a third of its import; the checks only catch chromadb's own coding
+# mistakes), and its telemetry module imports the OpenTelemetry gRPC exporter (gRPC and
+# protobuf) for a collector endpoint newsdesk never sets.
+_OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+
+
+def import_chromadb() -> ModuleType:
+    """``chromadb``, imported without ``overrides``' signature checks and without the
+    OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays unusable: newsdesk
+    never sets it).  Both are put back right after, for any other code that uses them."""
+    if "chromadb" in sys.modules:
+        return sys.modules["chromadb"]
+    import overrides
+
+    checking = sys.modules["overrides.overrides"]  # the module (the package's name is a function)
+    saved = (overrides.override, overrides.overrides, checking.override, checking.overrides)
+    overrides.override = overrides.overrides = _marked_override  # type: ignore[assignment]
+    checking.override = checking.overrides = _marked_override  # type: ignore[assignment]
+    stub = None
+    if _OTLP_EXPORTER not in sys.modules:
+        stub = ModuleType(_OTLP_EXPORTER)
+        stub.OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
+        sys.modules[_OTLP_EXPORTER] = stub
+    try:
+        return importlib.import_module("chromadb")
+    finally:
+        (overrides.override, overrides.overrides,
+         checking.override, checking.overrides) = saved  # type: ignore[assignment]
+        if stub is not None and sys.modules.get(_OTLP_EXPORTER) is stub:
+            del sys.modules[_OTLP_EXPORTER]
+
+
+def _marked_override(method=None, *, check_signature=True, check_at_runtime=False):
+    """``overrides.override`` without its checks: it marks the method, as the original does."""
+    if method is None:
+        return _marked_override
+    method.__override__ = True
+    return method
+
+
+class _NoOtlpExporter:
+    """Stands in for the OpenTelemetry gRPC span exporter chromadb imports but newsdesk never
+    configures."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError(
+            "newsdesk loads chromadb without its OpenTelemetry exporter; "
+            "unset chroma_otel_collection_endpoint"
+        )

@@ -42,7 +42,7 @@ from index.errors import StoreError
 from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
-from index.vectors import ChromaVectors, admits, where_clause
+from index.vectors import ChromaVectors, admits, chroma_error, where_clause
 
 __all__ = [  # the part modules' names stay importable from here
     "BM25_PARAMS",
@@ -261,7 +261,7 @@ class Store:
         the ``n``; when no write is in flight they are deleted.  Raises StoreError if Chroma
         keeps failing after its view is reopened.
         """
-        from chromadb.errors import ChromaError
+        ChromaError = chroma_error()
 
         self._refresh_vectors()
         where = where_clause(within)
@@ -320,7 +320,7 @@ class Store:
         """Delete vectors a query met that the catalog does not list, unless a write is in
         flight (they may be its uncommitted vectors); then read Chroma afresh.  Best effort:
         a failure leaves them for the next ``reconcile`` (queries skip them meanwhile)."""
-        from chromadb.errors import ChromaError
+        ChromaError = chroma_error()
 
         try:
             with self.writing(timeout=0):

@@ -25,6 +25,7 @@ from index.config import IndexConfig
 from index.dates import day_number
 from index.errors import StoreError
 from index.keywords import KeywordFilter
+from index.lean_import import import_chromadb
 
 
 class ChromaVectors:
@@ -58,7 +59,7 @@ class ChromaVectors:
                 self._collection = None
 
     def _open(self) -> Any:
-        import chromadb
+        chromadb = import_chromadb()
         from chromadb.config import Settings as ChromaSettings
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
@@ -198,6 +199,14 @@ def admits(within: KeywordFilter, metadata: dict[str, Any]) -> bool:
     if within.first_day and day < within.first_day:
         return False
     return not within.last_day or 0 < day <= within.last_day
+
+
+def chroma_error() -> type[Exception]:
+    """chromadb's base error class, ``ChromaError`` (loading chromadb the lean way if needed)."""
+    import_chromadb()
+    from chromadb.errors import ChromaError
+
+    return ChromaError
 
 
 def _forget_cached_view(path: str) -> None:

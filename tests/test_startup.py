@@ -60,17 +60,48 @@ def test_ask_answers_without_ever_importing_torch(sample_index: Settings) -> Non
 
 
 @pytest.mark.slow
-def test_an_extractive_ask_loads_no_sentence_splitter_and_no_sparse_matrices(
+def test_an_extractive_ask_loads_no_sentence_splitter_sparse_matrices_or_grpc(
     sample_index: Settings,
 ) -> None:
     """Its answer quotes whole sentences, so nothing re-splits it; keyword search uses bm25s's
-    tokenizer only, so SciPy stays out."""
+    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC."""
     code, modules, out = run_newsdesk(
         ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
     )
     assert code == 0, out
-    assert not modules & {"nltk", "scipy", "tqdm"}, sorted(modules & {"nltk", "scipy", "tqdm"})
-    assert "bm25s" in modules  # the keyword side did run
+    unwanted = {"nltk", "scipy", "tqdm", "grpc"}
+    assert not modules & unwanted, sorted(modules & unwanted)
+    assert {"bm25s", "chromadb"} <= modules  # the keyword and the dense side did run
+
+
+LEAN_CHROMADB = """
+import sys
+from index.lean_import import import_chromadb
+chromadb = import_chromadb()
+assert "grpc" not in sys.modules
+from overrides import override
+class Base:
+    def size(self, unit: str) -> int:
+        return 0
+try:
+    class Wrong(Base):
+        @override
+        def size(self, unit: int, extra: str) -> int:
+            return 1
+except TypeError:
+    print("overrides checks again")
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+print(OTLPSpanExporter.__module__)
+"""
+
+
+def test_chromadb_loads_lean_and_leaves_overrides_and_opentelemetry_as_they_were() -> None:
+    done = subprocess.run([sys.executable, "-c", LEAN_CHROMADB], check=False,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "overrides", "checks", "again", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+    ]
 
 
 @pytest.mark.slow
