@@ -105,6 +105,7 @@ class Store:
         self.all_chunks = self.catalog.all_chunks
         self._check_embedding()
         self._view_lock = threading.Lock()
+        self._opener: threading.Thread | None = None
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
         self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
@@ -228,6 +229,28 @@ class Store:
         with self._view_lock:
             if self._vectors_seen == before:
                 self._vectors_seen = self.catalog.generation
+
+    def open_vectors_in_background(self) -> None:
+        """Start opening the vector collection on another thread, unless it is open or opening.
+
+        A new process then loads Chroma (about half a second of imports and index reading)
+        while it embeds the question on the other core.  A failure there is left to the next
+        use, which opens the collection again and reports it.
+        """
+        with self._view_lock:
+            if self.vectors.is_open or (self._opener is not None and self._opener.is_alive()):
+                return
+            self._opener = threading.Thread(
+                target=self._open_vectors_quietly, name="newsdesk-open-vectors", daemon=True
+            )
+            self._opener.start()
+
+    def _open_vectors_quietly(self) -> None:
+        try:
+            self._refresh_vectors()
+            self.vectors.collection  # noqa: B018 - opens it
+        except Exception:  # noqa: BLE001, S110 - the next use opens it again and says why
+            pass
 
     def _refresh_vectors(self, *, force: bool = False) -> None:
         """Reopen this process's Chroma view if another process has committed since (or if

@@ -52,6 +52,11 @@ class ChromaVectors:
                     self._collection = self._open()
         return self._collection
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the collection has been opened (and not dropped by ``reopen``) since."""
+        return self._collection is not None
+
     def reopen(self) -> None:
         """Read the embedded store afresh on next use (no-op for a server, which is shared)."""
         if not self.config.chroma_host:

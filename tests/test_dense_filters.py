@@ -249,3 +249,23 @@ def test_a_catalog_without_current_counts_is_recounted_on_open(
     catalog.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
     catalog.close()
     assert SqliteCatalog(settings.index).dense_counts(KeywordFilter(first_day=20150101)) == expected
+
+
+def test_vectors_opened_in_the_background_answer_the_first_search_and_see_later_commits(
+    settings: Settings, embedder: Embedder
+) -> None:
+    """A new process starts opening Chroma while it embeds the question; the search that follows
+    waits for it, and a batch another store commits afterwards is still seen."""
+    ferry = Article(id="ferry", title="Ferry strike", text="The ferry crews struck on Monday.")
+    ingest_articles([ferry], config=settings, embedder=embedder)
+    reader = Store(get_settings(data_dir=settings.index.data_dir))
+    assert not reader.vectors.is_open
+    reader.open_vectors_in_background()
+    reader.open_vectors_in_background()  # a second call while it opens changes nothing
+    question = embedder.embed_query("Who went on strike?")
+    assert [article_of(c) for c, _ in reader.search_vectors(question, 3)] == ["ferry"]
+    assert reader.vectors.is_open
+
+    tram = Article(id="tram", title="Tram strike", text="Tram drivers went on strike today.")
+    ingest_articles([tram], config=settings, embedder=embedder)  # another store commits
+    assert {article_of(c) for c, _ in reader.search_vectors(question, 3)} == {"ferry", "tram"}
