@@ -199,8 +199,10 @@ class DenseRetriever(FusedRetriever):
         """One signal, "dense": the ``candidates`` chunks most cosine-similar to the question
         among those the filters admit, scored 1 - cosine distance.  The store applies the
         filter on outlet and publication day by the way its selectivity makes cheaper, and
-        counts only chunks the catalog holds (``Store.search_vectors``).  Chroma opens on
-        another thread while the question is embedded, the first time."""
+        counts only chunks the catalog holds (``Store.search_vectors``).  The first time,
+        Chroma opens on another thread while the model loads and embeds the question (both
+        threads' imports are done first, in turn)."""
+        self.embedder.load_libraries()
         self.store.open_vectors_in_background()
         vector = self.embedder.embed_query(question)
         found = self.store.search_vectors(

@@ -177,6 +177,18 @@ class Embedder:
             embed_batch_size=self.batch_size,
         )
 
+    def load_libraries(self) -> None:
+        """Import what embedding runs on (exporting the bundled model on first use), without
+        loading the model.  Call it before starting another thread that imports: two threads
+        importing one package at once can leave it half-initialised."""
+        if self.kind == "local":
+            self.bundled  # noqa: B018 - exports the model the first time
+            import numpy  # noqa: F401
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+        else:
+            self.model  # noqa: B018 - imports llama-index's OpenAI embedding
+
     def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
         """Embeddings of chunk texts, in order."""
         if not texts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -37,14 +38,22 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
 # mistakes), and its telemetry module imports the OpenTelemetry gRPC exporter (gRPC and
 # protobuf) for a collector endpoint newsdesk never sets.
 _OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+_CHROMADB_LOCK = threading.Lock()  # a thread that asks during another's import waits for it
 
 
 def import_chromadb() -> ModuleType:
     """``chromadb``, imported without ``overrides``' signature checks and without the
     OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays unusable: newsdesk
-    never sets it).  Both are put back right after, for any other code that uses them."""
-    if "chromadb" in sys.modules:
-        return sys.modules["chromadb"]
+    never sets it).  Both are put back right after, for any other code that uses them.
+    Threads may call it at once (``Store.open_vectors_in_background``): one imports, the others
+    wait for it to finish."""
+    with _CHROMADB_LOCK:
+        if "chromadb" in sys.modules:
+            return sys.modules["chromadb"]
+        return _import_chromadb_lean()
+
+
+def _import_chromadb_lean() -> ModuleType:
     import overrides
 
     checking = sys.modules["overrides.overrides"]  # the module (the package's name is a function)
