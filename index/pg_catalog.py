@@ -117,7 +117,8 @@ class PgCatalog(SqlCatalog):
         try:
             with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn, \
                     conn.transaction():  # fails fast, with the server's reason, when unreachable
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("schema:" + self.schema),))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                             (lock_key("schema:" + self.schema),))
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                     sql.Identifier(self.schema)))
                 conn.execute(self._search_path)

@@ -102,7 +102,7 @@ class SqliteCatalog(SqlCatalog):
             if self._meta("keywords") != KEYWORDS_VERSION:
                 _bump_generation(self.db)  # readers holding the old layout start again
                 rebuild(self.db)
-                self._upsert(self.db, "meta", {"key": "keywords", "value": KEYWORDS_VERSION}, "key")
+                self._put_meta("keywords", KEYWORDS_VERSION)
 
     def _count_dense_once(self) -> None:
         """Count the vectors per outlet and per day afresh if the counts were not kept by the
@@ -115,7 +115,7 @@ class SqliteCatalog(SqlCatalog):
                 self.db.execute("DELETE FROM dense_by_outlet")
                 self.db.execute("DELETE FROM dense_by_day")
                 self._count_dense(self.db, None, 1)
-                self._upsert(self.db, "meta", {"key": "dense_counts", "value": generation}, "key")
+                self._put_meta("dense_counts", generation)
 
     @property
     def keywords(self) -> KeywordIndex:
@@ -129,6 +129,9 @@ class SqliteCatalog(SqlCatalog):
     def _meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key=?", (key,))
         return row[0] if row else None
+
+    def _put_meta(self, key: str, value: str) -> None:
+        self._upsert(self.db, "meta", {"key": key, "value": value}, "key")
 
     @property
     def generation(self) -> int:
@@ -156,8 +159,7 @@ class SqliteCatalog(SqlCatalog):
                 "INSERT OR REPLACE INTO meta(key, value) "
                 "SELECT 'dense_counts', value FROM meta WHERE key='generation'"
             )
-            self._upsert(self.db, "meta", {"key": "embedding", "value": self.embedding_model},
-                         "key")
+            self._put_meta("embedding", self.embedding_model)
 
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
@@ -172,7 +174,7 @@ class SqliteCatalog(SqlCatalog):
                 self.db.execute("ROLLBACK")
                 raise
 
-    _journal = _immediate
+    _journal = _immediate  # the journal's own writes take the write lock the same way
 
     def keep_mentions(self, article_id: str, mentions: list[Mention]) -> None:
         """Store derived mentions; no generation bump, so BM25 is not rebuilt for them."""

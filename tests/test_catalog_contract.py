@@ -81,7 +81,8 @@ def prepared(
     for n, sentence in enumerate(said):
         span = (start, start + len(sentence))
         chunks.append(Chunk(id=f"{article_id}-{n}", article_id=article_id, index=n,
-                            sentences=[span], text=sentence, embed_text=f"{article.title}\n{sentence}"))
+                            sentences=[span], text=sentence,
+                            embed_text=f"{article.title}\n{sentence}"))
         start = span[1] + 1
     return PreparedArticle(article, f"v{version}", chunks, [[0.0]] * dense, mentions or [])
 
