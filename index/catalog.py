@@ -7,8 +7,9 @@ transaction), a journal of vector ids a write may leave behind, and a generation
 every write bumps, so other processes can tell when they are stale.
 
 ``Catalog`` is the interface a backend implements (``index.sqlite_catalog.SqliteCatalog`` keeps
-it in one SQLite file); ``PreparedArticle`` is what a write is given and ``IndexedChunk`` what
-chunk reads return.
+it in one SQLite file, ``index.pg_catalog.PgCatalog`` in PostgreSQL; both build on the statements
+they share in ``index.sql_catalog``); ``PreparedArticle`` is what a write is given and
+``IndexedChunk`` what chunk reads return.
 """
 
 from __future__ import annotations

@@ -51,6 +51,18 @@ def sample_index(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -
     yield settings
 
 
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A throw-away PostgreSQL server on loopback (Debian's package), shared by the session."""
+    from tests import servers
+
+    try:
+        with servers.postgres() as url:
+            yield url
+    except servers.Unavailable as exc:
+        pytest.skip(str(exc))
+
+
 def write(path: Path, content: str | bytes) -> Path:
     """Create a file (and its folders) with this content."""
     path.parent.mkdir(parents=True, exist_ok=True)

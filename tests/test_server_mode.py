@@ -38,15 +38,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    try:
-        with servers.postgres() as url:
-            yield url
-    except servers.Unavailable as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
 def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     try:
         with servers.chroma(tmp_path_factory.mktemp("chroma-server")) as port:
