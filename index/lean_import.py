@@ -36,15 +36,18 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
 # ``overrides`` package checks the signature of every ``@override`` method as chromadb's classes
 # are defined (about a third of its import; the checks only catch chromadb's own coding
 # mistakes), and its telemetry module imports the OpenTelemetry gRPC exporter (gRPC and
-# protobuf) for a collector endpoint newsdesk never sets.
+# protobuf) for a collector endpoint newsdesk never sets.  httpx's command line (click, rich's
+# syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.
 _OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+_CHROMADB_OPTIONAL = ("httpx._main",)
 _CHROMADB_LOCK = threading.Lock()  # a thread that asks during another's import waits for it
 
 
 def import_chromadb() -> ModuleType:
-    """``chromadb``, imported without ``overrides``' signature checks and without the
-    OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays unusable: newsdesk
-    never sets it).  Both are put back right after, for any other code that uses them.
+    """``chromadb``, imported without ``overrides``' signature checks, httpx's command line and
+    the OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays unusable: newsdesk
+    never sets it).  Each is put back right after, for any other code that uses them (only
+    ``httpx.main``, the command line's entry point, stays the stub saying to install it).
     Threads may call it at once (``Store.open_vectors_in_background``): one imports, the others
     wait for it to finish."""
     with _CHROMADB_LOCK:
@@ -66,7 +69,7 @@ def _import_chromadb_lean() -> ModuleType:
         stub.OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
         sys.modules[_OTLP_EXPORTER] = stub
     try:
-        return importlib.import_module("chromadb")
+        return import_without("chromadb", _CHROMADB_OPTIONAL)
     finally:
         (overrides.override, overrides.overrides,
          checking.override, checking.overrides) = saved  # type: ignore[assignment]

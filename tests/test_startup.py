@@ -64,12 +64,13 @@ def test_an_extractive_ask_loads_no_sentence_splitter_sparse_matrices_or_grpc(
     sample_index: Settings,
 ) -> None:
     """Its answer quotes whole sentences, so nothing re-splits it; keyword search uses bm25s's
-    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC."""
+    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC
+    and without httpx's command line (with its syntax highlighter)."""
     code, modules, out = run_newsdesk(
         ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
     )
     assert code == 0, out
-    unwanted = {"nltk", "scipy", "tqdm", "grpc"}
+    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments"}
     assert not modules & unwanted, sorted(modules & unwanted)
     assert {"bm25s", "chromadb"} <= modules  # the keyword and the dense side did run
 
@@ -90,12 +91,13 @@ try:
             return 1
 except TypeError:
     print("overrides checks again")
+import httpx._main
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 print(OTLPSpanExporter.__module__)
 """
 
 
-def test_chromadb_loads_lean_and_leaves_overrides_and_opentelemetry_as_they_were() -> None:
+def test_chromadb_loads_lean_and_leaves_overrides_httpx_and_opentelemetry_usable() -> None:
     done = subprocess.run([sys.executable, "-c", LEAN_CHROMADB], check=False,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
