@@ -40,23 +40,26 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
 # syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.
 _OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 _CHROMADB_OPTIONAL = ("httpx._main",)
+_CHROMADB_CLIENTS = {False: "chromadb.api.rust", True: "chromadb.api.fastapi"}  # loaded lazily
 _CHROMADB_LOCK = threading.Lock()  # a thread that asks during another's import waits for it
 
 
-def import_chromadb() -> ModuleType:
-    """``chromadb``, imported without ``overrides``' signature checks, httpx's command line and
-    the OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays unusable: newsdesk
-    never sets it).  Each is put back right after, for any other code that uses them (only
-    ``httpx.main``, the command line's entry point, stays the stub saying to install it).
-    Threads may call it at once (``Store.open_vectors_in_background``): one imports, the others
-    wait for it to finish."""
+def import_chromadb(*, server: bool = False) -> ModuleType:
+    """``chromadb`` with the client code an embedded store (or with ``server``, a Chroma
+    server) loads on first use, imported without ``overrides``' signature checks, httpx's
+    command line and the OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays
+    unusable: newsdesk never sets it).  Each is put back right after, for any other code that
+    uses them (only ``httpx.main``, the command line's entry point, stays the stub saying to
+    install it).  Threads may call it at once (``Store.open_vectors_in_background``): one
+    imports, the others wait for it to finish."""
+    wanted = ("chromadb", _CHROMADB_CLIENTS[server])
     with _CHROMADB_LOCK:
-        if "chromadb" in sys.modules:
-            return sys.modules["chromadb"]
-        return _import_chromadb_lean()
+        if any(name not in sys.modules for name in wanted):
+            _import_lean(wanted)
+        return sys.modules["chromadb"]
 
 
-def _import_chromadb_lean() -> ModuleType:
+def _import_lean(modules: Sequence[str]) -> None:
     import overrides
 
     checking = sys.modules["overrides.overrides"]  # the module (the package's name is a function)
@@ -69,7 +72,8 @@ def _import_chromadb_lean() -> ModuleType:
         stub.OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
         sys.modules[_OTLP_EXPORTER] = stub
     try:
-        return import_without("chromadb", _CHROMADB_OPTIONAL)
+        for module in modules:
+            import_without(module, _CHROMADB_OPTIONAL)
     finally:
         (overrides.override, overrides.overrides,
          checking.override, checking.overrides) = saved  # type: ignore[assignment]

@@ -64,7 +64,7 @@ class ChromaVectors:
                 self._collection = None
 
     def _open(self) -> Any:
-        chromadb = import_chromadb()
+        chromadb = import_chromadb(server=bool(self.config.chroma_host))
         from chromadb.config import Settings as ChromaSettings
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
