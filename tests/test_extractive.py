@@ -5,6 +5,7 @@ The embedding model, the spaCy model and Chroma are real; the seed article is th
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -260,6 +261,31 @@ def test_the_lemma_tables_are_verified_before_they_are_read(tmp_path: Path) -> N
     tables.write_bytes(bytes(data))
     with pytest.raises(entities.EntityModelError, match="not the verified"):
         entities.lemma_exceptions(copy)
+
+
+LEMMAS_IN_A_NEW_PROCESS = """
+import json, sys
+from pathlib import Path
+from assistant.entities import lemma_exceptions
+table = lemma_exceptions(cache_dir=Path(sys.argv[1]))
+print(json.dumps({"ran": table["ran"], "size": len(table), "srsly": "srsly" in sys.modules}))
+"""
+
+
+def test_the_lemma_tables_are_decoded_once_and_read_back_from_the_model_cache(
+    tmp_path: Path,
+) -> None:
+    def new_process() -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-c", LEMMAS_IN_A_NEW_PROCESS, str(tmp_path)],
+                              check=True, capture_output=True, text=True, timeout=120)
+        return json.loads(done.stdout)
+
+    first, later = new_process(), new_process()
+    assert first["srsly"] and not later["srsly"]  # decoded by the first process only
+    assert first["ran"] == later["ran"] == "run"
+    assert first["size"] == later["size"] == len(entities.lemma_exceptions())
+    assert [p.name for p in tmp_path.iterdir()] == [
+        f"lemma-exceptions-{entities.LEMMA_SHA256[:16]}.json"]  # no temporary file left
 
 
 def test_entities_are_read_once_per_sentence() -> None:
