@@ -109,7 +109,8 @@ def _model_only(settings: Settings) -> tuple[int, float]:
     from index.embeddings import get_embedder
 
     embedder = get_embedder(settings)
-    texts = open_store(settings).collection.get(include=["documents"])["documents"] or []
+    store = open_store(settings)  # the chunk text lives in the catalog, not in Chroma
+    texts = [c.embed_text for c in store.chunks(sorted(store.catalog.dense_chunk_ids())).values()]
     tokens = sum(min(n + 2, MODEL_WINDOW) for n in embedder.count_tokens(texts))
     started = time.perf_counter()
     embedder.encoder.embed(texts)
