@@ -26,7 +26,8 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    beyond its article's title: "wake up", not the landing).  A question of a
    ``Weights.strict`` kind is refused when no such sentence holds a span of that kind ("how
    many" with no count of the thing counted; "who" with no new person, or organisation when
-   the question names no person's role), "what did X say" when X is never reported speaking,
+   the question names no person's role); one of a ``Weights.nearby`` kind when neither such a
+   sentence nor the one beside it does; "what did X say" when X is never reported speaking,
    and any question whose best probability is below ``Weights.floor`` (unless it asks for
    several and a sentence lists several spans of the kind).  A question placing its event
    in the last days ("this week", "on Tuesday") may be answered only from articles at most
@@ -102,6 +103,10 @@ class Weights:
     count of the thing, "who" with no new name: a person, or an organisation when the
     question names no person's role).  Refusing the other kinds too cost dev-small correct
     answers: NER misses some names, and "thing" answers are often not names at all."""
+    nearby: frozenset[str] = frozenset({"place"})
+    """Kinds refused when no on-topic sentence holds a span of the kind either by itself or
+    in the sentence beside it (``assistant.beside``, which is then quoted too).  Chosen on
+    dev-small by ``benchmarks/fit_extractive.py`` among sets of the kinds not in ``strict``."""
 
 
 FITTED = Weights()
@@ -289,6 +294,8 @@ class ExtractiveWriter:
             found = [c for c in found if c.holds]
         if question.kind in self.weights.strict:
             found = [c for c in found if c.spans]
+        elif question.kind in self.weights.nearby:
+            found = [c for c in found if c.spans or beside(question, sources[c.i], c.j)]
         if question.recent and as_of is not None and self.weights.recent is not None:
             found = [c for c in found if _within(sources[c.i].published, as_of, self.weights.recent)]
         return [c for c in found if c.probability >= self.weights.floor

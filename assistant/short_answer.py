@@ -79,12 +79,13 @@ def nearest(question: Question, sentence: str, spans: Sequence[Span]) -> Span:
     return min(spans, key=lambda s: min(abs(s[0] - p) for p in shared))
 
 
+_POSSESSIVE = re.compile(r"['’]s\b")
 _PUNCTUATION = re.compile(r"[^\w\s]")
 
 
 def _plain(text: str) -> str:
-    """Lower case, no accents or punctuation, single spaces: "Panera Bread’s" and "panera
-    breads" compare as mentions of one name."""
+    """Lower case, no accents, possessives or punctuation, single spaces: "Panera Bread’s"
+    and "panera bread" compare as mentions of one name."""
     text = unicodedata.normalize("NFKD", text.lower())
     text = "".join(c for c in text if not unicodedata.combining(c))
-    return " ".join(_PUNCTUATION.sub("", text).split())
+    return " ".join(_PUNCTUATION.sub("", _POSSESSIVE.sub("", text)).split())

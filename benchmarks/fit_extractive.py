@@ -265,9 +265,11 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     close = [r for r in ok if r[0] >= top - 1 / len(rows) - 1e-9]
     correct, refused, near, topic, floor, strict = max(
         close, key=lambda r: (r[2], r[0], len(r[5]), -r[4]))  # then the rule for more kinds
-    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event, recent=None)
+    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event, recent=None,
+                     nearby=frozenset())
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
+    chosen = replace(chosen, nearby=fit_nearby(bot, rows, chosen, first))
     quoting = []  # how many sentences an answer quotes: up to QUOTE, each ratio × the best's
     for ratio in (0.85, 0.7, 0.5, 0.3):
         writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen, first_stage=first,
@@ -298,6 +300,31 @@ def fit(bot: Any, rows: list[dict]) -> Any:
 
 QUOTE = 3
 """Most sentences an extractive answer quotes (``ExtractiveWriter.max_sentences``)."""
+
+
+def fit_nearby(bot: Any, rows: list[dict], weights: Any, first: Any) -> frozenset[str]:
+    """``Weights.nearby``: which kinds (beyond ``strict``) are refused when neither an allowed
+    sentence nor the sentence beside it holds a span of the kind.  Each set is replayed with
+    the writer; kept: false refusals at most 0.08, correct within one question of the best,
+    then the most near-topic refusals, the most correct, the most kinds."""
+    from assistant.extractive import ExtractiveWriter
+
+    base = bot.settings.writer.extractive_threshold
+    rest = [k for k in ("org", "place", "thing", "person") if k not in weights.strict]
+    sets = [frozenset()] + [frozenset({k}) for k in rest] + [frozenset(rest)]
+    tried = []
+    for kinds in sets:
+        writer = ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
+                                  weights=replace(weights, nearby=kinds))
+        result = evaluate(writer, rows, timed=False)
+        tried.append((result, kinds))
+        print(f"refused without a span nearby for {sorted(kinds) or 'no kind'}: {fmt(result)}")
+    ok = [(r, k) for r, k in tried if r["false_refusals"] <= 0.08]
+    top = max(r["correct"] for r, _ in ok)
+    _, kinds = max(((r, k) for r, k in ok if r["correct"] >= top - 1 / len(rows) - 1e-9),
+                   key=lambda t: (t[0]["near_topic_refused"], t[0]["correct"], len(t[1])))
+    print(f"chosen nearby: {sorted(kinds)}")
+    return kinds
 
 
 def args_set(rows: list[dict]) -> str:
