@@ -311,7 +311,7 @@ def fit_nearby(bot: Any, rows: list[dict], weights: Any, first: Any) -> frozense
 
     base = bot.settings.writer.extractive_threshold
     rest = [k for k in ("org", "place", "thing", "person") if k not in weights.strict]
-    sets = [frozenset()] + [frozenset({k}) for k in rest] + [frozenset(rest)]
+    sets: list[frozenset[str]] = [frozenset(), *(frozenset({k}) for k in rest), frozenset(rest)]
     tried = []
     for kinds in sets:
         writer = ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
