@@ -14,14 +14,16 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.  Before that, the
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.nearby`` (the
+   kinds refused when neither an allowed sentence nor the one beside it names one) is chosen
+   by replaying the writer with each set (``fit_nearby``).  Before that, the
    shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
    fitted as a logistic model of "holds an accepted answer" over every sentence of the
    sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
    least ``second_sentence_ratio`` × the first's probability): the largest ratio within one
    question of the most correct answers.
 3. **Compare** (default): the writer of git ref ``--old`` (default: ``OLD_REF``, main before the
-   fitted shortlist and three quotes) and today's, over the same cached sources in one run: answer correctness
+   sentence beside the chosen one and voted short answers) and today's, over the same cached sources in one run: answer correctness
    (accepted answer in the answer text, and in its first quote alone), short answer exact, false refusals, near-topic
    refusals, generation p50/p95 (each writer with its own sentence-embedding cache).
 
@@ -52,9 +54,11 @@ from benchmarks.retrieval import indexed_set, normalise
 from evals.metrics import contains_answer
 
 SHIFT = timedelta(days=90)
-OLD_REF = "5a68301"
-"""The old writer: main before the fitted shortlist and quoting up to three sentences."""
-OLD_SECOND_RATIO = 0.85
+OLD_REF = "9fd2705"
+"""The old writer: main before the sentence beside the chosen one, voted short answers and
+``Weights.nearby`` (before that: 5a68301, main before quoting up to three sentences, with a
+``second_sentence_ratio`` of 0.85)."""
+OLD_SECOND_RATIO = 0.7
 """``second_sentence_ratio`` as the old writer was configured (the settings' default then)."""
 TOP_K = 20
 
