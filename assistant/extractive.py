@@ -333,7 +333,8 @@ class ExtractiveWriter:
             if dated is not None:
                 picks.append((i, dated))
         short = best
-        if not best.spans and len(picks) == 1 and (near := beside(question, sources[i], j)):
+        if (not best.spans and len(picks) == 1 < self.max_sentences
+                and (near := beside(question, sources[i], j))):
             picks.append((i, near[0]))  # it names what the best sentence refers to
             short = replace(best, j=near[0], spans=near[1])
         quoted = {sources[a].sentences[b].text for a, b in picks}
