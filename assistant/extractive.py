@@ -26,8 +26,7 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    beyond its article's title: "wake up", not the landing).  A question of a
    ``Weights.strict`` kind is refused when no such sentence holds a span of that kind ("how
    many" with no count of the thing counted; "who" with no new person, or organisation when
-   the question names no person's role); one of a ``Weights.nearby`` kind when neither such a
-   sentence nor the one beside it does; "what did X say" when X is never reported speaking,
+   the question names no person's role), "what did X say" when X is never reported speaking,
    and any question whose best probability is below ``Weights.floor`` (unless it asks for
    several and a sentence lists several spans of the kind).  A question placing its event
    in the last days ("this week", "on Tuesday") may be answered only from articles at most
@@ -36,9 +35,8 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
 5. **The short answer** (``assistant.short_answer``): the asked-for span of the chosen sentence
    (the enumeration, when the question asks for several; else the span the other candidates
    mention most, weighted by their probability), as ``Answer.short_answer`` with article
-   offsets.  When
-   the chosen sentence holds none, the sentence beside it that does (``assistant.beside``:
-   "the franchise" is named in the sentence before) is quoted next and gives the short answer.
+   offsets.  With ``Weights.beside`` (off as fitted), when the chosen sentence holds none, the
+   sentence beside it that does (``assistant.beside``) is quoted next and gives it.
 
 A "when" answer keeps its derived-date lead ("Around October 20 (two days before ...)") and the
 sentence that dates it.  Further sentences allowed to answer by themselves (step 4), from any
@@ -103,10 +101,14 @@ class Weights:
     count of the thing, "who" with no new name: a person, or an organisation when the
     question names no person's role).  Refusing the other kinds too cost dev-small correct
     answers: NER misses some names, and "thing" answers are often not names at all."""
-    nearby: frozenset[str] = frozenset({"place"})
-    """Kinds refused when no on-topic sentence holds a span of the kind either by itself or
-    in the sentence beside it (``assistant.beside``, which is then quoted too).  Chosen on
-    dev-small by ``benchmarks/fit_extractive.py`` among sets of the kinds not in ``strict``."""
+    beside: bool = False
+    """Quote the sentence beside the chosen one when only it names the asked-for kind
+    (``assistant.beside``), and take the short answer from it.  Off as fitted: on dev-small it
+    answered one more question (the script adopts a rule only for more than one), and on dev
+    it cost three, the neighbour taking the place of a third quote (benchmarks/RESULTS.md)."""
+    nearby: frozenset[str] = frozenset()
+    """With ``beside``: kinds refused when no on-topic sentence holds a span of the kind either
+    by itself or in the sentence beside it.  None as fitted (``beside`` is off)."""
 
 
 FITTED = Weights()
@@ -333,7 +335,7 @@ class ExtractiveWriter:
             if dated is not None:
                 picks.append((i, dated))
         short = best
-        if (not best.spans and len(picks) == 1 < self.max_sentences
+        if (self.weights.beside and not best.spans and len(picks) == 1 < self.max_sentences
                 and (near := beside(question, sources[i], j))):
             picks.append((i, near[0]))  # it names what the best sentence refers to
             short = replace(best, j=near[0], spans=near[1])

@@ -14,9 +14,9 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.nearby`` (the
-   kinds refused when neither an allowed sentence nor the one beside it names one) is chosen
-   by replaying the writer with each set (``fit_nearby``).  Before that, the
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.beside`` and
+   ``Weights.nearby`` (quoting the sentence beside the chosen one; the kinds refused when
+   neither names one) by replaying the writer (``fit_beside``).  Before that, the
    shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
    fitted as a logistic model of "holds an accepted answer" over every sentence of the
    sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
@@ -273,7 +273,7 @@ def fit(bot: Any, rows: list[dict]) -> Any:
                      nearby=frozenset())
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
-    chosen = replace(chosen, nearby=fit_nearby(bot, rows, chosen, first))
+    chosen = fit_beside(bot, rows, chosen, first)
     quoting = []  # how many sentences an answer quotes: up to QUOTE, each ratio × the best's
     for ratio in (0.85, 0.7, 0.5, 0.3):
         writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen, first_stage=first,
@@ -306,29 +306,43 @@ QUOTE = 3
 """Most sentences an extractive answer quotes (``ExtractiveWriter.max_sentences``)."""
 
 
-def fit_nearby(bot: Any, rows: list[dict], weights: Any, first: Any) -> frozenset[str]:
-    """``Weights.nearby``: which kinds (beyond ``strict``) are refused when neither an allowed
-    sentence nor the sentence beside it holds a span of the kind.  Each set is replayed with
-    the writer; kept: false refusals at most 0.08, correct within one question of the best,
-    then the most near-topic refusals, the most correct, the most kinds."""
+def fit_beside(bot: Any, rows: list[dict], weights: Any, first: Any) -> Any:
+    """``Weights.beside`` and ``Weights.nearby``: whether to quote the sentence beside the chosen
+    one when only it names the asked-for kind, and (then) which kinds beyond ``strict`` are
+    refused when neither an allowed sentence nor its neighbour names one.  Each is replayed with
+    the writer and adopted only when, with false refusals at most 0.08, it answers more than one
+    more question correctly or refuses more near-topic negatives (as the shortlist is)."""
     from assistant.extractive import ExtractiveWriter
 
     base = bot.settings.writer.extractive_threshold
-    rest = [k for k in ("org", "place", "thing", "person") if k not in weights.strict]
-    sets: list[frozenset[str]] = [frozenset(), *(frozenset({k}) for k in rest), frozenset(rest)]
-    tried = []
-    for kinds in sets:
-        writer = ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
-                                  weights=replace(weights, nearby=kinds))
-        result = evaluate(writer, rows, timed=False)
-        tried.append((result, kinds))
-        print(f"refused without a span nearby for {sorted(kinds) or 'no kind'}: {fmt(result)}")
-    ok = [(r, k) for r, k in tried if r["false_refusals"] <= 0.08]
-    top = max(r["correct"] for r, _ in ok)
-    _, kinds = max(((r, k) for r, k in ok if r["correct"] >= top - 1 / len(rows) - 1e-9),
-                   key=lambda t: (t[0]["near_topic_refused"], t[0]["correct"], len(t[1])))
-    print(f"chosen nearby: {sorted(kinds)}")
-    return kinds
+
+    def run(w: Any) -> dict[str, Any]:
+        return evaluate(ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
+                                         weights=w), rows, timed=False)
+
+    def better(new: dict[str, Any], old: dict[str, Any]) -> bool:
+        return new["false_refusals"] <= 0.08 and (
+            new["correct"] > old["correct"] + 1 / len(rows) + 1e-9
+            or (new["near_topic_refused"] > old["near_topic_refused"]
+                and new["correct"] >= old["correct"] - 1e-9))
+
+    off = run(weights)
+    on = run(replace(weights, beside=True))
+    print(f"the sentence beside, off: {fmt(off)}\nthe sentence beside, on: {fmt(on)}")
+    if not better(on, off):
+        print("chosen: beside off (so no nearby kinds)")
+        return replace(weights, beside=False, nearby=frozenset())
+    weights, best = replace(weights, beside=True), on
+    for kind in ("org", "place", "thing", "person"):
+        if kind in weights.strict:
+            continue
+        tried = replace(weights, nearby=weights.nearby | {kind})
+        result = run(tried)
+        print(f"refused without a span nearby for {sorted(tried.nearby)}: {fmt(result)}")
+        if better(result, best):
+            weights, best = tried, result
+    print(f"chosen: beside on, nearby {sorted(weights.nearby)}")
+    return weights
 
 
 def args_set(rows: list[dict]) -> str:
@@ -415,6 +429,8 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true",
                         help="count where the new writer loses answers (refusals by rule, "
                              "candidates embedded)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also the new writer with each rule the fit left off")
     parser.add_argument("--ask", type=int, default=0, metavar="N",
                         help="also time the whole ask, warm, over the first N questions")
     args = parser.parse_args()
@@ -435,6 +451,16 @@ def main() -> None:
     print(f"new (working tree): {fmt(evaluate(new, rows))}", flush=True)
     old = old_writer(args.old, bot)
     print(f"old ({args.old}): {fmt(evaluate(old, rows))}", flush=True)
+    if args.variants:  # the rules the fit left off, each on top of today's writer
+        from dataclasses import replace as with_
+
+        for name, change in (("the sentence beside", {"beside": True}),
+                             ("the sentence beside, nearby place", {"beside": True,
+                                                                   "nearby": frozenset({"place"})})):
+            writer = extractive_writer(LLMChoice("extractive"), bot.settings,
+                                       bot.embedder.with_own_cache())
+            writer.weights = with_(writer.weights, **change)
+            print(f"new + {name}: {fmt(evaluate(writer, rows))}", flush=True)
     if args.ask:
         print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
               f"first {args.ask} questions of the set, each as of its date:")
