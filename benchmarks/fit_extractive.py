@@ -351,9 +351,14 @@ def args_set(rows: list[dict]) -> str:
 
 def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, Any]:
     """Correctness (of the whole answer, and of its first quoted sentence with its lead alone),
-    short answer exact, false and near-topic refusals, generation latency."""
+    short answer exact, false and near-topic refusals, generation latency.  Timed, each writer
+    starts with no sentence's entities read (the cache is per process: a writer run after
+    another would otherwise find them all read), as it has its own embedding cache."""
+    from assistant import entities
     from assistant.citations import is_refusal
 
+    if timed:
+        entities._cache.clear()
     correct = first = exact = refused = 0
     latencies = []
     for row in rows:
