@@ -104,8 +104,9 @@ class Weights:
     beside: bool = False
     """Quote the sentence beside the chosen one when only it names the asked-for kind
     (``assistant.beside``), and take the short answer from it.  Off as fitted: on dev-small it
-    answered one more question (the script adopts a rule only for more than one), and on dev
-    it cost three, the neighbour taking the place of a third quote (benchmarks/RESULTS.md)."""
+    answered one more question (the script adopts a rule only for more than one); on dev it
+    answered one fewer, three fewer with ``nearby`` {"place"}: the neighbour can take the
+    place of a third quote (benchmarks/RESULTS.md)."""
     nearby: frozenset[str] = frozenset()
     """With ``beside``: kinds refused when no on-topic sentence holds a span of the kind either
     by itself or in the sentence beside it.  None as fitted (``beside`` is off)."""
