@@ -13,8 +13,8 @@ returns the one that answers, at article offsets:
 - on a tie (a span no other sentence mentions), the span closest to the words the sentence
   shares with the question: the answer usually sits next to what the question asks about.
 
-Voting chose a different span than nearness alone for a few RealTime QA dev-small questions
-and made the short answer exact more often (benchmarks/RESULTS.md).
+Against nearness alone, voting made the short answer exact more often: RealTime QA dev
+0.180 → 0.193, dev-small 0.317 → 0.350, at 0.2 ms per answer (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
