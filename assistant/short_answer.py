@@ -22,16 +22,23 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from assistant import question as q_analysis
 from assistant.models import ShortAnswer, Source
 from assistant.question import Question
 
-if TYPE_CHECKING:
-    from assistant.extractive import Candidate
-
 Span = tuple[int, int]
+
+
+class Candidate(Protocol):
+    """A scored source sentence (``assistant.extractive.Candidate``): source and sentence
+    index, its spans of the asked-for kind, the probability that it holds the answer."""
+
+    i: int
+    j: int
+    spans: list[Span]
+    probability: float
 
 
 def short_answer(question: Question, sources: Sequence[Source], chosen: Candidate,
