@@ -462,10 +462,10 @@ def main() -> None:
         for name, change in (("the sentence beside", {"beside": True}),
                              ("the sentence beside, nearby place", {"beside": True,
                                                                    "nearby": frozenset({"place"})})):
-            writer = extractive_writer(LLMChoice("extractive"), bot.settings,
-                                       bot.embedder.with_own_cache())
-            writer.weights = with_(writer.weights, **change)
-            print(f"new + {name}: {fmt(evaluate(writer, rows))}", flush=True)
+            variant = extractive_writer(LLMChoice("extractive"), bot.settings,
+                                        bot.embedder.with_own_cache())
+            variant.weights = with_(variant.weights, **change)
+            print(f"new + {name}: {fmt(evaluate(variant, rows))}", flush=True)
     if args.ask:
         print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
               f"first {args.ask} questions of the set, each as of its date:")
