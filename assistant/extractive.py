@@ -32,8 +32,11 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
    in the last days ("this week", "on Tuesday") may be answered only from articles at most
    ``Weights.recent`` days older than the day it is asked on (``write``'s ``as_of``; off as
    fitted).
-5. **The short answer**: the asked-for span of the chosen sentence (the enumeration, when the
-   question asks for several), reported as ``Answer.short_answer`` with article offsets.
+5. **The short answer** (``assistant.short_answer``): the asked-for span of the chosen sentence
+   (the enumeration, when the question asks for several; else the span the other candidates
+   mention most, weighted by their probability), as ``Answer.short_answer`` with article
+   offsets.  With ``Weights.beside`` (off as fitted), when the chosen sentence holds none, the
+   sentence beside it that does (``assistant.beside``) is quoted next and gives it.
 
 A "when" answer keeps its derived-date lead ("Around October 20 (two days before ...)") and the
 sentence that dates it.  Further sentences allowed to answer by themselves (step 4), from any
@@ -46,18 +49,19 @@ turned into "［2］", so quoted text can never be read as a citation marker.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Literal
 
 from assistant import question as q_analysis
 from assistant import shortlist
+from assistant.beside import beside
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta
 from assistant.citations import MARKER
 from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
 from assistant.question import Question
+from assistant.short_answer import short_answer
 from assistant.when import EXPLICIT_DATE, when_lead, when_mention
 from index.timex import Mention
 
@@ -97,6 +101,15 @@ class Weights:
     count of the thing, "who" with no new name: a person, or an organisation when the
     question names no person's role).  Refusing the other kinds too cost dev-small correct
     answers: NER misses some names, and "thing" answers are often not names at all."""
+    beside: bool = False
+    """Quote the sentence beside the chosen one when only it names the asked-for kind
+    (``assistant.beside``), and take the short answer from it.  Off as fitted: on dev-small it
+    answered one more question (the script adopts a rule only for more than one); on dev it
+    answered one fewer, three fewer with ``nearby`` {"place"}: the neighbour can take the
+    place of a third quote (benchmarks/RESULTS.md)."""
+    nearby: frozenset[str] = frozenset()
+    """With ``beside``: kinds refused when no on-topic sentence holds a span of the kind either
+    by itself or in the sentence beside it.  None as fitted (``beside`` is off)."""
 
 
 FITTED = Weights()
@@ -284,6 +297,8 @@ class ExtractiveWriter:
             found = [c for c in found if c.holds]
         if question.kind in self.weights.strict:
             found = [c for c in found if c.spans]
+        elif question.kind in self.weights.nearby:
+            found = [c for c in found if c.spans or beside(question, sources[c.i], c.j)]
         if question.recent and as_of is not None and self.weights.recent is not None:
             found = [c for c in found if _within(sources[c.i].published, as_of, self.weights.recent)]
         return [c for c in found if c.probability >= self.weights.floor
@@ -320,6 +335,11 @@ class ExtractiveWriter:
                 dated = self._dating_sentence(sources[i], j)
             if dated is not None:
                 picks.append((i, dated))
+        short = best
+        if (self.weights.beside and not best.spans and len(picks) == 1 < self.max_sentences
+                and (near := beside(question, sources[i], j))):
+            picks.append((i, near[0]))  # it names what the best sentence refers to
+            short = replace(best, j=near[0], spans=near[1])
         quoted = {sources[a].sentences[b].text for a, b in picks}
         for c in found[1:]:  # further sentences allowed to answer by themselves, best first
             if len(picks) >= self.max_sentences or c.probability < best.probability * self.second_ratio:
@@ -330,7 +350,7 @@ class ExtractiveWriter:
         parts = [f"{_quoted(sources[a].sentences[b].text)} [{sources[a].number}]" for a, b in picks]
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
-        return parts, _short_answer(question, sources, best)
+        return parts, short_answer(question, sources, short, found)
 
     @staticmethod
     def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:
@@ -392,30 +412,3 @@ def _quoted(text: str) -> str:
     """Source text as the answer quotes it: a "[2]" of the source becomes "［2］", so that
     only the writer's own markers are read as citations."""
     return MARKER.sub(lambda m: f"［{m.group(1)}］", text)
-
-
-def _short_answer(question: Question, sources: Sequence[Source], best: Candidate) -> ShortAnswer | None:
-    """The chosen sentence's asked-for span (or the enumeration of them) at article offsets."""
-    if not best.spans or question.kind is None:
-        return None
-    source = sources[best.i]
-    sentence = source.sentences[best.j]
-    span = q_analysis.list_span(sentence.text, best.spans) if question.plural else None
-    if span is None:
-        span = _nearest(question, sentence.text, best.spans)
-    start, end = span
-    return ShortAnswer(
-        text=sentence.text[start:end], kind=question.kind, number=source.number,
-        article_id=source.article_id, start=sentence.start + start, end=sentence.start + end,
-    )
-
-
-def _nearest(question: Question, sentence: str, spans: list[tuple[int, int]]) -> tuple[int, int]:
-    """The span closest to the words the sentence shares with the question (the first span
-    when it shares none): the answer usually sits next to what the question asks about."""
-    asked = q_analysis.roots(question.text) - {q_analysis.root(w) for w in q_analysis.stop_words()}
-    shared = [m.start() for m in re.finditer(r"[\w'’-]+", sentence)
-              if q_analysis.root(m.group(0).lower()) in asked]
-    if not shared:
-        return spans[0]
-    return min(spans, key=lambda s: min(abs(s[0] - p) for p in shared))

@@ -14,14 +14,16 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``.  Before that, the
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.beside`` and
+   ``Weights.nearby`` (quoting the sentence beside the chosen one; the kinds refused when
+   neither names one) by replaying the writer (``fit_beside``).  Before that, the
    shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
    fitted as a logistic model of "holds an accepted answer" over every sentence of the
    sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
    least ``second_sentence_ratio`` × the first's probability): the largest ratio within one
    question of the most correct answers.
 3. **Compare** (default): the writer of git ref ``--old`` (default: ``OLD_REF``, main before the
-   fitted shortlist and three quotes) and today's, over the same cached sources in one run: answer correctness
+   sentence beside the chosen one and voted short answers) and today's, over the same cached sources in one run: answer correctness
    (accepted answer in the answer text, and in its first quote alone), short answer exact, false refusals, near-topic
    refusals, generation p50/p95 (each writer with its own sentence-embedding cache).
 
@@ -52,9 +54,11 @@ from benchmarks.retrieval import indexed_set, normalise
 from evals.metrics import contains_answer
 
 SHIFT = timedelta(days=90)
-OLD_REF = "5a68301"
-"""The old writer: main before the fitted shortlist and quoting up to three sentences."""
-OLD_SECOND_RATIO = 0.85
+OLD_REF = "9fd2705"
+"""The old writer: main before the sentence beside the chosen one, voted short answers and
+``Weights.nearby`` (before that: 5a68301, main before quoting up to three sentences, with a
+``second_sentence_ratio`` of 0.85)."""
+OLD_SECOND_RATIO = 0.7
 """``second_sentence_ratio`` as the old writer was configured (the settings' default then)."""
 TOP_K = 20
 
@@ -265,9 +269,11 @@ def fit(bot: Any, rows: list[dict]) -> Any:
     close = [r for r in ok if r[0] >= top - 1 / len(rows) - 1e-9]
     correct, refused, near, topic, floor, strict = max(
         close, key=lambda r: (r[2], r[0], len(r[5]), -r[4]))  # then the rule for more kinds
-    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event, recent=None)
+    chosen = replace(fitted, topic=topic, floor=floor, strict=strict, event=event, recent=None,
+                     nearby=frozenset())
     print(f"gates: best sentence correct {correct:.3f}, refused {refused:.3f}, near-topic refused "
           f"{near:.3f} (of {len(negatives)})\nchosen: {chosen}")
+    chosen = fit_beside(bot, rows, chosen, first)
     quoting = []  # how many sentences an answer quotes: up to QUOTE, each ratio × the best's
     for ratio in (0.85, 0.7, 0.5, 0.3):
         writer = ExtractiveWriter(bot.embedder, threshold=base, weights=chosen, first_stage=first,
@@ -300,15 +306,59 @@ QUOTE = 3
 """Most sentences an extractive answer quotes (``ExtractiveWriter.max_sentences``)."""
 
 
+def fit_beside(bot: Any, rows: list[dict], weights: Any, first: Any) -> Any:
+    """``Weights.beside`` and ``Weights.nearby``: whether to quote the sentence beside the chosen
+    one when only it names the asked-for kind, and (then) which kinds beyond ``strict`` are
+    refused when neither an allowed sentence nor its neighbour names one.  Each is replayed with
+    the writer and adopted only when, with false refusals at most 0.08, it answers more than one
+    more question correctly or refuses more near-topic negatives (as the shortlist is)."""
+    from assistant.extractive import ExtractiveWriter
+
+    base = bot.settings.writer.extractive_threshold
+
+    def run(w: Any) -> dict[str, Any]:
+        return evaluate(ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
+                                         weights=w), rows, timed=False)
+
+    def better(new: dict[str, Any], old: dict[str, Any]) -> bool:
+        return new["false_refusals"] <= 0.08 and (
+            new["correct"] > old["correct"] + 1 / len(rows) + 1e-9
+            or (new["near_topic_refused"] > old["near_topic_refused"]
+                and new["correct"] >= old["correct"] - 1e-9))
+
+    off = run(weights)
+    on = run(replace(weights, beside=True))
+    print(f"the sentence beside, off: {fmt(off)}\nthe sentence beside, on: {fmt(on)}")
+    if not better(on, off):
+        print("chosen: beside off (so no nearby kinds)")
+        return replace(weights, beside=False, nearby=frozenset())
+    weights, best = replace(weights, beside=True), on
+    for kind in ("org", "place", "thing", "person"):
+        if kind in weights.strict:
+            continue
+        tried = replace(weights, nearby=weights.nearby | {kind})
+        result = run(tried)
+        print(f"refused without a span nearby for {sorted(tried.nearby)}: {fmt(result)}")
+        if better(result, best):
+            weights, best = tried, result
+    print(f"chosen: beside on, nearby {sorted(weights.nearby)}")
+    return weights
+
+
 def args_set(rows: list[dict]) -> str:
     return f"{len(rows)} questions"
 
 
 def evaluate(writer: Any, rows: list[dict], *, timed: bool = True) -> dict[str, Any]:
     """Correctness (of the whole answer, and of its first quoted sentence with its lead alone),
-    short answer exact, false and near-topic refusals, generation latency."""
+    short answer exact, false and near-topic refusals, generation latency.  Timed, each writer
+    starts with no sentence's entities read (the cache is per process: a writer run after
+    another would otherwise find them all read), as it has its own embedding cache."""
+    from assistant import entities
     from assistant.citations import is_refusal
 
+    if timed:
+        entities._cache.clear()
     correct = first = exact = refused = 0
     latencies = []
     for row in rows:
@@ -384,6 +434,8 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true",
                         help="count where the new writer loses answers (refusals by rule, "
                              "candidates embedded)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also the new writer with each rule the fit left off")
     parser.add_argument("--ask", type=int, default=0, metavar="N",
                         help="also time the whole ask, warm, over the first N questions")
     args = parser.parse_args()
@@ -404,6 +456,16 @@ def main() -> None:
     print(f"new (working tree): {fmt(evaluate(new, rows))}", flush=True)
     old = old_writer(args.old, bot)
     print(f"old ({args.old}): {fmt(evaluate(old, rows))}", flush=True)
+    if args.variants:  # the rules the fit left off, each on top of today's writer
+        from dataclasses import replace as with_
+
+        for name, change in (("the sentence beside", {"beside": True}),
+                             ("the sentence beside, nearby place", {"beside": True,
+                                                                   "nearby": frozenset({"place"})})):
+            variant = extractive_writer(LLMChoice("extractive"), bot.settings,
+                                        bot.embedder.with_own_cache())
+            variant.weights = with_(variant.weights, **change)
+            print(f"new + {name}: {fmt(evaluate(variant, rows))}", flush=True)
     if args.ask:
         print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
               f"first {args.ask} questions of the set, each as of its date:")
