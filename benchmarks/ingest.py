@@ -39,6 +39,7 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -285,7 +286,22 @@ def main(argv: list[str] | None = None) -> int:
 
     say("")
     print(markdown_table(rows))
+    print(repeated_ratios(rows))
     return 0
+
+
+def repeated_ratios(rows: list[Row]) -> str:
+    """For a configuration run more than once (``--only newsdesk,newsdesk,newsdesk``): the
+    median ingest / model ratio, as one run's ratio swings with the shared machine's load."""
+    ratios: dict[str, list[float]] = {}
+    for r in rows:
+        if r.model_seconds:
+            ratios.setdefault(r.name, []).append(r.seconds / r.model_seconds)
+    return "\n".join(
+        f"\n{name}: ingest / model, median of {len(each)} runs: "
+        f"{statistics.median(each):.2f}x ({', '.join(f'{x:.2f}x' for x in each)})"
+        for name, each in ratios.items() if len(each) > 1
+    )
 
 
 if __name__ == "__main__":
