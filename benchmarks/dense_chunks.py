@@ -14,8 +14,12 @@ chunk is embedded by the model, and the number is printed).
 
 Run from the repository root, under the heavy-job lock:
 
-    python benchmarks/dense_chunks.py --set dev-small --counts 1,2,3,4
-    python benchmarks/dense_chunks.py --set dev --counts 1,2,4 --vectors-from DIR
+    python benchmarks/dense_chunks.py --set dev-small --counts 1,2,3,4 --fresh
+    python benchmarks/dense_chunks.py --set dev --counts 1,2 --modes '' --fresh  # builds only
+    python benchmarks/dense_chunks.py --set dev --counts 1,2,4 --vectors-from DIR  # + 4, ranks
+
+An index whose build was cut short is completed by the next run (ingest is incremental), so the
+builds can be spread over several lock holds and the questions asked of all of them in one.
 """
 
 from __future__ import annotations
@@ -85,13 +89,17 @@ def known_vectors(folder: Path) -> dict[str, list[float]]:
     return out
 
 
-def build(corpus: Path, folder: Path, count: int, embedder: Any) -> tuple[Any, Any, dict]:
-    """A fresh index of ``corpus`` in ``folder`` embedding the first ``count`` chunks of each
-    article: its settings, its store, and what the build cost."""
+def build(
+    corpus: Path, folder: Path, count: int, embedder: Any, *, fresh: bool
+) -> tuple[Any, Any, dict]:
+    """An index of ``corpus`` in ``folder`` embedding the first ``count`` chunks of each
+    article (built afresh if ``fresh``, else completed: a build done by an earlier run is
+    reused as it is): its settings, its store, and what the build cost."""
     from assistant.settings import get_settings
     from index import ingest, open_store
 
-    shutil.rmtree(folder, ignore_errors=True)
+    if fresh:
+        shutil.rmtree(folder, ignore_errors=True)
     settings = get_settings(data_dir=folder, dense_chunks_per_article=count)
     started = time.perf_counter()
     report = ingest([corpus], config=settings, embedder=embedder)
@@ -99,7 +107,8 @@ def build(corpus: Path, folder: Path, count: int, embedder: Any) -> tuple[Any, A
     stats = store.stats()
     return settings, store, {
         "dense_chunks_per_article": count,
-        "articles": len(report.added),
+        "articles": stats["articles"],
+        "added now": len(report.added),
         "chunks": stats["chunks"],
         "vectors": stats["dense_chunks"],
         "build_s": round(time.perf_counter() - started, 1),
@@ -110,7 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", default="dev-small", choices=["dev-small", "dev"])
     parser.add_argument("--counts", default="1,2,4", help="dense_chunks_per_article values")
-    parser.add_argument("--modes", default="dense,hybrid", help="retrievers to rank with")
+    parser.add_argument("--modes", default="dense,hybrid",
+                        help="retrievers to rank with ('' to build the indexes only)")
+    parser.add_argument("--fresh", action="store_true", help="rebuild indexes built before")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--vectors-from", type=Path, help="an index of the same articles")
     args = parser.parse_args()
@@ -129,18 +140,20 @@ def main() -> None:
     rows, builds = [], []
     for count in [int(c) for c in args.counts.split(",")]:
         settings, store, built = build(
-            folder / "corpus.jsonl", args.out / args.set / f"dense-count-{count}", count, embedder
+            folder / "corpus.jsonl", args.out / args.set / f"dense-count-{count}", count, embedder,
+            fresh=args.fresh,
         )
         builds.append(built)
         print(f"built {built}; vectors looked up {embedder.looked_up}, embedded "
               f"{embedder.embedded} so far", file=sys.stderr, flush=True)
-        for mode in args.modes.split(","):
+        for mode in [m for m in args.modes.split(",") if m]:
             rank = ranker(settings, store, real, mode, use_as_of=True)
             rows.append(evaluate(f"{mode}, first {count} embedded", questions, rank))
     print(f"\n{args.set}: {len(questions)} questions, each with its as_of")
     print(table([{**b} for b in builds]))
     print()
-    print(table(rows))
+    if rows:
+        print(table(rows))
 
 
 if __name__ == "__main__":
