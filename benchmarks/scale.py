@@ -48,6 +48,10 @@ __all__ = ["archive", "build", "extrapolate", "measure", "prepare", "recycled", 
 PIECE = 500  # articles per Store.write in the bulk build
 POOL = 2048  # real sentence vectors the recycled embedder mixes
 BATCH = 100  # articles per measured ingest or removal
+DENSE_CHUNKS = 4
+"""Vectors per article in every archive: the default when they were first built (now 2), kept so
+that every size compares like with like; ``benchmarks/vector_memory.py`` and
+``benchmarks/dense_chunks.py`` measure what fewer cost and save."""
 
 
 def archive(root: Path, size: int, seed: int) -> Path:
@@ -58,7 +62,9 @@ def archive(root: Path, size: int, seed: int) -> Path:
 def settings_for(folder: Path) -> Any:
     from assistant.settings import get_settings
 
-    return get_settings(data_dir=folder / "data", llm="extractive")
+    return get_settings(
+        data_dir=folder / "data", llm="extractive", dense_chunks_per_article=DENSE_CHUNKS
+    )
 
 
 def real_embedder() -> Any:
@@ -94,7 +100,7 @@ def prepare(seed: int, ids: range | list[int], embedder: Any) -> list[Any]:
     from index.store import PreparedArticle
     from index.timex import find_mentions
 
-    config = IndexConfig()
+    config = IndexConfig(dense_chunks_per_article=DENSE_CHUNKS)
     salt = fingerprint(config)
     out = []
     for i in ids:
