@@ -4,8 +4,9 @@ Chroma's own HNSW settings change about it.
 Embedded Chroma loads a collection's whole HNSW index (vectors and graph) into the memory of each
 process that queries it, and this is what dominates ``newsdesk serve`` on a large archive
 (``benchmarks/scale.py``).  Each measurement is a fresh process that opens a collection, reads its
-resident memory (Linux ``VmRSS``), asks one query (which loads the index) and reads it again:
-the difference over the vector count is the resident cost per vector.
+resident memory (Linux ``VmRSS``) before opening the collection and after its first query (which
+loads the index): the difference over the vector count is the resident cost per vector; with
+two archives, the difference between them is printed too.
 
 - ``--folders``: existing newsdesk data folders (the scale benchmark's archives), as built.
 - ``--vectors N --max-neighbors 16,8``: fresh collections of ``N`` seeded random unit vectors
@@ -50,9 +51,9 @@ def probe(chroma_path: Path, collection: str) -> dict[str, Any]:
     client = chromadb.PersistentClient(
         path=str(chroma_path), settings=ChromaSettings(anonymized_telemetry=False)
     )
+    before = _status()  # opening the collection may already load its index
     found = client.get_collection(collection)
     count = found.count()
-    before = _status()
     query = np.random.default_rng(0).standard_normal(DIMENSIONS).astype(np.float32)
     started = time.perf_counter()
     found.query(query_embeddings=[query.tolist()], n_results=10, include=["distances"])
@@ -129,6 +130,11 @@ def main() -> None:
                 rows.append({"collection": f"fresh, max_neighbors={m}",
                              "upsert_s": round(seconds, 1), **measure(Path(tmp), "memory")})
                 print(json.dumps(rows[-1]), flush=True)
+    if len(args.folders) >= 2:  # what the vectors add between archives (a difference of RSS)
+        small, large = rows[0], rows[len(args.folders) - 1]
+        slope = (large["rss_after_mib"] - small["rss_after_mib"]) * 2**20 / (
+            large["vectors"] - small["vectors"])
+        print(f"between the first and last folder: {slope:,.0f} bytes of RSS per vector")
     print("\n| collection | vectors | settings | RSS before / after first query, MiB "
           "| bytes per vector |")
     print("|---|---:|---|---:|---:|")

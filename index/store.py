@@ -82,11 +82,12 @@ needed (``POSTFILTER_MARGIN * n / share``) are fewer than the vectors the ``wher
 whose cost grows with them: at 396k vectors an outlet's ``where`` took 211 ms (135 ms for its
 metadata filter alone), 7,500 nearest ids 53 ms (benchmarks/RESULTS.md, "Scale at 100k")."""
 
-VECTOR_BYTES = 3072
-"""Resident memory one vector takes in a process that searches embedded Chroma (its HNSW index,
-vectors and graph, is loaded whole into each such process; or into the Chroma server), measured
-on the scale benchmark's archives: what dominates ``newsdesk serve`` on a large archive
-(benchmarks/RESULTS.md, "Scale at 100k articles")."""
+VECTOR_BYTES = 2030
+"""Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
+(vectors and graph, 1,698 bytes a vector on disk, plus its id maps) is loaded whole into each
+such process, or into the Chroma server: a process holding only Chroma grew 536.8 MiB from the
+30k-article archive's 118,846 vectors to the 100k one's 396,157 (benchmarks/RESULTS.md, "Scale
+at 100k articles").  What dominates ``newsdesk serve`` on a large archive."""
 
 
 class Store:
