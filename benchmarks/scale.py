@@ -21,6 +21,7 @@ Run from the repository root, each step under the heavy-job lock (PYTHONPATH dec
     python benchmarks/scale.py measure 100000 --parts queries --questions 20   # one part only
     python benchmarks/scale.py measure 30000 --parts paths   # dense filter paths side by side
     python benchmarks/scale.py report          # every measured size, against the targets
+    python benchmarks/scale.py report 30000 100000   # only these (say, measured together)
 """
 
 from __future__ import annotations
@@ -386,7 +387,7 @@ def main() -> None:
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "report":
-        print(report(args.root, args.seed))
+        print(report(args.root, args.seed, args.sizes))  # sizes given: only those
         return
     for size in args.sizes:
         if args.step == "build":

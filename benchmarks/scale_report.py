@@ -53,7 +53,7 @@ def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
-def report(root: Path, seed: int) -> str:
+def report(root: Path, seed: int, sizes: list[int] | None = None) -> str:
     """Every measured size side by side, as markdown; with two or more sizes, a last column
     extrapolated to 1M articles from all of them (labelled as such) and, for costs, the fitted
     growth exponent (``growth_exponent``)."""
@@ -61,6 +61,7 @@ def report(root: Path, seed: int) -> str:
         (json.loads(p.read_text()) for p in root.glob(f"results-a*-s{seed}.json")),
         key=lambda r: r["size"],
     )
+    found = [r for r in found if not sizes or r["size"] in sizes]  # e.g. those measured together
     if not found:
         return "nothing measured yet"
     projected = len(found) >= 2 and found[-1]["size"] < MILLION

@@ -71,6 +71,7 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     assert result["disk"]["bytes"]["keywords"] > 0 and result["chunks"] > 80
     assert json.loads((tmp_path / "results-a80-s3.json").read_text())["size"] == 80
     assert "| 80 articles |" in scale.report(tmp_path, 3)
+    assert "80 articles" not in scale.report(tmp_path, 3, sizes=[40])
 
 
 def test_an_interrupted_measurement_is_undone_on_the_next_open(
