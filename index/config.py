@@ -71,7 +71,7 @@ class IndexConfig(BaseModel):
         description="Embed at most this many leading chunks of each article (0: all). News puts "
         "the essentials first; BM25 still covers every chunk. Each vector stays in the memory "
         "of every process that searches embedded Chroma (about 2 KB: `newsdesk stats` shows "
-        "vector_memory_mib), so this sets what an archive needs: 2 fits 1M articles in 8 GB, "
+        "vector_memory_mib), so this sets what an archive needs: 2 fits 1M articles in 8 GB (projected), "
         "with RealTime QA dev's hybrid hit@1/hit@5 as with 4 (benchmarks/RESULTS.md). Raising "
         "it costs ingest time and memory; an index built with another value is re-embedded "
         "when its files are ingested again.",
