@@ -138,9 +138,8 @@ def disk_usage(data: Path, size: int) -> dict[str, Any]:
 
 PATHS = {"chosen": None, "nearest-first": 0.0, "where": 2.0}
 """Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share``: the one chosen by
-the filter's selectivity (the default share; narrow filters on a large archive checked on the
-nearest ids, ``Store.nearest_ids_max``), always the nearest vectors first with their metadata (what
-the code did before the choice), always Chroma's ``where`` (before the nearest-first path)."""
+the filter's selectivity (the default share), always the nearest vectors first (what the code
+did before the choice), always Chroma's ``where`` (what it did before the nearest-first path)."""
 
 
 def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> dict[str, Any]:
@@ -153,7 +152,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
 
     from assistant.retrieve import Filters, get_retriever
 
-    chosen, ids_max = store.postfilter_share, store.nearest_ids_max
+    chosen = store.postfilter_share
     query = store.vectors.query
     calls = [0]
 
@@ -185,8 +184,6 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                         order.reverse()
                     for path in order:
                         store.postfilter_share = chosen if PATHS[path] is None else PATHS[path]
-                        # the narrow filters' check of nearest ids is part of the chosen path only
-                        store.nearest_ids_max = ids_max if PATHS[path] is None else 0
                         calls[0] = 0
                         started = time.perf_counter()
                         retriever.retrieve(q.text, filters(q), k)
@@ -207,7 +204,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                 print(f"  {name:6} {kind:6} " + "  ".join(
                     f"{p} {cell[p]['p50_ms']}/{cell[p]['p95_ms']} ms" for p in PATHS), flush=True)
     finally:
-        store.postfilter_share, store.nearest_ids_max = chosen, ids_max
+        store.postfilter_share = chosen
         del store.vectors.query
     return out
 

@@ -20,7 +20,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -340,25 +340,3 @@ class KeywordIndex:
         cache = cache if cache is not None else KeywordCache()
         self.chunks = KeywordLevel(db, lock, CHUNKS, cache)
         self.articles = KeywordLevel(db, lock, ARTICLES, cache)
-        self._db, self._lock, self._cache = db, lock, cache
-
-    def admitted_articles(self, article_ids: Sequence[str], where: KeywordFilter) -> set[str]:
-        """Which of these articles are indexed, live and pass ``where`` (outlets, days), read
-        from the documents' facets in one snapshot: the test a filtered search applies, asked
-        of a few articles at a cost that follows them, not the archive (dense search uses it
-        to check its nearest vectors, ``index.store``)."""
-        import numpy as np
-
-        rows: list[tuple[int, str]] = []
-        with self._lock, _snapshot(self._db):
-            self._cache.refresh(self._db)
-            for start in range(0, len(article_ids), 900):
-                part = list(article_ids[start : start + 900])
-                rows += self._db.execute(
-                    f"SELECT doc, article_id FROM kw_docs WHERE article_id IN "
-                    f"({','.join('?' * len(part))}) AND level=?", (*part, ARTICLES),
-                ).fetchall()
-            if not rows:
-                return set()
-            keep = self._cache.admits(np.array([d for d, _ in rows], dtype=np.int64), where)
-        return {article for (_, article), ok in zip(rows, keep, strict=True) if ok}

@@ -75,12 +75,6 @@ the nearest vectors first (0.1).  Below it the check would mostly fail and the s
 for it and for Chroma's ``where`` (cheap when it admits little); above it the check mostly
 succeeds and spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md,
 "Dense filter path chosen by selectivity" and "... a width by share")."""
-NEAREST_IDS_MAX = 20_000
-"""The most nearest vector ids a narrow filter (below ``POSTFILTER_SHARE``) has checked against
-the catalog's keyword facets instead of running Chroma's ``where``; it is done only when the ids
-needed (``POSTFILTER_MARGIN * n / share``) are fewer than the vectors the ``where`` would admit,
-whose cost grows with them: at 396k vectors an outlet's ``where`` took 211 ms (135 ms for its
-metadata filter alone), 7,500 nearest ids 53 ms (benchmarks/RESULTS.md, "Scale at 100k")."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
@@ -121,8 +115,6 @@ class Store:
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
         self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
-        self.nearest_ids_max = NEAREST_IDS_MAX  # and 0 (every narrow filter a ``where``)
-        self.ids_per_admitted = 1.0  # nearest ids checked per vector a ``where`` would admit
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -285,10 +277,6 @@ class Store:
         self._refresh_vectors()
         where = where_clause(within)
         width = self._postfilter_width(within) if within is not None and where else None
-        if within is not None and where and width is None:
-            hits = self._nearest_admitted(vector, n, within)
-            if len(hits) >= n:
-                return hits[:n]
         if within is not None and width:
             try:
                 found = self.vectors.query(
@@ -324,33 +312,6 @@ class Store:
                 break
             wanted += len(strays)
         return hits[:n]
-
-    def _nearest_admitted(
-        self, vector: list[float], n: int, within: KeywordFilter
-    ) -> list[tuple[str, float]]:
-        """For a narrow filter on a large archive: the nearest vectors' ids checked against the
-        keyword index's facets of their articles (``admitted_articles``), when the ids needed
-        are fewer than the vectors Chroma's ``where`` would admit and walk.  Returns what
-        passed and the catalog holds, nearest first ([] when not done or on an old view)."""
-        from chromadb.errors import ChromaError
-
-        admitted = getattr(self.catalog.keywords, "admitted_articles", None)
-        total, of_outlets, of_days = self.catalog.dense_counts(within)
-        expected = of_outlets * of_days / total if total else 0  # vectors a where admits
-        wanted = math.ceil(POSTFILTER_MARGIN * n * total / expected) if expected else 0
-        most = min(expected * self.ids_per_admitted, self.nearest_ids_max)
-        if admitted is None or not wanted or wanted > most:
-            return []
-        try:
-            found = self.vectors.query(vector, wanted)
-        except (ChromaError, KeyError):
-            return []  # an old view: the ``where`` path reopens and retries
-        articles = admitted(list(dict.fromkeys(_article_of(c) for c, _ in found)), within)
-        passed = [(c, score) for c, score in found if _article_of(c) in articles]
-        known = self.catalog.chunks([c for c, _ in passed[:n]])
-        if len(known) < min(n, len(passed)):  # strays among the first n: look further down
-            known = self.catalog.chunks([c for c, _ in passed])
-        return [(c, score) for c, score in passed if c in known]
 
     def _postfilter_width(self, within: KeywordFilter) -> int | None:
         """How many times ``n`` nearest vectors to check against ``within`` first, or None to
@@ -389,11 +350,6 @@ class Store:
 
 _STORES: dict[tuple[str, str | None, int, str, str | None], Store] = {}
 _STORES_LOCK = threading.Lock()
-
-
-def _article_of(chunk_id: str) -> str:
-    """The article id in a chunk id ``ARTICLE#CONTENT_HASH#INDEX``."""
-    return chunk_id.rsplit("#", 2)[0]
 
 
 def open_store(config: Any = None) -> Store:

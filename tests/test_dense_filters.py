@@ -4,9 +4,7 @@ A filter the catalog's counts say admits at least a tenth of the vectors (``POST
 is checked on the metadata of the nearest vectors first, as many of them as it takes for
 ``POSTFILTER_MARGIN`` times the ``n`` wanted to be expected to pass (``POSTFILTER_WIDTH`` to
 ``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one goes straight to Chroma's ``where``.  Both
-give the nearest admitted chunks.  On a large archive a narrow filter whose ``where`` would admit
-more vectors than the nearest ids it needs checked has those ids checked against the keyword
-index's facets of their articles instead (``Store.ids_per_admitted``, ``nearest_ids_max``).  Real Chroma and the real model throughout; the only observation is a
+give the nearest admitted chunks.  Real Chroma and the real model throughout; the only observation is a
 recorder around ``ChromaVectors.query`` that passes every call through.
 """
 
@@ -167,79 +165,20 @@ def test_every_path_finds_the_nearest_admitted_chunks(
         KeywordFilter(first_day=days[0]),
         KeywordFilter(first_day=days[3], last_day=days[-4]),
     ]
-    paths = [  # postfilter_share, ids_per_admitted, nearest_ids_max
-        (store.postfilter_share, store.ids_per_admitted, store.nearest_ids_max),  # chosen
-        (0.0, 1.0, 0),  # every filter: the nearest vectors' metadata first
-        (2.0, 1.0, 0),  # every filter: Chroma's where
-        (2.0, 1e6, 10**6),  # every filter: the nearest ids against the keyword facets first
-    ]
     for question in QUESTIONS:
         vector = embedder.embed_query(question)
         for within in filters:
             answers = []
-            for share, per_admitted, ids_max in paths:
+            for share in (store.postfilter_share, 0.0, 2.0):  # chosen, nearest-first, where
                 monkeypatch.setattr(store, "postfilter_share", share)
-                monkeypatch.setattr(store, "ids_per_admitted", per_admitted)
-                monkeypatch.setattr(store, "nearest_ids_max", ids_max)
-                answers.append([c for c, _ in store.search_vectors(vector, 5, within=within)])
+                answers.append(store.search_vectors(vector, 5, within=within))
             assert len(answers[0]) == 5
-            assert answers[0] == answers[1] == answers[2] == answers[3], within
-            for chunk_id in answers[0]:
+            assert [c for c, _ in answers[0]] == [c for c, _ in answers[1]] == \
+                [c for c, _ in answers[2]]
+            for chunk_id, _ in answers[0]:
                 article = articles[article_of(chunk_id)]
                 meta = {"outlet": article.outlet or "", "published": day_number(article.published)}
                 assert admits(within, meta)
-
-
-def test_on_a_large_archive_a_narrow_filter_is_checked_on_the_nearest_ids_without_a_where(
-    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    store = open_store(sample_index)
-    vector = embedder.embed_query(QUESTIONS[0])
-    nearest = store.search_vectors(vector, 1)[0][0]
-    outlet = store.get_article(article_of(nearest)).outlet or ""
-    within = KeywordFilter(outlets=(outlet,))
-    monkeypatch.setattr(store, "postfilter_share", 2.0)  # every filter counts as narrow
-    chroma_calls.clear()
-    assert store.search_vectors(vector, 2, within=within)
-    assert chroma_calls == ["where"], "a small archive: its where admits few vectors"
-
-    # as if the archive were large: the where would walk more vectors than the ids needed
-    monkeypatch.setattr(store, "ids_per_admitted", 1e6)
-    chroma_calls.clear()
-    found = store.search_vectors(vector, 1, within=within)
-    assert chroma_calls == ["nearest-first"] and [c for c, _ in found] == [nearest]
-
-
-def test_the_keyword_facets_admit_the_articles_a_where_clause_admits(
-    sample_index: Settings,
-) -> None:
-    store = open_store(sample_index)
-    articles = store.list_articles()
-    days = sample_days(store)
-    ids = [a.id for a in articles] + ["no-such-article"]
-    for within in (
-        KeywordFilter(outlets=(articles[0].outlet or "",)),
-        KeywordFilter(outlets=(articles[0].outlet or "", articles[-1].outlet or "")),
-        KeywordFilter(last_day=days[len(days) // 2]),
-        KeywordFilter(first_day=days[3], last_day=days[-4], outlets=(articles[1].outlet or "",)),
-        KeywordFilter(outlets=("no such outlet",)),
-    ):
-        expected = {
-            a.id for a in articles
-            if admits(within, {"outlet": a.outlet or "", "published": day_number(a.published)})
-        }
-        assert store.catalog.keywords.admitted_articles(ids, within) == expected, within
-
-
-def test_a_removed_article_is_no_longer_admitted(settings: Settings, embedder: Embedder) -> None:
-    kept, gone = (Article(id=i, title=i, text=f"{i} said so.", outlet="Ledger",
-                          published=date(2024, 3, 1)) for i in ("kept", "gone"))
-    ingest_articles([kept, gone], config=settings, embedder=embedder)
-    store = open_store(settings)
-    store.remove(["gone"])
-    within = KeywordFilter(outlets=("Ledger",))
-    assert store.catalog.keywords.admitted_articles(["kept", "gone"], within) == {"kept"}
 
 
 @pytest.mark.parametrize(
