@@ -21,6 +21,7 @@ Run from the repository root, each step under the heavy-job lock (PYTHONPATH dec
     python benchmarks/scale.py measure 100000 --parts queries --questions 20   # one part only
     python benchmarks/scale.py measure 30000 --parts paths   # dense filter paths side by side
     python benchmarks/scale.py report          # every measured size, against the targets
+    python benchmarks/scale.py report 30000 100000   # only these (say, measured together)
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ __all__ = ["archive", "build", "extrapolate", "measure", "prepare", "recycled", 
 PIECE = 500  # articles per Store.write in the bulk build
 POOL = 2048  # real sentence vectors the recycled embedder mixes
 BATCH = 100  # articles per measured ingest or removal
+DENSE_CHUNKS = 4
+"""Vectors per article in every archive: the default when they were first built (now 2), kept so
+that every size compares like with like; ``benchmarks/vector_memory.py`` and
+``benchmarks/dense_chunks.py`` measure what fewer cost and save."""
 
 
 def archive(root: Path, size: int, seed: int) -> Path:
@@ -58,7 +63,9 @@ def archive(root: Path, size: int, seed: int) -> Path:
 def settings_for(folder: Path) -> Any:
     from assistant.settings import get_settings
 
-    return get_settings(data_dir=folder / "data", llm="extractive")
+    return get_settings(
+        data_dir=folder / "data", llm="extractive", dense_chunks_per_article=DENSE_CHUNKS
+    )
 
 
 def real_embedder() -> Any:
@@ -94,7 +101,7 @@ def prepare(seed: int, ids: range | list[int], embedder: Any) -> list[Any]:
     from index.store import PreparedArticle
     from index.timex import find_mentions
 
-    config = IndexConfig()
+    config = IndexConfig(dense_chunks_per_article=DENSE_CHUNKS)
     salt = fingerprint(config)
     out = []
     for i in ids:
@@ -380,7 +387,7 @@ def main() -> None:
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "report":
-        print(report(args.root, args.seed))
+        print(report(args.root, args.seed, args.sizes))  # sizes given: only those
         return
     for size in args.sizes:
         if args.step == "build":

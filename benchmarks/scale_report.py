@@ -1,5 +1,6 @@
 """The scale benchmark's report: every measured size side by side, against issue 16's targets,
-with a column extrapolated to 1M articles (``python benchmarks/scale.py report``)."""
+with a column extrapolated to 1M articles through all of them (``python benchmarks/scale.py
+report``)."""
 
 from __future__ import annotations
 
@@ -16,31 +17,57 @@ MILLION = 1_000_000
 
 
 def extrapolate(sizes: list[int], values: list[float], fit: str) -> float:
-    """The value at 1M articles from the two largest sizes: ``power`` (y = a * n^b, for costs
-    whose growth with the archive is unknown), ``linear`` (memory, bytes) or ``same``."""
-    (s1, y1), (s2, y2) = list(zip(sizes, values, strict=True))[-2:]
-    if fit == "same":  # a ratio (per 1k articles): the largest size's
-        return y2
+    """The value at 1M articles from every measured size: ``power`` (y = a * n^b fitted by least
+    squares on logarithms, for costs whose growth with the archive is unknown), ``linear``
+    (memory, bytes: a least-squares line) or ``same`` (a ratio: the largest size's).  Through two
+    sizes both fits pass exactly through them; with three or more, one noisy size (a measurement
+    under load) bends the projection less."""
+    points = list(zip(sizes, values, strict=True))
+    if fit == "same":
+        return points[-1][1]
     if fit == "linear":
-        return y2 + (y2 - y1) / (s2 - s1) * (MILLION - s2)
-    if y1 <= 0 or y2 <= 0:
+        slope, intercept = _line([float(n) for n, _ in points], [y for _, y in points])
+        return intercept + slope * MILLION
+    if any(y <= 0 for _, y in points):
         return float("nan")
-    return y2 * (MILLION / s2) ** (math.log(y2 / y1) / math.log(s2 / s1))
+    b = growth_exponent(sizes, values)
+    log_a = statistics.fmean(math.log(y) - b * math.log(n) for n, y in points)
+    return math.exp(log_a) * MILLION**b
 
 
-def report(root: Path, seed: int) -> str:
+def growth_exponent(sizes: list[int], values: list[float]) -> float:
+    """``b`` of the power law y = a * n^b fitted to the points (0: flat, 1: linear in the
+    archive); a cost within 1.5x from 10k to 1M needs b <= log(1.5) / log(100) = 0.088."""
+    if any(y <= 0 for y in values):
+        return float("nan")
+    slope, _ = _line([math.log(n) for n in sizes], [math.log(y) for y in values])
+    return slope
+
+
+def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope and intercept."""
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum(
+        (x - mx) ** 2 for x in xs
+    )
+    return slope, my - slope * mx
+
+
+def report(root: Path, seed: int, sizes: list[int] | None = None) -> str:
     """Every measured size side by side, as markdown; with two or more sizes, a last column
-    extrapolated to 1M articles from the two largest (labelled as such)."""
+    extrapolated to 1M articles from all of them (labelled as such) and, for costs, the fitted
+    growth exponent (``growth_exponent``)."""
     found = sorted(
         (json.loads(p.read_text()) for p in root.glob(f"results-a*-s{seed}.json")),
         key=lambda r: r["size"],
     )
+    found = [r for r in found if not sizes or r["size"] in sizes]  # e.g. those measured together
     if not found:
         return "nothing measured yet"
     projected = len(found) >= 2 and found[-1]["size"] < MILLION
     head = "| | " + " | ".join(f"{r['size']:,} articles" for r in found)
-    head += " | 1M, extrapolated |" if projected else " |"
-    lines = [head, "|---|" + "---:|" * (len(found) + projected)]
+    head += " | 1M, extrapolated | growth exponent b |" if projected else " |"
+    lines = [head, "|---|" + "---:|" * (len(found) + 2 * projected)]
 
     def row(name: str, cell: Any, fit: str | None = None) -> None:
         """One line; ``cell(result)`` gives a number or a tuple of numbers."""
@@ -59,8 +86,10 @@ def report(root: Path, seed: int) -> str:
                                    strict=True))
                 guess = tuple(extrapolate(sizes, list(c), fit) for c in columns)
                 shown.append(" / ".join(map(_fmt, guess)))
+                shown.append(" / ".join(f"{growth_exponent(sizes, list(c)):.2f}" for c in columns)
+                             if fit == "power" else "")
             else:
-                shown.append("")
+                shown += ["", ""]
         lines.append(f"| {name} | " + " | ".join(shown) + " |")
 
     row("chunks / with a vector", lambda r: (r["chunks"], r["dense_chunks"]), "linear")

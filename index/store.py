@@ -76,6 +76,13 @@ for it and for Chroma's ``where`` (cheap when it admits little); above it the ch
 succeeds and spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md,
 "Dense filter path chosen by selectivity" and "... a width by share")."""
 
+VECTOR_BYTES = 2030
+"""Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
+(vectors and graph, 1,698 bytes a vector on disk, plus its id maps) is loaded whole into each
+such process, or into the Chroma server: a process holding only Chroma grew 536.8 MiB from the
+30k-article archive's 118,846 vectors to the 100k one's 396,157 (benchmarks/RESULTS.md, "Scale
+at 100k articles").  What dominates ``newsdesk serve`` on a large archive."""
+
 
 class Store:
     """Open index in one data directory; safe to share between threads and processes.
@@ -133,10 +140,14 @@ class Store:
         return self.vectors.collection
 
     def stats(self) -> dict[str, Any]:
-        """Counts and ranges describing what is indexed, and where."""
+        """Counts and ranges describing what is indexed, and where; ``vector_memory_mib``
+        estimates the resident memory the vectors take in each process that searches them
+        (``VECTOR_BYTES`` each), which ``dense_chunks_per_article`` sets."""
+        counts = self.catalog.stats()
         return {
             "data_dir": str(self.config.data_dir),
-            **self.catalog.stats(),
+            **counts,
+            "vector_memory_mib": round(counts["dense_chunks"] * VECTOR_BYTES / 2**20, 1),
             "embedding": self.config.embedding,
             "chroma": self.vectors.location,
         }

@@ -203,12 +203,17 @@ main()
 """
 
 
+SMALL_STEPS = {"NEWSDESK_EMBED_BATCH_SIZE": "1", "NEWSDESK_CHUNK_TOKENS": "40",
+               "NEWSDESK_DENSE_CHUNKS_PER_ARTICLE": "4"}
+"""Many small protocol steps to kill between (the seeds' steps were chosen with these)."""
+
+
 def killed_at(step: int, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI with these arguments, SIGKILLed at the ``step``-th protocol boundary."""
     return subprocess.run(
         [sys.executable, "-c", KILLER, str(step), *args],
         cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
-        env={**os.environ, "NEWSDESK_EMBED_BATCH_SIZE": "1", "NEWSDESK_CHUNK_TOKENS": "40"},
+        env={**os.environ, **SMALL_STEPS},
     )
 
 
@@ -273,7 +278,8 @@ def test_sigkill_during_ingest_leaves_whole_articles_and_resumes(
     run = killed_at(step, "ingest", str(source), "--data-dir", str(data_dir))
     assert run.returncode == -signal.SIGKILL, f"seed {seed} step {step}: {run.stderr[-500:]}"
 
-    settings = get_settings(data_dir=data_dir, embed_batch_size=1, chunk_tokens=40)
+    settings = get_settings(data_dir=data_dir, embed_batch_size=1, chunk_tokens=40,
+                            dense_chunks_per_article=4)
     store = Store(settings)
     check_whole_or_absent(store, {a.id: a for a in articles})
     check_no_orphan_reaches_an_answer(store, settings, embedder)
@@ -291,7 +297,7 @@ def full_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("faults")
     source = write_jsonl(folder / "corpus.jsonl", corpus())
     done = newsdesk("ingest", str(source), "--data-dir", str(folder / "data"),
-                    env={"NEWSDESK_EMBED_BATCH_SIZE": "1", "NEWSDESK_CHUNK_TOKENS": "40"})
+                    env=SMALL_STEPS)
     assert done.returncode == 0, done.stderr
     return folder / "data"
 
@@ -308,7 +314,8 @@ def test_sigkill_during_remove_leaves_no_orphan_in_answers(
     run = killed_at(step, "remove", *victims, "--data-dir", str(data_dir))
     assert run.returncode == -signal.SIGKILL, f"seed {seed} step {step}: {run.stderr[-500:]}"
 
-    settings = get_settings(data_dir=data_dir, embed_batch_size=1, chunk_tokens=40)
+    settings = get_settings(data_dir=data_dir, embed_batch_size=1, chunk_tokens=40,
+                            dense_chunks_per_article=4)
     store = Store(settings)
     check_whole_or_absent(store, articles)
     check_no_orphan_reaches_an_answer(store, settings, embedder)

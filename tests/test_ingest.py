@@ -160,6 +160,31 @@ def test_remove_list_and_stats(sample_index: Settings, embedder: Embedder, tmp_p
     assert sum(stats["outlets"].values()) == total - 1
 
 
+def test_vectors_per_article_bounds_what_chroma_holds_and_the_memory_stats_estimate(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    from assistant.settings import get_settings
+    from index.store import VECTOR_BYTES
+
+    stats = {}
+    for per_article in (1, 2):
+        settings = get_settings(data_dir=tmp_path / f"d{per_article}",
+                                dense_chunks_per_article=per_article)
+        ingest([SAMPLES], config=settings, embedder=embedder)
+        store = open_store(settings)
+        stats[per_article] = store.stats()
+        assert store.collection.count() == stats[per_article]["dense_chunks"]
+        check_index_is_whole(store)
+    one, two = stats[1], stats[2]
+    assert one["chunks"] == two["chunks"], "every chunk is keyword-indexed either way"
+    assert one["dense_chunks"] == one["articles"], "one vector per article"
+    assert one["dense_chunks"] < two["dense_chunks"] <= 2 * two["articles"]
+    for counts in (one, two):
+        assert counts["vector_memory_mib"] == pytest.approx(
+            counts["dense_chunks"] * VECTOR_BYTES / 2**20, abs=0.05
+        )
+
+
 def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
     settings: Settings, embedder: Embedder
 ) -> None:

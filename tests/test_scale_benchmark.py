@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import scale, scale_corpus
+from benchmarks import scale, scale_corpus, scale_report
 from index.embeddings import Embedder
 from index.store import Store
 
@@ -71,6 +71,7 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     assert result["disk"]["bytes"]["keywords"] > 0 and result["chunks"] > 80
     assert json.loads((tmp_path / "results-a80-s3.json").read_text())["size"] == 80
     assert "| 80 articles |" in scale.report(tmp_path, 3)
+    assert "80 articles" not in scale.report(tmp_path, 3, sizes=[40])
 
 
 def test_an_interrupted_measurement_is_undone_on_the_next_open(
@@ -99,7 +100,33 @@ def test_an_interrupted_measurement_is_undone_on_the_next_open(
         ([1.0, 10.0], "linear", 10.0 + 9.0 / 90_000 * 900_000),
     ],
 )
-def test_the_report_extrapolates_to_a_million_from_the_two_largest_sizes(
+def test_through_two_sizes_the_projection_to_a_million_passes_through_both(
     values: list[float], fit: str, at_a_million: float
 ) -> None:
     assert scale.extrapolate([10_000, 100_000], values, fit) == pytest.approx(at_a_million)
+
+
+@pytest.mark.parametrize(
+    ("values", "fit", "at_a_million"),
+    [
+        ([4.0, 4.0, 4.0], "power", 4.0),
+        ([1.0, 3.0, 10.0], "power", 100.0),  # y = n / 10k: linear growth found as b = 1
+        ([0.5, 1.5, 5.0], "linear", 50.0),  # 0.05 per 1k articles, from nothing
+        ([13.6, 13.8, 13.7], "same", 13.7),  # a ratio: the largest size's
+    ],
+)
+def test_three_sizes_on_one_law_project_that_law(
+    values: list[float], fit: str, at_a_million: float
+) -> None:
+    assert scale.extrapolate([10_000, 30_000, 100_000], values, fit) == pytest.approx(
+        at_a_million, rel=0.03
+    )
+
+
+def test_one_size_measured_under_load_bends_a_three_point_projection_less_than_two() -> None:
+    sizes, flat_then_noisy = [10_000, 30_000, 100_000], [2.0, 3.0, 2.0]  # 30k measured loaded
+    three = scale.extrapolate(sizes, flat_then_noisy, "power")
+    two = scale.extrapolate(sizes[:2], flat_then_noisy[:2], "power")
+    assert abs(three - 2.0) < abs(two - 2.0)
+    assert scale_report.growth_exponent(sizes, [1.0, 3.0, 10.0]) == pytest.approx(1.0, abs=0.03)
+    assert scale_report.growth_exponent(sizes, [2.0, 2.0, 2.0]) == pytest.approx(0.0)
