@@ -421,12 +421,18 @@ def old_writer(ref: str, bot: Any) -> Any:
                                    source_prior=w.source_prior, second_ratio=OLD_SECOND_RATIO)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+def sources_parser(description: str | None, default_set: str) -> argparse.ArgumentParser:
+    """A parser with the options ``cached_sources`` reads: ``--set``, ``--out``, ``--cache``."""
+    parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", default="dev", choices=["dev-small", "dev"])
+    parser.add_argument("--set", default=default_set, choices=["dev-small", "dev"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/newsdesk-fit"))
+    return parser
+
+
+def main() -> None:
+    parser = sources_parser(__doc__, "dev")
     parser.add_argument("--old", default=OLD_REF,
                         help="git ref of the old writer, or a saved copy of its extractive.py")
     parser.add_argument("--fit", action="store_true", help="fit the weights on this set")

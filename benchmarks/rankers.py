@@ -29,7 +29,6 @@ sentences hold an accepted answer).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.fit_extractive import cached_sources
+from benchmarks.fit_extractive import cached_sources, sources_parser
 from evals.metrics import contains_answer, normalise
 
 CANDIDATES = 24
@@ -102,12 +101,7 @@ def by_score(scores: list[float]) -> list[int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", default="dev-small", choices=["dev-small", "dev"])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/newsdesk-fit"))
-    args = parser.parse_args()
+    args = sources_parser(__doc__, "dev-small").parse_args()
     import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
