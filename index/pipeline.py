@@ -11,9 +11,10 @@ in flight and the next run completes the rest.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -185,6 +186,33 @@ def _prepare(article: Article, digest: str, config: IndexConfig, embedder: Embed
     return _Ready(article, digest, chunks, n_dense, mentions)
 
 
+@dataclass
+class _Group:
+    """Articles written together by one ``store.write``, with the model's work on their texts:
+    one future per run of texts handed to the model, in order."""
+
+    ready: list[_Ready] = field(default_factory=list)
+    futures: list[Future[list[list[float]]]] = field(default_factory=list)
+    texts: int = 0
+    sent: int = 0  # articles whose texts are with the model
+
+    def add(self, ready: _Ready) -> None:
+        self.ready.append(ready)
+        self.texts += ready.n_dense
+
+    def unsent_texts(self) -> int:
+        return sum(r.n_dense for r in self.ready[self.sent :])
+
+    def send(self, model: ThreadPoolExecutor, embedder: Embedder) -> None:
+        texts = [t for r in self.ready[self.sent :] for t in r.dense_texts()]
+        self.sent = len(self.ready)
+        if texts:
+            self.futures.append(model.submit(embedder.embed_documents, texts))
+
+    def embedded(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+
 def _index(
     pending: list[tuple[Article, str]],
     stored: dict[str, str],
@@ -195,18 +223,20 @@ def _index(
     progress: Progress | None,
     total: int,
 ) -> None:
-    """Chunk, date, embed and write ``pending`` in batches.
+    """Chunk, date, embed and write ``pending`` in groups.
 
-    The model embeds one batch in a worker thread (ONNX Runtime releases the GIL) while this
-    thread splits and dates the next, so the pipeline's own work hides behind the model's.
-    Batches are written in order, each by one ``store.write`` (atomic), on this thread.
+    The model embeds in a worker thread (ONNX Runtime releases the GIL).  Each run of
+    ``embed_batch_size`` texts goes to it as soon as its articles are split, so it starts on the
+    first articles and never waits for a write; this thread splits and dates the next articles
+    and writes each group whose vectors are ready, in order, by one ``store.write`` (atomic).
+    At most two groups wait for the model, which bounds the memory held.
     """
-    batch: list[_Ready] = []
-    n_texts = 0
-    flush_at = config.embed_batch_size * 4
+    group = _Group()
+    waiting: deque[_Group] = deque()
+    write_at = config.embed_batch_size * 4
 
-    def write(vectors: Future[list[list[float]]] | None, done: list[_Ready]) -> None:
-        embedded = _embedded(vectors, done, embedder, report)
+    def write(done: _Group) -> None:
+        embedded = _embedded(done, embedder, report)
         prepared = [
             PreparedArticle(r.article, r.digest, r.chunks, v, mentions=r.mentions)
             for r, v in embedded
@@ -220,43 +250,37 @@ def _index(
             progress(report, total)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as model:
-        in_flight: tuple[Future[list[list[float]]], list[_Ready]] | None = None
         for article, digest in pending:
             ready = _prepare(article, digest, config, embedder)
             if isinstance(ready, Skip):
                 report.skipped.append(ready)
                 continue
-            batch.append(ready)
-            n_texts += ready.n_dense
-            if n_texts >= flush_at:
-                if in_flight:
-                    write(*in_flight)
-                texts = [t for r in batch for t in r.dense_texts()]
-                in_flight = (model.submit(embedder.embed_documents, texts), list(batch))
-                batch.clear()
-                n_texts = 0
-        if in_flight:
-            write(*in_flight)
-        if batch:
-            write(None, batch)
+            group.add(ready)
+            if group.unsent_texts() >= config.embed_batch_size or group.texts >= write_at:
+                group.send(model, embedder)
+            if group.texts >= write_at:
+                waiting.append(group)
+                group = _Group()
+            while waiting and (waiting[0].embedded() or len(waiting) > 2):
+                write(waiting.popleft())
+        group.send(model, embedder)
+        waiting.append(group)
+        while waiting:
+            write(waiting.popleft())
 
 
 def _embedded(
-    future: Future[list[list[float]]] | None,
-    batch: list[_Ready],
-    embedder: Embedder,
-    report: IngestReport,
+    group: _Group, embedder: Embedder, report: IngestReport
 ) -> list[tuple[_Ready, list[list[float]]]]:
-    """Each article of the batch with the vectors of its dense chunks.
+    """Each article of the group with the vectors of its dense chunks.
 
-    When the batch fails, each article is embedded alone and those that still fail are skipped;
-    if every one of several fails, the model itself is failing and the error is raised.
+    When the model fails on the group, each article is embedded alone and those that still fail
+    are skipped; if every one of several fails, the model itself is failing and the error is
+    raised.
     """
+    batch = group.ready
     try:
-        if future is None:
-            vectors = embedder.embed_documents([t for r in batch for t in r.dense_texts()])
-        else:
-            vectors = future.result()
+        vectors = [v for future in group.futures for v in future.result()]
     except ConfigError:
         raise
     except Exception as batch_error:  # noqa: BLE001 - find the article that caused it

@@ -24,6 +24,9 @@ NEW_YEAR = date(2016, 1, 2)  # a Saturday, just after a year roll-over
         ("It happened on March 23rd, 2021.", WED, "March 23rd, 2021", "2021-03-23", "absolute"),
         ("The war began in 2011.", WED, "2011", "2011-??-??", "absolute"),
         ("Prices rose in March 2020.", WED, "March 2020", "2020-03-??", "absolute"),
+        ("Prices rose in October of 2014.", WED, "October of 2014", "2014-10-??", "absolute"),
+        ("It happened on Sept. 9th, 2015.", WED, "Sept. 9th, 2015", "2015-09-09", "absolute"),
+        ("It happened on Friday, 9 Sep 2016.", WED, "Friday, 9 Sep 2016", "2016-09-09", "absolute"),
         # partial dates take the year that puts them nearest the publication day
         ("On October 22, Putin spoke.", date(2015, 10, 25), "October 22", "2015-10-22", "partial"),
         ("Strikes began on September 30.", WED, "September 30", "2015-09-30", "partial"),
@@ -131,6 +134,8 @@ def test_undated_article_year_is_inferred_only_when_its_dates_agree() -> None:
         "She scored 30 points.",     # a bare number is not a day
         "Room 2015 was booked.",     # a bare year without a cue is not a date
         "The March for Science grew.",
+        "The memo is dated February 30, 2015.",  # no such day
+        "Build 2015-13-01 shipped.",             # no thirteenth month
     ],
 )
 def test_non_dates_are_left_alone(text: str) -> None:
