@@ -226,14 +226,16 @@ def _index(
     """Chunk, date, embed and write ``pending`` in groups.
 
     The model embeds in a worker thread (ONNX Runtime releases the GIL).  Each run of
-    ``embed_batch_size`` texts goes to it as soon as its articles are split, so it starts on the
-    first articles and never waits for a write; this thread splits and dates the next articles
-    and writes each group whose vectors are ready, in order, by one ``store.write`` (atomic).
-    At most two groups wait for the model, which bounds the memory held.
+    ``embed_batch_size`` texts (the first one a quarter of that) goes to it as soon as its
+    articles are split, so it starts after a few articles and never waits for a write; this
+    thread splits and dates the next articles and writes each group of about two runs whose
+    vectors are ready, in order, by one ``store.write`` (atomic).  At most two groups wait for
+    the model, which bounds the memory held.
     """
     group = _Group()
     waiting: deque[_Group] = deque()
-    write_at = config.embed_batch_size * 4
+    write_at = config.embed_batch_size * 2
+    run = max(1, config.embed_batch_size // 4)  # the first is small: the model starts early
 
     def write(done: _Group) -> None:
         embedded = _embedded(done, embedder, report)
@@ -256,8 +258,9 @@ def _index(
                 report.skipped.append(ready)
                 continue
             group.add(ready)
-            if group.unsent_texts() >= config.embed_batch_size or group.texts >= write_at:
+            if group.unsent_texts() >= run or group.texts >= write_at:
                 group.send(model, embedder)
+                run = config.embed_batch_size
             if group.texts >= write_at:
                 waiting.append(group)
                 group = _Group()
