@@ -192,7 +192,7 @@ def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
         Article(id=f"a{i}", title=f"Story {i}", text=f"Sentence {i}. Another line {i}.")
         for i in range(12)
     ]
-    small = settings.updated(embed_batch_size=1)  # flush every 4 chunks
+    small = settings.updated(embed_batch_size=1)  # a write every 2 chunks
 
     def interrupt_after_a_few(report, total):  # type: ignore[no-untyped-def]
         if len(report.added) >= 3:
@@ -208,6 +208,48 @@ def test_ctrl_c_leaves_whole_articles_and_the_next_run_finishes(
     assert sorted(second.unchanged) == sorted(first.added)
     assert len(second.added) == 12 - len(first.added)
     check_index_is_whole(store)
+
+
+def test_the_model_starts_on_the_first_articles_and_writes_keep_their_order(
+    settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from index import pipeline
+
+    events: list[tuple[str, object]] = []
+    split, embed, write_ = pipeline._prepare, embedder.embed_documents, Store.write
+
+    def splitting(article, *args):  # type: ignore[no-untyped-def]
+        events.append(("split", article.id))
+        return split(article, *args)
+
+    def embedding(texts):  # type: ignore[no-untyped-def]
+        events.append(("embed", len(texts)))
+        return embed(texts)
+
+    def writing(self, prepared):  # type: ignore[no-untyped-def]
+        events.append(("write", [p.article.id for p in prepared]))
+        return write_(self, prepared)
+
+    monkeypatch.setattr(pipeline, "_prepare", splitting)
+    monkeypatch.setattr(embedder, "embed_documents", embedding)
+    monkeypatch.setattr(Store, "write", writing)
+    articles = [
+        Article(id=f"a{i:02d}", title=f"Story {i}", text=f"Sentence {i} is here. It ends {i}.")
+        for i in range(12)
+    ]
+    report = ingest_articles(articles, config=settings.updated(embed_batch_size=8),
+                             embedder=embedder)
+
+    assert sorted(report.added) == [a.id for a in articles]
+    kinds = [kind for kind, _ in events]
+    first_embed, last_split = kinds.index("embed"), len(kinds) - 1 - kinds[::-1].index("split")
+    assert first_embed < last_split, "the model waited for every article to be split"
+    runs = [n for kind, n in events if kind == "embed"]
+    assert runs[0] == 2 and all(isinstance(n, int) and n <= 8 for n in runs)
+    assert sum(runs) == 12  # one vector per one-chunk article, each embedded once
+    written = [i for kind, ids in events if kind == "write" for i in ids]  # type: ignore[union-attr]
+    assert written == [a.id for a in articles]
+    assert all(len(ids) <= 16 for kind, ids in events if kind == "write")  # type: ignore[arg-type]
 
 
 KILL_SCRIPT = """
