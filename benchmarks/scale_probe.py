@@ -43,15 +43,19 @@ def evict(folder: Path) -> None:
                 os.close(fd)
 
 
-def cold_open(data: Path, *, evict_first: bool, question: str) -> dict[str, Any]:
+def cold_open(
+    data: Path, *, evict_first: bool, question: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """A fresh process opening the index and answering its first (hybrid) question: its wall
-    time from start to answer, and the probe's own stages."""
+    time from start to answer, and the probe's own stages.  ``env`` adds to its environment
+    (``NEWSDESK_CHROMA_HOST``, for one)."""
     if evict_first:
         evict(data)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, __file__, str(data), question],
-        capture_output=True, text=True, check=False, env=os.environ | {"PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, check=False,
+        env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}),
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
