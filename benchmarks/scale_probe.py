@@ -243,6 +243,8 @@ def _probe(data: Path, question: str) -> dict[str, Any]:
     retriever.retrieve(question + " today", Filters(), settings.retrieval.top_k)
     stages["second_query_s"] = time.perf_counter() - asked
     stages["in_process_s"] = time.perf_counter() - started
+    host = settings.index.chroma_host
+    stages["chroma"] = f"server {host}:{settings.index.chroma_port}" if host else "embedded"
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in stages.items()}
 
 

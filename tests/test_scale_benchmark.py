@@ -130,3 +130,21 @@ def test_one_size_measured_under_load_bends_a_three_point_projection_less_than_t
     assert abs(three - 2.0) < abs(two - 2.0)
     assert scale_report.growth_exponent(sizes, [1.0, 3.0, 10.0]) == pytest.approx(1.0, abs=0.03)
     assert scale_report.growth_exponent(sizes, [2.0, 2.0, 2.0]) == pytest.approx(0.0)
+
+
+def test_a_cold_open_against_a_chroma_server_answers_from_a_copy_of_the_archive(
+    tmp_path: Path,
+) -> None:
+    from benchmarks import cold_server
+
+    assert scale.build(tmp_path, 20, 5, budget=600, pool_size=16)
+    folder = scale.archive(tmp_path, 20, 5)
+
+    result = cold_server.measure(folder, runs=1)
+
+    (probe,) = result["with_server"]
+    assert probe["chroma"].startswith("server 127.0.0.1:")
+    assert set(probe["first_query_parts_s"]) >= {"dense", "bm25"}
+    assert result["embedded"]["chroma"] == "embedded"
+    copy = tmp_path / f"{folder.name}-chroma-server"
+    assert (copy / ".complete").exists() and (copy / "chroma.sqlite3").exists()
