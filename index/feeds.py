@@ -29,6 +29,7 @@ from index.config import index_config
 from index.errors import InputError, StoreError
 from index.models import Skip
 from index.readers import SUPPORTED, SUPPORTED_HINT
+from index.sqlite_catalog import connect
 
 
 class WatchConfig(BaseModel):
@@ -260,10 +261,7 @@ class FeedBook:
         self._lock = threading.Lock()
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(
-                config.catalog_path, check_same_thread=False, isolation_level=None, timeout=30
-            )
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = connect(config.catalog_path)
             self.db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(

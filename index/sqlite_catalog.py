@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from index.catalog import PreparedArticle
@@ -63,6 +64,15 @@ CREATE TABLE IF NOT EXISTS mentions (
 """
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the catalog's file, as every part that keeps tables in it opens one:
+    WAL mode (readers in other processes see whole transactions), autocommit outside explicit
+    transactions, usable from any thread (callers lock), 30 s of patience for a writer."""
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    db.execute("PRAGMA journal_mode=WAL")
+    return db
+
+
 class SqliteCatalog(SqlCatalog):
     """The catalog in one SQLite file (WAL mode); one connection shared under a lock."""
 
@@ -78,10 +88,7 @@ class SqliteCatalog(SqlCatalog):
         self._lock = threading.RLock()
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(
-                config.catalog_path, check_same_thread=False, isolation_level=None, timeout=30
-            )
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db = connect(config.catalog_path)
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
             self._keyword_cache = KeywordCache()
