@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,6 +49,8 @@ def steps(
     n: int, widths: str,
 ) -> list[tuple[str, Any]]:
     """The timed calls for one question, by name."""
+    from index.vectors import ChromaVectors
+
     where = {"outlet": {"$in": [outlet]}}
     allowed = [row[1] for row in sql.execute(FILTER_SQL.format(hint="NOT INDEXED"),
                                              (segment, "outlet", outlet))]
@@ -61,6 +64,8 @@ def steps(
             FILTER_SQL.format(hint="NOT INDEXED"), (segment, "outlet", outlet)).fetchall()),
         (f"query(ids=the outlet's vectors), {n}", lambda: collection.query(
             query_embeddings=[vector], n_results=n, ids=allowed, include=["distances"])),
+        ("read and scored exactly (nearest_exactly)", lambda: ChromaVectors.nearest_exactly(
+            SimpleNamespace(collection=collection), vector, where)),  # type: ignore[arg-type]
         (f"no filter, {n}", lambda: collection.query(
             query_embeddings=[vector], n_results=n, include=["distances"])),
     ]
@@ -129,9 +134,9 @@ def main() -> None:
     print("| step | p50 ms | max ms |\n|---|---:|---:|")
     for name, ms in times.items():
         print(f"| {name} | {statistics.median(ms):.1f} | {max(ms):.1f} |")
-    print("\nper question, by share (ms): where / get / SQL as planned / SQL by rowid / ids")
+    print("\nper question, by share (ms): where / get / SQL as planned / SQL by rowid / ids / exact")
     for outlet, share, mine in sorted(rows, key=lambda r: r[1]):
-        print(f"  {share:.4f} {outlet:22s} " + " / ".join(f"{v:.1f}" for v in list(mine.values())[:5]))
+        print(f"  {share:.4f} {outlet:22s} " + " / ".join(f"{v:.1f}" for v in list(mine.values())[:6]))
 
 
 if __name__ == "__main__":
