@@ -80,9 +80,9 @@ EXACT_MAX = 1500
 """The most vectors a narrower filter may be estimated to admit for dense search to read them
 all and score them exactly (``ChromaVectors.nearest_exactly``) instead of asking Chroma for a
 ``where`` query, whose walk of the HNSW graph among few admitted vectors costs the more the
-fewer they are (at 396k vectors: 130-150 ms for an outlet of 900, against about 30 ms to read
-and score them; benchmarks/RESULTS.md, "One outlet at scale").  Embedded Chroma only: a server
-would send every vector over HTTP."""
+fewer they are (at 396k vectors: 85-143 ms among an outlet's 900-1,100, against 33-47 ms to read
+and score them; the two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").
+Embedded Chroma only: a server would send every vector over HTTP."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index

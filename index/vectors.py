@@ -223,7 +223,8 @@ def give_statistics(path: Path) -> None:
     it is, and the next open tries again.
     """
     try:
-        with closing(sqlite3.connect(path, timeout=0.2, isolation_level=None)) as db:
+        uri = f"{path.resolve().as_uri()}?mode=rw"  # never creates the file
+        with closing(sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)) as db:
             rows = db.execute("SELECT max(id) FROM embeddings").fetchone()[0] or 0
             if not rows:
                 return
