@@ -140,10 +140,12 @@ def disk_usage(data: Path, size: int) -> dict[str, Any]:
     }
 
 
-PATHS = {"chosen": None, "nearest-first": 0.0, "where": 2.0}
-"""Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share``: the one chosen by
-the filter's selectivity (the default share), always the nearest vectors first (what the code
-did before the choice), always Chroma's ``where`` (what it did before the nearest-first path)."""
+PATHS = {"chosen": None, "nearest-first": (0.0, 0), "where": (2.0, 0)}
+"""Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share`` and
+``Store.exact_max``: the one chosen by the filter's selectivity (the defaults), always the
+nearest vectors first (what the code did before the choice), always Chroma's ``where`` (what it
+did before the nearest-first path, and for a narrow filter before small ones were scored
+exactly)."""
 
 
 def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> dict[str, Any]:
@@ -156,18 +158,22 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
 
     from assistant.retrieve import Filters, get_retriever
 
-    chosen = store.postfilter_share
-    query = store.vectors.query
+    chosen = (store.postfilter_share, store.exact_max)
+    query, exactly = store.vectors.query, store.vectors.nearest_exactly
     calls = [0]
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         return query(*args, **kwargs)
 
+    def counted_exactly(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return exactly(*args, **kwargs)
+
     kinds = {"outlet": lambda q: Filters(outlets=[q.outlet]), "as_of": lambda q: Filters(as_of=q.as_of)}
     k = settings.retrieval.top_k
     out: dict[str, Any] = {}
-    store.vectors.query = counted
+    store.vectors.query, store.vectors.nearest_exactly = counted, counted_exactly
     try:
         for name in ("dense", "hybrid"):
             retriever = get_retriever(name, settings=settings, store=store, embedder=embedder)
@@ -187,7 +193,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                     if i // 3 % 2:  # each path goes first, and after each other, as often
                         order.reverse()
                     for path in order:
-                        store.postfilter_share = chosen if PATHS[path] is None else PATHS[path]
+                        store.postfilter_share, store.exact_max = PATHS[path] or chosen
                         calls[0] = 0
                         started = time.perf_counter()
                         retriever.retrieve(q.text, filters(q), k)
@@ -208,8 +214,8 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                 print(f"  {name:6} {kind:6} " + "  ".join(
                     f"{p} {cell[p]['p50_ms']}/{cell[p]['p95_ms']} ms" for p in PATHS), flush=True)
     finally:
-        store.postfilter_share = chosen
-        del store.vectors.query
+        store.postfilter_share, store.exact_max = chosen
+        del store.vectors.query, store.vectors.nearest_exactly
     return out
 
 

@@ -76,6 +76,14 @@ for it and for Chroma's ``where`` (cheap when it admits little); above it the ch
 succeeds and spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md,
 "Dense filter path chosen by selectivity" and "... a width by share")."""
 
+EXACT_MAX = 1500
+"""The most vectors a narrower filter may be estimated to admit for dense search to read them
+all and score them exactly (``ChromaVectors.nearest_exactly``) instead of asking Chroma for a
+``where`` query, whose walk of the HNSW graph among few admitted vectors costs the more the
+fewer they are (at 396k vectors: 85-143 ms among an outlet's 900-1,100, against 33-47 ms to read
+and score them; the two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").
+Embedded Chroma only: a server would send every vector over HTTP."""
+
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
 (vectors and graph, 1,698 bytes a vector on disk, plus its id maps) is loaded whole into each
@@ -116,6 +124,7 @@ class Store:
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
         self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
+        self.exact_max = 0 if self.config.chroma_host else EXACT_MAX  # and 0 (never)
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -279,7 +288,7 @@ class Store:
         """The ``n`` nearest committed chunks to ``vector`` among those ``within`` admits
         (outlets, publication days), as (chunk id, cosine similarity), best first.
 
-        A filter is applied one of two ways, chosen by the share of vectors it admits, which
+        A filter is applied one of three ways, chosen by the share of vectors it admits, which
         the catalog estimates from its counts per outlet and per day (``dense_counts``; outlets
         and days taken as independent):
 
@@ -287,7 +296,9 @@ class Store:
           nearly everything) is checked on the metadata of the ``POSTFILTER_WIDTH * n``
           nearest vectors, as Chroma's ``where`` costs grow with the vectors it admits; if
           fewer than ``n`` pass, the ``where`` query runs after all;
-        - a narrow one (a single outlet) goes straight to a ``where`` query.
+        - one estimated to admit at most ``exact_max`` vectors (a small outlet) has them all
+          read and scored exactly;
+        - any other (a single outlet) goes straight to a ``where`` query.
 
         Either way the answer is the ``n`` nearest admitted chunks; the estimate only decides
         the cost.  Sees every batch any process has committed (see the module notes).  Vectors
@@ -300,6 +311,16 @@ class Store:
         self._refresh_vectors()
         where = where_clause(within)
         width = self._postfilter_width(within) if within is not None and where else None
+        if where and width == 0:  # few enough to score every one of them exactly
+            try:
+                found = self.vectors.nearest_exactly(vector, where)
+            except (ChromaError, KeyError):
+                found = None  # an old view: the ``where`` path below reopens and retries
+            if found is not None:
+                known = self.catalog.chunks([c for c, _ in found[:n]])
+                if len(known) < min(n, len(found)):  # strays among the first n
+                    known = self.catalog.chunks([c for c, _ in found])
+                return [(c, score) for c, score in found if c in known][:n]
         if within is not None and width:
             try:
                 found = self.vectors.query(
@@ -337,16 +358,18 @@ class Store:
         return hits[:n]
 
     def _postfilter_width(self, within: KeywordFilter) -> int | None:
-        """How many times ``n`` nearest vectors to check against ``within`` first, or None to
-        go straight to Chroma's ``where``: None when the filter is estimated to admit less than
-        ``postfilter_share`` of the vectors (from the catalog's counts per outlet and per day,
-        taken as independent), else enough for ``POSTFILTER_MARGIN`` times ``n`` to pass."""
+        """How many times ``n`` nearest vectors to check against ``within`` first; 0 to score
+        every admitted vector exactly; None to go straight to Chroma's ``where``.  From the
+        catalog's counts per outlet and per day (taken as independent): a filter estimated to
+        admit at least ``postfilter_share`` of the vectors is checked on enough of the nearest
+        for ``POSTFILTER_MARGIN`` times ``n`` to pass; below that, one estimated to admit at
+        most ``exact_max`` vectors is scored exactly."""
         total, of_outlets, of_days = self.catalog.dense_counts(within)
         if not total:
             return None
         share = of_outlets * of_days / (total * total)
         if share < self.postfilter_share:
-            return None
+            return 0 if share * total <= self.exact_max else None
         wanted = math.ceil(POSTFILTER_MARGIN / share) if share else POSTFILTER_MAX_WIDTH
         return min(POSTFILTER_MAX_WIDTH, max(POSTFILTER_WIDTH, wanted))
 

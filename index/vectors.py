@@ -12,12 +12,23 @@ the same test of one vector's metadata.
 Embedded Chroma loads its vector index into each process once, and does not notice another
 process's writes: ``reopen()`` drops this process's view so the next use reads the folder again
 (``index.store`` calls it when the catalog generation shows another process has written).
+
+Embedded Chroma (1.5.9) answers a ``where`` from its SQLite file with one statement whose plan,
+without table statistics, walks every embedding of the collection (``SEARCH embeddings USING
+COVERING INDEX ... (segment_id=?)``) to test each against the matching metadata ids: a cost
+that grows with the archive, however little the filter admits.  So each open gives that file
+the statistics of its ``embeddings`` table (``ANALYZE``, once, and again when the table has
+more than doubled since), after which SQLite looks the admitted ids up by rowid: the same rows,
+at a cost that follows them (benchmarks/RESULTS.md, "One outlet at scale").
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 from index.catalog import PreparedArticle
@@ -80,6 +91,7 @@ class ChromaVectors:
                 client = chromadb.PersistentClient(
                     path=str(self.config.chroma_path), settings=chroma_settings
                 )
+                give_statistics(Path(self.config.chroma_path) / "chroma.sqlite3")
             return client.get_or_create_collection(
                 self.config.collection,
                 configuration={"hnsw": {"space": "cosine"}},
@@ -178,6 +190,53 @@ class ChromaVectors:
             )
             if admit is None or admit(meta or {})
         ]
+
+    def nearest_exactly(self, vector: list[float], where: dict[str, Any]) -> list[tuple[str, float]]:
+        """Every vector matching ``where``, as (chunk id, cosine similarity), best first: read
+        with its embedding and scored exactly, which for a filter admitting a few thousand
+        vectors at most costs less than Chroma's search among them (its graph walk must pass
+        over the vectors it does not admit to find the ones it does).
+
+        Raises chromadb's ``InternalError`` on an old view, as ``query`` does.
+        """
+        import numpy as np
+
+        got = self.collection.get(where=where, include=["embeddings"])
+        if not len(got["ids"]):
+            return []
+        matrix = np.asarray(got["embeddings"], dtype=np.float32)
+        query = np.asarray(vector, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+        similarity = matrix @ query / np.where(norms > 0, norms, 1.0)
+        order = np.argsort(-similarity, kind="stable")
+        return [(got["ids"][i], float(similarity[i])) for i in order]
+
+
+def give_statistics(path: Path) -> None:
+    """``ANALYZE`` the ``embeddings`` table of embedded Chroma's SQLite file at ``path`` when it
+    has no statistics yet, or has more than doubled since they were taken, so a ``where`` looks
+    up the ids it admits instead of walking the whole collection (see the module notes).
+
+    Statistics only guide SQLite's choice of plan: every statement returns the same rows with
+    or without them, so Chroma's own reads and writes are unchanged.  Best effort: a folder
+    being written by another process (busy), read-only or not yet holding a vector is left as
+    it is, and the next open tries again.
+    """
+    try:
+        uri = f"{path.resolve().as_uri()}?mode=rw"  # never creates the file
+        with closing(sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None)) as db:
+            rows = db.execute("SELECT max(id) FROM embeddings").fetchone()[0] or 0
+            if not rows:
+                return
+            stat = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()
+            taken = db.execute(
+                "SELECT stat FROM sqlite_stat1 WHERE tbl = 'embeddings'"
+            ).fetchone() if stat else None
+            if taken and rows <= 2 * int(taken[0].split()[0]):
+                return
+            db.execute("ANALYZE embeddings")
+    except (sqlite3.Error, OSError, ValueError):
+        return
 
 
 def where_clause(within: KeywordFilter | None) -> dict[str, Any] | None:

@@ -3,13 +3,17 @@
 A filter the catalog's counts say admits at least a tenth of the vectors (``POSTFILTER_SHARE``)
 is checked on the metadata of the nearest vectors first, as many of them as it takes for
 ``POSTFILTER_MARGIN`` times the ``n`` wanted to be expected to pass (``POSTFILTER_WIDTH`` to
-``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one goes straight to Chroma's ``where``.  Both
-give the nearest admitted chunks.  Real Chroma and the real model throughout; the only observation is a
-recorder around ``ChromaVectors.query`` that passes every call through.
+``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one admitting at most ``EXACT_MAX`` vectors has
+them all scored exactly, and any other goes straight to Chroma's ``where``.  All give the nearest
+admitted chunks.  Real Chroma and the real model throughout; the only observation is a recorder
+around ``ChromaVectors.query`` and ``ChromaVectors.nearest_exactly`` that passes every call
+through.  Embedded Chroma's SQLite file is given table statistics when opened, so its ``where``
+looks the admitted ids up instead of walking the collection.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -25,9 +29,22 @@ from index.dates import day_number, day_of
 from index.embeddings import Embedder
 from index.keywords import KeywordFilter
 from index.sqlite_catalog import SqliteCatalog
-from index.store import POSTFILTER_MARGIN, POSTFILTER_MAX_WIDTH, POSTFILTER_WIDTH, Store
-from index.vectors import admits, where_clause
+from index.store import (
+    EXACT_MAX,
+    POSTFILTER_MARGIN,
+    POSTFILTER_MAX_WIDTH,
+    POSTFILTER_WIDTH,
+    Store,
+)
+from index.vectors import ChromaVectors, admits, give_statistics, where_clause
 from tests.conftest import SAMPLES
+
+WHERE_SQL = (  # chromadb 1.5.9's statement for where={"outlet": {"$in": [...]}} (sqlite_metadata.rs)
+    "SELECT DISTINCT embeddings.id, embeddings.embedding_id FROM embeddings WHERE "
+    "embeddings.segment_id = ? AND embeddings.id IN (SELECT id FROM embedding_metadata WHERE "
+    "(embedding_metadata.key = ? AND embedding_metadata.key IS NOT NULL) AND "
+    "embedding_metadata.string_value IN (?)) ORDER BY embeddings.id ASC"
+)
 
 QUESTIONS = ("When did Assad visit Moscow?", "Who carried out the air strikes?")
 
@@ -59,14 +76,19 @@ def check_dense_counts(store: Store) -> None:
 def chroma_calls(sample_index: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The kind of each query the sample store sends to Chroma: "where" or "nearest-first"."""
     store = open_store(sample_index)
-    query = store.vectors.query
+    query, exactly = store.vectors.query, store.vectors.nearest_exactly
     calls: list[str] = []
 
     def recorded(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
         calls.append("where" if kwargs.get("where") else "nearest-first")
         return query(*args, **kwargs)
 
+    def recorded_exactly(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        calls.append("exact")
+        return exactly(*args, **kwargs)
+
     monkeypatch.setattr(store.vectors, "query", recorded)
+    monkeypatch.setattr(store.vectors, "nearest_exactly", recorded_exactly)
     yield calls
 
 
@@ -74,25 +96,59 @@ def sample_days(store: Store) -> list[int]:
     return sorted(day_number(a.published) for a in store.list_articles() if a.published)
 
 
-def test_a_narrow_filter_goes_straight_to_chromas_where(
-    sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
-) -> None:
-    store = open_store(sample_index)
+def narrow_filters(store: Store) -> list[KeywordFilter]:
     days = sample_days(store)
     first = min((a for a in store.list_articles() if a.published), key=lambda a: a.published)
-    narrow = [
+    return [
         KeywordFilter(last_day=days[0]),  # as_of the first article's day
         KeywordFilter(last_day=days[2], outlets=(first.outlet or "",)),  # its outlet, as_of the third
         KeywordFilter(first_day=days[-1]),  # since the last day
     ]
-    for within in narrow:
+
+
+def test_a_narrow_filter_admitting_few_vectors_scores_them_all_exactly(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
+) -> None:
+    store = open_store(sample_index)
+    for within in narrow_filters(store):
         total, of_outlets, of_days = store.catalog.dense_counts(within)
         assert of_outlets * of_days < store.postfilter_share * total * total
+        assert of_outlets * of_days <= EXACT_MAX * total
+        for question in QUESTIONS:
+            chroma_calls.clear()
+            found = store.search_vectors(embedder.embed_query(question), 5, within=within)
+            assert found
+            assert chroma_calls == ["exact"], within
+
+
+def test_a_narrow_filter_admitting_more_goes_straight_to_chromas_where(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store(sample_index)
+    monkeypatch.setattr(store, "exact_max", 0)  # as if each admitted more than EXACT_MAX
+    for within in narrow_filters(store):
         for question in QUESTIONS:
             chroma_calls.clear()
             found = store.search_vectors(embedder.embed_query(question), 5, within=within)
             assert found
             assert chroma_calls == ["where"], within
+
+
+def test_scoring_exactly_ranks_every_admitted_vector_by_cosine_similarity(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    store = open_store(sample_index)
+    within = narrow_filters(store)[1]
+    vector = embedder.embed_query(QUESTIONS[0])
+    scored = store.vectors.nearest_exactly(vector, where_clause(within))
+    admitted = store.collection.get(where=where_clause(within), include=[])["ids"]
+    assert sorted(c for c, _ in scored) == sorted(admitted)
+    assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
+    by_chroma = store.vectors.query(vector, len(admitted), where=where_clause(within))
+    assert [c for c, _ in scored] == [c for c, _ in by_chroma]
+    for (_, mine), (_, chromas) in zip(scored, by_chroma, strict=True):
+        assert mine == pytest.approx(chromas, abs=1e-5)
 
 
 def test_a_wide_filter_checks_the_nearest_vectors_first(
@@ -143,7 +199,7 @@ def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
     dense = DenseRetriever.from_settings(sample_index, store=store, embedder=embedder)
     outlet = store.list_articles()[0].outlet
     dense.search(QUESTIONS[0], Filters(outlets=[outlet], as_of=day_of(sample_days(store)[2])))
-    assert chroma_calls == ["where"]
+    assert chroma_calls == ["exact"]
     chroma_calls.clear()
     dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
     assert chroma_calls[0] == "nearest-first"
@@ -152,9 +208,10 @@ def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
 def test_every_path_finds_the_nearest_admitted_chunks(
     sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whatever the path (chosen, always nearest-first, always ``where``), narrow or wide, the
-    answer is the same and every chunk in it passes the filter; a filter too narrow for the
-    nearest vectors still fills the ``n`` when forced nearest-first."""
+    """Whatever the path (chosen, always nearest-first, always ``where``, exactly whenever
+    narrower than a tenth), narrow or wide, the answer is the same and every chunk in it passes
+    the filter; a filter too narrow for the nearest vectors still fills the ``n`` when forced
+    nearest-first."""
     store = open_store(sample_index)
     articles = {a.id: a for a in store.list_articles()}
     days = sample_days(store)
@@ -169,12 +226,14 @@ def test_every_path_finds_the_nearest_admitted_chunks(
         vector = embedder.embed_query(question)
         for within in filters:
             answers = []
-            for share in (store.postfilter_share, 0.0, 2.0):  # chosen, nearest-first, where
+            paths = [(store.postfilter_share, store.exact_max), (0.0, 0), (2.0, 0), (2.0, 10**9)]
+            for share, exact_max in paths:  # chosen, nearest-first, where, exact
                 monkeypatch.setattr(store, "postfilter_share", share)
+                monkeypatch.setattr(store, "exact_max", exact_max)
                 answers.append(store.search_vectors(vector, 5, within=within))
             assert len(answers[0]) == 5
-            assert [c for c, _ in answers[0]] == [c for c, _ in answers[1]] == \
-                [c for c, _ in answers[2]]
+            for answer in answers[1:]:
+                assert [c for c, _ in answer] == [c for c, _ in answers[0]], within
             for chunk_id, _ in answers[0]:
                 article = articles[article_of(chunk_id)]
                 meta = {"outlet": article.outlet or "", "published": day_number(article.published)}
@@ -269,3 +328,67 @@ def test_vectors_opened_in_the_background_answer_the_first_search_and_see_later_
     tram = Article(id="tram", title="Tram strike", text="Tram drivers went on strike today.")
     ingest_articles([tram], config=settings, embedder=embedder)  # another store commits
     assert {article_of(c) for c, _ in reader.search_vectors(question, 3)} == {"ferry", "tram"}
+
+
+def where_plan(chroma_file: Any) -> str:
+    """SQLite's plan for the statement Chroma runs for an outlet's ``where``."""
+    with sqlite3.connect(chroma_file) as db:
+        segment = db.execute("SELECT id FROM segments WHERE scope = 'METADATA'").fetchone()[0]
+        rows = db.execute("EXPLAIN QUERY PLAN " + WHERE_SQL, (segment, "outlet", "X")).fetchall()
+    return " | ".join(r[-1] for r in rows)
+
+
+def test_opening_embedded_chroma_lets_its_where_look_up_the_ids_it_admits(
+    settings: Settings,
+) -> None:
+    """Without table statistics SQLite answers Chroma's ``where`` by walking every embedding
+    of the collection; once given them (on open) it looks the admitted ids up by rowid, and the
+    same filter still returns the same vectors.  (A collection of a few dozen vectors is walked
+    either way, as it should be: 3,000 stored vectors here, of 30 outlets.)"""
+    import numpy as np
+
+    vectors = ChromaVectors(settings.index)
+    rows = np.random.default_rng(0).standard_normal((3000, 384)).astype(np.float32)
+    for start in range(0, len(rows), 1000):
+        vectors.collection.add(
+            ids=[f"v{i}" for i in range(start, start + 1000)],
+            embeddings=rows[start : start + 1000],
+            metadatas=[{"outlet": f"outlet {i % 30}"} for i in range(start, start + 1000)],
+        )
+    chroma_file = settings.index.chroma_path / "chroma.sqlite3"
+    assert "USING COVERING INDEX sqlite_autoindex_embeddings_1 (segment_id=?)" in \
+        where_plan(chroma_file)
+    where = where_clause(KeywordFilter(outlets=("outlet 7",)))
+    admitted = sorted(vectors.collection.get(where=where, include=[])["ids"])
+
+    vectors.reopen()
+    assert vectors.collection is not None  # opened again: statistics given
+    assert "USING INTEGER PRIMARY KEY (rowid=?)" in where_plan(chroma_file)
+    assert sorted(vectors.collection.get(where=where, include=[])["ids"]) == admitted
+    assert admitted == sorted(f"v{i}" for i in range(7, 3000, 30))
+
+
+def test_statistics_are_taken_again_once_the_collection_has_doubled(
+    settings: Settings, embedder: Embedder
+) -> None:
+    ingest([SAMPLES], config=settings, embedder=embedder)
+    chroma_file = settings.index.chroma_path / "chroma.sqlite3"
+    give_statistics(chroma_file)
+
+    def counted() -> int:
+        with sqlite3.connect(chroma_file) as db:
+            stat = db.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = 'embeddings'").fetchone()
+        return int(stat[0].split()[0])
+
+    vectors = counted()
+    half = (vectors + 1) // 2
+    with sqlite3.connect(chroma_file) as db:
+        db.execute("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = 'embeddings'",
+                   (f"{half} {half} 1",))  # taken when there were half as many
+    give_statistics(chroma_file)
+    assert counted() == half, "not yet more than doubled: kept"
+    with sqlite3.connect(chroma_file) as db:
+        db.execute("UPDATE sqlite_stat1 SET stat = ? WHERE tbl = 'embeddings'",
+                   (f"{vectors // 3} {vectors // 3} 1",))
+    give_statistics(chroma_file)
+    assert counted() == vectors, "more than doubled: taken again"
