@@ -4,6 +4,7 @@ read through a per-process cache that sees every connection's commits, scored as
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,49 @@ def test_a_batch_rewrites_only_the_blocks_of_its_new_documents(
     facets = {r[0] for r in c.db.execute(
         "SELECT block FROM kw_facets WHERE version=?", (c.generation,))}
     assert facets == written
+
+
+def test_each_batch_reads_back_as_its_documents_tokens_counted(
+    small_blocks: None, tmp_path: Path
+) -> None:
+    """Batches that start inside a block append to its stored rows, one after a removal drops
+    the removed documents from them, and a frequency above 65,535 is stored wide: every live
+    document's postings are its tokens counted, every row packed as layout 3 packs it."""
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(7)])
+    short = Article(id="short", title="Brief", text="Two w1 words.", outlet="Harbor Ledger")
+    c.replace([prepared(article(i)) for i in range(7, 12)] + [prepared(short)])
+    c.delete(["short"])  # two documents, fewer than SWEEP_AT: they stay in the last block
+    (dead,) = c.db.execute("SELECT MAX(doc) FROM kw_dead WHERE swept=0").fetchone()
+    c.replace([prepared(article(i)) for i in range(12, 15)])  # rewrites the rows of that block
+    rewritten = c.db.execute("SELECT COUNT(*) FROM kw_postings WHERE block=? AND version=?",
+                             (dead // keyword_tables.BLOCK, c.generation)).fetchone()[0]
+    assert rewritten, "the batch after the removal starts in the removed documents' block"
+    c.replace([prepared(article(15, extra=" Zebra." + " zebra" * 70_000))])
+    c.replace([prepared(article(i)) for i in range(16, 18)])
+    live = dict(c.db.execute("SELECT doc, key FROM kw_docs"))
+    expected = {}
+    for doc in keyword_tables._documents_of(c.db, [f"a{i}" for i in range(18)]):
+        for term, tf in Counter(tokenize([doc.text], return_ids=False)[0]).items():
+            expected.setdefault((doc.level, term), {})[doc.key] = tf
+    got: dict[tuple[int, str], dict[str, int]] = {}
+    wide = 0
+    for level, term, block, n, docs, tfs in c.db.execute(
+        "SELECT level, term, block, n, docs, tfs FROM kw_postings"
+    ):
+        ids, freqs = keyword_tables.decode(block, n, docs, tfs)
+        assert (n, docs, tfs) == keyword_tables.encode(ids - block * keyword_tables.BLOCK, freqs)
+        assert list(ids) == sorted(set(ids.tolist()))
+        assert all(i // keyword_tables.BLOCK == block for i in ids.tolist())
+        wide += len(tfs) == 4 * n
+        for doc, tf in zip(ids.tolist(), freqs.tolist(), strict=True):
+            if doc in live:  # a removed document waits for its block's sweep
+                got.setdefault((level, term), {})[live[doc]] = tf
+    assert got == expected
+    assert got[(keyword_tables.ARTICLES, "zebra")] == {"a15": 70_001}
+    assert wide >= 1
+    df = {(level, term): n for level, term, n in c.db.execute("SELECT level, term, df FROM kw_terms")}
+    assert df == {key: len(docs) for key, docs in expected.items()}
 
 
 def test_a_reader_sees_each_commit_of_another_connection(small_blocks: None, tmp_path: Path) -> None:
