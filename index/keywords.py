@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from index import keyword_tables
+from index import keyword_tables, maxscore
 from index.keyword_tables import (
     ARTICLES,
     CHUNKS,
@@ -99,6 +99,7 @@ class _Postings:
     lengths: Any = None
     unit: Any = None
     avg: float = 0.0
+    top: float = 0.0  # the largest share
 
     @property
     def nbytes(self) -> int:
@@ -113,6 +114,7 @@ class _Postings:
             tf = self.tfs.astype(np.float64)
             norm = k1 * ((1 - b) + b * self.lengths.astype(np.float64) / avg_length)
             self.unit, self.avg = tf / (norm + tf), avg_length
+            self.top = float(self.unit.max()) if len(self.unit) else 0.0
         return self.unit
 
 
@@ -295,9 +297,9 @@ class KeywordLevel:
                 asked.append((counts[term] * idf, entry))
             if not asked:
                 return []
-            unique, scores = self.cache.sum_by_document(asked)
-            keep = self.cache.admits(unique, where)
-            unique, scores = unique[keep], scores[keep]
+            unique, scores = maxscore.candidates(
+                asked, k, lambda docs: self.cache.admits(docs, where), self.cache.sum_by_document
+            )
             best = _top(unique, scores, k)
             keys = dict(self.db.execute(
                 f"SELECT doc, key FROM kw_docs WHERE doc IN ({','.join('?' * len(best))})",

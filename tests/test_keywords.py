@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from index import keyword_tables
+from index import keyword_tables, maxscore
 from index.catalog import PreparedArticle
 from index.chunking import chunk_article
 from index.config import IndexConfig
@@ -186,6 +186,37 @@ def test_filters_use_each_documents_outlet_and_day(
     assert {a for a, _ in hits} == admitted
     chunks = c.keywords.chunks.search("lighthouse", 50, where)
     assert {key.split("#")[0] for key, _ in chunks} == admitted
+
+
+def test_the_bounded_search_ranks_as_adding_up_every_posting(
+    small_blocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i, outlet="Quay Times" if i % 3 else "Harbor Ledger"))
+               for i in range(150)])
+    c.delete([f"a{i}" for i in range(0, 150, 7)])
+    summed: list[int] = []
+    add_up = c._keyword_cache.sum_by_document
+    monkeypatch.setattr(c._keyword_cache, "sum_by_document",
+                        lambda asked: summed.append(len(asked)) or add_up(asked))
+    wheres = [None, KeywordFilter(outlets=("Harbor Ledger",)), KeywordFilter(last_day=20210510)]
+    queries = ["w0 w1 w350", "w2 w5 w9 w120 w399", "story w3 w3 w40", "w0 w7 w77"]
+
+    def every_search() -> list[list[tuple[str, float]]]:
+        return [getattr(c.keywords, level).search(query, k, where)
+                for level in ("chunks", "articles") for query in queries
+                for k in (1, 5, 20) for where in wheres]
+
+    monkeypatch.setattr(maxscore, "EXHAUSTIVE_BELOW", 1 << 40)
+    exhaustive = every_search()
+    every_term = list(summed)
+    summed.clear()
+    monkeypatch.setattr(maxscore, "EXHAUSTIVE_BELOW", 0)
+    assert every_search() == exhaustive
+    assert all(exhaustive)
+    assert len(summed) == len(every_term) == 2 * 4 * 3 * 3  # one sum per search
+    fewer = sum(b < e for b, e in zip(summed, every_term, strict=True))
+    assert fewer >= len(summed) // 4, "many searches added up only some of their terms"
 
 
 def test_a_catalog_with_the_previous_keyword_layout_is_rebuilt_on_open(tmp_path: Path) -> None:
