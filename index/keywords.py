@@ -20,7 +20,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -216,7 +216,7 @@ class KeywordCache:
         return entry
 
 
-    def sum_by_document(self, asked: list[tuple[float, _Postings]]) -> tuple[Any, Any]:
+    def sum_by_document(self, asked: Sequence[tuple[float, _Postings]]) -> tuple[Any, Any]:
         """Each document's BM25 over the asked (weight, postings): (sorted doc ids, scores).
 
         A document's shares are added in the order of ``asked``, whichever way is taken.

@@ -44,8 +44,8 @@ class Postings(Protocol):
     top: float
 
 
-Asked = Sequence[tuple[float, Postings]]
-"""The question's terms: (weight, postings), in the order their shares are added."""
+Asked = Sequence[tuple[float, Any]]
+"""The question's terms: (weight, ``Postings``), in the order their shares are added."""
 
 
 def candidates(
