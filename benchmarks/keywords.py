@@ -17,10 +17,19 @@ empty keyword tables (what ingesting into a new folder costs) and appended to th
 (its last block partly full).  Rounds alternate which path goes first; each figure is the CPU
 time of ``add_documents`` alone, and the tables both paths leave are compared row for row.
 
+With ``--search`` it runs instead every question against both levels of the archive's keyword
+index (chunks k=200, articles k=100: what hybrid retrieval asks with the default 50
+candidates), with no filter, the question's outlet and its as_of day, twice: bounded (MaxScore,
+``index/maxscore.py``) and exhaustive (every posting added up), taking turns, warm; it prints
+whether every result list is identical and each way's p50/p95.  Questions: those of
+``benchmarks/scale_corpus.py`` for a synthetic archive (``.../aN-sS-gG``), else RealTime QA
+dev's (``--questions-file``), each given an outlet of the index in turn.
+
 Run from the repository root; PYTHONPATH decides which code is measured:
 
     python benchmarks/keywords.py --archive benchmarks/out/dev/newsdesk
     python benchmarks/keywords.py --archive benchmarks/out/dev/newsdesk --write-path 4ce0874
+    python benchmarks/keywords.py --archive /tmp/newsdesk-scale/a100000-s7-g1/data --search
 """
 
 from __future__ import annotations
@@ -198,6 +207,68 @@ def write_paths(catalog: Path, revision: str, n: int, per_batch: int, rounds: in
     return rows
 
 
+def questions_for(archive: Path, n: int, questions_file: Path, db: Any) -> list[tuple]:
+    """(text, outlet, as_of) of ``n`` questions for this archive."""
+    from datetime import date
+
+    name = archive.parent.name if archive.name == "data" else archive.name
+    if name.startswith("a") and "-s" in name:  # a synthetic archive of benchmarks/scale.py
+        import scale_corpus
+
+        size, seed = int(name[1:].split("-")[0]), int(name.split("-s")[1].split("-")[0])
+        return [(q.text, q.outlet, q.as_of) for q in scale_corpus.questions(seed, n, size)]
+    outlets = [o for (o,) in db.execute("SELECT name FROM kw_outlets ORDER BY id")]
+    rows = [json.loads(line) for line in questions_file.read_text().splitlines()[:n]]
+    return [(r["question"], outlets[i % len(outlets)], date.fromisoformat(r["as_of"] or "2100-01-01"))
+            for i, r in enumerate(rows)]
+
+
+def bounded_against_exhaustive(archive: Path, n: int, questions_file: Path) -> dict:
+    """Identical results and p50/p95 ms of the bounded and the exhaustive keyword search."""
+    import sqlite3
+    import threading
+
+    from index import maxscore
+    from index.keywords import KeywordCache, KeywordFilter, KeywordIndex
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    db = sqlite3.connect(archive / "catalog.sqlite3", isolation_level=None,
+                         check_same_thread=False)
+    asked = questions_for(archive, n, questions_file, db)
+    index = KeywordIndex(db, threading.RLock(), KeywordCache())
+    ways = {"bounded": maxscore.EXHAUSTIVE_BELOW, "exhaustive": 1 << 62}
+    seconds: dict[str, dict[str, list[float]]] = {way: {} for way in ways}
+    differing, searches = 0, 0
+    for level, k in (("chunks", 200), ("articles", 100)):
+        search = getattr(index, level).search
+        for text, _, _ in asked:  # postings read once, outside the timings
+            search(text, k)
+        for kind in ("none", "outlet", "as_of"):
+            for turn, (text, outlet, as_of) in enumerate(asked):
+                where = {"none": None, "outlet": KeywordFilter(outlets=(outlet,)),
+                         "as_of": KeywordFilter(last_day=int(as_of.strftime("%Y%m%d")))}[kind]
+                got = {}
+                for way in list(ways)[:: 1 if turn % 2 else -1]:
+                    maxscore.EXHAUSTIVE_BELOW = ways[way]
+                    started = time.perf_counter()
+                    got[way] = search(text, k, where)
+                    seconds[way].setdefault(f"{level}/{kind}", []).append(
+                        time.perf_counter() - started)
+                maxscore.EXHAUSTIVE_BELOW = ways["bounded"]
+                searches += 1
+                differing += got["bounded"] != got["exhaustive"]
+    db.close()
+
+    def ms(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return round(1000 * values[min(len(values) - 1, int(q * len(values)))], 2)
+
+    return {"archive": str(archive), "questions": len(asked), "searches": searches,
+            "differing_result_lists": differing,
+            **{f"{cell} {way} p50/p95 ms": [ms(v, 0.5), ms(v, 0.95)]
+               for way in ways for cell, v in seconds[way].items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--archive", type=Path, default=REPO / "benchmarks/out/dev/newsdesk")
@@ -206,7 +277,16 @@ def main() -> None:
                         help="time the keyword write path of this git revision against this code's")
     parser.add_argument("--batch", type=int, default=128, help="articles per write (--write-path)")
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (--write-path)")
+    parser.add_argument("--search", action="store_true",
+                        help="bounded keyword search against the exhaustive one, on --archive")
+    parser.add_argument("--questions", type=int, default=30, help="questions (--search)")
+    parser.add_argument("--questions-file", type=Path,
+                        default=REPO.parent / "shared/data/realtimeqa/dev/questions.jsonl")
     args = parser.parse_args()
+    if args.search:
+        print(json.dumps(bounded_against_exhaustive(args.archive, args.questions,
+                                                    args.questions_file), indent=1))
+        return
     if args.write_path:
         for row in write_paths(args.archive / "catalog.sqlite3", args.write_path, args.articles,
                                args.batch, args.rounds):

@@ -87,20 +87,21 @@ def test_common_terms_are_only_looked_up_for_the_documents_within_reach() -> Non
     assert ranked(docs, scores, 100) == ranked(*every, 100)
 
 
-def test_when_the_filter_leaves_too_few_documents_every_posting_is_added_up() -> None:
+def test_a_narrow_filter_is_applied_to_the_postings_before_they_are_added_up() -> None:
     rng = np.random.default_rng(3)
     n_docs = 300_000
     asked = [(2.0, term(rng, n_docs, df, SHARES)) for df in (50_000, 80_000)]
-    summed: list[int] = []
+    summed: list[list[Any]] = []
 
     def spy(part: Any) -> tuple[Any, Any]:
-        summed.append(len(part))
+        summed.append([p.docs for _, p in part])
         return add_up(part)
 
     def admits(docs: Any) -> Any:
         return docs % 1000 == 0  # 0.1% of the archive: an outlet of its own
 
     docs, scores = maxscore.candidates(asked, 200, admits, spy)
-    assert summed == [2]
+    assert len(summed) == 1
+    assert [len(d) for d in summed[0]] == [int(admits(p.docs).sum()) for _, p in asked]
     every, sums = add_up(asked)
     assert ranked(docs, scores, 200) == ranked(every[admits(every)], sums[admits(every)], 200)
