@@ -270,7 +270,9 @@ class KeywordLevel:
 
         Reads the postings of the query's terms only (a term repeated in the query counts
         each time, as in bm25s); idf and the average length are over the level's live
-        documents.  Ties go to the earlier indexed document.
+        documents.  Ties go to the earlier indexed document.  The top k is exact, but only
+        the terms that can bring a document into it have their postings added up
+        (``index.maxscore``); the others are looked up for the documents within reach.
         """
         counts = Counter(tokenize([query], return_ids=False)[0])
         if not counts or k <= 0:
