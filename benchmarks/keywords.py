@@ -159,7 +159,9 @@ def tables_digest(db: Any) -> str:
     return digest.hexdigest()
 
 
-def write_paths(catalog: Path, revision: str, n: int, per_batch: int, rounds: int) -> list[dict]:
+def write_paths(
+    catalog: Path, revision: str, n: int, per_batch: int, rounds: int, into: str = "both"
+) -> list[dict]:
     """CPU seconds of ``add_documents`` at ``revision`` and in this code, alternating, over the
     first ``n`` articles of a copy of ``catalog``: into empty tables and appended to its own."""
     import sqlite3
@@ -183,6 +185,8 @@ def write_paths(catalog: Path, revision: str, n: int, per_batch: int, rounds: in
         for turn in range(rounds):
             order = list(paths) if turn % 2 == 0 else list(paths)[::-1]
             for where, docs in (("empty tables", batches), ("appended to the archive", again)):
+                if into != "both" and not where.startswith(into):
+                    continue
                 for name in order:
                     module = paths[name]
                     db.execute("BEGIN")
@@ -277,6 +281,8 @@ def main() -> None:
                         help="time the keyword write path of this git revision against this code's")
     parser.add_argument("--batch", type=int, default=128, help="articles per write (--write-path)")
     parser.add_argument("--rounds", type=int, default=6, help="alternating rounds (--write-path)")
+    parser.add_argument("--into", choices=("both", "empty", "appended"), default="both",
+                        help="which tables the documents go into (--write-path)")
     parser.add_argument("--search", action="store_true",
                         help="bounded keyword search against the exhaustive one, on --archive")
     parser.add_argument("--questions", type=int, default=30, help="questions (--search)")
@@ -289,7 +295,7 @@ def main() -> None:
         return
     if args.write_path:
         for row in write_paths(args.archive / "catalog.sqlite3", args.write_path, args.articles,
-                               args.batch, args.rounds):
+                               args.batch, args.rounds, args.into):
             print(json.dumps(row))
         return
     rows = []
