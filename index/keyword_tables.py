@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import chain
 from typing import Any
 
 from index.dates import day_number
@@ -153,46 +154,147 @@ def add_articles(db: sqlite3.Connection, article_ids: Sequence[str]) -> None:
 
 
 def add_documents(db: sqlite3.Connection, docs: Sequence[KeywordDoc]) -> None:
-    """Index these documents (inside the caller's transaction); their keys must be new."""
-    import numpy as np
+    """Index these documents (inside the caller's transaction); their keys must be new.
+
+    The batch is counted in arrays: every (level, term, document) with its frequency, sorted,
+    so each of its rows of postings is one slice of two packed buffers.  Only the block the
+    batch starts in can already hold rows of its terms: the new postings are appended to their
+    bytes (packed alike, and every stored document is older); a stored row is decoded and
+    packed again only when its block holds removed documents (dropped as it is rewritten) or
+    a frequency is too wide for uint16.
+    """
 
     if not docs:
         return
     version = _generation(db)
-    token_lists = tokenize([d.text for d in docs], return_ids=False)
+    tokens = tokenize([d.text for d in docs])
+    terms = [""] * len(tokens.vocab)
+    for term, number in tokens.vocab.items():
+        terms[number] = term
+    lengths = [len(ids) for ids in tokens.ids]
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='kw_docs'").fetchone()
     first = (row[0] if row else 0) + 1
-    numbers = range(first, first + len(docs))
     db.executemany(
         "INSERT INTO kw_docs(doc, level, key, article_id, length) VALUES (?,?,?,?,?)",
-        [(n, d.level, d.key, d.article_id, len(t))
-         for n, d, t in zip(numbers, docs, token_lists, strict=True)],
+        [(first + i, d.level, d.key, d.article_id, lengths[i]) for i, d in enumerate(docs)],
     )
-    postings: dict[tuple[int, str, int], list[tuple[int, int]]] = defaultdict(list)
-    df: Counter[tuple[int, str]] = Counter()
-    for number, doc, tokens in zip(numbers, docs, token_lists, strict=True):
-        for term, tf in Counter(tokens).items():
-            postings[(doc.level, term, number // BLOCK)].append((number, tf))
-            df[(doc.level, term)] += 1
-    dead = _unswept_dead(db, first // BLOCK)
-    stored = _stored_postings(db, list(postings))
-    rows = []
-    for (level, term, block), new in postings.items():
-        old_docs, old_tfs = (decode(block, *stored[(level, term, block)])
-                             if (level, term, block) in stored else (np.zeros(0, np.int64),) * 2)
-        keep = ~np.isin(old_docs, dead) if dead.size else slice(None)
-        ids = np.concatenate([old_docs[keep], np.array([n for n, _ in new], np.int64)])
-        tfs = np.concatenate([old_tfs[keep].astype(np.int64), np.array([t for _, t in new])])
-        rows.append((level, term, block, version, *encode(ids - block * BLOCK, tfs)))
-    db.executemany("INSERT OR REPLACE INTO kw_postings(level, term, block, version, n, docs, tfs) "
-                   "VALUES (?,?,?,?,?,?,?)", rows)
-    db.executemany(
-        "INSERT INTO kw_terms(level, term, df, version) VALUES (?,?,?,?) ON CONFLICT(level, term) "
-        "DO UPDATE SET df = df + excluded.df, version = excluded.version",
-        [(level, term, n, version) for (level, term), n in df.items()],
-    )
-    _put_facets(db, numbers, docs, [len(t) for t in token_lists], version)
-    _add_totals(db, [(d.level, 1, len(t)) for d, t in zip(docs, token_lists, strict=True)])
+    postings = _count(docs, tokens.ids, lengths, len(terms), first)
+    if postings.size:
+        first_block = first // BLOCK
+        stored = _stored_postings(db, first_block, [
+            (level, terms[term]) for level, term, block, _, _ in postings.rows()
+            if block == first_block])
+        dead = _unswept_dead(db, first_block, first_block + 1) - first_block * BLOCK
+        wide = postings.wide()
+        new_rows, updated = [], []
+        for level, term, block, start, end in postings.rows():
+            old = stored.get((level, terms[term])) if block == first_block else None
+            n, packed, tfs = _appended(old, postings, start, end, dead, start in wide)
+            if old is None:
+                new_rows.append((level, terms[term], block, version, n, packed, tfs))
+            else:  # an UPDATE leaves the row's key, and so the block index, alone
+                updated.append((version, n, packed, tfs, level, terms[term], block))
+        db.executemany("INSERT INTO kw_postings(level, term, block, version, n, docs, tfs) "
+                       "VALUES (?,?,?,?,?,?,?)", new_rows)
+        db.executemany("UPDATE kw_postings SET version=?, n=?, docs=?, tfs=? "
+                       "WHERE level=? AND term=? AND block=?", updated)
+        db.executemany(
+            "INSERT INTO kw_terms(level, term, df, version) VALUES (?,?,?,?) ON CONFLICT(level, "
+            "term) DO UPDATE SET df = df + excluded.df, version = excluded.version",
+            [(level, terms[term], df, version) for level, term, df in postings.frequencies()],
+        )
+    numbers = range(first, first + len(docs))
+    _put_facets(db, numbers, docs, lengths, version)
+    _add_totals(db, [(d.level, 1, length) for d, length in zip(docs, lengths, strict=True)])
+
+
+@dataclass
+class _Counted:
+    """A batch's postings, one per (level, term, document), sorted so: ``level``, ``term``
+    (vocabulary ids), ``doc`` (document ids) and ``tf`` per posting; ``starts`` and ``ends``
+    bound each stored row (a level, term and block); ``offsets`` and ``narrow`` are the
+    postings packed as stored (uint16 offsets in the block, uint16 frequencies)."""
+
+    level: Any
+    term: Any
+    doc: Any
+    tf: Any
+    starts: Any
+    ends: Any
+    offsets: bytes
+    narrow: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.doc)
+
+    def rows(self) -> Iterator[tuple[int, int, int, int, int]]:
+        """(level, term, block, start, end) of each row, in order."""
+        at = self.starts
+        return zip(self.level[at].tolist(), self.term[at].tolist(),
+                   (self.doc[at] // BLOCK).tolist(), at.tolist(), self.ends.tolist(), strict=True)
+
+    def wide(self) -> set[int]:
+        """The starts of the rows with a frequency above uint16's range."""
+        import numpy as np
+
+        over = np.maximum.reduceat(self.tf, self.starts) > 0xFFFF
+        return set(self.starts[over].tolist())
+
+    def frequencies(self) -> Iterator[tuple[int, int, int]]:
+        """(level, term, documents holding it) for each term of the batch."""
+        import numpy as np
+
+        at = np.flatnonzero(np.diff(self.level * (1 << 32) + self.term, prepend=-1))
+        counts = np.diff(np.append(at, self.size))
+        return zip(self.level[at].tolist(), self.term[at].tolist(), counts.tolist(), strict=True)
+
+
+def _count(
+    docs: Sequence[KeywordDoc], ids: list[list[int]], lengths: list[int], n_terms: int, first: int
+) -> _Counted:
+    """Every (level, term, document) of the batch with its frequency, documents numbered from
+    ``first``, sorted and cut into rows (``_Counted``)."""
+    import numpy as np
+
+    n_docs, n_terms = len(docs), max(n_terms, 1)
+    local = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    stems = np.fromiter(chain.from_iterable(ids), np.int64, len(local))
+    levels = np.array([d.level for d in docs], dtype=np.int64)
+    # one key per token, ordered by (level, term, document): equal keys are one posting
+    keys, tf = np.unique((levels[local] * n_terms + stems) * n_docs + local, return_counts=True)
+    group, doc = np.divmod(keys, n_docs)
+    level, term = np.divmod(group, n_terms)
+    doc += first
+    block = doc // BLOCK
+    cut = np.flatnonzero((group[1:] != group[:-1]) | (block[1:] != block[:-1])) + 1
+    starts, ends = np.append([0], cut), np.append(cut, [len(keys)])
+    return _Counted(level, term, doc, tf, starts, ends,
+                    (doc - block * BLOCK).astype("<u2").tobytes(), tf.astype("<u2").tobytes())
+
+
+def _appended(
+    old: tuple[int, bytes, bytes] | None, new: _Counted, start: int, end: int, dead: Any,
+    wide: bool,
+) -> tuple[int, bytes, bytes]:
+    """A row's (count, docs, tfs) as stored: ``old`` (the stored row, if any) followed by the
+    batch's postings ``start:end`` (``wide``: one of their frequencies exceeds uint16's range);
+    removed documents (``dead``, offsets in the block) of the stored row dropped."""
+    import numpy as np
+
+    count, docs, tfs = end - start, new.offsets[2 * start : 2 * end], new.narrow[2 * start : 2 * end]
+    if old is None and not wide:
+        return count, docs, tfs
+    if old is not None and not wide and not dead.size and len(old[2]) == 2 * old[0]:
+        return old[0] + count, old[1] + docs, old[2] + tfs
+    offsets = np.frombuffer(docs, dtype="<u2").astype(np.int64)
+    freqs = new.tf[start:end]
+    if old is not None:
+        old_offsets, old_tfs = decode(0, *old)
+        keep = ~np.isin(old_offsets, dead)
+        offsets = np.concatenate([old_offsets[keep], offsets])
+        freqs = np.concatenate([old_tfs[keep].astype(np.int64), freqs])
+    return encode(offsets, freqs)
 
 
 def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:
@@ -262,19 +364,24 @@ def _unswept_dead(db: sqlite3.Connection, first_block: int, end_block: int | Non
 
 
 def _stored_postings(
-    db: sqlite3.Connection, keys: list[tuple[int, str, int]]
-) -> dict[tuple[int, str, int], tuple[int, bytes, bytes]]:
-    """The stored (n, docs, tfs) of these (level, term, block) rows that exist."""
+    db: sqlite3.Connection, block: int, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], tuple[int, bytes, bytes]]:
+    """The stored (n, docs, tfs) of these (level, term) rows of one block that exist.
+
+    Asked level by level with the terms in an ``IN`` list, which SQLite answers by seeking
+    each key (a row-value ``IN (VALUES ...)`` was a scan of the whole table)."""
+    by_level: dict[int, list[str]] = defaultdict(list)
+    for level, term in keys:
+        by_level[level].append(term)
     found = {}
-    for i in range(0, len(keys), 3000):
-        part = keys[i : i + 3000]
-        values = ",".join("(?,?,?)" for _ in part)
-        for level, term, block, n, docs, tfs in db.execute(
-            "SELECT level, term, block, n, docs, tfs FROM kw_postings "
-            f"WHERE (level, term, block) IN (VALUES {values})",
-            [x for key in part for x in key],
-        ):
-            found[(level, term, block)] = (n, docs, tfs)
+    for level, terms in by_level.items():
+        for i in range(0, len(terms), 3000):
+            part = terms[i : i + 3000]
+            for term, n, docs, tfs in db.execute(
+                "SELECT term, n, docs, tfs FROM kw_postings WHERE level=? AND block=? AND term "
+                f"IN ({','.join('?' * len(part))})", (level, block, *part),
+            ):
+                found[(level, term)] = (n, docs, tfs)
     return found
 
 

@@ -20,12 +20,12 @@ import math
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from index import keyword_tables
+from index import keyword_tables, maxscore
 from index.keyword_tables import (
     ARTICLES,
     CHUNKS,
@@ -99,6 +99,7 @@ class _Postings:
     lengths: Any = None
     unit: Any = None
     avg: float = 0.0
+    top: float = 0.0  # the largest share
 
     @property
     def nbytes(self) -> int:
@@ -113,6 +114,7 @@ class _Postings:
             tf = self.tfs.astype(np.float64)
             norm = k1 * ((1 - b) + b * self.lengths.astype(np.float64) / avg_length)
             self.unit, self.avg = tf / (norm + tf), avg_length
+            self.top = float(self.unit.max()) if len(self.unit) else 0.0
         return self.unit
 
 
@@ -214,7 +216,7 @@ class KeywordCache:
         return entry
 
 
-    def sum_by_document(self, asked: list[tuple[float, _Postings]]) -> tuple[Any, Any]:
+    def sum_by_document(self, asked: Sequence[tuple[float, _Postings]]) -> tuple[Any, Any]:
         """Each document's BM25 over the asked (weight, postings): (sorted doc ids, scores).
 
         A document's shares are added in the order of ``asked``, whichever way is taken.
@@ -268,7 +270,9 @@ class KeywordLevel:
 
         Reads the postings of the query's terms only (a term repeated in the query counts
         each time, as in bm25s); idf and the average length are over the level's live
-        documents.  Ties go to the earlier indexed document.
+        documents.  Ties go to the earlier indexed document.  The top k is exact, but only
+        the terms that can bring a document into it have their postings added up
+        (``index.maxscore``); the others are looked up for the documents within reach.
         """
         counts = Counter(tokenize([query], return_ids=False)[0])
         if not counts or k <= 0:
@@ -295,9 +299,9 @@ class KeywordLevel:
                 asked.append((counts[term] * idf, entry))
             if not asked:
                 return []
-            unique, scores = self.cache.sum_by_document(asked)
-            keep = self.cache.admits(unique, where)
-            unique, scores = unique[keep], scores[keep]
+            unique, scores = maxscore.candidates(
+                asked, k, lambda docs: self.cache.admits(docs, where), self.cache.sum_by_document
+            )
             best = _top(unique, scores, k)
             keys = dict(self.db.execute(
                 f"SELECT doc, key FROM kw_docs WHERE doc IN ({','.join('?' * len(best))})",

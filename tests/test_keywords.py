@@ -4,11 +4,12 @@ read through a per-process cache that sees every connection's commits, scored as
 from __future__ import annotations
 
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from index import keyword_tables
+from index import keyword_tables, maxscore
 from index.catalog import PreparedArticle
 from index.chunking import chunk_article
 from index.config import IndexConfig
@@ -88,6 +89,49 @@ def test_a_batch_rewrites_only_the_blocks_of_its_new_documents(
     assert facets == written
 
 
+def test_each_batch_reads_back_as_its_documents_tokens_counted(
+    small_blocks: None, tmp_path: Path
+) -> None:
+    """Batches that start inside a block append to its stored rows, one after a removal drops
+    the removed documents from them, and a frequency above 65,535 is stored wide: every live
+    document's postings are its tokens counted, every row packed as layout 3 packs it."""
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(7)])
+    short = Article(id="short", title="Brief", text="Two w1 words.", outlet="Harbor Ledger")
+    c.replace([prepared(article(i)) for i in range(7, 12)] + [prepared(short)])
+    c.delete(["short"])  # two documents, fewer than SWEEP_AT: they stay in the last block
+    (dead,) = c.db.execute("SELECT MAX(doc) FROM kw_dead WHERE swept=0").fetchone()
+    c.replace([prepared(article(i)) for i in range(12, 15)])  # rewrites the rows of that block
+    rewritten = c.db.execute("SELECT COUNT(*) FROM kw_postings WHERE block=? AND version=?",
+                             (dead // keyword_tables.BLOCK, c.generation)).fetchone()[0]
+    assert rewritten, "the batch after the removal starts in the removed documents' block"
+    c.replace([prepared(article(15, extra=" Zebra." + " zebra" * 70_000))])
+    c.replace([prepared(article(i)) for i in range(16, 18)])
+    live = dict(c.db.execute("SELECT doc, key FROM kw_docs"))
+    expected = {}
+    for doc in keyword_tables._documents_of(c.db, [f"a{i}" for i in range(18)]):
+        for term, tf in Counter(tokenize([doc.text], return_ids=False)[0]).items():
+            expected.setdefault((doc.level, term), {})[doc.key] = tf
+    got: dict[tuple[int, str], dict[str, int]] = {}
+    wide = 0
+    for level, term, block, n, docs, tfs in c.db.execute(
+        "SELECT level, term, block, n, docs, tfs FROM kw_postings"
+    ):
+        ids, freqs = keyword_tables.decode(block, n, docs, tfs)
+        assert (n, docs, tfs) == keyword_tables.encode(ids - block * keyword_tables.BLOCK, freqs)
+        assert list(ids) == sorted(set(ids.tolist()))
+        assert all(i // keyword_tables.BLOCK == block for i in ids.tolist())
+        wide += len(tfs) == 4 * n
+        for doc, tf in zip(ids.tolist(), freqs.tolist(), strict=True):
+            if doc in live:  # a removed document waits for its block's sweep
+                got.setdefault((level, term), {})[live[doc]] = tf
+    assert got == expected
+    assert got[(keyword_tables.ARTICLES, "zebra")] == {"a15": 70_001}
+    assert wide >= 1
+    df = {(level, term): n for level, term, n in c.db.execute("SELECT level, term, df FROM kw_terms")}
+    assert df == {key: len(docs) for key, docs in expected.items()}
+
+
 def test_a_reader_sees_each_commit_of_another_connection(small_blocks: None, tmp_path: Path) -> None:
     writer, reader = catalog(tmp_path), catalog(tmp_path)  # two connections, as two processes
     writer.replace([prepared(article(i)) for i in range(20)])
@@ -142,6 +186,37 @@ def test_filters_use_each_documents_outlet_and_day(
     assert {a for a, _ in hits} == admitted
     chunks = c.keywords.chunks.search("lighthouse", 50, where)
     assert {key.split("#")[0] for key, _ in chunks} == admitted
+
+
+def test_the_bounded_search_ranks_as_adding_up_every_posting(
+    small_blocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i, outlet="Quay Times" if i % 3 else "Harbor Ledger"))
+               for i in range(150)])
+    c.delete([f"a{i}" for i in range(0, 150, 7)])
+    summed: list[int] = []
+    add_up = c._keyword_cache.sum_by_document
+    monkeypatch.setattr(c._keyword_cache, "sum_by_document",
+                        lambda asked: summed.append(len(asked)) or add_up(asked))
+    wheres = [None, KeywordFilter(outlets=("Harbor Ledger",)), KeywordFilter(last_day=20210510)]
+    queries = ["w0 w1 w350", "w2 w5 w9 w120 w399", "story w3 w3 w40", "w0 w7 w77"]
+
+    def every_search() -> list[list[tuple[str, float]]]:
+        return [getattr(c.keywords, level).search(query, k, where)
+                for level in ("chunks", "articles") for query in queries
+                for k in (1, 5, 20) for where in wheres]
+
+    monkeypatch.setattr(maxscore, "EXHAUSTIVE_BELOW", 1 << 40)
+    exhaustive = every_search()
+    every_term = list(summed)
+    summed.clear()
+    monkeypatch.setattr(maxscore, "EXHAUSTIVE_BELOW", 0)
+    assert every_search() == exhaustive
+    assert all(exhaustive)
+    assert len(summed) == len(every_term) == 2 * 4 * 3 * 3  # one sum per search
+    fewer = sum(b < e for b, e in zip(summed, every_term, strict=True))
+    assert fewer >= len(summed) // 4, "many searches added up only some of their terms"
 
 
 def test_a_catalog_with_the_previous_keyword_layout_is_rebuilt_on_open(tmp_path: Path) -> None:
