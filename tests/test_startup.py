@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from assistant.settings import Settings
+from index.bundled_model import BundledModel, bundled_model, sha256
+from index.embeddings import Embedder, OnnxEncoder
 
 PROBE = """
 import json, runpy, sys
@@ -124,3 +128,103 @@ def test_the_first_command_on_a_new_machine_says_it_prepares_the_model_once(
     assert "preparing the bundled embedding model" in first.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "preparing" not in again.output
+
+
+@pytest.fixture
+def export(tmp_path: Path, embedder: Embedder) -> BundledModel:
+    """A copy of the verified export in a model cache of its own (times kept: still trusted)."""
+    source = embedder.bundled.onnx_path.parent
+    folder = tmp_path / "models" / source.name
+    folder.mkdir(parents=True)
+    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+        shutil.copy2(source / name, folder / name)
+    model = bundled_model(tmp_path / "models")
+    assert model.onnx_path == folder / "model.onnx"  # reused, not exported again
+    return model
+
+
+TEXTS = ["When did Assad visit Moscow?", "x",
+         "Syrian President Bashar al-Assad met Vladimir Putin during a surprise visit to Moscow."]
+
+
+def export_vectors(model: BundledModel) -> list[list[float]]:
+    """The vectors of ``TEXTS`` from the export loaded as is, with no kept graph."""
+    import onnxruntime
+
+    plain = OnnxEncoder(model)  # its tokenizer and batching, with a session of the export
+    plain.session = onnxruntime.InferenceSession(str(model.onnx_path),
+                                                 providers=["CPUExecutionProvider"])
+    return plain.embed(TEXTS)
+
+
+def optimized_folder(model: BundledModel) -> Path:
+    import onnxruntime
+
+    return model.onnx_path.parent / f"optimized-ort{onnxruntime.__version__}"
+
+
+@pytest.mark.slow
+def test_the_optimised_graph_is_kept_beside_the_export_reused_and_gives_its_vectors(
+    export: BundledModel,
+) -> None:
+    first = OnnxEncoder(export)
+    folder = optimized_folder(export)
+    assert first.graph_path == folder / "model.onnx"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["export_sha256"] == export.onnx_sha256 == sha256(export.onnx_path)
+    assert set(manifest["sha256"]) == {"model.onnx", "model.onnx.data"}
+    assert first.embed(TEXTS) == export_vectors(export)  # bit for bit
+    stamp = (folder / "model.onnx.data").stat().st_mtime_ns
+
+    again = OnnxEncoder(export)
+    assert again.graph_path == first.graph_path
+    assert (folder / "model.onnx.data").stat().st_mtime_ns == stamp  # reused, not built again
+
+
+def _damage_weights(folder: Path) -> None:
+    with (folder / "model.onnx.data").open("r+b") as f:
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _another_runtime(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"onnxruntime": "1.0.0"}))
+
+
+def _another_export(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"export_sha256": "0" * 64}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("staleness", [_damage_weights, _another_runtime, _another_export],
+                         ids=["damaged weights", "another onnxruntime", "another export"])
+def test_a_stale_or_damaged_optimised_graph_is_noticed_and_built_again(
+    export: BundledModel, staleness: Callable[[Path], None]
+) -> None:
+    OnnxEncoder(export)
+    folder = optimized_folder(export)
+    before = json.loads((folder / "manifest.json").read_text())
+    staleness(folder)
+
+    rebuilt = OnnxEncoder(export)
+    assert rebuilt.graph_path == folder / "model.onnx"
+    after = json.loads((folder / "manifest.json").read_text())
+    assert after["onnxruntime"] == before["onnxruntime"]
+    assert after["export_sha256"] == export.onnx_sha256
+    assert sha256(folder / "model.onnx.data") == after["sha256"]["model.onnx.data"]
+    assert after["stat"] != before["stat"]  # written again
+    assert rebuilt.embed(TEXTS) == export_vectors(export)
+
+
+@pytest.mark.slow
+def test_with_nowhere_to_keep_the_optimised_graph_the_export_is_loaded_as_is(
+    export: BundledModel,
+) -> None:
+    optimized_folder(export).write_text("not a folder")  # as a cache that cannot be written
+    encoder = OnnxEncoder(export)
+    assert encoder.graph_path == export.onnx_path
+    assert encoder.embed(TEXTS) == export_vectors(export)
