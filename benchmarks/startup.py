@@ -15,6 +15,15 @@ Every ``ask`` run is also checked for torch: the run fails if torch was imported
 git worktree), alternating with this tree's runs over the same index, so a change in start-up is
 measured in one run on this shared, noisy machine.
 
+Bytecode: an installed Python program runs from compiled bytecode (``pip install`` compiles it,
+and Python keeps it on first import).  This machine's environment sets
+``PYTHONDONTWRITEBYTECODE=1``, so a checkout without ``__pycache__`` compiles every newsdesk
+module from source in every process (about 0.1-0.2 s).  The rows without a note run with
+bytecode kept in a temporary ``PYTHONPYCACHEPREFIX`` (written by the warm-up runs, for the
+libraries too); the rows marked "from source" run in the environment as inherited, with
+``PYTHONDONTWRITEBYTECODE=1`` and no bytecode of newsdesk's own modules (both checkouts hold
+none: run it from a clean tree).
+
 Run from the repository root::
 
     python benchmarks/startup.py            # 5 runs each
@@ -31,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -40,7 +50,7 @@ from benchmarks.load import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "When did Assad visit Moscow?"
-TARGETS = {"newsdesk --help": 0.5, "newsdesk ask": 1.5}
+TARGETS = {"newsdesk --help": 0.5, "newsdesk ask": 1.5, "newsdesk ask, from source": 1.5}
 TORCH_PROBE = (
     "import sys, runpy; sys.argv = ['newsdesk', 'ask', {q!r}]\n"
     "try:\n    runpy.run_module('assistant.cli', run_name='__main__')\n"
@@ -113,42 +123,53 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--against", metavar="REV", help="also time `ask` at this git commit")
     args = parser.parse_args()
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         earlier = Path(tmp) / "earlier"
         if args.against:
             subprocess.run(["git", "worktree", "add", "--detach", str(earlier), args.against],
                            cwd=REPO, check=True, capture_output=True)
-        env = {
+        source = {
             k: v for k, v in os.environ.items()
             if not k.startswith("NEWSDESK_")
-            and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "PYTHONPATH"}
+            and k not in {"OPENAI_API_KEY", "OPENAI_BASE_URL", "PYTHONPATH", "PYTHONPYCACHEPREFIX"}
         }
-        env |= {"NEWSDESK_DATA_DIR": str(Path(tmp) / "data"), "NEWSDESK_LLM": "extractive"}
+        source |= {"NEWSDESK_DATA_DIR": str(Path(tmp) / "data"), "NEWSDESK_LLM": "extractive",
+                   "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {k: v for k, v in source.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "bytecode")
         subprocess.run(
             [sys.executable, "-m", "assistant.cli", "ingest", str(REPO / "index" / "samples")],
             env=env, check=True, capture_output=True,
         )
         newsdesk = [sys.executable, "-m", "assistant.cli"]
-        timed(newsdesk + ["ask", QUESTION], env)  # warm the OS file cache and the ONNX export
+        ask = newsdesk + ["ask", QUESTION]
+        trees = [("", REPO)] + ([(f" at {args.against}", earlier)] if args.against else [])
+        for _, tree in trees:  # warm the OS file cache, the model cache and the bytecode
+            timed(newsdesk + ["--help"], env, tree)
+            timed(ask, env, tree)
+            timed(ask, source, tree)
         rows = {
             "python -c pass": [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)],
             "newsdesk --help": [timed(newsdesk + ["--help"], env) for _ in range(args.runs)],
-            "newsdesk ask": [],
         }
-        if args.against:
-            timed(newsdesk + ["ask", QUESTION], env, earlier)
-            rows[f"newsdesk ask at {args.against}"] = []
-        for _ in range(args.runs):  # alternating, so both see the same load
-            rows["newsdesk ask"].append(timed(newsdesk + ["ask", QUESTION], env))
-            if args.against:
-                rows[f"newsdesk ask at {args.against}"].append(
-                    timed(newsdesk + ["ask", QUESTION], env, earlier))
+        conditions = [("", env), (", from source", source)]
+        for label, _ in conditions:
+            for name, _ in trees:
+                rows[f"newsdesk ask{name}{label}"] = []
+        for _ in range(args.runs):  # alternating, so every row sees the same load
+            for label, environment in conditions:
+                for name, tree in trees:
+                    rows[f"newsdesk ask{name}{label}"].append(timed(ask, environment, tree))
         rows["serve first answer"] = [serve_first_answer(env) for _ in range(args.runs)]
         timed([sys.executable, "-c", TORCH_PROBE.format(q=QUESTION)], env)
         if args.against:
             subprocess.run(["git", "worktree", "remove", "--force", str(earlier)], cwd=REPO,
                            check=True, capture_output=True)
-    print(f"{args.runs} cold runs each; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(f"started {started}; load average {load_before:.2f} at the start, "
+          f"{os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} cores")
+    print(f"{args.runs} cold runs each")
     print("| command | median s | min s | max s | target |")
     print("|---|---|---|---|---|")
     for name, seconds in rows.items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+from collections import deque
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -37,7 +38,10 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
 # are defined (about a third of its import; the checks only catch chromadb's own coding
 # mistakes), and its telemetry module imports the OpenTelemetry gRPC exporter (gRPC and
 # protobuf) for a collector endpoint newsdesk never sets.  httpx's command line (click, rich's
-# syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.
+# syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.  And
+# jsonschema (with attrs, referencing and rpds: 0.05-0.07 s of CPU), which chromadb imports to
+# check the configuration of its own embedding functions, never used by newsdesk (it passes
+# its vectors): a stand-in loads it when chromadb first validates one.
 _OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 _CHROMADB_OPTIONAL = ("httpx._main",)
 _CHROMADB_CLIENTS = {False: "chromadb.api.rust", True: "chromadb.api.fastapi"}  # loaded lazily
@@ -66,19 +70,22 @@ def _import_lean(modules: Sequence[str]) -> None:
     saved = (overrides.override, overrides.overrides, checking.override, checking.overrides)
     overrides.override = overrides.overrides = _marked_override  # type: ignore[assignment]
     checking.override = checking.overrides = _marked_override  # type: ignore[assignment]
-    stub = None
+    stubs = {}
     if _OTLP_EXPORTER not in sys.modules:
-        stub = ModuleType(_OTLP_EXPORTER)
-        stub.OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
-        sys.modules[_OTLP_EXPORTER] = stub
+        stubs[_OTLP_EXPORTER] = ModuleType(_OTLP_EXPORTER)
+        stubs[_OTLP_EXPORTER].OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
+    if "jsonschema" not in sys.modules:
+        stubs["jsonschema"] = _jsonschema_on_first_use()
+    sys.modules.update(stubs)
     try:
         for module in modules:
             import_without(module, _CHROMADB_OPTIONAL)
     finally:
         (overrides.override, overrides.overrides,
          checking.override, checking.overrides) = saved  # type: ignore[assignment]
-        if stub is not None and sys.modules.get(_OTLP_EXPORTER) is stub:
-            del sys.modules[_OTLP_EXPORTER]
+        for name, stub in stubs.items():
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
 
 
 def _marked_override(method=None, *, check_signature=True, check_at_runtime=False):
@@ -98,3 +105,42 @@ class _NoOtlpExporter:
             "newsdesk loads chromadb without its OpenTelemetry exporter; "
             "unset chroma_otel_collection_endpoint"
         )
+
+
+class _SchemaError(ValueError):
+    """What the jsonschema stand-in raises for an invalid instance: the message and path of
+    jsonschema's ``ValidationError`` (the only parts chromadb reads)."""
+
+    def __init__(self, message: str, path: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = deque(path)
+
+
+def _jsonschema_on_first_use() -> ModuleType:
+    """A stand-in for the ``jsonschema`` module while chromadb imports it: ``validate`` loads the
+    real jsonschema on its first call (its errors become ``_SchemaError``, the stand-in's
+    ``ValidationError``); any other name loads it at once."""
+    stub = ModuleType("jsonschema")
+
+    def real() -> ModuleType:
+        if sys.modules.get("jsonschema") is stub:  # asked for during chromadb's own import
+            del sys.modules["jsonschema"]
+        return importlib.import_module("jsonschema")
+
+    def validate(instance: object, schema: object, *args: object, **kwargs: object) -> None:
+        jsonschema = real()
+        try:
+            jsonschema.validate(instance, schema, *args, **kwargs)
+        except jsonschema.ValidationError as exc:
+            raise _SchemaError(exc.message, exc.path) from exc
+
+    def attribute(name: str) -> object:
+        if name.startswith("__"):  # the import system asking what the module is (a package?)
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    stub.ValidationError = _SchemaError  # type: ignore[attr-defined]
+    stub.validate = validate  # type: ignore[attr-defined]
+    stub.__getattr__ = attribute  # type: ignore[method-assign]
+    return stub

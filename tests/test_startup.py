@@ -68,13 +68,13 @@ def test_an_extractive_ask_loads_no_sentence_splitter_sparse_matrices_or_grpc(
     sample_index: Settings,
 ) -> None:
     """Its answer quotes whole sentences, so nothing re-splits it; keyword search uses bm25s's
-    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC
-    and without httpx's command line (with its syntax highlighter)."""
+    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC,
+    without httpx's command line (with its syntax highlighter) and without jsonschema."""
     code, modules, out = run_newsdesk(
         ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
     )
     assert code == 0, out
-    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments"}
+    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments", "jsonschema"}
     assert not modules & unwanted, sorted(modules & unwanted)
     assert {"bm25s", "chromadb"} <= modules  # the keyword and the dense side did run
 
@@ -84,6 +84,7 @@ import sys
 from index.lean_import import import_chromadb
 chromadb = import_chromadb()
 assert "grpc" not in sys.modules
+assert "jsonschema" not in sys.modules
 from overrides import override
 class Base:
     def size(self, unit: str) -> int:
@@ -98,6 +99,14 @@ except TypeError:
 import httpx._main
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 print(OTLPSpanExporter.__module__)
+from chromadb.utils.embedding_functions.schemas import validate_config_schema
+validate_config_schema({"preferred_providers": ["CPUExecutionProvider"]}, "onnx_mini_lm_l6_v2")
+try:
+    validate_config_schema({"preferred_providers": 3}, "onnx_mini_lm_l6_v2")
+except ValueError as exc:
+    print(str(exc).replace(" ", "_"))
+import jsonschema
+print(jsonschema.ValidationError.__module__)
 """
 
 
@@ -106,7 +115,10 @@ def test_chromadb_loads_lean_and_leaves_overrides_httpx_and_opentelemetry_usable
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [
-        "overrides", "checks", "again", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+        "overrides", "checks", "again", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        ("Config_validation_failed_for_schema_'onnx_mini_lm_l6_v2':_3_is_not_of_type_'array',"
+         "_'null'_at_path_'preferred_providers'"),
+        "jsonschema.exceptions",
     ]
 
 
