@@ -10,12 +10,16 @@ tokenizer otherwise.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel
 
 
 def import_without(module: str, optional: Sequence[str]) -> ModuleType:
@@ -77,15 +81,42 @@ def _import_lean(modules: Sequence[str]) -> None:
     if "jsonschema" not in sys.modules:
         stubs["jsonschema"] = _jsonschema_on_first_use()
     sys.modules.update(stubs)
+    from pydantic_settings import BaseSettings
+
+    settings_init = BaseSettings.__init__
+    BaseSettings.__init__ = _chroma_settings_read_once(settings_init)  # type: ignore[method-assign]
     try:
         for module in modules:
             import_without(module, _CHROMADB_OPTIONAL)
     finally:
+        BaseSettings.__init__ = settings_init  # type: ignore[method-assign]
         (overrides.override, overrides.overrides,
          checking.override, checking.overrides) = saved  # type: ignore[assignment]
         for name, stub in stubs.items():
             if sys.modules.get(name) is stub:
                 del sys.modules[name]
+
+
+def _chroma_settings_read_once(settings_init: Callable[..., None]) -> Callable[..., None]:
+    """``BaseSettings.__init__`` for while chromadb imports: chromadb builds seven default
+    ``Settings()`` as it loads (default arguments), each reading the environment and ``.env``
+    for its 120 fields (7-8 ms each, about a sixth of chromadb's import).  The first is built
+    as usual; the others of the same class are validated from its values, which are what
+    reading the same environment a moment later gives."""
+    first: dict[type, Any] = {}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        cls = type(self)
+        if args or kwargs or not cls.__module__.startswith("chromadb") or cls not in first:
+            settings_init(self, *args, **kwargs)
+            if not args and not kwargs:
+                first.setdefault(cls, self)
+            return
+        made = first[cls]
+        values = {name: copy.deepcopy(getattr(made, name)) for name in made.model_fields_set}
+        BaseModel.__init__(self, **values)
+
+    return __init__
 
 
 def _marked_override(method=None, *, check_signature=True, check_at_runtime=False):

@@ -80,11 +80,21 @@ def test_an_extractive_ask_loads_no_sentence_splitter_sparse_matrices_or_grpc(
 
 
 LEAN_CHROMADB = """
-import sys
+import inspect, sys
+from pydantic_settings import BaseSettings
+build = BaseSettings.__init__
 from index.lean_import import import_chromadb
 chromadb = import_chromadb()
 assert "grpc" not in sys.modules
 assert "jsonschema" not in sys.modules
+assert BaseSettings.__init__ is build
+from chromadb.api.client import Client
+from chromadb.config import Settings
+fresh = Settings()
+default = inspect.signature(Client.__init__).parameters["settings"].default
+for made in (chromadb.get_settings(), default):  # built while chromadb loaded: as fresh ones
+    assert made == fresh and made.model_fields_set == fresh.model_fields_set, made
+print(default.chroma_server_host, default is not chromadb.get_settings())
 from overrides import override
 class Base:
     def size(self, unit: str) -> int:
@@ -110,11 +120,17 @@ print(jsonschema.ValidationError.__module__)
 """
 
 
-def test_chromadb_loads_lean_and_leaves_overrides_httpx_and_opentelemetry_usable() -> None:
-    done = subprocess.run([sys.executable, "-c", LEAN_CHROMADB], check=False,
+def test_chromadb_loads_lean_and_leaves_overrides_httpx_opentelemetry_and_settings_usable(
+) -> None:
+    """What is skipped or stood in for while chromadb loads is back afterwards, the settings it
+    built meanwhile equal fresh ones (the environment included), and jsonschema loads when
+    chromadb first validates a configuration."""
+    env = os.environ | {"CHROMA_SERVER_HOST": "chroma.example"}  # read by every Settings()
+    done = subprocess.run([sys.executable, "-c", LEAN_CHROMADB], check=False, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [
+        "chroma.example", "True",
         "overrides", "checks", "again", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
         ("Config_validation_failed_for_schema_'onnx_mini_lm_l6_v2':_3_is_not_of_type_'array',"
          "_'null'_at_path_'preferred_providers'"),
