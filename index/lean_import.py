@@ -45,7 +45,8 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
 # syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.  And
 # jsonschema (with attrs, referencing and rpds: 0.05-0.07 s of CPU), which chromadb imports to
 # check the configuration of its own embedding functions, never used by newsdesk (it passes
-# its vectors): a stand-in loads it when chromadb first validates one.
+# its vectors): a stand-in loads it when chromadb first validates one.  PyYAML likewise, read
+# only by a Chroma server's token authentication.
 _OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 _CHROMADB_OPTIONAL = ("httpx._main",)
 _CHROMADB_CLIENTS = {False: "chromadb.api.rust", True: "chromadb.api.fastapi"}  # loaded lazily
@@ -80,6 +81,8 @@ def _import_lean(modules: Sequence[str]) -> None:
         stubs[_OTLP_EXPORTER].OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
     if "jsonschema" not in sys.modules:
         stubs["jsonschema"] = _jsonschema_on_first_use()
+    if "yaml" not in sys.modules:  # read only by the server-side token authentication
+        stubs["yaml"] = _on_first_use("yaml")[0]
     sys.modules.update(stubs)
     from pydantic_settings import BaseSettings
 
@@ -148,16 +151,31 @@ class _SchemaError(ValueError):
         self.path = deque(path)
 
 
-def _jsonschema_on_first_use() -> ModuleType:
-    """A stand-in for the ``jsonschema`` module while chromadb imports it: ``validate`` loads the
-    real jsonschema on its first call (its errors become ``_SchemaError``, the stand-in's
-    ``ValidationError``); any other name loads it at once."""
-    stub = ModuleType("jsonschema")
+def _on_first_use(name: str) -> tuple[ModuleType, Callable[[], ModuleType]]:
+    """A stand-in for module ``name`` that loads the real one when any of its attributes is
+    first read (for modules a library imports but uses only in functions newsdesk never
+    calls), and the function that loads it."""
+    stub = ModuleType(name)
 
     def real() -> ModuleType:
-        if sys.modules.get("jsonschema") is stub:  # asked for during chromadb's own import
-            del sys.modules["jsonschema"]
-        return importlib.import_module("jsonschema")
+        if sys.modules.get(name) is stub:  # asked for during the library's own import
+            del sys.modules[name]
+        return importlib.import_module(name)
+
+    def attribute(attr: str) -> object:
+        if attr.startswith("__"):  # the import system asking what the module is (a package?)
+            raise AttributeError(attr)
+        return getattr(real(), attr)
+
+    stub.__getattr__ = attribute  # type: ignore[method-assign]
+    return stub, real
+
+
+def _jsonschema_on_first_use() -> ModuleType:
+    """A stand-in for the ``jsonschema`` module while chromadb imports it: chromadb binds its
+    ``ValidationError`` at import, so the stand-in has its own (``_SchemaError``), which its
+    ``validate`` raises for jsonschema's; ``validate`` and any other name load jsonschema."""
+    stub, real = _on_first_use("jsonschema")
 
     def validate(instance: object, schema: object, *args: object, **kwargs: object) -> None:
         jsonschema = real()
@@ -166,12 +184,6 @@ def _jsonschema_on_first_use() -> ModuleType:
         except jsonschema.ValidationError as exc:
             raise _SchemaError(exc.message, exc.path) from exc
 
-    def attribute(name: str) -> object:
-        if name.startswith("__"):  # the import system asking what the module is (a package?)
-            raise AttributeError(name)
-        return getattr(real(), name)
-
     stub.ValidationError = _SchemaError  # type: ignore[attr-defined]
     stub.validate = validate  # type: ignore[attr-defined]
-    stub.__getattr__ = attribute  # type: ignore[method-assign]
     return stub

@@ -69,12 +69,12 @@ def test_an_extractive_ask_loads_no_sentence_splitter_sparse_matrices_or_grpc(
 ) -> None:
     """Its answer quotes whole sentences, so nothing re-splits it; keyword search uses bm25s's
     tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC,
-    without httpx's command line (with its syntax highlighter) and without jsonschema."""
+    without httpx's command line (with its syntax highlighter), jsonschema or PyYAML."""
     code, modules, out = run_newsdesk(
         ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
     )
     assert code == 0, out
-    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments", "jsonschema"}
+    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments", "jsonschema", "yaml"}
     assert not modules & unwanted, sorted(modules & unwanted)
     assert {"bm25s", "chromadb"} <= modules  # the keyword and the dense side did run
 
@@ -86,7 +86,7 @@ build = BaseSettings.__init__
 from index.lean_import import import_chromadb
 chromadb = import_chromadb()
 assert "grpc" not in sys.modules
-assert "jsonschema" not in sys.modules
+assert "jsonschema" not in sys.modules and "yaml" not in sys.modules
 assert BaseSettings.__init__ is build
 from chromadb.api.client import Client
 from chromadb.config import Settings
@@ -117,6 +117,8 @@ except ValueError as exc:
     print(str(exc).replace(" ", "_"))
 import jsonschema
 print(jsonschema.ValidationError.__module__)
+from chromadb.auth import token_authn
+print(token_authn.yaml.safe_load("users: [reader]"), sys.modules["yaml"].__name__)
 """
 
 
@@ -135,6 +137,7 @@ def test_chromadb_loads_lean_and_leaves_overrides_httpx_opentelemetry_and_settin
         ("Config_validation_failed_for_schema_'onnx_mini_lm_l6_v2':_3_is_not_of_type_'array',"
          "_'null'_at_path_'preferred_providers'"),
         "jsonschema.exceptions",
+        "{'users':", "['reader']}", "yaml",
     ]
 
 
