@@ -259,3 +259,47 @@ def test_with_nowhere_to_keep_the_optimised_graph_the_export_is_loaded_as_is(
     encoder = OnnxEncoder(export)
     assert encoder.graph_path == export.onnx_path
     assert encoder.embed(TEXTS) == export_vectors(export)
+
+
+RUN_COMMAND = """
+import gc, json, sys
+import typer
+from assistant.cli_runner import run
+
+app = typer.Typer()
+seen = {}
+
+@app.command()
+def look() -> None:
+    seen["collecting"] = gc.isenabled()
+
+@app.command()
+def write() -> None:
+    seen["collecting"] = gc.isenabled()
+
+sys.argv = ["newsdesk", sys.argv[1]]
+try:
+    run(app, read_only={"look"})
+except SystemExit:
+    pass
+print(json.dumps({**seen, "frozen": gc.get_freeze_count() > 0}))
+"""
+
+
+@pytest.mark.parametrize(("command", "quick"), [("look", True), ("write", False)])
+def test_a_read_only_command_runs_without_the_cycle_collector_and_leaves_nothing_to_collect(
+    command: str, quick: bool
+) -> None:
+    done = subprocess.run([sys.executable, "-c", RUN_COMMAND, command], check=False,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"collecting": not quick, "frozen": quick}
+
+
+def test_the_commands_run_quickly_are_those_that_only_read() -> None:
+    from assistant.cli import READ_ONLY, app
+
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert READ_ONLY - {"--help"} <= names
+    assert not READ_ONLY & {"ingest", "remove", "serve", "chat", "watch", "demo", "migrate",
+                            "eval"}
