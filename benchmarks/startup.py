@@ -24,11 +24,16 @@ libraries too); the rows marked "from source" run in the environment as inherite
 ``PYTHONDONTWRITEBYTECODE=1`` and no bytecode of newsdesk's own modules (both checkouts hold
 none: run it from a clean tree).
 
+``--timeline`` instead prints where one cold ``ask`` spends its time: seconds since the
+interpreter started (``time.perf_counter`` marks, and the process's end as its parent saw it)
+at which each stage starts (``>``) and ends (``<``), on the thread that ran it.
+
 Run from the repository root::
 
     python benchmarks/startup.py            # 5 runs each
     python benchmarks/startup.py --runs 9
     python benchmarks/startup.py --against 5a68301
+    python benchmarks/startup.py --timeline
 """
 
 from __future__ import annotations
@@ -59,14 +64,94 @@ TORCH_PROBE = (
 )
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
-    """Wall seconds of one process run; a failing command ends the benchmark."""
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + system) of each row's runs
+
+
+def timed(command: list[str], env: dict[str, str], cwd: Path = REPO, row: str = "") -> float:
+    """Wall seconds of one process run (its CPU seconds kept under ``row``); a failing command
+    ends the benchmark."""
     started = time.perf_counter()
-    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, cwd=cwd)
+    child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    stderr = child.stderr.read() if child.stderr else b""
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{stderr.decode()[-2000:]}")
+    CPU.setdefault(row, []).append(usage.ru_utime + usage.ru_stime)
     return seconds
+
+
+TIMELINE = """
+import builtins, functools, runpy, sys, threading, time
+MARKS = []
+STAGES = {
+    "assistant.answer": ["Assistant.__init__"],
+    "assistant.retrieve": ["KeywordRetriever.search"],
+    "assistant.extractive": ["ExtractiveWriter.compose"],
+    "index.embeddings": ["Embedder.load_libraries", "OnnxEncoder.__init__", "Embedder.embed_query"],
+    "index.store": ["Store._open_vectors_quietly", "Store.search_vectors"],
+}
+STAGES["assistant.answer"].append("Assistant.support")
+
+
+def mark(label):
+    MARKS.append((time.perf_counter(), threading.current_thread().name, label))
+
+
+def wrap(owner, name):
+    method = getattr(owner, name)
+
+    @functools.wraps(method)
+    def marked(*args, **kwargs):
+        mark("> " + owner.__name__ + "." + name)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            mark("< " + owner.__name__ + "." + name)
+
+    setattr(owner, name, marked)
+
+
+real_import = builtins.__import__
+
+
+def watching(name, *args, **kwargs):
+    module = real_import(name, *args, **kwargs)
+    for watched in [m for m in STAGES if m in sys.modules]:
+        found = [q.split(".") for q in STAGES[watched]]
+        if all(hasattr(getattr(sys.modules[watched], c, None), f) for c, f in found):
+            mark("imported " + watched)
+            for cls, fn in found:
+                wrap(getattr(sys.modules[watched], cls), fn)
+            del STAGES[watched]
+    return module
+
+
+builtins.__import__ = watching
+sys.argv = ["newsdesk", "ask", QUESTION]
+mark("python started")
+try:
+    runpy.run_module("assistant.cli", run_name="__main__")
+except SystemExit:
+    pass
+mark("answer printed")
+for at, thread, label in MARKS:
+    print(f"MARK {at:.3f} {thread} {label}", file=sys.stderr)
+"""
+
+
+def timeline(env: dict[str, str]) -> None:
+    """Print the stages of one cold ``ask`` (``--timeline``)."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", TIMELINE.replace("QUESTION", repr(QUESTION))],
+                          env=env, capture_output=True, text=True, cwd=REPO, check=True)
+    ended = time.perf_counter()
+    for line in done.stderr.splitlines():
+        if line.startswith("MARK "):  # perf_counter is the system's monotonic clock: shared
+            _, at, thread, label = line.split(maxsplit=3)
+            print(f"{float(at) - started:6.3f} s  {thread:<22} {label}")
+    print(f"{ended - started:6.3f} s  process ended (as its parent saw it)")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -113,15 +198,17 @@ def summary(name: str, seconds: list[float]) -> str:
     median = statistics.median(seconds)
     verdict = "" if target is None else (" met" if median <= target else " NOT met")
     limit = "" if target is None else f"{target:.1f}"
-    return (
-        f"| {name} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | {limit}{verdict} |"
-    )
+    cpu = f"{statistics.median(CPU[name]):.2f}" if name in CPU else ""
+    return (f"| {name} | {median:.2f} | {min(seconds):.2f} | {max(seconds):.2f} | {cpu} "
+            f"| {limit}{verdict} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--against", metavar="REV", help="also time `ask` at this git commit")
+    parser.add_argument("--timeline", action="store_true",
+                        help="print where one cold `ask` spends its time, and nothing else")
     args = parser.parse_args()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = os.getloadavg()[0]
@@ -145,14 +232,18 @@ def main() -> None:
         )
         newsdesk = [sys.executable, "-m", "assistant.cli"]
         ask = newsdesk + ["ask", QUESTION]
+        if args.timeline:
+            timed(ask, env)  # warm the caches and the bytecode
+            return timeline(env)
         trees = [("", REPO)] + ([(f" at {args.against}", earlier)] if args.against else [])
         for _, tree in trees:  # warm the OS file cache, the model cache and the bytecode
             timed(newsdesk + ["--help"], env, tree)
             timed(ask, env, tree)
             timed(ask, source, tree)
         rows = {
-            "python -c pass": [timed([sys.executable, "-c", "pass"], env) for _ in range(args.runs)],
-            "newsdesk --help": [timed(newsdesk + ["--help"], env) for _ in range(args.runs)],
+            name: [timed(command, env, row=name) for _ in range(args.runs)]
+            for name, command in [("python -c pass", [sys.executable, "-c", "pass"]),
+                                  ("newsdesk --help", newsdesk + ["--help"])]
         }
         conditions = [("", env), (", from source", source)]
         for label, _ in conditions:
@@ -161,7 +252,8 @@ def main() -> None:
         for _ in range(args.runs):  # alternating, so every row sees the same load
             for label, environment in conditions:
                 for name, tree in trees:
-                    rows[f"newsdesk ask{name}{label}"].append(timed(ask, environment, tree))
+                    row = f"newsdesk ask{name}{label}"
+                    rows[row].append(timed(ask, environment, tree, row))
         rows["serve first answer"] = [serve_first_answer(env) for _ in range(args.runs)]
         timed([sys.executable, "-c", TORCH_PROBE.format(q=QUESTION)], env)
         if args.against:
@@ -170,8 +262,8 @@ def main() -> None:
     print(f"started {started}; load average {load_before:.2f} at the start, "
           f"{os.getloadavg()[0]:.2f} at the end, on {os.cpu_count()} cores")
     print(f"{args.runs} cold runs each")
-    print("| command | median s | min s | max s | target |")
-    print("|---|---|---|---|---|")
+    print("| command | median s | min s | max s | median CPU s | target |")
+    print("|---|---|---|---|---|---|")
     for name, seconds in rows.items():
         print(summary(name, seconds))
     print(f"peak RSS of `newsdesk serve` after its first answer: median "
