@@ -333,17 +333,17 @@ def _export(source: Path, folder: Path) -> BundledModel:
         names = ["model.onnx", "tokenizer.json"]
         for name in names:
             os.replace(Path(tmp) / name, folder / name)
+    digests = {name: sha256(folder / name) for name in names}
     manifest = {
         "model": NAME,
         "export_version": EXPORT_VERSION,
         "source_sha256": PINNED,
         "parity_cosine": cosine,
-        "sha256": {name: sha256(folder / name) for name in names},
+        "sha256": digests,
         "stat": {name: _stat(folder / name) for name in names},
     }
     _write_json(folder / "manifest.json", manifest)
-    return BundledModel(folder / "model.onnx", folder / "tokenizer.json",
-                        manifest["sha256"]["model.onnx"])
+    return BundledModel(folder / "model.onnx", folder / "tokenizer.json", digests["model.onnx"])
 
 
 def _write_json(path: Path, data: object) -> None:
