@@ -405,9 +405,13 @@ app.command("eval", help="Evaluate question sets: retrieval, answers, citations,
 app.command("watch")(watch_command)
 
 
+READ_ONLY = frozenset({"ask", "timeline", "list", "stats", "--help"})
+"""Commands that only read the index: their process skips collecting its objects at exit."""
+
+
 def main() -> None:
     """Entry point: run the app, turning newsdesk errors into clean messages."""
-    run(app)
+    run(app, read_only=READ_ONLY)
 
 
 if __name__ == "__main__":

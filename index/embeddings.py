@@ -35,22 +35,18 @@ SENTENCE_CACHE = 20_000  # sentences whose vectors answers re-check
 
 
 class OnnxEncoder:
-    """Sentence embeddings from an ONNX graph whose output is the pooled, normalised vector."""
+    """Sentence embeddings from an ONNX graph whose output is the pooled, normalised vector.
+
+    ``graph_path`` is the graph the session runs: the export as ONNX Runtime optimised and
+    kept it (``index.bundled_model.open_session``), or the export itself."""
 
     def __init__(self, bundled: BundledModel, *, batch_size: int = 64, max_tokens: int = 256) -> None:
-        import onnxruntime
         from tokenizers import Tokenizer
 
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        # ONNX Runtime's threads spin between operators by default: on a small shared machine
-        # that steals the cores the rest of a question needs (a cold `ask` ran 0.1-0.9 s
-        # slower), while batch embedding is no faster (benchmarks/RESULTS.md, start-up).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        from index.bundled_model import open_session
+
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(bundled.onnx_path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session, self.graph_path = open_session(bundled)
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise EmbeddingError(
                 f"cannot load {bundled.onnx_path}: {exc}",

@@ -10,11 +10,16 @@ tokenizer otherwise.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import sys
 import threading
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel
 
 
 def import_without(module: str, optional: Sequence[str]) -> ModuleType:
@@ -37,7 +42,11 @@ def import_without(module: str, optional: Sequence[str]) -> ModuleType:
 # are defined (about a third of its import; the checks only catch chromadb's own coding
 # mistakes), and its telemetry module imports the OpenTelemetry gRPC exporter (gRPC and
 # protobuf) for a collector endpoint newsdesk never sets.  httpx's command line (click, rich's
-# syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.
+# syntax highlighting, pygments), optional to httpx, comes along with the HTTP client.  And
+# jsonschema (with attrs, referencing and rpds: 0.05-0.07 s of CPU), which chromadb imports to
+# check the configuration of its own embedding functions, never used by newsdesk (it passes
+# its vectors): a stand-in loads it when chromadb first validates one.  PyYAML likewise, read
+# only by a Chroma server's token authentication.
 _OTLP_EXPORTER = "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
 _CHROMADB_OPTIONAL = ("httpx._main",)
 _CHROMADB_CLIENTS = {False: "chromadb.api.rust", True: "chromadb.api.fastapi"}  # loaded lazily
@@ -66,19 +75,51 @@ def _import_lean(modules: Sequence[str]) -> None:
     saved = (overrides.override, overrides.overrides, checking.override, checking.overrides)
     overrides.override = overrides.overrides = _marked_override  # type: ignore[assignment]
     checking.override = checking.overrides = _marked_override  # type: ignore[assignment]
-    stub = None
+    stubs = {}
     if _OTLP_EXPORTER not in sys.modules:
-        stub = ModuleType(_OTLP_EXPORTER)
-        stub.OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
-        sys.modules[_OTLP_EXPORTER] = stub
+        stubs[_OTLP_EXPORTER] = ModuleType(_OTLP_EXPORTER)
+        stubs[_OTLP_EXPORTER].OTLPSpanExporter = _NoOtlpExporter  # type: ignore[attr-defined]
+    if "jsonschema" not in sys.modules:
+        stubs["jsonschema"] = _jsonschema_on_first_use()
+    if "yaml" not in sys.modules:  # read only by the server-side token authentication
+        stubs["yaml"] = _on_first_use("yaml")[0]
+    sys.modules.update(stubs)
+    from pydantic_settings import BaseSettings
+
+    settings_init = BaseSettings.__init__
+    BaseSettings.__init__ = _chroma_settings_read_once(settings_init)  # type: ignore[method-assign]
     try:
         for module in modules:
             import_without(module, _CHROMADB_OPTIONAL)
     finally:
+        BaseSettings.__init__ = settings_init  # type: ignore[method-assign]
         (overrides.override, overrides.overrides,
          checking.override, checking.overrides) = saved  # type: ignore[assignment]
-        if stub is not None and sys.modules.get(_OTLP_EXPORTER) is stub:
-            del sys.modules[_OTLP_EXPORTER]
+        for name, stub in stubs.items():
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+
+
+def _chroma_settings_read_once(settings_init: Callable[..., None]) -> Callable[..., None]:
+    """``BaseSettings.__init__`` for while chromadb imports: chromadb builds seven default
+    ``Settings()`` as it loads (default arguments), each reading the environment and ``.env``
+    for its 120 fields (7-8 ms each, about a sixth of chromadb's import).  The first is built
+    as usual; the others of the same class are validated from its values, which are what
+    reading the same environment a moment later gives."""
+    first: dict[type, Any] = {}
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        cls = type(self)
+        if args or kwargs or not cls.__module__.startswith("chromadb") or cls not in first:
+            settings_init(self, *args, **kwargs)
+            if not args and not kwargs:
+                first.setdefault(cls, self)
+            return
+        made = first[cls]
+        values = {name: copy.deepcopy(getattr(made, name)) for name in made.model_fields_set}
+        BaseModel.__init__(self, **values)
+
+    return __init__
 
 
 def _marked_override(method=None, *, check_signature=True, check_at_runtime=False):
@@ -98,3 +139,51 @@ class _NoOtlpExporter:
             "newsdesk loads chromadb without its OpenTelemetry exporter; "
             "unset chroma_otel_collection_endpoint"
         )
+
+
+class _SchemaError(ValueError):
+    """What the jsonschema stand-in raises for an invalid instance: the message and path of
+    jsonschema's ``ValidationError`` (the only parts chromadb reads)."""
+
+    def __init__(self, message: str, path: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = deque(path)
+
+
+def _on_first_use(name: str) -> tuple[ModuleType, Callable[[], ModuleType]]:
+    """A stand-in for module ``name`` that loads the real one when any of its attributes is
+    first read (for modules a library imports but uses only in functions newsdesk never
+    calls), and the function that loads it."""
+    stub = ModuleType(name)
+
+    def real() -> ModuleType:
+        if sys.modules.get(name) is stub:  # asked for during the library's own import
+            del sys.modules[name]
+        return importlib.import_module(name)
+
+    def attribute(attr: str) -> object:
+        if attr.startswith("__"):  # the import system asking what the module is (a package?)
+            raise AttributeError(attr)
+        return getattr(real(), attr)
+
+    stub.__getattr__ = attribute  # type: ignore[method-assign]
+    return stub, real
+
+
+def _jsonschema_on_first_use() -> ModuleType:
+    """A stand-in for the ``jsonschema`` module while chromadb imports it: chromadb binds its
+    ``ValidationError`` at import, so the stand-in has its own (``_SchemaError``), which its
+    ``validate`` raises for jsonschema's; ``validate`` and any other name load jsonschema."""
+    stub, real = _on_first_use("jsonschema")
+
+    def validate(instance: object, schema: object, *args: object, **kwargs: object) -> None:
+        jsonschema = real()
+        try:
+            jsonschema.validate(instance, schema, *args, **kwargs)
+        except jsonschema.ValidationError as exc:
+            raise _SchemaError(exc.message, exc.path) from exc
+
+    stub.ValidationError = _SchemaError  # type: ignore[attr-defined]
+    stub.validate = validate  # type: ignore[attr-defined]
+    return stub

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from assistant.settings import Settings
+from index.bundled_model import BundledModel, bundled_model, sha256
+from index.embeddings import Embedder, OnnxEncoder
 
 PROBE = """
 import json, runpy, sys
@@ -64,22 +68,33 @@ def test_an_extractive_ask_loads_no_sentence_splitter_sparse_matrices_or_grpc(
     sample_index: Settings,
 ) -> None:
     """Its answer quotes whole sentences, so nothing re-splits it; keyword search uses bm25s's
-    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC
-    and without httpx's command line (with its syntax highlighter)."""
+    tokenizer only, so SciPy stays out; Chroma comes without its telemetry exporter's gRPC,
+    without httpx's command line (with its syntax highlighter), jsonschema or PyYAML."""
     code, modules, out = run_newsdesk(
         ["ask", "When did Assad visit Moscow?"], sample_index.index.data_dir
     )
     assert code == 0, out
-    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments"}
+    unwanted = {"nltk", "scipy", "tqdm", "grpc", "pygments", "jsonschema", "yaml"}
     assert not modules & unwanted, sorted(modules & unwanted)
     assert {"bm25s", "chromadb"} <= modules  # the keyword and the dense side did run
 
 
 LEAN_CHROMADB = """
-import sys
+import inspect, sys
+from pydantic_settings import BaseSettings
+build = BaseSettings.__init__
 from index.lean_import import import_chromadb
 chromadb = import_chromadb()
 assert "grpc" not in sys.modules
+assert "jsonschema" not in sys.modules and "yaml" not in sys.modules
+assert BaseSettings.__init__ is build
+from chromadb.api.client import Client
+from chromadb.config import Settings
+fresh = Settings()
+default = inspect.signature(Client.__init__).parameters["settings"].default
+for made in (chromadb.get_settings(), default):  # built while chromadb loaded: as fresh ones
+    assert made == fresh and made.model_fields_set == fresh.model_fields_set, made
+print(default.chroma_server_host, default is not chromadb.get_settings())
 from overrides import override
 class Base:
     def size(self, unit: str) -> int:
@@ -94,15 +109,35 @@ except TypeError:
 import httpx._main
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 print(OTLPSpanExporter.__module__)
+from chromadb.utils.embedding_functions.schemas import validate_config_schema
+validate_config_schema({"preferred_providers": ["CPUExecutionProvider"]}, "onnx_mini_lm_l6_v2")
+try:
+    validate_config_schema({"preferred_providers": 3}, "onnx_mini_lm_l6_v2")
+except ValueError as exc:
+    print(str(exc).replace(" ", "_"))
+import jsonschema
+print(jsonschema.ValidationError.__module__)
+from chromadb.auth import token_authn
+print(token_authn.yaml.safe_load("users: [reader]"), sys.modules["yaml"].__name__)
 """
 
 
-def test_chromadb_loads_lean_and_leaves_overrides_httpx_and_opentelemetry_usable() -> None:
-    done = subprocess.run([sys.executable, "-c", LEAN_CHROMADB], check=False,
+def test_chromadb_loads_lean_and_leaves_overrides_httpx_opentelemetry_and_settings_usable(
+) -> None:
+    """What is skipped or stood in for while chromadb loads is back afterwards, the settings it
+    built meanwhile equal fresh ones (the environment included), and jsonschema loads when
+    chromadb first validates a configuration."""
+    env = os.environ | {"CHROMA_SERVER_HOST": "chroma.example"}  # read by every Settings()
+    done = subprocess.run([sys.executable, "-c", LEAN_CHROMADB], check=False, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [
-        "overrides", "checks", "again", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
+        "chroma.example", "True",
+        "overrides", "checks", "again", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+        ("Config_validation_failed_for_schema_'onnx_mini_lm_l6_v2':_3_is_not_of_type_'array',"
+         "_'null'_at_path_'preferred_providers'"),
+        "jsonschema.exceptions",
+        "{'users':", "['reader']}", "yaml",
     ]
 
 
@@ -124,3 +159,147 @@ def test_the_first_command_on_a_new_machine_says_it_prepares_the_model_once(
     assert "preparing the bundled embedding model" in first.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "preparing" not in again.output
+
+
+@pytest.fixture
+def export(tmp_path: Path, embedder: Embedder) -> BundledModel:
+    """A copy of the verified export in a model cache of its own (times kept: still trusted)."""
+    source = embedder.bundled.onnx_path.parent
+    folder = tmp_path / "models" / source.name
+    folder.mkdir(parents=True)
+    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+        shutil.copy2(source / name, folder / name)
+    model = bundled_model(tmp_path / "models")
+    assert model.onnx_path == folder / "model.onnx"  # reused, not exported again
+    return model
+
+
+TEXTS = ["When did Assad visit Moscow?", "x",
+         "Syrian President Bashar al-Assad met Vladimir Putin during a surprise visit to Moscow."]
+
+
+def export_vectors(model: BundledModel) -> list[list[float]]:
+    """The vectors of ``TEXTS`` from the export loaded as is, with no kept graph."""
+    import onnxruntime
+
+    plain = OnnxEncoder(model)  # its tokenizer and batching, with a session of the export
+    plain.session = onnxruntime.InferenceSession(str(model.onnx_path),
+                                                 providers=["CPUExecutionProvider"])
+    return plain.embed(TEXTS)
+
+
+def optimized_folder(model: BundledModel) -> Path:
+    import onnxruntime
+
+    return model.onnx_path.parent / f"optimized-ort{onnxruntime.__version__}"
+
+
+@pytest.mark.slow
+def test_the_optimised_graph_is_kept_beside_the_export_reused_and_gives_its_vectors(
+    export: BundledModel,
+) -> None:
+    first = OnnxEncoder(export)
+    folder = optimized_folder(export)
+    assert first.graph_path == folder / "model.onnx"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["export_sha256"] == export.onnx_sha256 == sha256(export.onnx_path)
+    assert set(manifest["sha256"]) == {"model.onnx", "model.onnx.data"}
+    assert first.embed(TEXTS) == export_vectors(export)  # bit for bit
+    stamp = (folder / "model.onnx.data").stat().st_mtime_ns
+
+    again = OnnxEncoder(export)
+    assert again.graph_path == first.graph_path
+    assert (folder / "model.onnx.data").stat().st_mtime_ns == stamp  # reused, not built again
+
+
+def _damage_weights(folder: Path) -> None:
+    with (folder / "model.onnx.data").open("r+b") as f:
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _another_runtime(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"onnxruntime": "1.0.0"}))
+
+
+def _another_export(folder: Path) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps(manifest | {"export_sha256": "0" * 64}))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("staleness", [_damage_weights, _another_runtime, _another_export],
+                         ids=["damaged weights", "another onnxruntime", "another export"])
+def test_a_stale_or_damaged_optimised_graph_is_noticed_and_built_again(
+    export: BundledModel, staleness: Callable[[Path], None]
+) -> None:
+    OnnxEncoder(export)
+    folder = optimized_folder(export)
+    before = json.loads((folder / "manifest.json").read_text())
+    staleness(folder)
+
+    rebuilt = OnnxEncoder(export)
+    assert rebuilt.graph_path == folder / "model.onnx"
+    after = json.loads((folder / "manifest.json").read_text())
+    assert after["onnxruntime"] == before["onnxruntime"]
+    assert after["export_sha256"] == export.onnx_sha256
+    assert sha256(folder / "model.onnx.data") == after["sha256"]["model.onnx.data"]
+    assert after["stat"] != before["stat"]  # written again
+    assert rebuilt.embed(TEXTS) == export_vectors(export)
+
+
+@pytest.mark.slow
+def test_with_nowhere_to_keep_the_optimised_graph_the_export_is_loaded_as_is(
+    export: BundledModel,
+) -> None:
+    optimized_folder(export).write_text("not a folder")  # as a cache that cannot be written
+    encoder = OnnxEncoder(export)
+    assert encoder.graph_path == export.onnx_path
+    assert encoder.embed(TEXTS) == export_vectors(export)
+
+
+RUN_COMMAND = """
+import gc, json, sys
+import typer
+from assistant.cli_runner import run
+
+app = typer.Typer()
+seen = {}
+
+@app.command()
+def look() -> None:
+    seen["collecting"] = gc.isenabled()
+
+@app.command()
+def write() -> None:
+    seen["collecting"] = gc.isenabled()
+
+sys.argv = ["newsdesk", sys.argv[1]]
+try:
+    run(app, read_only={"look"})
+except SystemExit:
+    pass
+print(json.dumps({**seen, "frozen": gc.get_freeze_count() > 0}))
+"""
+
+
+@pytest.mark.parametrize(("command", "quick"), [("look", True), ("write", False)])
+def test_a_read_only_command_runs_without_the_cycle_collector_and_leaves_nothing_to_collect(
+    command: str, quick: bool
+) -> None:
+    done = subprocess.run([sys.executable, "-c", RUN_COMMAND, command], check=False,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"collecting": not quick, "frozen": quick}
+
+
+def test_the_commands_run_quickly_are_those_that_only_read() -> None:
+    from assistant.cli import READ_ONLY, app
+
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert READ_ONLY - {"--help"} <= names
+    assert not READ_ONLY & {"ingest", "remove", "serve", "chat", "watch", "demo", "migrate",
+                            "eval"}
