@@ -146,6 +146,12 @@ def _session_options(onnxruntime: Any) -> Any:
     # that steals the cores the rest of a question needs (a cold `ask` ran 0.1-0.9 s
     # slower), while batch embedding is no faster (benchmarks/RESULTS.md, start-up).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # One core per run; ``OnnxEncoder.embed`` runs one per core at once.  A run split across
+    # cores waits at every operator for its slowest thread, so beside any other work (ingest
+    # splitting and writing on this process's main thread) a two-thread run lost half its
+    # speed, while two one-thread runs lost a third (benchmarks/RESULTS.md, "Ingest: the model
+    # on one core per run").
+    options.intra_op_num_threads = 1
     return options
 
 

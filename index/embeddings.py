@@ -34,13 +34,19 @@ LOCAL_MODELS = {"all-MiniLM-L6-v2"}
 SENTENCE_CACHE = 20_000  # sentences whose vectors answers re-check
 
 
+RUN_TEXTS = 16
+"""Texts the local model embeds in one ONNX Runtime run at the most: smaller runs pad less and
+were faster per text on a 2-core machine than runs of 32 or 64 (benchmarks/RESULTS.md, "Ingest:
+the model on one core per run")."""
+
+
 class OnnxEncoder:
     """Sentence embeddings from an ONNX graph whose output is the pooled, normalised vector.
 
     ``graph_path`` is the graph the session runs: the export as ONNX Runtime optimised and
     kept it (``index.bundled_model.open_session``), or the export itself."""
 
-    def __init__(self, bundled: BundledModel, *, batch_size: int = 64, max_tokens: int = 256) -> None:
+    def __init__(self, bundled: BundledModel, *, batch_size: int = RUN_TEXTS, max_tokens: int = 256) -> None:
         from tokenizers import Tokenizer
 
         from index.bundled_model import open_session
@@ -56,23 +62,43 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(max_tokens)
         self.tokenizer.enable_padding()
         self.batch_size = batch_size
+        self.workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Vectors of ``texts`` in order; texts of similar length share a batch (less padding)."""
+        """Vectors of ``texts`` in order.
+
+        Texts of similar length share a run (less padding), and the runs go to the session from
+        one thread per core at once, each run on one core (see ``bundled_model.open_session``);
+        a few texts are split into as many runs as there are cores.
+        """
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        size = max(1, min(self.batch_size, -(-len(order) // self.workers)))  # every core busy
+        runs = [order[i : i + size] for i in range(0, len(order), size)]
+        out: list[Any] = [None] * len(texts)
+
+        def run(picked: list[int]) -> None:
+            for i, vector in zip(picked, self._vectors([texts[i] for i in picked]), strict=True):
+                out[i] = vector.tolist()
+
+        if len(runs) < 2 or self.workers < 2:
+            for picked in runs:
+                run(picked)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(self.workers, len(runs)), "onnx") as pool:
+                list(pool.map(run, runs))  # list(): re-raise the first failure here
+        return out
+
+    def _vectors(self, texts: list[str]) -> Any:
         import numpy as np
 
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            picked = order[start : start + self.batch_size]
-            encoded = self.tokenizer.encode_batch_fast([texts[i] for i in picked])  # no offsets
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            vectors = self.session.run(None, feed)[0]
-            for i, vector in zip(picked, vectors, strict=True):
-                out[i] = vector.tolist()
-        return out
+        encoded = self.tokenizer.encode_batch_fast(texts)  # no offsets
+        ids = np.array([e.ids for e in encoded], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return self.session.run(None, feed)[0]
 
 
 class Embedder:
@@ -150,7 +176,7 @@ class Embedder:
         if self.kind != "local":
             raise ConfigError(f"{self.spec} has no local encoder")
         with self._lock:
-            return OnnxEncoder(self.bundled, batch_size=self.batch_size)
+            return OnnxEncoder(self.bundled, batch_size=min(self.batch_size, RUN_TEXTS))
 
     @cached_property
     def model(self) -> BaseEmbedding:
