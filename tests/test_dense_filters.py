@@ -106,6 +106,18 @@ def narrow_filters(store: Store) -> list[KeywordFilter]:
     ]
 
 
+def paths_taken(
+    store: Store, embedder: Embedder, chroma_calls: list[str], within: KeywordFilter
+) -> list[list[str]]:
+    """The Chroma calls each question's filtered dense search made (each finding something)."""
+    taken = []
+    for question in QUESTIONS:
+        chroma_calls.clear()
+        assert store.search_vectors(embedder.embed_query(question), 5, within=within), within
+        taken.append(list(chroma_calls))
+    return taken
+
+
 def test_a_narrow_filter_admitting_few_vectors_scores_them_all_exactly(
     sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
 ) -> None:
@@ -114,11 +126,7 @@ def test_a_narrow_filter_admitting_few_vectors_scores_them_all_exactly(
         total, of_outlets, of_days = store.catalog.dense_counts(within)
         assert of_outlets * of_days < store.postfilter_share * total * total
         assert of_outlets * of_days <= EXACT_MAX * total
-        for question in QUESTIONS:
-            chroma_calls.clear()
-            found = store.search_vectors(embedder.embed_query(question), 5, within=within)
-            assert found
-            assert chroma_calls == ["exact"], within
+        assert paths_taken(store, embedder, chroma_calls, within) == [["exact"]] * len(QUESTIONS)
 
 
 def test_a_narrow_filter_admitting_more_goes_straight_to_chromas_where(
@@ -128,11 +136,7 @@ def test_a_narrow_filter_admitting_more_goes_straight_to_chromas_where(
     store = open_store(sample_index)
     monkeypatch.setattr(store, "exact_max", 0)  # as if each admitted more than EXACT_MAX
     for within in narrow_filters(store):
-        for question in QUESTIONS:
-            chroma_calls.clear()
-            found = store.search_vectors(embedder.embed_query(question), 5, within=within)
-            assert found
-            assert chroma_calls == ["where"], within
+        assert paths_taken(store, embedder, chroma_calls, within) == [["where"]] * len(QUESTIONS)
 
 
 def test_scoring_exactly_ranks_every_admitted_vector_by_cosine_similarity(
