@@ -14,6 +14,8 @@ back, so a write only appends.  Ids fall in blocks of ``BLOCK`` documents:
   documents and their summed length.  ``kw_outlets``: outlet names and their codes.
 - ``kw_dead``: removed documents (tombstones, with the generation that removed them).
 
+A row's packed form, and a batch counted into rows, are ``index.postings``'.
+
 A write runs inside the catalog's transaction, whose generation it stamps on what it changes
 (readers refresh only rows newer than what they hold).  Adding a batch rewrites only the last
 block of each of its terms; removing one costs its own documents: a tombstone, one lower
@@ -27,19 +29,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from itertools import chain
 from typing import Any
 
+from index import postings
 from index.dates import day_number
 from index.lean_import import import_without
+from index.postings import appended, count_postings, decode, encode
 
-BLOCK = 8192
-"""Documents per block (at most 65,536: offsets are stored as uint16)."""
-
-SWEEP_AT = BLOCK // 4
+SWEEP_AT = postings.BLOCK // 4
 """A block whose unswept removed documents reach this many has its postings rewritten."""
 
 CHUNKS, ARTICLES = 0, 1
@@ -110,21 +110,6 @@ def _bm25s() -> Any:
     return import_without("bm25s", _BM25S_OPTIONAL)
 
 
-def encode(offsets: Any, tfs: Any) -> tuple[int, bytes, bytes]:
-    """One block's postings as stored: (count, uint16 offsets, uint16 or uint32 frequencies)."""
-    wide = len(tfs) and int(tfs.max()) > 0xFFFF
-    return (len(offsets), offsets.astype("<u2").tobytes(),
-            tfs.astype("<u4" if wide else "<u2").tobytes())
-
-
-def decode(block: int, n: int, docs: bytes, tfs: bytes) -> tuple[Any, Any]:
-    """A stored block's postings: (document ids as int64, term frequencies)."""
-    import numpy as np
-
-    offsets = np.frombuffer(docs, dtype="<u2").astype(np.int64) + block * BLOCK
-    return offsets, np.frombuffer(tfs, dtype="<u4" if len(tfs) == 4 * n else "<u2")
-
-
 def create(db: sqlite3.Connection) -> None:
     """Drop any keyword tables (of this or an older layout) and create empty ones, inside the
     caller's transaction (``executescript`` would commit it)."""
@@ -178,18 +163,18 @@ def add_documents(db: sqlite3.Connection, docs: Sequence[KeywordDoc]) -> None:
         "INSERT INTO kw_docs(doc, level, key, article_id, length) VALUES (?,?,?,?,?)",
         [(first + i, d.level, d.key, d.article_id, lengths[i]) for i, d in enumerate(docs)],
     )
-    postings = _count(docs, tokens.ids, lengths, len(terms), first)
-    if postings.size:
-        first_block = first // BLOCK
+    counted = count_postings([d.level for d in docs], tokens.ids, lengths, len(terms), first)
+    if counted.size:
+        first_block = first // postings.BLOCK
         stored = _stored_postings(db, first_block, [
-            (level, terms[term]) for level, term, block, _, _ in postings.rows()
+            (level, terms[term]) for level, term, block, _, _ in counted.rows()
             if block == first_block])
-        dead = _unswept_dead(db, first_block, first_block + 1) - first_block * BLOCK
-        wide = postings.wide()
+        dead = _unswept_dead(db, first_block, first_block + 1) - first_block * postings.BLOCK
+        wide = counted.wide()
         new_rows, updated = [], []
-        for level, term, block, start, end in postings.rows():
+        for level, term, block, start, end in counted.rows():
             old = stored.get((level, terms[term])) if block == first_block else None
-            n, packed, tfs = _appended(old, postings, start, end, dead, start in wide)
+            n, packed, tfs = appended(old, counted, start, end, dead, start in wide)
             if old is None:
                 new_rows.append((level, terms[term], block, version, n, packed, tfs))
             else:  # an UPDATE leaves the row's key, and so the block index, alone
@@ -201,100 +186,11 @@ def add_documents(db: sqlite3.Connection, docs: Sequence[KeywordDoc]) -> None:
         db.executemany(
             "INSERT INTO kw_terms(level, term, df, version) VALUES (?,?,?,?) ON CONFLICT(level, "
             "term) DO UPDATE SET df = df + excluded.df, version = excluded.version",
-            [(level, terms[term], df, version) for level, term, df in postings.frequencies()],
+            [(level, terms[term], df, version) for level, term, df in counted.frequencies()],
         )
     numbers = range(first, first + len(docs))
     _put_facets(db, numbers, docs, lengths, version)
     _add_totals(db, [(d.level, 1, length) for d, length in zip(docs, lengths, strict=True)])
-
-
-@dataclass
-class _Counted:
-    """A batch's postings, one per (level, term, document), sorted so: ``level``, ``term``
-    (vocabulary ids), ``doc`` (document ids) and ``tf`` per posting; ``starts`` and ``ends``
-    bound each stored row (a level, term and block); ``offsets`` and ``narrow`` are the
-    postings packed as stored (uint16 offsets in the block, uint16 frequencies)."""
-
-    level: Any
-    term: Any
-    doc: Any
-    tf: Any
-    starts: Any
-    ends: Any
-    offsets: bytes
-    narrow: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.doc)
-
-    def rows(self) -> Iterator[tuple[int, int, int, int, int]]:
-        """(level, term, block, start, end) of each row, in order."""
-        at = self.starts
-        return zip(self.level[at].tolist(), self.term[at].tolist(),
-                   (self.doc[at] // BLOCK).tolist(), at.tolist(), self.ends.tolist(), strict=True)
-
-    def wide(self) -> set[int]:
-        """The starts of the rows with a frequency above uint16's range."""
-        import numpy as np
-
-        over = np.maximum.reduceat(self.tf, self.starts) > 0xFFFF
-        return set(self.starts[over].tolist())
-
-    def frequencies(self) -> Iterator[tuple[int, int, int]]:
-        """(level, term, documents holding it) for each term of the batch."""
-        import numpy as np
-
-        at = np.flatnonzero(np.diff(self.level * (1 << 32) + self.term, prepend=-1))
-        counts = np.diff(np.append(at, self.size))
-        return zip(self.level[at].tolist(), self.term[at].tolist(), counts.tolist(), strict=True)
-
-
-def _count(
-    docs: Sequence[KeywordDoc], ids: list[list[int]], lengths: list[int], n_terms: int, first: int
-) -> _Counted:
-    """Every (level, term, document) of the batch with its frequency, documents numbered from
-    ``first``, sorted and cut into rows (``_Counted``)."""
-    import numpy as np
-
-    n_docs, n_terms = len(docs), max(n_terms, 1)
-    local = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-    stems = np.fromiter(chain.from_iterable(ids), np.int64, len(local))
-    levels = np.array([d.level for d in docs], dtype=np.int64)
-    # one key per token, ordered by (level, term, document): equal keys are one posting
-    keys, tf = np.unique((levels[local] * n_terms + stems) * n_docs + local, return_counts=True)
-    group, doc = np.divmod(keys, n_docs)
-    level, term = np.divmod(group, n_terms)
-    doc += first
-    block = doc // BLOCK
-    cut = np.flatnonzero((group[1:] != group[:-1]) | (block[1:] != block[:-1])) + 1
-    starts, ends = np.append([0], cut), np.append(cut, [len(keys)])
-    return _Counted(level, term, doc, tf, starts, ends,
-                    (doc - block * BLOCK).astype("<u2").tobytes(), tf.astype("<u2").tobytes())
-
-
-def _appended(
-    old: tuple[int, bytes, bytes] | None, new: _Counted, start: int, end: int, dead: Any,
-    wide: bool,
-) -> tuple[int, bytes, bytes]:
-    """A row's (count, docs, tfs) as stored: ``old`` (the stored row, if any) followed by the
-    batch's postings ``start:end`` (``wide``: one of their frequencies exceeds uint16's range);
-    removed documents (``dead``, offsets in the block) of the stored row dropped."""
-    import numpy as np
-
-    count, docs, tfs = end - start, new.offsets[2 * start : 2 * end], new.narrow[2 * start : 2 * end]
-    if old is None and not wide:
-        return count, docs, tfs
-    if old is not None and not wide and not dead.size and len(old[2]) == 2 * old[0]:
-        return old[0] + count, old[1] + docs, old[2] + tfs
-    offsets = np.frombuffer(docs, dtype="<u2").astype(np.int64)
-    freqs = new.tf[start:end]
-    if old is not None:
-        old_offsets, old_tfs = decode(0, *old)
-        keep = ~np.isin(old_offsets, dead)
-        offsets = np.concatenate([old_offsets[keep], offsets])
-        freqs = np.concatenate([old_tfs[keep].astype(np.int64), freqs])
-    return encode(offsets, freqs)
 
 
 def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:
@@ -324,7 +220,7 @@ def remove_articles(db: sqlite3.Connection, article_ids: Iterable[str]) -> None:
     db.executemany("INSERT INTO kw_dead(doc, version) VALUES (?,?)", [(d, version) for d in gone])
     db.executemany("DELETE FROM kw_docs WHERE doc=?", [(d,) for d in gone])
     _add_totals(db, [(level, -1, -length) for (level, _), (_, length) in numbers.items()])
-    for block in sorted({d // BLOCK for d in gone}):
+    for block in sorted({d // postings.BLOCK for d in gone}):
         _sweep(db, block, version)
 
 
@@ -342,24 +238,24 @@ def _sweep(db: sqlite3.Connection, block: int, version: int) -> None:
         ids, freqs = decode(block, n, docs, tfs)
         keep = ~np.isin(ids, dead)
         if not keep.all():
-            rows.append((version, *encode(ids[keep] - block * BLOCK, freqs[keep]), level, term))
+            rows.append((version, *encode(ids[keep] - block * postings.BLOCK, freqs[keep]), level, term))
             touched.append((version, level, term))
     db.executemany("UPDATE kw_postings SET version=?, n=?, docs=?, tfs=? "
                    f"WHERE level=? AND term=? AND block={int(block)}", rows)
     db.execute(f"DELETE FROM kw_postings WHERE block={int(block)} AND n=0")
     db.executemany("UPDATE kw_terms SET version=? WHERE level=? AND term=?", touched)
     db.execute("UPDATE kw_dead SET swept=1 WHERE doc >= ? AND doc < ?",
-               (block * BLOCK, (block + 1) * BLOCK))
+               (block * postings.BLOCK, (block + 1) * postings.BLOCK))
 
 
 def _unswept_dead(db: sqlite3.Connection, first_block: int, end_block: int | None = None) -> Any:
     """Removed documents still in the postings of these blocks, as a sorted int64 array."""
     import numpy as np
 
-    end = (end_block if end_block is not None else 1 << 40) * BLOCK
+    end = (end_block if end_block is not None else 1 << 40) * postings.BLOCK
     return np.array([r[0] for r in db.execute(
         "SELECT doc FROM kw_dead WHERE doc >= ? AND doc < ? AND swept=0 ORDER BY doc",
-        (first_block * BLOCK, end),
+        (first_block * postings.BLOCK, end),
     )], dtype=np.int64)
 
 
@@ -397,16 +293,16 @@ def _put_facets(
     codes = dict(db.execute(
         f"SELECT name, id FROM kw_outlets WHERE name IN ({','.join('?' * len(names))})", names
     ))
-    for block in range(numbers[0] // BLOCK, numbers[-1] // BLOCK + 1):
+    for block in range(numbers[0] // postings.BLOCK, numbers[-1] // postings.BLOCK + 1):
         row = db.execute("SELECT lengths, days, outlets FROM kw_facets WHERE block=?",
                          (block,)).fetchone()
         arrays = [np.frombuffer(b, dtype="<i4").copy() for b in row] if row else [
             np.zeros(0, "<i4")] * 3
-        span = [i for i, n in enumerate(numbers) if n // BLOCK == block]
-        size = numbers[span[-1]] - block * BLOCK + 1
+        span = [i for i, n in enumerate(numbers) if n // postings.BLOCK == block]
+        size = numbers[span[-1]] - block * postings.BLOCK + 1
         arrays = [np.concatenate([a, np.zeros(max(0, size - len(a)), "<i4")]) for a in arrays]
         for i in span:
-            at = numbers[i] - block * BLOCK
+            at = numbers[i] - block * postings.BLOCK
             arrays[0][at], arrays[1][at], arrays[2][at] = (
                 lengths[i], docs[i].day, codes[docs[i].outlet])
         db.execute("INSERT OR REPLACE INTO kw_facets(block, version, lengths, days, outlets) "
@@ -445,8 +341,8 @@ def _generation(db: sqlite3.Connection) -> int:
 def _add_totals(db: sqlite3.Connection, changes: list[tuple[int, int, int]]) -> None:
     """Add (level, documents, length) changes to the per-level totals."""
     by_level: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for level, count, length in changes:
-        by_level[level][0] += count
+    for level, documents, length in changes:
+        by_level[level][0] += documents
         by_level[level][1] += length
     for level, (count, length) in by_level.items():
         db.execute(

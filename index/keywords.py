@@ -25,18 +25,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from index import keyword_tables, maxscore
+from index import maxscore, postings
 from index.keyword_tables import (
     ARTICLES,
     CHUNKS,
     KeywordDoc,
     add_articles,
     add_documents,
-    decode,
     rebuild,
     remove_articles,
     tokenize,
 )
+from index.postings import decode
 
 __all__ = [
     "ARTICLES",
@@ -154,7 +154,7 @@ class KeywordCache:
         for block, lengths, days, outlets in db.execute(
             "SELECT block, lengths, days, outlets FROM kw_facets WHERE version > ?", (since,)
         ):
-            start = block * keyword_tables.BLOCK
+            start = block * postings.BLOCK
             values = [np.frombuffer(b, dtype="<i4") for b in (lengths, days, outlets)]
             self._cover(start + len(values[0]))
             for target, value in zip((self.lengths, self.days, self.outlets), values, strict=True):

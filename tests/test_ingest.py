@@ -37,7 +37,8 @@ def check_index_is_whole(store: Store) -> None:
 def check_keywords_match_a_rebuild(store: Store) -> None:
     """The keyword index kept up by writes holds what one built from scratch holds: the same
     live postings, document frequencies and totals."""
-    from index.keyword_tables import decode, rebuild
+    from index.keyword_tables import rebuild
+    from index.postings import decode
 
     db = store.catalog.db  # type: ignore[attr-defined]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from index import keyword_tables, maxscore
+from index import keyword_tables, maxscore, postings
 from index.catalog import PreparedArticle
 from index.chunking import chunk_article
 from index.config import IndexConfig
@@ -41,7 +41,7 @@ def prepared(a: Article, version: str = "1") -> PreparedArticle:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 16 documents, swept once 4 are removed: every path runs on a small archive."""
-    monkeypatch.setattr(keyword_tables, "BLOCK", 16)
+    monkeypatch.setattr(postings, "BLOCK", 16)
     monkeypatch.setattr(keyword_tables, "SWEEP_AT", 4)
 
 
@@ -68,7 +68,7 @@ def test_writes_removals_and_sweeps_keep_what_a_rebuild_builds(
     swept = [r[0] for r in c.db.execute("SELECT doc FROM kw_dead WHERE swept=1")]
     assert swept, "some block reached SWEEP_AT removed documents"
     for block, n, docs, tfs in c.db.execute("SELECT block, n, docs, tfs FROM kw_postings"):
-        ids = set(keyword_tables.decode(block, n, docs, tfs)[0].tolist())
+        ids = set(postings.decode(block, n, docs, tfs)[0].tolist())
         assert not ids & set(swept), "a swept block holds no removed document"
 
 
@@ -83,7 +83,7 @@ def test_a_batch_rewrites_only_the_blocks_of_its_new_documents(
     written = {r[0] for r in c.db.execute(
         "SELECT block FROM kw_postings WHERE version=?", (c.generation,))}
     assert blocks_before > 5
-    assert min(written) == (first_new + 1) // keyword_tables.BLOCK
+    assert min(written) == (first_new + 1) // postings.BLOCK
     facets = {r[0] for r in c.db.execute(
         "SELECT block FROM kw_facets WHERE version=?", (c.generation,))}
     assert facets == written
@@ -103,7 +103,7 @@ def test_each_batch_reads_back_as_its_documents_tokens_counted(
     (dead,) = c.db.execute("SELECT MAX(doc) FROM kw_dead WHERE swept=0").fetchone()
     c.replace([prepared(article(i)) for i in range(12, 15)])  # rewrites the rows of that block
     rewritten = c.db.execute("SELECT COUNT(*) FROM kw_postings WHERE block=? AND version=?",
-                             (dead // keyword_tables.BLOCK, c.generation)).fetchone()[0]
+                             (dead // postings.BLOCK, c.generation)).fetchone()[0]
     assert rewritten, "the batch after the removal starts in the removed documents' block"
     c.replace([prepared(article(15, extra=" Zebra." + " zebra" * 70_000))])
     c.replace([prepared(article(i)) for i in range(16, 18)])
@@ -117,10 +117,10 @@ def test_each_batch_reads_back_as_its_documents_tokens_counted(
     for level, term, block, n, docs, tfs in c.db.execute(
         "SELECT level, term, block, n, docs, tfs FROM kw_postings"
     ):
-        ids, freqs = keyword_tables.decode(block, n, docs, tfs)
-        assert (n, docs, tfs) == keyword_tables.encode(ids - block * keyword_tables.BLOCK, freqs)
+        ids, freqs = postings.decode(block, n, docs, tfs)
+        assert (n, docs, tfs) == postings.encode(ids - block * postings.BLOCK, freqs)
         assert list(ids) == sorted(set(ids.tolist()))
-        assert all(i // keyword_tables.BLOCK == block for i in ids.tolist())
+        assert all(i // postings.BLOCK == block for i in ids.tolist())
         wide += len(tfs) == 4 * n
         for doc, tf in zip(ids.tolist(), freqs.tolist(), strict=True):
             if doc in live:  # a removed document waits for its block's sweep
