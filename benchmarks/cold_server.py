@@ -57,9 +57,7 @@ def _server_env(port: int) -> dict[str, str]:
 def measure(folder: Path, runs: int) -> dict[str, Any]:
     data = folder / "data"
     built = json.loads((folder / "built.json").read_text())
-    seed = int(folder.name.split("-s")[1].split("-")[0])
-    size = int(folder.name[1:].split("-")[0])
-    question = corpus.questions(seed, 1, size)[0].text
+    question = corpus.questions(built["seed"], 1, built["size"])[0].text
     copy = _server_copy(folder)
     out: dict[str, Any] = {"archive": folder.name, "vectors": built["dense_chunks"],
                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
