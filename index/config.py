@@ -52,7 +52,11 @@ class IndexConfig(BaseModel):
         "ONNX Runtime) or 'openai:MODEL' such as 'openai:text-embedding-3-small' (needs "
         "OPENAI_API_KEY).",
     )
-    embed_batch_size: int = Field(64, ge=1, le=2048, description="Chunks embedded per batch.")
+    embed_batch_size: int = Field(
+        64, ge=1, le=2048,
+        description="Chunks ingest hands the embedding model per call (the local model runs at "
+        "most 16 at a time, one run per core).",
+    )
     model_cache_dir: Path = Field(
         DEFAULT_MODEL_CACHE_DIR,
         description="Where the bundled embedding model's ONNX export is kept (made once from the "
