@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -145,7 +146,11 @@ def build(root: Path, size: int, seed: int, budget: float, pool_size: int = POOL
         raise SystemExit(f"{folder} holds {done} articles but not the first {done}: delete it")
     first = done
     print(f"{folder.name}: {done} of {size} articles", flush=True)
-    with ProcessPoolExecutor(1, initializer=_init_worker, initargs=(folder, seed, pool_size)) as pool:
+    # spawned, not forked: a fork of a process whose threads hold locks (ONNX Runtime's, a
+    # test run's earlier stores) can leave the worker waiting on a lock forever
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn, initializer=_init_worker,
+                             initargs=(folder, seed, pool_size)) as pool:
         ahead: list[tuple[int, Future[list[Any]]]] = []
         next_start = done
         while done < size and time.perf_counter() - started < budget:
@@ -331,6 +336,13 @@ def measure(
     settings = settings_for(folder)
     store = Store(settings)
     restore(store, folder, seed)
+    if not store.scan_ready():  # an archive built before the scan table: read it in once
+        print("reading the archive's vectors into the scan table", flush=True)
+        started = time.perf_counter()
+        store.prepare_scan()
+        result["scan_fill_s"] = round(time.perf_counter() - started, 1)
+        print(f"  {result['scan_fill_s']} s", flush=True)
+        save()
     if "batches" in parts:
         print("ingest and removal", flush=True)
         result["batches"] = batch_costs(store, settings, folder, seed, size)

@@ -140,12 +140,14 @@ def disk_usage(data: Path, size: int) -> dict[str, Any]:
     }
 
 
-PATHS = {"chosen": None, "nearest-first": (0.0, 0), "where": (2.0, 0)}
-"""Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share`` and
-``Store.exact_max``: the one chosen by the filter's selectivity (the defaults), always the
-nearest vectors first (what the code did before the choice), always Chroma's ``where`` (what it
-did before the nearest-first path, and for a narrow filter before small ones were scored
-exactly)."""
+PATHS = {"chosen": None, "before scan": (0.1, 1500, False), "nearest-first": (0.0, 0, False),
+         "where": (2.0, 0, False), "scan": (2.0, 0, True)}
+"""Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share``,
+``Store.exact_max`` and whether the scan table is used: the one chosen by the filter's
+selectivity (the defaults); the same choice without the scan table (the code before it, with
+narrow filters up to 1,500 vectors read from Chroma and scored exactly); always the nearest
+vectors first (what the code did before the choice); always Chroma's ``where`` (what it did
+before the nearest-first path); always the scan table."""
 
 
 def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> dict[str, Any]:
@@ -158,7 +160,8 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
 
     from assistant.retrieve import Filters, get_retriever
 
-    chosen = (store.postfilter_share, store.exact_max)
+    chosen = (store.postfilter_share, store.exact_max, store.scan is not None)
+    table = store.scan
     query, exactly = store.vectors.query, store.vectors.nearest_exactly
     calls = [0]
 
@@ -189,11 +192,13 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                     total, of_outlets, of_days = store.catalog.dense_counts(within)
                     estimates.append(time.perf_counter() - started)
                     shares.append(of_outlets * of_days / total / total)
-                    order = list(PATHS)[i % 3 :] + list(PATHS)[: i % 3]
-                    if i // 3 % 2:  # each path goes first, and after each other, as often
+                    turn = i % len(PATHS)
+                    order = list(PATHS)[turn:] + list(PATHS)[:turn]
+                    if i // len(PATHS) % 2:  # each path goes first, and after each other, as often
                         order.reverse()
                     for path in order:
-                        store.postfilter_share, store.exact_max = PATHS[path] or chosen
+                        store.postfilter_share, store.exact_max, scanned = PATHS[path] or chosen
+                        store.scan = table if scanned else None
                         calls[0] = 0
                         started = time.perf_counter()
                         retriever.retrieve(q.text, filters(q), k)
@@ -214,7 +219,8 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                 print(f"  {name:6} {kind:6} " + "  ".join(
                     f"{p} {cell[p]['p50_ms']}/{cell[p]['p95_ms']} ms" for p in PATHS), flush=True)
     finally:
-        store.postfilter_share, store.exact_max = chosen
+        store.postfilter_share, store.exact_max, _ = chosen
+        store.scan = table
         del store.vectors.query, store.vectors.nearest_exactly
     return out
 

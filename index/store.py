@@ -5,7 +5,8 @@ keeps the keyword index of ``index.keywords`` in its own transactions) and the c
 (``index.vectors``, Chroma).  It owns the write protocol, which leaves no article half-indexed even when the
 process is killed:
 
-1. the new chunks' vectors are added under ids that include the content hash;
+1. the new chunks' vectors are added under ids that include the content hash (to Chroma, and
+   to the scan table of ``index.scan`` that filtered search reads);
 2. one catalog transaction replaces the articles' rows and chunk rows (the commit point);
 3. the vectors of the articles' previous versions are deleted.
 
@@ -40,6 +41,7 @@ from index.config import IndexConfig, index_config
 from index.dates import day_number, day_of
 from index.errors import StoreError
 from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
+from index.scan import ScanTable, rows_of
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
 from index.vectors import ChromaVectors, admits, chroma_error, where_clause
@@ -77,12 +79,14 @@ succeeds and spares a ``where`` whose cost grows with what it admits (benchmarks
 "Dense filter path chosen by selectivity" and "... a width by share")."""
 
 EXACT_MAX = 1500
-"""The most vectors a narrower filter may be estimated to admit for dense search to read them
-all and score them exactly (``ChromaVectors.nearest_exactly``) instead of asking Chroma for a
-``where`` query, whose walk of the HNSW graph among few admitted vectors costs the more the
-fewer they are (at 396k vectors: 85-143 ms among an outlet's 900-1,100, against 33-47 ms to read
-and score them; the two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").
-Embedded Chroma only: a server would send every vector over HTTP."""
+"""Without a complete scan table (``index.scan``), the most vectors a narrower filter may be
+estimated to admit for dense search to read them from Chroma and score them exactly
+(``ChromaVectors.nearest_exactly``) instead of asking Chroma for a ``where`` query, whose walk
+of the HNSW graph among few admitted vectors costs the more the fewer they are (at 396k
+vectors: 85-143 ms among an outlet's 900-1,100, against 33-47 ms to read and score them; the
+two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").  With the scan table,
+every filter below ``postfilter_share`` is scored exactly from it.  Embedded Chroma only: a
+server would send every vector over HTTP."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
@@ -125,6 +129,10 @@ class Store:
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
         self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
         self.exact_max = 0 if self.config.chroma_host else EXACT_MAX  # and 0 (never)
+        # the vectors again, beside their outlets and days, for exact filtered search; a
+        # Chroma server's vectors stay on the server (benchmarks set None to compare)
+        self.scan: ScanTable | None = (
+            None if self.config.chroma_host else ScanTable(self.config.data_dir / "scan"))
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -192,11 +200,14 @@ class Store:
             self.catalog.intend(
                 [i for p in batch for i in p.chunk_ids()[: len(p.vectors)]]
             )
+            scanned = self._scan_kept()  # before the batch's vectors are in Chroma
             self.vectors.add(batch)
+            if scanned:
+                self.scan.append(*rows_of(batch))  # type: ignore[union-attr]
             stale = self.catalog.replace(batch)
             self._own_commit(before)
             if stale:
-                self.vectors.delete(stale)
+                self._delete_vectors(stale)
                 self.catalog.settle(stale)
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
@@ -210,7 +221,7 @@ class Store:
             stale = self.catalog.delete(present)
             self._own_commit(before)
             if stale:
-                self.vectors.delete(stale)
+                self._delete_vectors(stale)
                 self.catalog.settle(stale)
             return present
 
@@ -238,10 +249,39 @@ class Store:
             dense = self.catalog.dense_chunk_ids()
             stray += [i for i in self.vectors.ids() if i not in dense and i not in set(stray)]
         if stray:
-            self.vectors.delete(stray)
+            self._delete_vectors(stray)
         if pending:
             self.catalog.settle(pending)
         return len(stray)
+
+    def _delete_vectors(self, ids: Sequence[str]) -> None:
+        """Delete these chunks' vectors from Chroma and their rows from the scan table."""
+        self.vectors.delete(ids)
+        if self.scan is not None and self.scan.rows:
+            self.scan.delete(ids)
+
+    def _scan_kept(self) -> bool:
+        """Whether the scan table holds every vector (holding ``writing()``): an empty index
+        starts it complete; an index built before it existed is read into it once, here."""
+        if self.scan is None:
+            return False
+        if not self.scan.complete:
+            if not self.catalog.dense_counts(KeywordFilter())[0] and not self.scan.rows:
+                self.scan.start_complete()
+            else:
+                self.scan.fill(self.vectors)
+        return True
+
+    def prepare_scan(self) -> bool:
+        """Bring the scan table up to date now (reading an older index's vectors into it, a
+        minute or so per million) rather than in the next write; False when there is none
+        (the vectors are on a Chroma server)."""
+        with self.writing():
+            return self._scan_kept()
+
+    def scan_ready(self) -> bool:
+        """Whether filtered dense search may use the scan table (it holds every vector)."""
+        return self.scan is not None and self.scan.complete
 
     def _own_commit(self, before: int) -> None:
         """After this process committed a batch (holding ``writing()``): its Chroma view, if
@@ -296,9 +336,11 @@ class Store:
           nearly everything) is checked on the metadata of the ``POSTFILTER_WIDTH * n``
           nearest vectors, as Chroma's ``where`` costs grow with the vectors it admits; if
           fewer than ``n`` pass, the ``where`` query runs after all;
-        - one estimated to admit at most ``exact_max`` vectors (a small outlet) has them all
-          read and scored exactly;
-        - any other (a single outlet) goes straight to a ``where`` query.
+        - a narrower one (an outlet, a short date range) is scored exactly from the scan table
+          (``index.scan``), when it holds every vector;
+        - without one (vectors on a Chroma server, or an older index not yet written to), a
+          filter estimated to admit at most ``exact_max`` vectors has them all read from
+          Chroma and scored exactly, and any other goes straight to a ``where`` query.
 
         Either way the answer is the ``n`` nearest admitted chunks; the estimate only decides
         the cost.  Sees every batch any process has committed (see the module notes).  Vectors
@@ -311,6 +353,8 @@ class Store:
         self._refresh_vectors()
         where = where_clause(within)
         width = self._postfilter_width(within) if within is not None and where else None
+        if where and width == 0 and within is not None and self.scan_ready():
+            return self._scan(vector, n, within)
         if where and width == 0:  # few enough to score every one of them exactly
             try:
                 found = self.vectors.nearest_exactly(vector, where)
@@ -357,6 +401,23 @@ class Store:
             wanted += len(strays)
         return hits[:n]
 
+    def _scan(self, vector: list[float], n: int, within: KeywordFilter) -> list[tuple[str, float]]:
+        """The ``n`` nearest committed chunks ``within`` admits, scored exactly from the scan
+        table; rows whose chunk the catalog does not list are skipped (and their vectors
+        dropped when no write is in flight), the search widened past them."""
+        wanted = n
+        while True:
+            found = self.scan.search(  # type: ignore[union-attr]
+                vector, wanted, outlets=within.outlets, first_day=within.first_day,
+                last_day=within.last_day)
+            known = self.catalog.chunks([c for c, _ in found])
+            hits = [(c, score) for c, score in found if c in known]
+            if len(hits) >= n or len(found) < wanted:
+                if len(hits) < len(found):
+                    self._drop_strays([c for c, _ in found if c not in known])
+                return hits[:n]
+            wanted *= 4
+
     def _postfilter_width(self, within: KeywordFilter) -> int | None:
         """How many times ``n`` nearest vectors to check against ``within`` first; 0 to score
         every admitted vector exactly; None to go straight to Chroma's ``where``.  From the
@@ -369,7 +430,7 @@ class Store:
             return None
         share = of_outlets * of_days / (total * total)
         if share < self.postfilter_share:
-            return 0 if share * total <= self.exact_max else None
+            return 0 if share * total <= self.exact_max or self.scan_ready() else None
         wanted = math.ceil(POSTFILTER_MARGIN / share) if share else POSTFILTER_MAX_WIDTH
         return min(POSTFILTER_MAX_WIDTH, max(POSTFILTER_WIDTH, wanted))
 
@@ -382,7 +443,7 @@ class Store:
         try:
             with self.writing(timeout=0):
                 known = self.catalog.chunks(ids)
-                self.vectors.delete([i for i in ids if i not in known])
+                self._delete_vectors([i for i in ids if i not in known])
         except Timeout:
             return
         except (ChromaError, KeyError):
@@ -390,8 +451,10 @@ class Store:
         self._refresh_vectors(force=True)
 
     def close(self) -> None:
-        """Release the catalog connection."""
+        """Release the catalog connection (and the scan table's)."""
         self.catalog.close()
+        if self.scan is not None:
+            self.scan.close()
 
 
 _STORES: dict[tuple[str, str | None, int, str, str | None], Store] = {}

@@ -3,11 +3,12 @@
 A filter the catalog's counts say admits at least a tenth of the vectors (``POSTFILTER_SHARE``)
 is checked on the metadata of the nearest vectors first, as many of them as it takes for
 ``POSTFILTER_MARGIN`` times the ``n`` wanted to be expected to pass (``POSTFILTER_WIDTH`` to
-``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one admitting at most ``EXACT_MAX`` vectors has
-them all scored exactly, and any other goes straight to Chroma's ``where``.  All give the nearest
-admitted chunks.  Real Chroma and the real model throughout; the only observation is a recorder
-around ``ChromaVectors.query`` and ``ChromaVectors.nearest_exactly`` that passes every call
-through.  Embedded Chroma's SQLite file is given table statistics when opened, so its ``where``
+``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one is scored exactly from the scan table
+(``index.scan``).  Without a scan table, a narrower one admitting at most ``EXACT_MAX`` vectors
+has them read from Chroma and scored exactly, and any other goes straight to Chroma's
+``where``.  All give the nearest admitted chunks.  Real Chroma and the real model throughout;
+the only observation is a recorder around ``ChromaVectors.query``,
+``ChromaVectors.nearest_exactly`` and ``ScanTable.search`` that passes every call through.  Embedded Chroma's SQLite file is given table statistics when opened, so its ``where``
 looks the admitted ids up instead of walking the collection.
 """
 
@@ -87,8 +88,16 @@ def chroma_calls(sample_index: Settings, monkeypatch: pytest.MonkeyPatch) -> Ite
         calls.append("exact")
         return exactly(*args, **kwargs)
 
+    assert store.scan is not None
+    scan = store.scan.search
+
+    def recorded_scan(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        calls.append("scan")
+        return scan(*args, **kwargs)
+
     monkeypatch.setattr(store.vectors, "query", recorded)
     monkeypatch.setattr(store.vectors, "nearest_exactly", recorded_exactly)
+    monkeypatch.setattr(store.scan, "search", recorded_scan)
     yield calls
 
 
@@ -99,11 +108,15 @@ def sample_days(store: Store) -> list[int]:
 def narrow_filters(store: Store) -> list[KeywordFilter]:
     days = sample_days(store)
     first = min((a for a in store.list_articles() if a.published), key=lambda a: a.published)
-    return [
+    filters = [
         KeywordFilter(last_day=days[0]),  # as_of the first article's day
         KeywordFilter(last_day=days[2], outlets=(first.outlet or "",)),  # its outlet, as_of the third
         KeywordFilter(first_day=days[-1]),  # since the last day
     ]
+    for within in filters:  # each admits less than the share checked on the nearest first
+        total, of_outlets, of_days = store.catalog.dense_counts(within)
+        assert of_outlets * of_days < store.postfilter_share * total * total
+    return filters
 
 
 def paths_taken(
@@ -118,22 +131,33 @@ def paths_taken(
     return taken
 
 
-def test_a_narrow_filter_admitting_few_vectors_scores_them_all_exactly(
+def test_a_narrow_filter_is_scored_exactly_from_the_scan_table(
     sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
 ) -> None:
     store = open_store(sample_index)
+    assert store.scan_ready(), "an index built from empty keeps its scan table complete"
     for within in narrow_filters(store):
-        total, of_outlets, of_days = store.catalog.dense_counts(within)
-        assert of_outlets * of_days < store.postfilter_share * total * total
-        assert of_outlets * of_days <= EXACT_MAX * total
-        assert paths_taken(store, embedder, chroma_calls, within) == [["exact"]] * len(QUESTIONS)
+        assert paths_taken(store, embedder, chroma_calls, within) == [["scan"]] * len(QUESTIONS)
 
 
-def test_a_narrow_filter_admitting_more_goes_straight_to_chromas_where(
+def test_without_a_scan_table_a_narrow_filter_admitting_few_vectors_is_read_from_chroma(
     sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = open_store(sample_index)
+    monkeypatch.setattr(store, "scan", None)  # a Chroma server keeps the vectors: no scan table
+    for within in narrow_filters(store):
+        total, of_outlets, of_days = store.catalog.dense_counts(within)
+        assert of_outlets * of_days <= EXACT_MAX * total
+        assert paths_taken(store, embedder, chroma_calls, within) == [["exact"]] * len(QUESTIONS)
+
+
+def test_without_a_scan_table_a_narrow_filter_admitting_more_goes_to_chromas_where(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store(sample_index)
+    monkeypatch.setattr(store, "scan", None)
     monkeypatch.setattr(store, "exact_max", 0)  # as if each admitted more than EXACT_MAX
     for within in narrow_filters(store):
         assert paths_taken(store, embedder, chroma_calls, within) == [["where"]] * len(QUESTIONS)
@@ -203,7 +227,7 @@ def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
     dense = DenseRetriever.from_settings(sample_index, store=store, embedder=embedder)
     outlet = store.list_articles()[0].outlet
     dense.search(QUESTIONS[0], Filters(outlets=[outlet], as_of=day_of(sample_days(store)[2])))
-    assert chroma_calls == ["exact"]
+    assert chroma_calls == ["scan"]
     chroma_calls.clear()
     dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
     assert chroma_calls[0] == "nearest-first"
@@ -212,10 +236,10 @@ def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
 def test_every_path_finds_the_nearest_admitted_chunks(
     sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whatever the path (chosen, always nearest-first, always ``where``, exactly whenever
-    narrower than a tenth), narrow or wide, the answer is the same and every chunk in it passes
-    the filter; a filter too narrow for the nearest vectors still fills the ``n`` when forced
-    nearest-first."""
+    """Whatever the path (chosen, always nearest-first, always ``where``, read from Chroma and
+    scored exactly whenever narrower than a tenth, the scan table whenever narrower than a
+    tenth), narrow or wide, the answer is the same and every chunk in it passes the filter; a
+    filter too narrow for the nearest vectors still fills the ``n`` when forced nearest-first."""
     store = open_store(sample_index)
     articles = {a.id: a for a in store.list_articles()}
     days = sample_days(store)
@@ -230,10 +254,13 @@ def test_every_path_finds_the_nearest_admitted_chunks(
         vector = embedder.embed_query(question)
         for within in filters:
             answers = []
-            paths = [(store.postfilter_share, store.exact_max), (0.0, 0), (2.0, 0), (2.0, 10**9)]
-            for share, exact_max in paths:  # chosen, nearest-first, where, exact
+            scan = store.scan
+            paths = [(store.postfilter_share, store.exact_max, scan), (0.0, 0, None),
+                     (2.0, 0, None), (2.0, 10**9, None), (2.0, 0, scan)]
+            for share, exact_max, table in paths:  # chosen, nearest-first, where, exact, scan
                 monkeypatch.setattr(store, "postfilter_share", share)
                 monkeypatch.setattr(store, "exact_max", exact_max)
+                monkeypatch.setattr(store, "scan", table)
                 answers.append(store.search_vectors(vector, 5, within=within))
             assert len(answers[0]) == 5
             for answer in answers[1:]:

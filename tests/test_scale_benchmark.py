@@ -58,6 +58,7 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     store = Store(scale.settings_for(folder))
     ids = [scale_corpus.article(3, i).article.id for i in range(80)]
     assert store.count_articles() == 80 and len(store.content_hashes(ids)) == 80
+    assert store.scan_ready(), "built through Store.write, copied with its scan table"
     assert len(result["batches"]["ingest_100_s"]) == 3 == len(result["batches"]["remove_100_s"])
     assert set(result["queries"]) == {
         f"{r}/{f}" for r in ("bm25", "dense", "hybrid") for f in ("none", "outlet", "as_of")
@@ -66,7 +67,8 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     paths = result["dense_paths"]
     assert set(paths) == {f"{r}/{f}" for r in ("dense", "hybrid") for f in ("outlet", "as_of")}
     assert paths["dense/outlet"]["where"]["chroma_queries_per_search"] == 1
-    assert paths["dense/outlet"]["chosen"]["chroma_queries_per_search"] == 1, "one outlet of 200"
+    assert paths["dense/outlet"]["before scan"]["chroma_queries_per_search"] == 1, "one of 200"
+    assert paths["dense/outlet"]["chosen"]["chroma_queries_per_search"] == 0, "the scan table"
     assert len(paths["dense/as_of"]["per_question"]) == 3
     assert result["disk"]["bytes"]["keywords"] > 0 and result["chunks"] > 80
     assert json.loads((tmp_path / "results-a80-s3.json").read_text())["size"] == 80

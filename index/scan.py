@@ -1,0 +1,282 @@
+"""Every vector beside its outlet and day, for exact filtered search: ``ScanTable(folder)``.
+
+Chroma answers a filtered query in two steps that both grow with the archive: SQL over its
+metadata table finds the ids the filter admits, then its HNSW graph is walked with that list,
+passing over the vectors it does not admit (at 396k vectors, one outlet of 2% cost 90-110 ms;
+benchmarks/RESULTS.md, "One outlet at scale").  The scan table keeps a second copy of each
+vector in the data folder, in row order, with each row's outlet code and day in an array
+beside it.  A filter admitting a small share of the archive (one outlet, a short date range)
+is then one mask over those arrays and one matrix product over the rows it admits: exact,
+with no SQL and no graph walk, at a cost that follows what the filter admits.
+
+Files in ``DATA_DIR/scan/``:
+
+- ``vectors.f32``: the rows' unit vectors, float32, ``dim`` per row;
+- ``facets.i32``: per row, the outlet's code and the publication day (YYYYMMDD, 0: undated);
+- ``alive.u8``: per row, 1 until its chunk's vector is deleted;
+- ``rows.sqlite3``: which chunk each row holds, the outlets' codes, and the committed row
+  count.  Rows past that count are the remains of an append a kill interrupted: the next
+  append cuts them off, and readers never look at them.
+
+The catalog stays the source of truth: a row may outlive its chunk (a kill between the
+catalog's commit and the row's deletion) or belong to a write that never committed, and
+``Store`` checks the chunks of the rows it returns against the catalog, as it does Chroma's.
+The table is written under the data folder's write lock, in ``Store.write`` beside Chroma's
+upsert.  It is used only once it holds every vector (``complete``): it is created complete
+on an empty index, and an index built before it existed is read into it from Chroma once
+(``fill``), by the next write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from index.dates import day_number
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rows_by_chunk ON rows (chunk_id);
+CREATE TABLE IF NOT EXISTS outlets (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class ScanTable:
+    """The vectors of one data folder in row order, with their outlets and days."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._view: tuple[int, Any, Any, Any] | None = None  # (rows, vectors, facets, alive)
+
+    # -- reading -------------------------------------------------------------------------
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.folder / "rows.sqlite3", check_same_thread=False,
+                                 isolation_level=None, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    def _state(self, key: str) -> int:
+        if self._db is None and not (self.folder / "rows.sqlite3").exists():
+            return 0  # no table yet (readers never create one)
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def rows(self) -> int:
+        """Rows committed."""
+        with self._lock:
+            return self._state("rows")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every vector of the index has its row (else the table must not be used)."""
+        with self._lock:
+            return bool(self._state("complete"))
+
+    def search(
+        self,
+        vector: Sequence[float],
+        n: int,
+        *,
+        outlets: Sequence[str] | None = None,
+        first_day: int | None = None,
+        last_day: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``n`` live rows nearest ``vector`` (cosine similarity) among those of these
+        outlets and days (an undated row fails any day bound), as (chunk id, similarity),
+        best first."""
+        import numpy as np
+
+        rows, vectors, facets, alive = self._current()
+        if not rows:
+            return []
+        keep = alive[:rows].astype(bool)
+        if outlets is not None:
+            codes = self._codes(outlets)
+            keep &= np.isin(facets[:rows, 0], codes) if len(codes) != 1 else (
+                facets[:rows, 0] == codes[0])
+        if first_day:
+            keep &= facets[:rows, 1] >= first_day
+        if last_day:
+            keep &= (facets[:rows, 1] <= last_day) & (facets[:rows, 1] > 0)
+        admitted = np.flatnonzero(keep)
+        if not len(admitted):
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        query /= np.linalg.norm(query) or 1.0
+        scores = vectors[admitted] @ query
+        if len(admitted) > n:
+            top = np.argpartition(-scores, n - 1)[:n]
+        else:
+            top = np.arange(len(admitted))
+        top = top[np.lexsort((admitted[top], -scores[top]))]  # best first; ties by row
+        chosen = [int(admitted[t]) for t in top]
+        names = self._chunk_ids(chosen)
+        return [(names[r], float(scores[t])) for r, t in zip(chosen, top, strict=True)
+                if r in names]
+
+    def _current(self) -> tuple[int, Any, Any, Any]:
+        """The committed rows, mapped read-only; mapped again when more have been committed."""
+        import numpy as np
+
+        with self._lock:
+            rows = self._state("rows")
+            if self._view is None or self._view[0] != rows:
+                if not rows:
+                    self._view = (0, None, None, None)
+                else:
+                    self._view = (
+                        rows,
+                        np.memmap(self._file("vectors.f32"), np.float32, "r",
+                                  shape=(rows, self._state("dim"))),
+                        np.memmap(self._file("facets.i32"), np.int32, "r", shape=(rows, 2)),
+                        np.memmap(self._file("alive.u8"), np.uint8, "r", shape=(rows,)),
+                    )
+            return self._view
+
+    def _codes(self, outlets: Iterable[str]) -> list[int]:
+        names = list(outlets)
+        with self._lock:
+            found = self.db.execute(
+                f"SELECT code FROM outlets WHERE name IN ({','.join('?' * len(names))})", names
+            ).fetchall() if names else []
+        return [int(c) for (c,) in found] or [-1]  # -1: no row has it
+
+    def _chunk_ids(self, rows: list[int]) -> dict[int, str]:
+        if not rows:
+            return {}
+        with self._lock:
+            found = self.db.execute(
+                f"SELECT row, chunk_id FROM rows WHERE row IN ({','.join('?' * len(rows))})", rows
+            ).fetchall()
+        return {int(r): c for r, c in found}
+
+    def _file(self, name: str) -> Path:
+        return self.folder / name
+
+    # -- writing (under the data folder's write lock) ---------------------------------------
+
+    def start_complete(self) -> None:
+        """Mark a new, empty table as holding every vector (the index has none yet)."""
+        with self._lock:
+            if not self._state("rows"):
+                self._set(complete=1)
+
+    def append(self, chunk_ids: Sequence[str], vectors: Sequence[Sequence[float]],
+               outlets: Sequence[str], days: Sequence[int]) -> None:
+        """Add rows; committed (visible to readers) only once all of them are written."""
+        import numpy as np
+
+        if not chunk_ids:
+            return
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(chunk_ids), -1)
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix /= np.where(norms > 0, norms, 1.0)
+        with self._lock:
+            start = self._state("rows")
+            if start and matrix.shape[1] != self._state("dim"):
+                raise ValueError(f"vectors of {matrix.shape[1]} dimensions in a table of "
+                                 f"{self._state('dim')}")
+            codes = self._assign_codes(outlets)
+            facets = np.column_stack([[codes[o] for o in outlets], days]).astype(np.int32)
+            for name, data in (("vectors.f32", matrix), ("facets.i32", facets),
+                               ("alive.u8", np.ones(len(chunk_ids), dtype=np.uint8))):
+                with open(self._file(name), "r+b" if self._file(name).exists() else "wb") as f:
+                    f.truncate(start * data[0].nbytes)  # drop what an interrupted append left
+                    f.seek(0, 2)
+                    f.write(np.ascontiguousarray(data).tobytes())
+            with self.db:
+                self.db.execute("BEGIN")
+                self.db.executemany("INSERT OR REPLACE INTO rows (row, chunk_id) VALUES (?, ?)",
+                                    zip(range(start, start + len(chunk_ids)), chunk_ids,
+                                        strict=True))
+                self._set(rows=start + len(chunk_ids), dim=matrix.shape[1])
+
+    def delete(self, chunk_ids: Sequence[str]) -> None:
+        """Mark these chunks' rows dead (ids without a row are ignored)."""
+        if not chunk_ids:
+            return
+        with self._lock:
+            rows: list[int] = []
+            for i in range(0, len(chunk_ids), 500):
+                part = list(chunk_ids[i : i + 500])
+                rows += [int(r) for (r,) in self.db.execute(
+                    f"SELECT row FROM rows WHERE chunk_id IN ({','.join('?' * len(part))})", part)]
+            committed = self._state("rows")
+            rows = sorted(r for r in rows if r < committed)
+            if not rows:
+                return
+            with open(self._file("alive.u8"), "r+b") as f:
+                for r in rows:
+                    f.seek(r)
+                    f.write(b"\0")
+
+    def fill(self, vectors: Any, page: int = 5000) -> int:
+        """Read every vector of ``vectors`` (``index.vectors.ChromaVectors``) into an empty
+        table and mark it complete; return how many.  Rows already present are dropped first
+        (a fill a kill interrupted starts again)."""
+        with self._lock:
+            self._set(rows=0, complete=0)
+        offset = 0
+        while True:
+            got = vectors.collection.get(include=["embeddings", "metadatas"], limit=page,
+                                         offset=offset)
+            ids = list(got["ids"])
+            if ids:
+                metas = [m or {} for m in got["metadatas"]]
+                self.append(ids, got["embeddings"], [str(m.get("outlet") or "") for m in metas],
+                            [int(m.get("published") or 0) for m in metas])
+            offset += len(ids)
+            if len(ids) < page:
+                break
+        with self._lock:
+            self._set(complete=1)
+        return offset
+
+    def _assign_codes(self, outlets: Iterable[str]) -> dict[str, int]:
+        names = sorted(set(outlets))
+        self.db.executemany("INSERT OR IGNORE INTO outlets (name) VALUES (?)",
+                            [(n,) for n in names])
+        found = self.db.execute(
+            f"SELECT name, code FROM outlets WHERE name IN ({','.join('?' * len(names))})", names
+        ).fetchall()
+        return {name: int(code) for name, code in found}
+
+    def _set(self, **values: int) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                            list(values.items()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._view = None
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def rows_of(batch: Sequence[Any]) -> tuple[list[str], list[list[float]], list[str], list[int]]:
+    """(chunk ids, vectors, outlets, days) of a write batch's embedded chunks
+    (``index.catalog.PreparedArticle``), in the order ``ChromaVectors.add`` writes them."""
+    ids: list[str] = []
+    vectors: list[list[float]] = []
+    outlets: list[str] = []
+    days: list[int] = []
+    for prepared in batch:
+        for chunk_id, vector in zip(prepared.chunk_ids(), prepared.vectors, strict=False):
+            ids.append(chunk_id)
+            vectors.append(vector)
+            outlets.append(prepared.article.outlet or "")
+            days.append(day_number(prepared.article.published))
+    return ids, vectors, outlets, days
