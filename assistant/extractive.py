@@ -48,6 +48,7 @@ turned into "［2］", so quoted text can never be read as a citation marker.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -56,7 +57,7 @@ from typing import TYPE_CHECKING, Literal
 
 from assistant import question as q_analysis
 from assistant import shortlist
-from assistant.beside import beside
+from assistant.beside import Reach, around, beside
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta
 from assistant.citations import MARKER
 from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
@@ -101,15 +102,19 @@ class Weights:
     count of the thing, "who" with no new name: a person, or an organisation when the
     question names no person's role).  Refusing the other kinds too cost dev-small correct
     answers: NER misses some names, and "thing" answers are often not names at all."""
-    beside: bool = False
-    """Quote the sentence beside the chosen one when only it names the asked-for kind
-    (``assistant.beside``), and take the short answer from it.  Off as fitted: on dev-small it
-    answered one more question (the script adopts a rule only for more than one); on dev it
-    answered one fewer, three fewer with ``nearby`` {"place"}: the neighbour can take the
-    place of a third quote (benchmarks/RESULTS.md)."""
+    beside: Reach | None = None
+    """How far to look for a sentence naming the asked-for kind when the chosen sentence names
+    none (``assistant.beside``: the neighbours, the passage, the article's retrieved passages,
+    its lead, or its most probable sentence), which is quoted beside it and gives the short
+    answer; None: no such sentence is quoted.  Off as fitted: each reach was replayed on
+    dev-small by ``benchmarks/fit_extractive.py`` and none answered more than one more question
+    (the script's rule for adopting one); see benchmarks/RESULTS.md."""
+    beside_adds: bool = False
+    """With ``beside``: the sentence found is quoted in addition to the ``max_sentences``
+    (False: it takes the place of the last further sentence)."""
     nearby: frozenset[str] = frozenset()
     """With ``beside``: kinds refused when no on-topic sentence holds a span of the kind either
-    by itself or in the sentence beside it.  None as fitted (``beside`` is off)."""
+    by itself or in the sentence ``beside`` finds for it.  None as fitted (``beside`` is off)."""
 
 
 FITTED = Weights()
@@ -298,7 +303,8 @@ class ExtractiveWriter:
         if question.kind in self.weights.strict:
             found = [c for c in found if c.spans]
         elif question.kind in self.weights.nearby:
-            found = [c for c in found if c.spans or beside(question, sources[c.i], c.j)]
+            reach = self.weights.beside or "neighbour"
+            found = [c for c in found if c.spans or beside(question, sources, c.i, c.j, reach=reach)]
         if question.recent and as_of is not None and self.weights.recent is not None:
             found = [c for c in found if _within(sources[c.i].published, as_of, self.weights.recent)]
         return [c for c in found if c.probability >= self.weights.floor
@@ -336,13 +342,16 @@ class ExtractiveWriter:
             if dated is not None:
                 picks.append((i, dated))
         short = best
-        if (self.weights.beside and not best.spans and len(picks) == 1 < self.max_sentences
-                and (near := beside(question, sources[i], j))):
-            picks.append((i, near[0]))  # it names what the best sentence refers to
-            short = replace(best, j=near[0], spans=near[1])
+        room = self.max_sentences
+        if (self.weights.beside and not best.spans
+                and (len(picks) < room or self.weights.beside_adds)
+                and (near := self._beside(question, sources, best))):
+            picks.append(near[:2])  # it names what the best sentence refers to
+            short = replace(best, i=near[0], j=near[1], spans=near[2])
+            room += self.weights.beside_adds
         quoted = {sources[a].sentences[b].text for a, b in picks}
         for c in found[1:]:  # further sentences allowed to answer by themselves, best first
-            if len(picks) >= self.max_sentences or c.probability < best.probability * self.second_ratio:
+            if len(picks) >= room or c.probability < best.probability * self.second_ratio:
                 break
             if (other := sources[c.i].sentences[c.j].text) not in quoted:
                 picks.append((c.i, c.j))
@@ -351,6 +360,27 @@ class ExtractiveWriter:
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
         return parts, short_answer(question, sources, short, found)
+
+    def _beside(self, question: Question, sources: Sequence[Source],
+                best: Candidate) -> tuple[int, int, list[tuple[int, int]]] | None:
+        """``assistant.beside`` for the best sentence at ``Weights.beside``'s reach; for
+        ``"best"``, its article's sentences ordered by this writer's evidence model (every
+        retrieved sentence of the article embedded, no topic gate)."""
+        reach = self.weights.beside or "neighbour"
+        if reach != "best":
+            return beside(question, sources, best.i, best.j, reach=reach)
+        cells = around(sources, best.i, best.j, "article")
+        if question.kind is None or question.speaker or not cells:
+            return None
+        article = sorted({a for a, _ in cells})
+        loose = copy.copy(self)
+        loose.weights = replace(self.weights, topic=0.0)
+        scored = loose.candidates(question, [sources[a] for a in article], limit=len(cells) + 1)
+        keep = set(cells)
+        for c in scored:  # most probable first
+            if (article[c.i], c.j) in keep and c.spans:
+                return article[c.i], c.j, c.spans
+        return None
 
     @staticmethod
     def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:
