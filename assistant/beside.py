@@ -14,7 +14,7 @@ sentence of the same article that does, looking as far as its ``reach``:
 - ``"lead"``: the article's earliest retrieved sentence with such a span (a story names its
   subject in its first lines: "Acetaminophen ..." before "a growing body of research");
 - ``"best"``: the article's sentence the writer's own evidence model finds most probable
-  (``ExtractiveWriter`` orders them; see ``order`` below).
+  (``found_for``: every retrieved sentence of the article embedded and scored).
 
 The writer quotes it beside the best sentence and takes the short answer from it.  Entities
 are read a few sentences at a time, in the order tried, so a near hit costs a few sentences
@@ -23,12 +23,17 @@ are read a few sentences at a time, in the order tried, so a near hit costs a fe
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from typing import Literal, get_args
+from dataclasses import replace
+from typing import TYPE_CHECKING, Literal, get_args
 
 from assistant import question as q_analysis
 from assistant.models import Source
 from assistant.question import Question
+
+if TYPE_CHECKING:
+    from assistant.extractive import Candidate, ExtractiveWriter
 
 Spans = list[tuple[int, int]]
 Cell = tuple[int, int]
@@ -88,4 +93,25 @@ def beside(question: Question, sources: Sequence[Source], i: int, j: int, *,
                                      dates=sentence.dates, ents=found)
             if spans:
                 return a, b, spans
+    return None
+
+
+def found_for(writer: ExtractiveWriter, question: Question, sources: Sequence[Source],
+              best: Candidate) -> tuple[int, int, Spans] | None:
+    """``beside`` for the writer's best sentence at its ``Weights.beside`` reach; for
+    ``"best"``, the article's sentences (``around``) in the order of the writer's evidence
+    model, each embedded and scored as a candidate with no topic gate."""
+    reach = writer.weights.beside or "neighbour"
+    if reach != "best":
+        return beside(question, sources, best.i, best.j, reach=reach)
+    cells = around(sources, best.i, best.j, "article")
+    if question.kind is None or question.speaker or not cells:
+        return None
+    article = sorted({a for a, _ in cells})
+    loose = copy.copy(writer)
+    loose.weights = replace(writer.weights, topic=0.0)
+    keep = set(cells)
+    for c in loose.candidates(question, [sources[a] for a in article], limit=len(cells) + 1):
+        if (article[c.i], c.j) in keep and c.spans:  # most probable first
+            return article[c.i], c.j, c.spans
     return None

@@ -35,8 +35,9 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
 5. **The short answer** (``assistant.short_answer``): the asked-for span of the chosen sentence
    (the enumeration, when the question asks for several; else the span the other candidates
    mention most, weighted by their probability), as ``Answer.short_answer`` with article
-   offsets.  With ``Weights.beside`` (off as fitted), when the chosen sentence holds none, the
-   sentence beside it that does (``assistant.beside``) is quoted next and gives it.
+   offsets.  With ``Weights.beside`` (off as fitted), when the chosen sentence holds none, a
+   sentence of its article that does (``assistant.beside``: its neighbour, its passage, the
+   article's nearest, earliest or most probable) is quoted next and gives it.
 
 A "when" answer keeps its derived-date lead ("Around October 20 (two days before ...)") and the
 sentence that dates it.  Further sentences allowed to answer by themselves (step 4), from any
@@ -48,7 +49,6 @@ turned into "［2］", so quoted text can never be read as a citation marker.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Literal
 
 from assistant import question as q_analysis
 from assistant import shortlist
-from assistant.beside import Reach, around, beside
+from assistant.beside import Reach, beside, found_for
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta
 from assistant.citations import MARKER
 from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
@@ -345,7 +345,7 @@ class ExtractiveWriter:
         room = self.max_sentences
         if (self.weights.beside and not best.spans
                 and (len(picks) < room or self.weights.beside_adds)
-                and (near := self._beside(question, sources, best))):
+                and (near := found_for(self, question, sources, best))):
             picks.append(near[:2])  # it names what the best sentence refers to
             short = replace(best, i=near[0], j=near[1], spans=near[2])
             room += self.weights.beside_adds
@@ -360,27 +360,6 @@ class ExtractiveWriter:
         if lead:  # one sentence with its evidence, so the support check sees both together
             parts[0] = f"{lead}: {parts[0]}"
         return parts, short_answer(question, sources, short, found)
-
-    def _beside(self, question: Question, sources: Sequence[Source],
-                best: Candidate) -> tuple[int, int, list[tuple[int, int]]] | None:
-        """``assistant.beside`` for the best sentence at ``Weights.beside``'s reach; for
-        ``"best"``, its article's sentences ordered by this writer's evidence model (every
-        retrieved sentence of the article embedded, no topic gate)."""
-        reach = self.weights.beside or "neighbour"
-        if reach != "best":
-            return beside(question, sources, best.i, best.j, reach=reach)
-        cells = around(sources, best.i, best.j, "article")
-        if question.kind is None or question.speaker or not cells:
-            return None
-        article = sorted({a for a, _ in cells})
-        loose = copy.copy(self)
-        loose.weights = replace(self.weights, topic=0.0)
-        scored = loose.candidates(question, [sources[a] for a in article], limit=len(cells) + 1)
-        keep = set(cells)
-        for c in scored:  # most probable first
-            if (article[c.i], c.j) in keep and c.spans:
-                return article[c.i], c.j, c.spans
-        return None
 
     @staticmethod
     def _anchor_sentence(source: Source, j: int, mention: Mention | None) -> int | None:

@@ -14,9 +14,11 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.beside`` and
-   ``Weights.nearby`` (quoting the sentence beside the chosen one; the kinds refused when
-   neither names one) by replaying the writer (``fit_beside``).  Before that, the
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.beside``,
+   ``beside_adds`` and ``nearby`` (how far in the chosen sentence's article to look for one
+   naming the asked kind when it names none, whether that sentence replaces the last quote
+   or is added; the kinds refused when neither names one) by replaying the writer
+   (``fit_beside``; alone, from today's weights: ``--beside``).  Before that, the
    shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
    fitted as a logistic model of "holds an accepted answer" over every sentence of the
    sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
@@ -29,6 +31,8 @@
 
     python benchmarks/fit_extractive.py --set dev-small --fit   # needs benchmarks/out/dev-small
     python benchmarks/fit_extractive.py --set dev               # needs benchmarks/out/dev
+    python benchmarks/fit_extractive.py --set dev-small --beside   # the sentence beside, replayed
+    python benchmarks/fit_extractive.py --set dev --variants --quoted in-place   # and: added
 """
 
 from __future__ import annotations
