@@ -111,26 +111,29 @@ def test_nothing_is_added_when_the_article_names_nothing_of_the_kind(embedder: E
         assert text == f"{OWNER} [1]" and short is None, reach
 
 
-def test_the_lead_reach_takes_the_earliest_sentence_and_the_article_reach_the_nearest(
-    embedder: Embedder,
-) -> None:
-    sources = [chunk(1, "boeing", 400, "Shipping news came early.", OWNER,
-                     "Analysts at Goldman Sachs expect several bids."),
-               chunk(2, "boeing", 0, LEAD)]
-    assert writer(embedder, "lead").answer_with_short(SALE, sources)[1].text == "Boeing"  # type: ignore[union-attr]
-    assert writer(embedder, "article").answer_with_short(SALE, sources)[1].text == "Goldman Sachs"  # type: ignore[union-attr]
+# the chosen sentence's article naming two companies: a nearer one, and one in its lead or
+# one about the sale ("best": the evidence model's most probable)
+GOLDMAN = [chunk(1, "boeing", 400, "Shipping news came early.", OWNER,
+                 "Analysts at Goldman Sachs expect several bids."),
+           chunk(2, "boeing", 0, LEAD)]
+AIRBUS = [chunk(1, "boeing", 400, "Shipping news came early.", OWNER, "Airbus declined to comment."),
+          chunk(2, "boeing", 0, "Fans hope a buyer keeps Boeing in Seattle after the sale of the business.")]
 
 
-def test_the_best_reach_takes_the_sentence_the_evidence_model_finds_most_probable(
-    embedder: Embedder,
+@pytest.mark.parametrize(
+    ("sources", "reach", "named"),
+    [
+        (GOLDMAN, "lead", "Boeing"),  # the earliest
+        (GOLDMAN, "article", "Goldman Sachs"),  # the nearest
+        (AIRBUS, "neighbour", "Airbus"),
+        (AIRBUS, "best", "Boeing"),  # about the sale, though further away
+    ],
+)
+def test_the_reach_decides_which_name_of_the_article_is_taken(
+    embedder: Embedder, sources: list[Source], reach: str, named: str,
 ) -> None:
-    # the neighbour names a company but is about nothing asked; the far one is about the sale
-    far = "Fans hope a buyer keeps Boeing in Seattle after the sale of the business."
-    sources = [chunk(1, "boeing", 400, "Shipping news came early.", OWNER,
-                     "Airbus declined to comment."),
-               chunk(2, "boeing", 0, far)]
-    assert writer(embedder, "neighbour").answer_with_short(SALE, sources)[1].text == "Airbus"  # type: ignore[union-attr]
-    assert writer(embedder, "best").answer_with_short(SALE, sources)[1].text == "Boeing"  # type: ignore[union-attr]
+    short = writer(embedder, reach).answer_with_short(SALE, sources)[1]
+    assert short is not None and short.text == named
 
 
 def test_the_sentence_found_is_added_to_the_quotes_or_takes_the_last_ones_place(
