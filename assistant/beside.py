@@ -26,14 +26,11 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from assistant import question as q_analysis
 from assistant.models import Source
 from assistant.question import Question
-
-if TYPE_CHECKING:
-    from assistant.extractive import Candidate, ExtractiveWriter
 
 Spans = list[tuple[int, int]]
 Cell = tuple[int, int]
@@ -42,6 +39,25 @@ Reach = Literal["neighbour", "chunk", "article", "lead", "best"]
 REACHES: tuple[str, ...] = get_args(Reach)
 BATCH = 4
 """Sentences whose entities are read at once: most hits are among the first few tried."""
+
+
+class Candidate(Protocol):
+    """A scored sentence (``assistant.extractive.Candidate``): source and sentence index, its
+    spans of the asked-for kind; candidates come most probable first."""
+
+    i: int
+    j: int
+    spans: Spans
+
+
+class Writer(Protocol):
+    """The extractive writer (``assistant.extractive.ExtractiveWriter``): its ``Weights`` (a
+    dataclass with ``beside`` and ``topic``) and its candidates, most probable first."""
+
+    weights: Any
+
+    def candidates(self, question: Question, sources: Sequence[Source], *,
+                   limit: int | None = None) -> Sequence[Candidate]: ...
 
 
 def around(sources: Sequence[Source], i: int, j: int, reach: Reach) -> list[Cell]:
@@ -96,12 +112,12 @@ def beside(question: Question, sources: Sequence[Source], i: int, j: int, *,
     return None
 
 
-def found_for(writer: ExtractiveWriter, question: Question, sources: Sequence[Source],
+def found_for(writer: Writer, question: Question, sources: Sequence[Source],
               best: Candidate) -> tuple[int, int, Spans] | None:
     """``beside`` for the writer's best sentence at its ``Weights.beside`` reach; for
     ``"best"``, the article's sentences (``around``) in the order of the writer's evidence
     model, each embedded and scored as a candidate with no topic gate."""
-    reach = writer.weights.beside or "neighbour"
+    reach: Reach = writer.weights.beside or "neighbour"
     if reach != "best":
         return beside(question, sources, best.i, best.j, reach=reach)
     cells = around(sources, best.i, best.j, "article")
