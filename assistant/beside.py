@@ -36,7 +36,7 @@ Spans = list[tuple[int, int]]
 Cell = tuple[int, int]
 """(source index, sentence index)."""
 Reach = Literal["neighbour", "chunk", "article", "lead", "best"]
-REACHES: tuple[str, ...] = get_args(Reach)
+REACHES: tuple[Reach, ...] = get_args(Reach)
 BATCH = 4
 """Sentences whose entities are read at once: most hits are among the first few tried."""
 

@@ -344,7 +344,7 @@ def fit_beside(bot: Any, rows: list[dict], weights: Any, first: Any, *,
 
     off = run(replace(weights, beside=None, beside_adds=False, nearby=frozenset()))
     print(f"the sentence beside, off: {fmt(off)}")
-    finals = []  # each reach, in place or added, with the nearby kinds it adopts greedily
+    finals: list[tuple[dict[str, Any], int, Any]] = []  # each reach, in place or added, with the nearby kinds it adopts greedily
     for reach, adds in product(REACHES, (False, True)):
         tried = replace(weights, beside=reach, beside_adds=adds, nearby=frozenset())
         best = run(tried)
