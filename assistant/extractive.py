@@ -35,8 +35,9 @@ How a sentence is chosen (``ExtractiveWriter.candidates``, then ``answer``):
 5. **The short answer** (``assistant.short_answer``): the asked-for span of the chosen sentence
    (the enumeration, when the question asks for several; else the span the other candidates
    mention most, weighted by their probability), as ``Answer.short_answer`` with article
-   offsets.  With ``Weights.beside`` (off as fitted), when the chosen sentence holds none, the
-   sentence beside it that does (``assistant.beside``) is quoted next and gives it.
+   offsets.  With ``Weights.beside`` (off as fitted), when the chosen sentence holds none, a
+   sentence of its article that does (``assistant.beside``: its neighbour, its passage, the
+   article's nearest, earliest or most probable) is quoted next and gives it.
 
 A "when" answer keeps its derived-date lead ("Around October 20 (two days before ...)") and the
 sentence that dates it.  Further sentences allowed to answer by themselves (step 4), from any
@@ -56,7 +57,7 @@ from typing import TYPE_CHECKING, Literal
 
 from assistant import question as q_analysis
 from assistant import shortlist
-from assistant.beside import beside
+from assistant.beside import Reach, beside, found_for
 from assistant.chat_model import ChatEvent, ChatModel, TextDelta
 from assistant.citations import MARKER
 from assistant.models import CANNOT_ANSWER, ShortAnswer, Source
@@ -101,15 +102,19 @@ class Weights:
     count of the thing, "who" with no new name: a person, or an organisation when the
     question names no person's role).  Refusing the other kinds too cost dev-small correct
     answers: NER misses some names, and "thing" answers are often not names at all."""
-    beside: bool = False
-    """Quote the sentence beside the chosen one when only it names the asked-for kind
-    (``assistant.beside``), and take the short answer from it.  Off as fitted: on dev-small it
-    answered one more question (the script adopts a rule only for more than one); on dev it
-    answered one fewer, three fewer with ``nearby`` {"place"}: the neighbour can take the
-    place of a third quote (benchmarks/RESULTS.md)."""
+    beside: Reach | None = None
+    """How far to look for a sentence naming the asked-for kind when the chosen sentence names
+    none (``assistant.beside``: the neighbours, the passage, the article's retrieved passages,
+    its lead, or its most probable sentence), which is quoted beside it and gives the short
+    answer; None: no such sentence is quoted.  Off as fitted: each reach was replayed on
+    dev-small by ``benchmarks/fit_extractive.py`` and none answered more than one more question
+    (the script's rule for adopting one); see benchmarks/RESULTS.md."""
+    beside_adds: bool = False
+    """With ``beside``: the sentence found is quoted in addition to the ``max_sentences``
+    (False: it takes the place of the last further sentence)."""
     nearby: frozenset[str] = frozenset()
     """With ``beside``: kinds refused when no on-topic sentence holds a span of the kind either
-    by itself or in the sentence beside it.  None as fitted (``beside`` is off)."""
+    by itself or in the sentence ``beside`` finds for it.  None as fitted (``beside`` is off)."""
 
 
 FITTED = Weights()
@@ -298,7 +303,8 @@ class ExtractiveWriter:
         if question.kind in self.weights.strict:
             found = [c for c in found if c.spans]
         elif question.kind in self.weights.nearby:
-            found = [c for c in found if c.spans or beside(question, sources[c.i], c.j)]
+            reach = self.weights.beside or "neighbour"
+            found = [c for c in found if c.spans or beside(question, sources, c.i, c.j, reach=reach)]
         if question.recent and as_of is not None and self.weights.recent is not None:
             found = [c for c in found if _within(sources[c.i].published, as_of, self.weights.recent)]
         return [c for c in found if c.probability >= self.weights.floor
@@ -336,13 +342,16 @@ class ExtractiveWriter:
             if dated is not None:
                 picks.append((i, dated))
         short = best
-        if (self.weights.beside and not best.spans and len(picks) == 1 < self.max_sentences
-                and (near := beside(question, sources[i], j))):
-            picks.append((i, near[0]))  # it names what the best sentence refers to
-            short = replace(best, j=near[0], spans=near[1])
+        room = self.max_sentences
+        if (self.weights.beside and not best.spans
+                and (len(picks) < room or self.weights.beside_adds)
+                and (near := found_for(self, question, sources, best))):
+            picks.append(near[:2])  # it names what the best sentence refers to
+            short = replace(best, i=near[0], j=near[1], spans=near[2])
+            room += self.weights.beside_adds
         quoted = {sources[a].sentences[b].text for a, b in picks}
         for c in found[1:]:  # further sentences allowed to answer by themselves, best first
-            if len(picks) >= self.max_sentences or c.probability < best.probability * self.second_ratio:
+            if len(picks) >= room or c.probability < best.probability * self.second_ratio:
                 break
             if (other := sources[c.i].sentences[c.j].text) not in quoted:
                 picks.append((c.i, c.j))

@@ -14,9 +14,11 @@
    ``extractive_threshold``), the probability floor and the kinds refused without a span are
    chosen by replaying the choice: the most correct answers with false refusals at most 0.08,
    then (within one question of the best) the most near-topic refusals.  The result is printed
-   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.beside`` and
-   ``Weights.nearby`` (quoting the sentence beside the chosen one; the kinds refused when
-   neither names one) by replaying the writer (``fit_beside``).  Before that, the
+   as a ``Weights(...)`` to paste into ``assistant/extractive.py``; ``Weights.beside``,
+   ``beside_adds`` and ``nearby`` (how far in the chosen sentence's article to look for one
+   naming the asked kind when it names none, whether that sentence replaces the last quote
+   or is added; the kinds refused when neither names one) by replaying the writer
+   (``fit_beside``; alone, from today's weights: ``--beside``).  Before that, the
    shortlist (``assistant.shortlist.FirstStage``: which sentences are embedded at all) is
    fitted as a logistic model of "holds an accepted answer" over every sentence of the
    sources; after it, how many sentences an answer quotes (up to ``QUOTE``, each with at
@@ -29,6 +31,8 @@
 
     python benchmarks/fit_extractive.py --set dev-small --fit   # needs benchmarks/out/dev-small
     python benchmarks/fit_extractive.py --set dev               # needs benchmarks/out/dev
+    python benchmarks/fit_extractive.py --set dev-small --beside   # the sentence beside, replayed
+    python benchmarks/fit_extractive.py --set dev --variants --quoted in-place   # and: added
 """
 
 from __future__ import annotations
@@ -306,19 +310,27 @@ QUOTE = 3
 """Most sentences an extractive answer quotes (``ExtractiveWriter.max_sentences``)."""
 
 
-def fit_beside(bot: Any, rows: list[dict], weights: Any, first: Any) -> Any:
-    """``Weights.beside`` and ``Weights.nearby``: whether to quote the sentence beside the chosen
-    one when only it names the asked-for kind, and (then) which kinds beyond ``strict`` are
-    refused when neither an allowed sentence nor its neighbour names one.  Each is replayed with
-    the writer and adopted only when, with false refusals at most 0.08, it answers more than one
-    more question correctly or refuses more near-topic negatives (as the shortlist is)."""
+def fit_beside(bot: Any, rows: list[dict], weights: Any, first: Any, *,
+               second_ratio: float = 0.85) -> Any:
+    """``Weights.beside``, ``Weights.beside_adds`` and ``Weights.nearby``: whether, and how far
+    (``assistant.beside.REACHES``: the neighbours, the passage, the article, its lead, its most
+    probable sentence), to look for a sentence naming the asked-for kind when the chosen one
+    names none; whether it takes the last further quote's place or is quoted in addition; and
+    (then) which kinds beyond ``strict`` are refused when neither an allowed sentence nor the
+    sentence found for it names one.  Each is replayed with the writer and adopted only when,
+    with false refusals at most 0.08, it answers more than one more question correctly or
+    refuses more near-topic negatives (as the shortlist is); the nearby kinds are taken one by
+    one for each reach by the same rule against that reach without them; among several
+    settings beating the writer without the rule, the most correct, then the most near-topic
+    refusals, then the nearest reach, replacing before adding."""
+    from assistant.beside import REACHES
     from assistant.extractive import ExtractiveWriter
 
     base = bot.settings.writer.extractive_threshold
 
     def run(w: Any) -> dict[str, Any]:
         return evaluate(ExtractiveWriter(bot.embedder, threshold=base, first_stage=first,
-                                         weights=w), rows, timed=False)
+                                         weights=w, second_ratio=second_ratio), rows, timed=False)
 
     def better(new: dict[str, Any], old: dict[str, Any]) -> bool:
         return new["false_refusals"] <= 0.08 and (
@@ -326,23 +338,34 @@ def fit_beside(bot: Any, rows: list[dict], weights: Any, first: Any) -> Any:
             or (new["near_topic_refused"] > old["near_topic_refused"]
                 and new["correct"] >= old["correct"] - 1e-9))
 
-    off = run(weights)
-    on = run(replace(weights, beside=True))
-    print(f"the sentence beside, off: {fmt(off)}\nthe sentence beside, on: {fmt(on)}")
-    if not better(on, off):
+    def label(w: Any) -> str:
+        return (f"reach {w.beside}, {'added' if w.beside_adds else 'in place of the last'}, "
+                f"nearby {sorted(w.nearby)}")
+
+    off = run(replace(weights, beside=None, beside_adds=False, nearby=frozenset()))
+    print(f"the sentence beside, off: {fmt(off)}")
+    finals: list[tuple[dict[str, Any], int, Any]] = []  # each reach, in place or added, with the nearby kinds it adopts greedily
+    for reach, adds in product(REACHES, (False, True)):
+        tried = replace(weights, beside=reach, beside_adds=adds, nearby=frozenset())
+        best = run(tried)
+        print(f"the sentence beside, {label(tried)}: {fmt(best)}", flush=True)
+        for kind in ("org", "place", "thing", "person"):
+            if kind in weights.strict:
+                continue
+            candidate = replace(tried, nearby=tried.nearby | {kind})
+            result = run(candidate)
+            print(f"  refused without a span within reach, {label(candidate)}: {fmt(result)}",
+                  flush=True)
+            if better(result, best):
+                tried, best = candidate, result
+        finals.append((best, -len(finals), tried))
+    won = [t for t in finals if better(t[0], off)]
+    if not won:
         print("chosen: beside off (so no nearby kinds)")
-        return replace(weights, beside=False, nearby=frozenset())
-    weights, best = replace(weights, beside=True), on
-    for kind in ("org", "place", "thing", "person"):
-        if kind in weights.strict:
-            continue
-        tried = replace(weights, nearby=weights.nearby | {kind})
-        result = run(tried)
-        print(f"refused without a span nearby for {sorted(tried.nearby)}: {fmt(result)}")
-        if better(result, best):
-            weights, best = tried, result
-    print(f"chosen: beside on, nearby {sorted(weights.nearby)}")
-    return weights
+        return replace(weights, beside=None, beside_adds=False, nearby=frozenset())
+    _, _, chosen = max(won, key=lambda t: (t[0]["correct"], t[0]["near_topic_refused"], t[1]))
+    print(f"chosen: {label(chosen)}")
+    return chosen
 
 
 def args_set(rows: list[dict]) -> str:
@@ -431,6 +454,11 @@ def sources_parser(description: str | None, default_set: str) -> argparse.Argume
     return parser
 
 
+QUOTED = {"in-place": (False,), "added": (True,), "both": (False, True)}
+"""``--quoted``: which ``Weights.beside_adds`` the ``--variants`` replay (so that a run over dev
+can be split between two holds of the heavy-job lock)."""
+
+
 def main() -> None:
     parser = sources_parser(__doc__, "dev")
     parser.add_argument("--old", default=OLD_REF,
@@ -440,8 +468,14 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true",
                         help="count where the new writer loses answers (refusals by rule, "
                              "candidates embedded)")
+    parser.add_argument("--beside", action="store_true",
+                        help="only replay fit_beside from today's weights and the app's "
+                             "second_sentence_ratio (each reach, in place or added)")
     parser.add_argument("--variants", action="store_true",
                         help="also the new writer with each rule the fit left off")
+    parser.add_argument("--quoted", choices=sorted(QUOTED), default="both",
+                        help="with --variants: the sentence beside in place of the last quote, "
+                             "added to the quotes, or both")
     parser.add_argument("--ask", type=int, default=0, metavar="N",
                         help="also time the whole ask, warm, over the first N questions")
     args = parser.parse_args()
@@ -454,6 +488,13 @@ def main() -> None:
     if args.diagnose:
         diagnose(bot, rows)
         return
+    if args.beside:
+        from assistant.extractive import FITTED
+        from assistant.shortlist import FITTED as FIRST
+
+        fit_beside(bot, rows, FITTED, FIRST,
+                   second_ratio=bot.settings.writer.second_sentence_ratio)
+        return
     from assistant.llm import LLMChoice, extractive_writer
     from assistant.settings import get_settings
 
@@ -465,13 +506,15 @@ def main() -> None:
     if args.variants:  # the rules the fit left off, each on top of today's writer
         from dataclasses import replace as with_
 
-        for name, change in (("the sentence beside", {"beside": True}),
-                             ("the sentence beside, nearby place", {"beside": True,
-                                                                   "nearby": frozenset({"place"})})):
+        from assistant.beside import REACHES
+
+        for reach, adds in product(REACHES, QUOTED[args.quoted]):
             variant = extractive_writer(LLMChoice("extractive"), bot.settings,
                                         bot.embedder.with_own_cache())
-            variant.weights = with_(variant.weights, **change)
-            print(f"new + {name}: {fmt(evaluate(variant, rows))}", flush=True)
+            variant.weights = with_(variant.weights, beside=reach, beside_adds=adds)
+            print(f"new + the sentence beside, reach {reach}, "
+                  f"{'added' if adds else 'in place of the last'}: {fmt(evaluate(variant, rows))}",
+                  flush=True)
     if args.ask:
         print(f"\nwhole `ask`, app defaults (top_k {get_settings().retrieval.top_k}), warm process, "
               f"first {args.ask} questions of the set, each as of its date:")
