@@ -176,7 +176,9 @@ class ScanTable:
 
     def append(self, chunk_ids: Sequence[str], vectors: Sequence[Sequence[float]],
                outlets: Sequence[str], days: Sequence[int]) -> None:
-        """Add rows; committed (visible to readers) only once all of them are written."""
+        """Add rows, replacing any these chunks already have (as Chroma's upsert does: a batch
+        written again after a kill has the same ids); committed (visible to readers) only once
+        all of them are written."""
         import numpy as np
 
         if not chunk_ids:
@@ -189,6 +191,7 @@ class ScanTable:
             if start and matrix.shape[1] != self._state("dim"):
                 raise ValueError(f"vectors of {matrix.shape[1]} dimensions in a table of "
                                  f"{self._state('dim')}")
+            self._kill(chunk_ids)
             codes = self._assign_codes(outlets)
             facets = np.column_stack([[codes[o] for o in outlets], days]).astype(np.int32)
             for name, data in (("vectors.f32", matrix), ("facets.i32", facets),
@@ -206,22 +209,24 @@ class ScanTable:
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         """Mark these chunks' rows dead (ids without a row are ignored)."""
-        if not chunk_ids:
+        if chunk_ids:
+            with self._lock:
+                self._kill(chunk_ids)
+
+    def _kill(self, chunk_ids: Sequence[str]) -> None:
+        """Mark the committed rows of these chunks dead (holding the lock)."""
+        rows: list[int] = []
+        for i in range(0, len(chunk_ids), 500):
+            part = list(chunk_ids[i : i + 500])
+            rows += [int(r) for (r,) in self.db.execute(
+                f"SELECT row FROM rows WHERE chunk_id IN ({','.join('?' * len(part))})", part)]
+        committed = self._state("rows")
+        if not (rows := sorted(r for r in rows if r < committed)):
             return
-        with self._lock:
-            rows: list[int] = []
-            for i in range(0, len(chunk_ids), 500):
-                part = list(chunk_ids[i : i + 500])
-                rows += [int(r) for (r,) in self.db.execute(
-                    f"SELECT row FROM rows WHERE chunk_id IN ({','.join('?' * len(part))})", part)]
-            committed = self._state("rows")
-            rows = sorted(r for r in rows if r < committed)
-            if not rows:
-                return
-            with open(self._file("alive.u8"), "r+b") as f:
-                for r in rows:
-                    f.seek(r)
-                    f.write(b"\0")
+        with open(self._file("alive.u8"), "r+b") as f:
+            for r in rows:
+                f.seek(r)
+                f.write(b"\0")
 
     def fill(self, vectors: Any, page: int = 5000) -> int:
         """Read every vector of ``vectors`` (``index.vectors.ChromaVectors``) into an empty

@@ -67,6 +67,14 @@ def test_deleted_rows_are_never_returned_and_unknown_ids_are_ignored(table: Scan
     assert [c for c, _ in table.search(unit(1, 0, 0), 10)] == ["b1", "a2", "a3"]
 
 
+def test_a_chunk_written_again_keeps_only_its_newest_row(table: ScanTable) -> None:
+    table.append(["a1"], [unit(0, 1, 0)], ["B"], [20240201])  # a batch retried after a kill
+    found = table.search(unit(0, 1, 0), 10)
+    assert [c for c, _ in found].count("a1") == 1
+    assert found[0] == ("a1", pytest.approx(1.0))
+    assert [c for c, _ in table.search(unit(0, 1, 0), 10, outlets=("A",))] == ["a2", "a3"]
+
+
 def test_an_append_a_kill_interrupted_is_never_read_and_the_next_append_cuts_it_off(
     table: ScanTable, tmp_path: Path
 ) -> None:
