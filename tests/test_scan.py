@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from assistant.settings import Settings, get_settings
-from index import Article, ingest, ingest_articles, open_store
+from index import Article, ingest, ingest_articles, open_store, scan
 from index.embeddings import Embedder
 from index.keywords import KeywordFilter
 from index.scan import ScanTable
@@ -60,6 +60,16 @@ def test_a_search_ranks_the_rows_the_filter_admits_by_cosine_similarity(table: S
     assert table.search(query, 10, outlets=("nowhere",)) == []
     (_, score), = table.search(query, 1, outlets=("A",), last_day=20240101)
     assert score == pytest.approx(float(np.dot(query, unit(1, 0, 0))), abs=1e-6)
+
+
+def test_rows_are_scored_a_block_at_a_time(
+    table: ScanTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    query = unit(1, 0.02, 0)
+    whole = table.search(query, 10)
+    monkeypatch.setattr(scan, "BLOCK", 3)  # four rows: two blocks
+    assert same(table.search(query, 10), whole)
+    assert same(table.search(query, 2, outlets=("A", "B")), whole[:2])
 
 
 def test_deleted_rows_are_never_returned_and_unknown_ids_are_ignored(table: ScanTable) -> None:
