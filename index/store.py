@@ -88,6 +88,12 @@ two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").  With the s
 every filter below ``postfilter_share`` is scored exactly from it.  Embedded Chroma only: a
 server would send every vector over HTTP."""
 
+SCAN_ROWS = 150_000
+"""With a complete scan table, the most vectors a filter may be estimated to admit and still be
+scored exactly from it when it admits a tenth of the archive or more (below a tenth it always
+is): about 40 ms at 0.28 µs a row, under the 55-65 ms p50 of checking the nearest vectors
+first at 100k articles (benchmarks/RESULTS.md, "One outlet at scale, scored exactly")."""
+
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
 (vectors and graph, 1,698 bytes a vector on disk, plus its id maps) is loaded whole into each
@@ -133,6 +139,7 @@ class Store:
         # Chroma server's vectors stay on the server (benchmarks set None to compare)
         self.scan: ScanTable | None = (
             None if self.config.chroma_host else ScanTable(self.config.data_dir / "scan"))
+        self.scan_rows = SCAN_ROWS
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -336,8 +343,9 @@ class Store:
           nearly everything) is checked on the metadata of the ``POSTFILTER_WIDTH * n``
           nearest vectors, as Chroma's ``where`` costs grow with the vectors it admits; if
           fewer than ``n`` pass, the ``where`` query runs after all;
-        - a narrower one (an outlet, a short date range) is scored exactly from the scan table
-          (``index.scan``), when it holds every vector;
+        - a narrower one (an outlet, a short date range), or any estimated to admit at most
+          ``scan_rows`` vectors, is scored exactly from the scan table (``index.scan``), when
+          it holds every vector;
         - without one (vectors on a Chroma server, or an older index not yet written to), a
           filter estimated to admit at most ``exact_max`` vectors has them all read from
           Chroma and scored exactly, and any other goes straight to a ``where`` query.
@@ -421,16 +429,21 @@ class Store:
     def _postfilter_width(self, within: KeywordFilter) -> int | None:
         """How many times ``n`` nearest vectors to check against ``within`` first; 0 to score
         every admitted vector exactly; None to go straight to Chroma's ``where``.  From the
-        catalog's counts per outlet and per day (taken as independent): a filter estimated to
-        admit at least ``postfilter_share`` of the vectors is checked on enough of the nearest
-        for ``POSTFILTER_MARGIN`` times ``n`` to pass; below that, one estimated to admit at
-        most ``exact_max`` vectors is scored exactly."""
+        catalog's counts per outlet and per day (taken as independent): with a complete scan
+        table, a filter estimated to admit less than ``postfilter_share`` of the vectors, or at
+        most ``scan_rows`` of them, is scored exactly from it; otherwise one admitting at least
+        ``postfilter_share`` is checked on enough of the nearest for ``POSTFILTER_MARGIN``
+        times ``n`` to pass, and below that, one estimated to admit at most ``exact_max``
+        vectors is read from Chroma and scored exactly."""
         total, of_outlets, of_days = self.catalog.dense_counts(within)
         if not total:
             return None
         share = of_outlets * of_days / (total * total)
+        scanned = self.scan_ready()
+        if scanned and (share < self.postfilter_share or share * total <= self.scan_rows):
+            return 0
         if share < self.postfilter_share:
-            return 0 if share * total <= self.exact_max or self.scan_ready() else None
+            return 0 if share * total <= self.exact_max else None
         wanted = math.ceil(POSTFILTER_MARGIN / share) if share else POSTFILTER_MAX_WIDTH
         return min(POSTFILTER_MAX_WIDTH, max(POSTFILTER_WIDTH, wanted))
 

@@ -1,15 +1,17 @@
 """Filtered dense search: the path is chosen by how much of the archive the filter admits.
 
-A filter the catalog's counts say admits at least a tenth of the vectors (``POSTFILTER_SHARE``)
-is checked on the metadata of the nearest vectors first, as many of them as it takes for
-``POSTFILTER_MARGIN`` times the ``n`` wanted to be expected to pass (``POSTFILTER_WIDTH`` to
-``POSTFILTER_MAX_WIDTH`` times ``n``); a narrower one is scored exactly from the scan table
-(``index.scan``).  Without a scan table, a narrower one admitting at most ``EXACT_MAX`` vectors
-has them read from Chroma and scored exactly, and any other goes straight to Chroma's
-``where``.  All give the nearest admitted chunks.  Real Chroma and the real model throughout;
-the only observation is a recorder around ``ChromaVectors.query``,
-``ChromaVectors.nearest_exactly`` and ``ScanTable.search`` that passes every call through.  Embedded Chroma's SQLite file is given table statistics when opened, so its ``where``
-looks the admitted ids up instead of walking the collection.
+With the scan table complete (``index.scan``; every index written by this version), a filter
+admitting less than a tenth of the vectors (``POSTFILTER_SHARE``), or at most ``SCAN_ROWS`` of
+them, is scored exactly from it.  A wider one is checked on the metadata of the nearest
+vectors first, as many of them as it takes for ``POSTFILTER_MARGIN`` times the ``n`` wanted to
+be expected to pass (``POSTFILTER_WIDTH`` to ``POSTFILTER_MAX_WIDTH`` times ``n``).  Without a
+scan table, a narrower one admitting at most ``EXACT_MAX`` vectors has them read from Chroma
+and scored exactly, and any other goes straight to Chroma's ``where``.  All give the nearest
+admitted chunks.  Real Chroma and the real model throughout; the only observation is a
+recorder around ``ChromaVectors.query``, ``ChromaVectors.nearest_exactly`` and
+``ScanTable.search`` that passes every call through.  Embedded Chroma's SQLite file is given
+table statistics when opened, so its ``where`` looks the admitted ids up instead of walking
+the collection.
 """
 
 from __future__ import annotations
@@ -179,10 +181,24 @@ def test_scoring_exactly_ranks_every_admitted_vector_by_cosine_similarity(
         assert mine == pytest.approx(chromas, abs=1e-5)
 
 
-def test_a_wide_filter_checks_the_nearest_vectors_first(
+def test_a_wide_filter_admitting_few_enough_vectors_is_scored_from_the_scan_table_too(
     sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
 ) -> None:
     store = open_store(sample_index)
+    days = sample_days(store)
+    for within in (KeywordFilter(last_day=days[-1]), KeywordFilter(first_day=days[0])):
+        total, of_outlets, of_days = store.catalog.dense_counts(within)
+        assert of_outlets * of_days >= store.postfilter_share * total * total
+        assert of_outlets * of_days <= store.scan_rows * total
+        assert paths_taken(store, embedder, chroma_calls, within) == [["scan"]] * len(QUESTIONS)
+
+
+def test_a_wide_filter_checks_the_nearest_vectors_first(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = open_store(sample_index)
+    monkeypatch.setattr(store, "scan_rows", 0)  # as in an archive too large to scan
     days = sample_days(store)
     for within in (KeywordFilter(last_day=days[-1]), KeywordFilter(first_day=days[0])):
         for question in QUESTIONS:
@@ -203,6 +219,7 @@ def test_the_fewer_a_filter_admits_the_more_nearest_vectors_are_checked(
         return query(vector, n, **kwargs)
 
     monkeypatch.setattr(store.vectors, "query", recorded)
+    monkeypatch.setattr(store, "scan_rows", 0)  # as in an archive too large to scan
     days = sample_days(store)
     outlet = store.list_articles()[0].outlet or ""
     vector = embedder.embed_query(QUESTIONS[0])
@@ -221,13 +238,18 @@ def test_the_fewer_a_filter_admits_the_more_nearest_vectors_are_checked(
 
 
 def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
-    sample_index: Settings, embedder: Embedder, chroma_calls: list[str]
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = open_store(sample_index)
     dense = DenseRetriever.from_settings(sample_index, store=store, embedder=embedder)
     outlet = store.list_articles()[0].outlet
     dense.search(QUESTIONS[0], Filters(outlets=[outlet], as_of=day_of(sample_days(store)[2])))
     assert chroma_calls == ["scan"]
+    chroma_calls.clear()
+    dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
+    assert chroma_calls == ["scan"], "a wide filter, but few enough vectors to scan"
+    monkeypatch.setattr(store, "scan_rows", 0)
     chroma_calls.clear()
     dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
     assert chroma_calls[0] == "nearest-first"
