@@ -88,11 +88,13 @@ two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").  With the s
 every filter below ``postfilter_share`` is scored exactly from it.  Embedded Chroma only: a
 server would send every vector over HTTP."""
 
-SCAN_ROWS = 150_000
+SCAN_ROWS = 50_000
 """With a complete scan table, the most vectors a filter may be estimated to admit and still be
 scored exactly from it when it admits a tenth of the archive or more (below a tenth it always
-is): about 40 ms at 0.28 µs a row, under the 55-65 ms p50 of checking the nearest vectors
-first at 100k articles (benchmarks/RESULTS.md, "One outlet at scale, scored exactly")."""
+is): about 14 ms at 0.28 µs a row.  Checking the nearest vectors first cost 74-135 ms for
+outlets just over a tenth of the 100k-article archive (40k vectors), but 15-40 ms for most
+as_of filters, which a scan of 80k-150k rows did not beat (benchmarks/RESULTS.md, "One outlet at
+scale, scored exactly")."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
