@@ -164,13 +164,14 @@ def test_cli_ask_and_timeline_take_as_of(sample_index: Settings, embedder: Embed
 
 
 def test_filters_still_apply_when_a_vector_has_gone_missing_from_chroma(
-    settings: Settings, embedder: Embedder
+    settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from index import ingest
     from tests.conftest import SAMPLES
 
     ingest([SAMPLES], config=settings, embedder=embedder)
     store = open_store(settings)
+    monkeypatch.setattr(store, "scan", None)  # Chroma's paths (the scan table keeps its copy)
     question = "What happened to the container ship in the Suez Canal?"
     filters = Filters(as_of=date(2021, 3, 27))
     before = retrieve(question, filters, mode="dense", settings=settings, store=store,
