@@ -109,7 +109,7 @@ class ScanTable:
         if not rows:
             return []
         keep = alive[:rows].astype(bool)
-        if outlets is not None:
+        if outlets:  # None or none named: every outlet
             codes = self._codes(outlets)
             keep &= np.isin(facets[:rows, 0], codes) if len(codes) != 1 else (
                 facets[:rows, 0] == codes[0])

@@ -58,6 +58,7 @@ def test_a_search_ranks_the_rows_the_filter_admits_by_cosine_similarity(table: S
     assert [c for c, _ in table.search(query, 10, last_day=20240104)] == ["a1", "b1"]  # undated out
     assert [c for c, _ in table.search(query, 10, first_day=20240104)] == ["a2"]
     assert table.search(query, 10, outlets=("nowhere",)) == []
+    assert same(table.search(query, 10, outlets=()), table.search(query, 10))  # none named
     (_, score), = table.search(query, 1, outlets=("A",), last_day=20240101)
     assert score == pytest.approx(float(np.dot(query, unit(1, 0, 0))), abs=1e-6)
 
