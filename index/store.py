@@ -176,7 +176,16 @@ class Store:
             "vector_memory_mib": round(counts["dense_chunks"] * VECTOR_BYTES / 2**20, 1),
             "embedding": self.config.embedding,
             "chroma": self.vectors.location,
+            "scan_table": self._scan_state(),
         }
+
+    def _scan_state(self) -> str:
+        """What ``stats`` says of the scan table."""
+        if self.scan is None:
+            return "none (the vectors are on a Chroma server; filters go to it)"
+        if not self.scan.complete:
+            return "not yet built: the next ingest reads the vectors into it"
+        return f"complete, {self.scan.rows} rows"
 
     def mentions(self, article_id: str) -> list[Mention]:
         """The article's resolved temporal expressions (computed once, then kept in the catalog).

@@ -128,6 +128,7 @@ def test_an_index_built_before_the_scan_table_is_read_into_it_by_its_next_write(
     shutil.rmtree(data_dir / "scan")  # as an index written by an earlier newsdesk
     store = Store(get_settings(data_dir=data_dir))
     assert not store.scan_ready()
+    assert store.stats()["scan_table"].startswith("not yet built: the next ingest")
     outlet = store.list_articles()[0].outlet or ""
     within = KeywordFilter(outlets=(outlet,))
     vector = embedder.embed_query(QUESTION)
@@ -138,6 +139,7 @@ def test_an_index_built_before_the_scan_table_is_read_into_it_by_its_next_write(
     assert store.scan_ready()
     assert store.scan is not None
     assert store.scan.rows == len(store.catalog.dense_chunk_ids())
+    assert store.stats()["scan_table"] == f"complete, {store.scan.rows} rows"
     assert same(store.search_vectors(vector, 5, within=within), before)
     assert same(before, store.vectors.query(vector, 5, where=where_clause(within)))
 

@@ -453,7 +453,7 @@ def test_migrate_copies_an_embedded_index_and_answers_identically(
     embedded = sample_index.updated(collection="newsdesk", llm="extractive")
     server = server_settings(pg_url, chroma_port, "newsdesk", tmp_path / "local")
     src, dst = open_store(embedded), open_store(server)
-    location = {"data_dir", "catalog", "chroma"}
+    location = {"data_dir", "catalog", "chroma", "scan_table"}  # where each part lives
     assert {k: v for k, v in dst.stats().items() if k not in location} == {
         k: v for k, v in src.stats().items() if k not in location}
     assert dst.list_articles() == src.list_articles()
