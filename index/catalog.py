@@ -50,6 +50,10 @@ class PreparedArticle:
         so its vectors can be added before the catalog switches to them."""
         return [f"{self.article.id}#{self.content_hash}#{c.index}" for c in self.chunks]
 
+    def embedded(self) -> list[tuple[str, Chunk, list[float]]]:
+        """(chunk id, chunk, vector) of the leading chunks that have a vector."""
+        return list(zip(self.chunk_ids(), self.chunks, self.vectors, strict=False))
+
 
 class KeywordLevel(Protocol):
     """Keyword search over one kind of document (chunks, or whole articles)."""

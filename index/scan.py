@@ -32,11 +32,13 @@ from __future__ import annotations
 import mmap
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from index.dates import day_number
+from index.errors import StoreError
 
 BLOCK = 2048
 """Rows scored per matrix product (``ScanTable._scores``): 3 MB of a thread's buffer, reused."""
@@ -108,15 +110,15 @@ class ScanTable:
         rows, vectors, facets, alive = self._current()
         if not rows:
             return []
-        keep = alive[:rows].astype(bool)
+        outlet, day = facets[:, 0], facets[:, 1]
+        keep = alive.astype(bool)
         if outlets:  # None or none named: every outlet
             codes = self._codes(outlets)
-            keep &= np.isin(facets[:rows, 0], codes) if len(codes) != 1 else (
-                facets[:rows, 0] == codes[0])
+            keep &= np.isin(outlet, codes) if len(codes) != 1 else outlet == codes[0]
         if first_day:
-            keep &= facets[:rows, 1] >= first_day
+            keep &= day >= first_day
         if last_day:
-            keep &= (facets[:rows, 1] <= last_day) & (facets[:rows, 1] > 0)
+            keep &= (day <= last_day) & (day > 0)
         admitted = np.flatnonzero(keep)
         if not len(admitted):
             return []
@@ -213,6 +215,19 @@ class ScanTable:
         return self.folder / name
 
     # -- writing (under the data folder's write lock) ---------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Turn a failed write of the table's files (a full disk, a read-only folder) into a
+        StoreError that says where and what to do; the batch is then not committed."""
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"writing the scan table in {self.folder} failed: {exc}",
+                hint="free disk space or make the folder writable, then ingest again "
+                "(nothing of the batch was committed)",
+            ) from exc
 
     def start_complete(self) -> None:
         """Mark a new, empty table as holding every vector (the index has none yet)."""
@@ -325,7 +340,7 @@ def rows_of(batch: Sequence[Any]) -> tuple[list[str], list[list[float]], list[st
     outlets: list[str] = []
     days: list[int] = []
     for prepared in batch:
-        for chunk_id, vector in zip(prepared.chunk_ids(), prepared.vectors, strict=False):
+        for chunk_id, _, vector in prepared.embedded():
             ids.append(chunk_id)
             vectors.append(vector)
             outlets.append(prepared.article.outlet or "")

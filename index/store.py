@@ -85,8 +85,8 @@ estimated to admit for dense search to read them from Chroma and score them exac
 of the HNSW graph among few admitted vectors costs the more the fewer they are (at 396k
 vectors: 85-143 ms among an outlet's 900-1,100, against 33-47 ms to read and score them; the
 two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").  With the scan table,
-every filter below ``postfilter_share`` is scored exactly from it.  Embedded Chroma only: a
-server would send every vector over HTTP."""
+every filter below ``postfilter_share`` or admitting at most ``SCAN_ROWS`` is scored exactly
+from it.  Embedded Chroma only: a server would send every vector over HTTP."""
 
 SCAN_ROWS = 50_000
 """With a complete scan table, the most vectors a filter may be estimated to admit and still be
@@ -215,13 +215,12 @@ class Store:
             return
         with self.writing():
             before = self.catalog.generation
-            self.catalog.intend(
-                [i for p in batch for i in p.chunk_ids()[: len(p.vectors)]]
-            )
+            self.catalog.intend([chunk_id for p in batch for chunk_id, _, _ in p.embedded()])
             scanned = self._scan_kept()  # before the batch's vectors are in Chroma
             self.vectors.add(batch)
             if scanned:
-                self.scan.append(*rows_of(batch))  # type: ignore[union-attr]
+                with self.scan.writing():  # type: ignore[union-attr]
+                    self.scan.append(*rows_of(batch))  # type: ignore[union-attr]
             stale = self.catalog.replace(batch)
             self._own_commit(before)
             if stale:
@@ -284,10 +283,11 @@ class Store:
         if self.scan is None:
             return False
         if not self.scan.complete:
-            if not self.catalog.dense_counts(KeywordFilter())[0] and not self.scan.rows:
-                self.scan.start_complete()
-            else:
-                self.scan.fill(self.vectors)
+            with self.scan.writing():
+                if not self.catalog.dense_counts(KeywordFilter())[0] and not self.scan.rows:
+                    self.scan.start_complete()
+                else:
+                    self.scan.fill(self.vectors)
         return True
 
     def prepare_scan(self) -> bool:
@@ -371,8 +371,9 @@ class Store:
 
         self._refresh_vectors()
         where = where_clause(within)
-        width = self._postfilter_width(within) if within is not None and where else None
-        if where and width == 0 and within is not None and self.scan_ready():
+        scanned = self.scan_ready()
+        width = self._postfilter_width(within, scanned) if within is not None and where else None
+        if where and width == 0 and within is not None and scanned:
             return self._scan(vector, n, within)
         if where and width == 0:  # few enough to score every one of them exactly
             try:
@@ -433,15 +434,27 @@ class Store:
             hits = [(c, score) for c, score in found if c in known]
             if len(hits) >= n or len(found) < wanted:
                 if len(hits) < len(found):
-                    self._drop_strays([c for c, _ in found if c not in known])
+                    self._drop_scan_strays([c for c, _ in found if c not in known])
                 return hits[:n]
             wanted *= 4
 
-    def _postfilter_width(self, within: KeywordFilter) -> int | None:
+    def _drop_scan_strays(self, ids: list[str]) -> None:
+        """Mark dead the scan table's rows of chunks the catalog does not list, unless a write
+        is in flight (they may be its uncommitted rows).  Chroma is left alone: its strays are
+        its own paths' and ``reconcile``'s to delete, and reloading its view here would put
+        an index load on a query."""
+        try:
+            with self.writing(timeout=0):
+                known = self.catalog.chunks(ids)
+                self.scan.delete([i for i in ids if i not in known])  # type: ignore[union-attr]
+        except Timeout:
+            return
+
+    def _postfilter_width(self, within: KeywordFilter, scanned: bool) -> int | None:
         """How many times ``n`` nearest vectors to check against ``within`` first; 0 to score
         every admitted vector exactly; None to go straight to Chroma's ``where``.  From the
         catalog's counts per outlet and per day (taken as independent): with a complete scan
-        table, a filter estimated to admit less than ``postfilter_share`` of the vectors, or at
+        table (``scanned``), a filter estimated to admit less than ``postfilter_share`` of the vectors, or at
         most ``scan_rows`` of them, is scored exactly from it; otherwise one admitting at least
         ``postfilter_share`` is checked on enough of the nearest for ``POSTFILTER_MARGIN``
         times ``n`` to pass, and below that, one estimated to admit at most ``exact_max``
@@ -450,7 +463,6 @@ class Store:
         if not total:
             return None
         share = of_outlets * of_days / (total * total)
-        scanned = self.scan_ready()
         if scanned and (share < self.postfilter_share or share * total <= self.scan_rows):
             return 0
         if share < self.postfilter_share:

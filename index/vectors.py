@@ -122,9 +122,7 @@ class ChromaVectors:
         metadatas: list[dict[str, Any]] = []
         for prepared in batch:
             article = prepared.article
-            for chunk_id, chunk, vector in zip(
-                prepared.chunk_ids(), prepared.chunks, prepared.vectors, strict=False
-            ):
+            for chunk_id, chunk, vector in prepared.embedded():
                 ids.append(chunk_id)
                 vectors.append(vector)
                 metadatas.append(

@@ -19,6 +19,7 @@ import pytest
 from assistant.settings import Settings, get_settings
 from index import Article, ingest, ingest_articles, open_store, scan
 from index.embeddings import Embedder
+from index.errors import StoreError
 from index.keywords import KeywordFilter
 from index.scan import ScanTable
 from index.store import Store
@@ -99,6 +100,17 @@ def test_an_append_a_kill_interrupted_is_never_read_and_the_next_append_cuts_it_
     assert (tmp_path / "scan" / "vectors.f32").stat().st_size == 5 * 3 * 4
     assert (tmp_path / "scan" / "alive.u8").stat().st_size == 5
     assert reader.search(unit(0, 1, 0), 1) == [("b2", pytest.approx(1.0))]
+
+
+def test_a_failed_write_of_the_table_says_where_and_what_to_do(table: ScanTable,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "scan" / "vectors.f32").unlink()
+    (tmp_path / "scan" / "vectors.f32").mkdir()  # as unwritable as a full disk
+    with pytest.raises(StoreError) as caught, table.writing():
+        table.append(["b2"], [unit(0, 1, 0)], ["B"], [20240110])
+    assert str(tmp_path / "scan") in str(caught.value)
+    assert "free disk space" in caught.value.hint
+    assert table.rows == 4, "nothing committed"
 
 
 def test_a_new_index_keeps_its_scan_table_complete_through_every_write(
