@@ -200,10 +200,11 @@ class DenseRetriever(FusedRetriever):
         among those the filters admit, scored 1 - cosine distance.  The store applies the
         filter on outlet and publication day by the way its selectivity makes cheaper, and
         counts only chunks the catalog holds (``Store.search_vectors``).  The first time,
-        Chroma opens on another thread while the model loads and embeds the question (both
-        threads' imports are done first, in turn)."""
+        the vectors are made ready on another thread (the scan table mapped in, or Chroma
+        opened) while the model loads and embeds the question (both threads' imports are
+        done first, in turn)."""
         self.embedder.load_libraries()
-        self.store.open_vectors_in_background()
+        self.store.prepare_vectors()
         vector = self.embedder.embed_query(question)
         found = self.store.search_vectors(
             vector, self.candidates, within=filters.keyword_filter()

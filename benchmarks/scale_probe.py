@@ -44,16 +44,18 @@ def evict(folder: Path) -> None:
 
 
 def cold_open(
-    data: Path, *, evict_first: bool, question: str, env: dict[str, str] | None = None
+    data: Path, *, evict_first: bool, question: str, env: dict[str, str] | None = None,
+    scan_while_cold: bool = True,
 ) -> dict[str, Any]:
     """A fresh process opening the index and answering its first (hybrid) question: its wall
     time from start to answer, and the probe's own stages.  ``env`` adds to its environment
-    (``NEWSDESK_CHROMA_HOST``, for one)."""
+    (``NEWSDESK_CHROMA_HOST``, for one); ``scan_while_cold`` False makes it load Chroma's
+    graph for its first question (as before the scan table answered those)."""
     if evict_first:
         evict(data)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, __file__, str(data), question],
+        [sys.executable, __file__, str(data), question, "scan" if scan_while_cold else "chroma"],
         capture_output=True, text=True, check=False,
         env=os.environ | {"PYTHONPATH": str(REPO)} | (env or {}),
     )
@@ -142,8 +144,8 @@ def disk_usage(data: Path, size: int) -> dict[str, Any]:
 
 PATHS = {"chosen": None, "before scan": (0.1, 1500, False), "nearest-first": (0.0, 0, False),
          "where": (2.0, 0, False), "scan": (2.0, 0, True)}
-"""Dense filter paths compared by ``dense_paths``, as ``Store.postfilter_share``,
-``Store.exact_max`` and whether the scan table is used: the one chosen by the filter's
+"""Dense filter paths compared by ``dense_paths``, as ``DenseSearch.postfilter_share``,
+``DenseSearch.exact_max`` and whether the scan table is used: the one chosen by the filter's
 selectivity (the defaults); the same choice without the scan table (the code before it, with
 narrow filters up to 1,500 vectors read from Chroma and scored exactly); always the nearest
 vectors first (what the code did before the choice); always Chroma's ``where`` (what it did
@@ -160,7 +162,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
 
     from assistant.retrieve import Filters, get_retriever
 
-    chosen = (store.postfilter_share, store.exact_max, store.scan is not None)
+    chosen = (store.dense.postfilter_share, store.dense.exact_max, store.scan is not None)
     table = store.scan
     query, exactly = store.vectors.query, store.vectors.nearest_exactly
     calls = [0]
@@ -176,6 +178,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
     kinds = {"outlet": lambda q: Filters(outlets=[q.outlet]), "as_of": lambda q: Filters(as_of=q.as_of)}
     k = settings.retrieval.top_k
     out: dict[str, Any] = {}
+    store.vectors.warm()  # as in a long-running process: Chroma's graph loaded
     store.vectors.query, store.vectors.nearest_exactly = counted, counted_exactly
     try:
         for name in ("dense", "hybrid"):
@@ -197,7 +200,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                     if i // len(PATHS) % 2:  # each path goes first, and after each other, as often
                         order.reverse()
                     for path in order:
-                        store.postfilter_share, store.exact_max, scanned = PATHS[path] or chosen
+                        store.dense.postfilter_share, store.dense.exact_max, scanned = PATHS[path] or chosen
                         store.scan = table if scanned else None
                         calls[0] = 0
                         started = time.perf_counter()
@@ -219,7 +222,7 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
                 print(f"  {name:6} {kind:6} " + "  ".join(
                     f"{p} {cell[p]['p50_ms']}/{cell[p]['p95_ms']} ms" for p in PATHS), flush=True)
     finally:
-        store.postfilter_share, store.exact_max, _ = chosen
+        store.dense.postfilter_share, store.dense.exact_max, _ = chosen
         store.scan = table
         del store.vectors.query, store.vectors.nearest_exactly
     return out
@@ -232,8 +235,9 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(p50) * 1000, 1), "p95_ms": round(float(p95) * 1000, 1)}
 
 
-def _probe(data: Path, question: str) -> dict[str, Any]:
-    """In a fresh process: import, open, answer one hybrid question, answer a second."""
+def _probe(data: Path, question: str, first: str = "scan") -> dict[str, Any]:
+    """In a fresh process: import, open, answer one hybrid question, answer a second; with
+    ``first`` "chroma", Chroma's graph is loaded for the first (else it is scanned)."""
     started = time.perf_counter()
     from assistant.retrieve import Filters, get_retriever
     from assistant.settings import get_settings
@@ -242,6 +246,7 @@ def _probe(data: Path, question: str) -> dict[str, Any]:
     stages: dict[str, Any] = {"import_s": time.perf_counter() - started, "rss_import": _status()}
     settings = get_settings(data_dir=data)
     store = open_store(settings)
+    store.dense.scan_while_cold = first != "chroma"
     store.count_articles()
     stages["open_s"] = time.perf_counter() - started - stages["import_s"]
     stages["rss_open"] = _status()
@@ -257,8 +262,9 @@ def _probe(data: Path, question: str) -> dict[str, Any]:
     stages["in_process_s"] = time.perf_counter() - started
     host = settings.index.chroma_host
     stages["chroma"] = f"server {host}:{settings.index.chroma_port}" if host else "embedded"
+    stages["chroma_imported"] = "chromadb" in sys.modules
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in stages.items()}
 
 
 if __name__ == "__main__":
-    print(json.dumps(_probe(Path(sys.argv[1]), sys.argv[2])))
+    print(json.dumps(_probe(Path(sys.argv[1]), *sys.argv[2:4])))

@@ -28,7 +28,6 @@ commit point's transaction, so every process sees it exactly as committed.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,12 +38,13 @@ from filelock import FileLock, Timeout
 from index.catalog import Catalog, IndexedChunk, KeywordSearch, PreparedArticle
 from index.config import IndexConfig, index_config
 from index.dates import day_number, day_of
+from index.dense import DenseSearch
 from index.errors import StoreError
 from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
 from index.scan import ScanTable, rows_of
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
-from index.vectors import ChromaVectors, admits, chroma_error, where_clause
+from index.vectors import ChromaVectors
 
 __all__ = [  # the part modules' names stay importable from here
     "BM25_PARAMS",
@@ -58,43 +58,6 @@ __all__ = [  # the part modules' names stay importable from here
     "open_store",
     "tokenize",
 ]
-
-POSTFILTER_WIDTH = 3
-"""The fewest times ``n`` nearest vectors a filtered dense search checks before it asks Chroma
-for a ``where`` query (``Store.search_vectors``)."""
-
-POSTFILTER_MAX_WIDTH = 15
-"""The most: checking 15 * n nearest vectors still costs a fraction of a ``where`` that admits a
-tenth of an archive or more."""
-
-POSTFILTER_MARGIN = 1.5
-"""The width is chosen so the nearest vectors checked are expected to hold this many times the
-``n`` admitted ones a search needs (the filter's estimated share times the width)."""
-
-POSTFILTER_SHARE = POSTFILTER_MARGIN / POSTFILTER_MAX_WIDTH
-"""The least share of the vectors a filter must be estimated to admit for dense search to check
-the nearest vectors first (0.1).  Below it the check would mostly fail and the search would pay
-for it and for Chroma's ``where`` (cheap when it admits little); above it the check mostly
-succeeds and spares a ``where`` whose cost grows with what it admits (benchmarks/RESULTS.md,
-"Dense filter path chosen by selectivity" and "... a width by share")."""
-
-EXACT_MAX = 1500
-"""Without a complete scan table (``index.scan``), the most vectors a narrower filter may be
-estimated to admit for dense search to read them from Chroma and score them exactly
-(``ChromaVectors.nearest_exactly``) instead of asking Chroma for a ``where`` query, whose walk
-of the HNSW graph among few admitted vectors costs the more the fewer they are (at 396k
-vectors: 85-143 ms among an outlet's 900-1,100, against 33-47 ms to read and score them; the
-two cross near 1,500; benchmarks/RESULTS.md, "One outlet at scale").  With the scan table,
-every filter below ``postfilter_share`` or admitting at most ``SCAN_ROWS`` is scored exactly
-from it.  Embedded Chroma only: a server would send every vector over HTTP."""
-
-SCAN_ROWS = 50_000
-"""With a complete scan table, the most vectors a filter may be estimated to admit and still be
-scored exactly from it when it admits a tenth of the archive or more (below a tenth it always
-is): about 14 ms at 0.28 µs a row.  Checking the nearest vectors first cost 74-135 ms for
-outlets just over a tenth of the 100k-article archive (40k vectors), but 15-40 ms for most
-as_of filters, which a scan of 80k-150k rows did not beat (benchmarks/RESULTS.md, "One outlet at
-scale, scored exactly")."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
@@ -135,13 +98,11 @@ class Store:
         self._opener: threading.Thread | None = None
         self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
-        self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
-        self.exact_max = 0 if self.config.chroma_host else EXACT_MAX  # and 0 (never)
         # the vectors again, beside their outlets and days, for exact filtered search; a
         # Chroma server's vectors stay on the server (benchmarks set None to compare)
         self.scan: ScanTable | None = (
             None if self.config.chroma_host else ScanTable(self.config.data_dir / "scan"))
-        self.scan_rows = SCAN_ROWS
+        self.dense = DenseSearch(self)
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -224,7 +185,7 @@ class Store:
             stale = self.catalog.replace(batch)
             self._own_commit(before)
             if stale:
-                self._delete_vectors(stale)
+                self.delete_vectors(stale)
                 self.catalog.settle(stale)
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
@@ -238,7 +199,7 @@ class Store:
             stale = self.catalog.delete(present)
             self._own_commit(before)
             if stale:
-                self._delete_vectors(stale)
+                self.delete_vectors(stale)
                 self.catalog.settle(stale)
             return present
 
@@ -266,12 +227,12 @@ class Store:
             dense = self.catalog.dense_chunk_ids()
             stray += [i for i in self.vectors.ids() if i not in dense and i not in set(stray)]
         if stray:
-            self._delete_vectors(stray)
+            self.delete_vectors(stray)
         if pending:
             self.catalog.settle(pending)
         return len(stray)
 
-    def _delete_vectors(self, ids: Sequence[str]) -> None:
+    def delete_vectors(self, ids: Sequence[str]) -> None:
         """Delete these chunks' vectors from Chroma and their rows from the scan table."""
         self.vectors.delete(ids)
         if self.scan is not None and self.scan.rows:
@@ -308,13 +269,16 @@ class Store:
             if self._vectors_seen == before:
                 self._vectors_seen = self.catalog.generation
 
-    def open_vectors_in_background(self) -> None:
-        """Start opening the vector collection on another thread, unless it is open or opening.
-
-        A new process then loads Chroma (about half a second of imports and index reading)
-        while it embeds the question on the other core.  A failure there is left to the next
-        use, which opens the collection again and reports it.
+    def prepare_vectors(self) -> None:
+        """Start making the vectors searchable on another thread, so a new process does it
+        while it embeds the question on the other core: with a complete scan table, map it in
+        (the first searches are scored from it, ``index.dense``); else open Chroma (about half
+        a second of imports and index reading), unless it is open or opening.  A failure there
+        is left to the next use, which opens the collection again and reports it.
         """
+        if self.scan_ready() and self.dense.scan_while_cold:
+            self.scan.prefetch()  # type: ignore[union-attr]
+            return
         with self._view_lock:
             if self.vectors.is_open or (self._opener is not None and self._opener.is_alive()):
                 return
@@ -325,12 +289,12 @@ class Store:
 
     def _open_vectors_quietly(self) -> None:
         try:
-            self._refresh_vectors()
+            self.refresh_vectors()
             self.vectors.collection  # noqa: B018 - opens it
         except Exception:  # noqa: BLE001, S110 - the next use opens it again and says why
             pass
 
-    def _refresh_vectors(self, *, force: bool = False) -> None:
+    def refresh_vectors(self, *, force: bool = False) -> None:
         """Reopen this process's Chroma view if another process has committed since (or if
         ``force``); the generation is read first, so the view is at least that new."""
         generation = self.catalog.generation
@@ -344,147 +308,11 @@ class Store:
         self, vector: list[float], n: int, *, within: KeywordFilter | None = None
     ) -> list[tuple[str, float]]:
         """The ``n`` nearest committed chunks to ``vector`` among those ``within`` admits
-        (outlets, publication days), as (chunk id, cosine similarity), best first.
-
-        A filter is applied one of three ways, chosen by the share of vectors it admits, which
-        the catalog estimates from its counts per outlet and per day (``dense_counts``; outlets
-        and days taken as independent):
-
-        - a wide filter (at least ``postfilter_share``; an ``as_of`` over an archive admits
-          nearly everything) is checked on the metadata of the ``POSTFILTER_WIDTH * n``
-          nearest vectors, as Chroma's ``where`` costs grow with the vectors it admits; if
-          fewer than ``n`` pass, the ``where`` query runs after all;
-        - a narrower one (an outlet, a short date range), or any estimated to admit at most
-          ``scan_rows`` vectors, is scored exactly from the scan table (``index.scan``), when
-          it holds every vector;
-        - without one (vectors on a Chroma server, or an older index not yet written to), a
-          filter estimated to admit at most ``exact_max`` vectors has them all read from
-          Chroma and scored exactly, and any other goes straight to a ``where`` query.
-
-        Either way the answer is the ``n`` nearest admitted chunks; the estimate only decides
-        the cost.  Sees every batch any process has committed (see the module notes).  Vectors
-        the catalog does not list are skipped and the search widened, so they take no place in
-        the ``n``; when no write is in flight they are deleted.  Raises StoreError if Chroma
-        keeps failing after its view is reopened.
-        """
-        ChromaError = chroma_error()
-
-        self._refresh_vectors()
-        where = where_clause(within)
-        scanned = self.scan_ready()
-        width = self._postfilter_width(within, scanned) if within is not None and where else None
-        if where and width == 0 and within is not None and scanned:
-            return self._scan(vector, n, within)
-        if where and width == 0:  # few enough to score every one of them exactly
-            try:
-                found = self.vectors.nearest_exactly(vector, where)
-            except (ChromaError, KeyError):
-                found = None  # an old view: the ``where`` path below reopens and retries
-            if found is not None:
-                known = self.catalog.chunks([c for c, _ in found[:n]])
-                if len(known) < min(n, len(found)):  # strays among the first n
-                    known = self.catalog.chunks([c for c, _ in found])
-                return [(c, score) for c, score in found if c in known][:n]
-        if within is not None and width:
-            try:
-                found = self.vectors.query(
-                    vector, width * n, admit=lambda meta: admits(within, meta)
-                )
-            except (ChromaError, KeyError):
-                found = []  # an old view: the ``where`` path below reopens and retries
-            known = self.catalog.chunks([c for c, _ in found[:n]])
-            if len(known) < n:  # strays among the first n: look further down
-                known = self.catalog.chunks([c for c, _ in found])
-            hits = [(c, score) for c, score in found if c in known]
-            if len(hits) >= n:
-                return hits[:n]
-        wanted, failures, hits = n, 0, []
-        for _ in range(8):
-            try:
-                found = self.vectors.query(vector, wanted, where=where)
-            except (ChromaError, KeyError) as exc:  # an old view of the folder: read it again
-                failures += 1
-                if failures > 3:
-                    raise StoreError(
-                        f"the vector store in {self.vectors.location} keeps failing: {exc}",
-                        hint="retry; if it persists, restart the process",
-                    ) from exc
-                self._refresh_vectors(force=True)
-                continue
-            known = self.catalog.chunks([c for c, _ in found])
-            hits = [(c, score) for c, score in found if c in known]
-            strays = [c for c, _ in found if c not in known]
-            if strays:
-                self._drop_strays(strays)
-            if len(hits) >= n or len(found) < wanted:
-                break
-            wanted += len(strays)
-        return hits[:n]
-
-    def _scan(self, vector: list[float], n: int, within: KeywordFilter) -> list[tuple[str, float]]:
-        """The ``n`` nearest committed chunks ``within`` admits, scored exactly from the scan
-        table; rows whose chunk the catalog does not list are skipped (and their vectors
-        dropped when no write is in flight), the search widened past them."""
-        wanted = n
-        while True:
-            found = self.scan.search(  # type: ignore[union-attr]
-                vector, wanted, outlets=within.outlets, first_day=within.first_day,
-                last_day=within.last_day)
-            known = self.catalog.chunks([c for c, _ in found])
-            hits = [(c, score) for c, score in found if c in known]
-            if len(hits) >= n or len(found) < wanted:
-                if len(hits) < len(found):
-                    self._drop_scan_strays([c for c, _ in found if c not in known])
-                return hits[:n]
-            wanted *= 4
-
-    def _drop_scan_strays(self, ids: list[str]) -> None:
-        """Mark dead the scan table's rows of chunks the catalog does not list, unless a write
-        is in flight (they may be its uncommitted rows).  Chroma is left alone: its strays are
-        its own paths' and ``reconcile``'s to delete, and reloading its view here would put
-        an index load on a query."""
-        try:
-            with self.writing(timeout=0):
-                known = self.catalog.chunks(ids)
-                self.scan.delete([i for i in ids if i not in known])  # type: ignore[union-attr]
-        except Timeout:
-            return
-
-    def _postfilter_width(self, within: KeywordFilter, scanned: bool) -> int | None:
-        """How many times ``n`` nearest vectors to check against ``within`` first; 0 to score
-        every admitted vector exactly; None to go straight to Chroma's ``where``.  From the
-        catalog's counts per outlet and per day (taken as independent): with a complete scan
-        table (``scanned``), a filter estimated to admit less than ``postfilter_share`` of the vectors, or at
-        most ``scan_rows`` of them, is scored exactly from it; otherwise one admitting at least
-        ``postfilter_share`` is checked on enough of the nearest for ``POSTFILTER_MARGIN``
-        times ``n`` to pass, and below that, one estimated to admit at most ``exact_max``
-        vectors is read from Chroma and scored exactly."""
-        total, of_outlets, of_days = self.catalog.dense_counts(within)
-        if not total:
-            return None
-        share = of_outlets * of_days / (total * total)
-        if scanned and (share < self.postfilter_share or share * total <= self.scan_rows):
-            return 0
-        if share < self.postfilter_share:
-            return 0 if share * total <= self.exact_max else None
-        wanted = math.ceil(POSTFILTER_MARGIN / share) if share else POSTFILTER_MAX_WIDTH
-        return min(POSTFILTER_MAX_WIDTH, max(POSTFILTER_WIDTH, wanted))
-
-    def _drop_strays(self, ids: list[str]) -> None:
-        """Delete vectors a query met that the catalog does not list, unless a write is in
-        flight (they may be its uncommitted vectors); then read Chroma afresh.  Best effort:
-        a failure leaves them for the next ``reconcile`` (queries skip them meanwhile)."""
-        ChromaError = chroma_error()
-
-        try:
-            with self.writing(timeout=0):
-                known = self.catalog.chunks(ids)
-                self._delete_vectors([i for i in ids if i not in known])
-        except Timeout:
-            return
-        except (ChromaError, KeyError):
-            pass
-        self._refresh_vectors(force=True)
+        (outlets, publication days), as (chunk id, cosine similarity), best first, from the
+        scan table or Chroma, whichever the filter and this process's state make cheaper
+        (``index.dense``).  Sees every batch any process has committed (see the module
+        notes).  Raises StoreError if Chroma keeps failing after its view is reopened."""
+        return self.dense.nearest(vector, n, within)
 
     def close(self) -> None:
         """Release the catalog connection (and the scan table's)."""

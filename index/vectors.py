@@ -45,6 +45,7 @@ class ChromaVectors:
     def __init__(self, config: IndexConfig) -> None:
         self.config = config
         self._collection: Any = None
+        self._warm: Any = None  # the collection whose graph a query has loaded
         self._lock = threading.Lock()
 
     @property
@@ -67,6 +68,24 @@ class ChromaVectors:
     def is_open(self) -> bool:
         """Whether the collection has been opened (and not dropped by ``reopen``) since."""
         return self._collection is not None
+
+    @property
+    def is_warm(self) -> bool:
+        """Whether this process has loaded the collection's vector index (its HNSW graph) by
+        querying it since it was last opened: embedded Chroma reads the whole graph into the
+        process on the first query, seconds per hundred thousand vectors."""
+        return self._collection is not None and self._warm is self._collection
+
+    def warm(self, vector: list[float] | None = None) -> None:
+        """Load the vector index into this process now (one query for the nearest vector)."""
+        collection = self.collection
+        if vector is None:
+            got = collection.get(limit=1, include=["embeddings"])
+            if not len(got["ids"]):
+                return
+            vector = list(got["embeddings"][0])
+        collection.query(query_embeddings=[vector], n_results=1, include=[])
+        self._warm = collection
 
     def reopen(self) -> None:
         """Read the embedded store afresh on next use (no-op for a server, which is shared)."""
@@ -177,9 +196,9 @@ class ChromaVectors:
         """
         extra = {"where": where} if where else {}
         include = ["distances", "metadatas"] if admit else ["distances"]
-        result = self.collection.query(
-            query_embeddings=[vector], n_results=n, include=include, **extra
-        )
+        collection = self.collection
+        result = collection.query(query_embeddings=[vector], n_results=n, include=include, **extra)
+        self._warm = collection
         metadatas = result["metadatas"][0] if admit else [None] * len(result["ids"][0])
         return [
             (cid, 1.0 - dist)

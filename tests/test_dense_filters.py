@@ -29,16 +29,11 @@ from assistant.retrieve import DenseRetriever, Filters
 from assistant.settings import Settings, get_settings
 from index import Article, ingest, ingest_articles, open_store
 from index.dates import day_number, day_of
+from index.dense import EXACT_MAX, POSTFILTER_MARGIN, POSTFILTER_MAX_WIDTH, POSTFILTER_WIDTH
 from index.embeddings import Embedder
 from index.keywords import KeywordFilter
 from index.sqlite_catalog import SqliteCatalog
-from index.store import (
-    EXACT_MAX,
-    POSTFILTER_MARGIN,
-    POSTFILTER_MAX_WIDTH,
-    POSTFILTER_WIDTH,
-    Store,
-)
+from index.store import Store
 from index.vectors import ChromaVectors, admits, give_statistics, where_clause
 from tests.conftest import SAMPLES
 
@@ -117,8 +112,15 @@ def narrow_filters(store: Store) -> list[KeywordFilter]:
     ]
     for within in filters:  # each admits less than the share checked on the nearest first
         total, of_outlets, of_days = store.catalog.dense_counts(within)
-        assert of_outlets * of_days < store.postfilter_share * total * total
+        assert of_outlets * of_days < store.dense.postfilter_share * total * total
     return filters
+
+
+def too_large_to_scan(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the sample store choose as it would in an archive too large to scan once Chroma's
+    graph is loaded in the process, and load it."""
+    monkeypatch.setattr(store.dense, "scan_rows", 0)
+    store.vectors.warm()
 
 
 def paths_taken(
@@ -160,7 +162,7 @@ def test_without_a_scan_table_a_narrow_filter_admitting_more_goes_to_chromas_whe
 ) -> None:
     store = open_store(sample_index)
     monkeypatch.setattr(store, "scan", None)
-    monkeypatch.setattr(store, "exact_max", 0)  # as if each admitted more than EXACT_MAX
+    monkeypatch.setattr(store.dense, "exact_max", 0)  # as if each admitted more than EXACT_MAX
     for within in narrow_filters(store):
         assert paths_taken(store, embedder, chroma_calls, within) == [["where"]] * len(QUESTIONS)
 
@@ -188,8 +190,8 @@ def test_a_wide_filter_admitting_few_enough_vectors_is_scored_from_the_scan_tabl
     days = sample_days(store)
     for within in (KeywordFilter(last_day=days[-1]), KeywordFilter(first_day=days[0])):
         total, of_outlets, of_days = store.catalog.dense_counts(within)
-        assert of_outlets * of_days >= store.postfilter_share * total * total
-        assert of_outlets * of_days <= store.scan_rows * total
+        assert of_outlets * of_days >= store.dense.postfilter_share * total * total
+        assert of_outlets * of_days <= store.dense.scan_rows * total
         assert paths_taken(store, embedder, chroma_calls, within) == [["scan"]] * len(QUESTIONS)
 
 
@@ -198,7 +200,7 @@ def test_a_wide_filter_checks_the_nearest_vectors_first(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = open_store(sample_index)
-    monkeypatch.setattr(store, "scan_rows", 0)  # as in an archive too large to scan
+    too_large_to_scan(store, monkeypatch)
     days = sample_days(store)
     for within in (KeywordFilter(last_day=days[-1]), KeywordFilter(first_day=days[0])):
         for question in QUESTIONS:
@@ -219,7 +221,7 @@ def test_the_fewer_a_filter_admits_the_more_nearest_vectors_are_checked(
         return query(vector, n, **kwargs)
 
     monkeypatch.setattr(store.vectors, "query", recorded)
-    monkeypatch.setattr(store, "scan_rows", 0)  # as in an archive too large to scan
+    too_large_to_scan(store, monkeypatch)
     days = sample_days(store)
     outlet = store.list_articles()[0].outlet or ""
     vector = embedder.embed_query(QUESTIONS[0])
@@ -249,7 +251,7 @@ def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
     chroma_calls.clear()
     dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
     assert chroma_calls == ["scan"], "a wide filter, but few enough vectors to scan"
-    monkeypatch.setattr(store, "scan_rows", 0)
+    too_large_to_scan(store, monkeypatch)
     chroma_calls.clear()
     dense.search(QUESTIONS[0], Filters(as_of=day_of(sample_days(store)[-1])))
     assert chroma_calls[0] == "nearest-first"
@@ -277,11 +279,11 @@ def test_every_path_finds_the_nearest_admitted_chunks(
         for within in filters:
             answers = []
             scan = store.scan
-            paths = [(store.postfilter_share, store.exact_max, scan), (0.0, 0, None),
+            paths = [(store.dense.postfilter_share, store.dense.exact_max, scan), (0.0, 0, None),
                      (2.0, 0, None), (2.0, 10**9, None), (2.0, 0, scan)]
             for share, exact_max, table in paths:  # chosen, nearest-first, where, exact, scan
-                monkeypatch.setattr(store, "postfilter_share", share)
-                monkeypatch.setattr(store, "exact_max", exact_max)
+                monkeypatch.setattr(store.dense, "postfilter_share", share)
+                monkeypatch.setattr(store.dense, "exact_max", exact_max)
                 monkeypatch.setattr(store, "scan", table)
                 answers.append(store.search_vectors(vector, 5, within=within))
             assert len(answers[0]) == 5
@@ -364,7 +366,7 @@ def test_a_catalog_without_current_counts_is_recounted_on_open(
 
 
 def test_vectors_opened_in_the_background_answer_the_first_search_and_see_later_commits(
-    settings: Settings, embedder: Embedder
+    settings: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A new process starts opening Chroma while it embeds the question; the search that follows
     waits for it, and a batch another store commits afterwards is still seen."""
@@ -372,8 +374,9 @@ def test_vectors_opened_in_the_background_answer_the_first_search_and_see_later_
     ingest_articles([ferry], config=settings, embedder=embedder)
     reader = Store(get_settings(data_dir=settings.index.data_dir))
     assert not reader.vectors.is_open
-    reader.open_vectors_in_background()
-    reader.open_vectors_in_background()  # a second call while it opens changes nothing
+    monkeypatch.setattr(reader, "scan", None)  # as with a Chroma server: no scan table
+    reader.prepare_vectors()
+    reader.prepare_vectors()  # a second call while it opens changes nothing
     question = embedder.embed_query("Who went on strike?")
     assert [article_of(c) for c, _ in reader.search_vectors(question, 3)] == ["ferry"]
     assert reader.vectors.is_open

@@ -162,7 +162,7 @@ def test_rows_of_a_write_that_never_committed_take_no_place_and_are_dropped(
     ingest([SAMPLES], config=settings, embedder=embedder)
     store = open_store(settings)
     assert store.scan is not None
-    monkeypatch.setattr(store, "postfilter_share", 2.0)  # every filter to the scan table
+    monkeypatch.setattr(store.dense, "postfilter_share", 2.0)  # every filter to the scan table
     outlet = store.list_articles()[0].outlet or ""
     vector = embedder.embed_query(QUESTION)
     expected = store.search_vectors(vector, 3, within=KeywordFilter(outlets=(outlet,)))
