@@ -199,12 +199,13 @@ class DenseRetriever(FusedRetriever):
         """One signal, "dense": the ``candidates`` chunks most cosine-similar to the question
         among those the filters admit, scored 1 - cosine distance.  The store applies the
         filter on outlet and publication day by the way its selectivity makes cheaper, and
-        counts only chunks the catalog holds (``Store.search_vectors``).  The first time,
-        the vectors are made ready on another thread (the scan table mapped in, or Chroma
-        opened) while the model loads and embeds the question (both threads' imports are
-        done first, in turn)."""
-        self.embedder.load_libraries()
-        self.store.prepare_vectors()
+        counts only chunks the catalog holds (``Store.search_vectors``).  In a new process
+        the vectors are made ready on other threads while the model loads and embeds the
+        question: the scan table read into memory from the start, or Chroma opened once
+        both threads' imports are done (in turn)."""
+        if not self.store.read_scan_ahead():
+            self.embedder.load_libraries()
+            self.store.open_vectors_in_background()
         vector = self.embedder.embed_query(question)
         found = self.store.search_vectors(
             vector, self.candidates, within=filters.keyword_filter()

@@ -59,7 +59,7 @@ def import_chromadb(*, server: bool = False) -> ModuleType:
     command line and the OpenTelemetry gRPC exporter (``chroma_otel_collection_endpoint`` stays
     unusable: newsdesk never sets it).  Each is put back right after, for any other code that
     uses them (only ``httpx.main``, the command line's entry point, stays the stub saying to
-    install it).  Threads may call it at once (``Store.prepare_vectors``): one
+    install it).  Threads may call it at once (``Store.open_vectors_in_background``): one
     imports, the others wait for it to finish."""
     wanted = ("chromadb", _CHROMADB_CLIENTS[server])
     with _CHROMADB_LOCK:

@@ -269,16 +269,23 @@ class Store:
             if self._vectors_seen == before:
                 self._vectors_seen = self.catalog.generation
 
-    def prepare_vectors(self) -> None:
-        """Start making the vectors searchable on another thread, so a new process does it
-        while it embeds the question on the other core: with a complete scan table, map it in
-        (the first searches are scored from it, ``index.dense``); else open Chroma (about half
-        a second of imports and index reading), unless it is open or opening.  A failure there
-        is left to the next use, which opens the collection again and reports it.
+    def read_scan_ahead(self) -> bool:
+        """Whether this process's next dense search will be scored from the scan table
+        (``index.dense``: it holds every vector, and Chroma's graph is not loaded here); if
+        so, its vectors start coming into memory now, on other threads, while the caller
+        loads the model and embeds the question."""
+        if not (self.scan_ready() and self.dense.scan_while_cold and not self.vectors.is_warm):
+            return False
+        self.scan.prefetch()  # type: ignore[union-attr]
+        return True
+
+    def open_vectors_in_background(self) -> None:
+        """Start opening the vector collection on another thread, unless it is open or opening.
+
+        A new process then loads Chroma (about half a second of imports and index reading)
+        while it embeds the question on the other core.  A failure there is left to the next
+        use, which opens the collection again and reports it.
         """
-        if self.scan_ready() and self.dense.scan_while_cold:
-            self.scan.prefetch()  # type: ignore[union-attr]
-            return
         with self._view_lock:
             if self.vectors.is_open or (self._opener is not None and self._opener.is_alive()):
                 return

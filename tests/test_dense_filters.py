@@ -375,8 +375,9 @@ def test_vectors_opened_in_the_background_answer_the_first_search_and_see_later_
     reader = Store(get_settings(data_dir=settings.index.data_dir))
     assert not reader.vectors.is_open
     monkeypatch.setattr(reader, "scan", None)  # as with a Chroma server: no scan table
-    reader.prepare_vectors()
-    reader.prepare_vectors()  # a second call while it opens changes nothing
+    assert not reader.read_scan_ahead()
+    reader.open_vectors_in_background()
+    reader.open_vectors_in_background()  # a second call while it opens changes nothing
     question = embedder.embed_query("Who went on strike?")
     assert [article_of(c) for c, _ in reader.search_vectors(question, 3)] == ["ferry"]
     assert reader.vectors.is_open
