@@ -265,7 +265,14 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
         writes.append(time.perf_counter() - started)
 
     store.write = timed_write  # only to split the pipeline's time; the write itself is real
+    parts: dict[str, list[float]] = {}  # and the write's own time, by the store it goes to
+    for name, owner, method in (("chroma", store.vectors, "add"),
+                                ("scan table", store.scan, "append"),
+                                ("catalog", store.catalog, "replace")):
+        if owner is not None:
+            setattr(owner, method, _timed(getattr(owner, method), parts.setdefault(name, [])))
     ingest, write_share, removal = [], [], []
+    per_batch: dict[str, list[float]] = {}
     try:
         for b in range(3):
             articles = [corpus.article(seed, i).article for i in added[b * batch : (b + 1) * batch]]
@@ -278,8 +285,15 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
             assert len(done.added) == batch, done.skipped[:3]
             ingest.append(done.seconds)
             write_share.append(sum(writes))
+            for name, seconds in parts.items():
+                per_batch.setdefault(name, []).append(round(sum(seconds), 3))
+                seconds.clear()
     finally:
         del store.write
+        for owner, method in ((store.vectors, "add"), (store.scan, "append"),
+                              (store.catalog, "replace")):
+            if owner is not None:
+                delattr(owner, method)
     for b in range(3):
         ids = [corpus.article(seed, i).article.id for i in removed[b * batch : (b + 1) * batch]]
         started = time.perf_counter()
@@ -293,11 +307,28 @@ def batch_costs(store: Any, settings: Any, folder: Path, seed: int, size: int) -
         "ingest_100_s": [round(s, 2) for s in ingest],
         "ingest_100_store_write_s": [round(s, 2) for s in write_share],
         "remove_100_s": [round(s, 2) for s in removal],
+        "store_write_parts_s": per_batch,
     }
 
 
-PARTS = ("cold", "batches", "serve", "disk", "queries", "paths")
-"""What ``measure`` can do; by default all but ``paths`` (a comparison of code paths)."""
+def _timed(call: Any, seconds: list[float]) -> Any:
+    """``call``, its time per call appended to ``seconds``."""
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            seconds.append(time.perf_counter() - started)
+    return timed
+
+
+PARTS = ("cold", "batches", "serve", "disk", "queries", "million-paths", "paths")
+"""What ``measure`` can do; by default all but ``million-paths`` and ``paths`` (comparisons of
+code paths).  ``million-paths`` measures the queries as ``queries`` does, with the dense side
+choosing as in an archive of a million articles: a search admitting a tenth of the vectors or
+more is never scanned (``DenseSearch.scan_rows`` 0), since at 1M it admits far more than
+``SCAN_ROWS``.  A small archive scans such searches, so its figures, fitted with a large
+one's, would bend a projection to 1M; these do not."""
 DEFAULT_PARTS = PARTS[:-1]
 
 
@@ -306,6 +337,7 @@ def measure(
 ) -> dict[str, Any]:
     """The figures of ``parts`` for one finished archive, merged into (and saved as)
     ``results-a{size}-s{seed}.json``, so a long measurement can be split across runs."""
+    from index.dense import SCAN_ROWS
     from index.store import Store
 
     folder = archive(root, size, seed)
@@ -379,6 +411,14 @@ def measure(
         result["questions_per_cell"] = n_questions
         result["queries"] = {}
         query_latency(store, settings, seed, size, n_questions, result["queries"], save)
+        save()
+    if "million-paths" in parts:  # the queries again, along the paths a 1M archive takes
+        print("queries along a million-article archive's paths", flush=True)
+        store.dense.scan_rows = 0
+        result["queries_million_paths"] = {}
+        query_latency(store, settings, seed, size, n_questions, result["queries_million_paths"],
+                      save)
+        store.dense.scan_rows = SCAN_ROWS
         save()
     if "paths" in parts:
         print("dense filter paths", flush=True)

@@ -99,9 +99,10 @@ def report(root: Path, seed: int, sizes: list[int] | None = None) -> str:
         lambda r: statistics.median(r["batches"]["ingest_100_store_write_s"]), "power")
     row("remove 100 articles, s (median of 3)",
         lambda r: statistics.median(r["batches"]["remove_100_s"]), "power")
-    for key in dict.fromkeys(k for r in found for k in r.get("queries", {})):
-        row(f"{key} p50 / p95, ms",
-            lambda r, k=key: (r["queries"][k]["p50_ms"], r["queries"][k]["p95_ms"]), "power")
+    for part, label in (("queries", ""), ("queries_million_paths", ", a 1M archive's paths")):
+        for key in dict.fromkeys(k for r in found for k in r.get(part, {})):
+            row(f"{key} p50 / p95{label}, ms",
+                lambda r, k=key, p=part: (r[p][k]["p50_ms"], r[p][k]["p95_ms"]), "power")
     row("cold open, index evicted from page cache: process start to first hybrid answer, s",
         lambda r: _first_answer(r["cold_open_evicted"]), "linear")
     row("cold open, warm page cache, s", lambda r: _first_answer(r["cold_open_warm_cache"]),
