@@ -1,4 +1,4 @@
-"""Every vector beside its outlet and day, for exact filtered search: ``ScanTable(folder)``.
+"""Every vector beside its outlet and day, for exact search: ``ScanTable(folder)``.
 
 Chroma answers a filtered query in two steps that both grow with the archive: SQL over its
 metadata table finds the ids the filter admits, then its HNSW graph is walked with that list,
@@ -7,7 +7,9 @@ benchmarks/RESULTS.md, "One outlet at scale").  The scan table keeps a second co
 vector in the data folder, in row order, with each row's outlet code and day in an array
 beside it.  A filter admitting a small share of the archive (one outlet, a short date range)
 is then one mask over those arrays and one matrix product over the rows it admits: exact,
-with no SQL and no graph walk, at a cost that follows what the filter admits.
+with no SQL and no graph walk, at a cost that follows what the filter admits.  It also
+answers a process's first searches while Chroma's graph is not loaded (``index.dense``): one
+pass over every row costs tens of milliseconds where loading the graph costs seconds.
 
 Files in ``DATA_DIR/scan/``:
 

@@ -209,6 +209,26 @@ def test_a_wide_filter_checks_the_nearest_vectors_first(
             assert chroma_calls == ["nearest-first"], "all of the nearest pass: one query"
 
 
+def test_when_too_few_of_the_nearest_pass_the_admitted_rows_are_scanned_not_wheres(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chroma's ``where`` costs grow with the archive; the scan table's, with what it admits."""
+    store = open_store(sample_index)
+    within = narrow_filters(store)[1]  # one outlet as_of its third day: few of the nearest
+    too_large_to_scan(store, monkeypatch)
+    monkeypatch.setattr(store.dense, "postfilter_share", 0.0)  # every filter nearest-first
+    vector = embedder.embed_query(QUESTIONS[0])
+    chroma_calls.clear()
+    scanned = store.search_vectors(vector, 5, within=within)
+    assert chroma_calls == ["nearest-first", "scan"]
+    monkeypatch.setattr(store, "scan", None)  # a Chroma server: no scan table
+    chroma_calls.clear()
+    by_where = store.search_vectors(vector, 5, within=within)
+    assert chroma_calls == ["nearest-first", "where"]
+    assert [c for c, _ in by_where] == [c for c, _ in scanned]
+
+
 def test_the_fewer_a_filter_admits_the_more_nearest_vectors_are_checked(
     sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
