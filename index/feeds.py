@@ -333,20 +333,23 @@ class FeedBook:
         were forgotten."""
         if not forget_days:
             return 0
-        keep, before, forgotten = set(keep), now - forget_days * 86400, 0
-        with self._transaction() as db:
-            for (source,) in db.execute(SOURCES).fetchall():
-                if source in keep:
-                    continue
-                last = db.execute(
-                    "SELECT MAX(t) FROM (SELECT last_polled AS t FROM feeds WHERE source=? "
-                    "UNION ALL SELECT MAX(last_listed) FROM feed_items WHERE source=?)",
-                    (source, source),
-                ).fetchone()[0]
-                if (last or 0) < before:
-                    forgotten += db.execute("DELETE FROM feed_items WHERE source=?",
-                                            (source,)).rowcount
-                    db.execute("DELETE FROM feeds WHERE source=?", (source,))
+        keep, before = set(keep), now - forget_days * 86400
+        last = (
+            "SELECT MAX(t) FROM (SELECT last_polled AS t FROM feeds WHERE source=? "
+            "UNION ALL SELECT MAX(last_listed) FROM feed_items WHERE source=?)"
+        )
+        gone = [  # read first, so a round with nothing to forget writes nothing
+            source for (source,) in self._rows(SOURCES)
+            if source not in keep and (self._rows(last, (source, source))[0][0] or 0) < before
+        ]
+        if not gone:
+            return 0
+        forgotten = 0
+        with self._transaction() as db:  # this process is the only watcher: still gone
+            for source in gone:
+                forgotten += db.execute("DELETE FROM feed_items WHERE source=?",
+                                        (source,)).rowcount
+                db.execute("DELETE FROM feeds WHERE source=?", (source,))
         return forgotten
 
     def count_items(self, source: str | None = None) -> int:
