@@ -94,7 +94,9 @@ def print_round(report: WatchReport, *, every_feed: bool) -> None:
         f"[bold]{when}[/] polled {report.due} of {len(report.feeds)}: "
         f"[green]added {len(report.added)}[/], updated {len(report.updated)}, "
         f"duplicates {report.duplicates}, not modified {report.count('not modified')}, "
-        f"errors {report.count('error')} · {report.requests} requests, "
+        f"errors {report.count('error')}"
+        + (f", forgot {report.forgotten} unlisted" if report.forgotten else "")
+        + f" · {report.requests} requests, "
         f"{report.bytes / 1024:.0f} KiB in {report.seconds:.1f}s"
     )
     for skip in report.skipped:
@@ -105,18 +107,20 @@ def print_round(report: WatchReport, *, every_feed: bool) -> None:
 
 
 def print_statuses(statuses: list[FeedStatus]) -> None:
-    """One row per feed or folder: status, what its last poll brought, when it is next due."""
+    """One row per feed or folder: status, what its last poll brought, how many entries it is
+    remembered with, when it is next due."""
     if not statuses:
         out.print("no feeds polled yet: `newsdesk watch FEEDS.txt --once` polls them")
         return
-    table = Table("source", "status", "new", "upd", "dup", "errors", "next poll", "note")
+    table = Table("source", "status", "new", "upd", "dup", "known", "err", "next", "note")
     for s in statuses:
         style = STYLE.get(s.status, "")
         label = s.status + (f" {s.http_status}" if s.http_status and s.status != "waiting" else "")
         table.add_row(
             safe(s.title or s.source) + ("" if not s.title else f"\n[dim]{safe(s.source)}[/]"),
             f"[{style}]{label}[/]" if style else label,
-            str(s.added), str(s.updated), str(s.duplicates), str(s.errors or ""),
+            str(s.added), str(s.updated), str(s.duplicates), str(s.remembered),
+            str(s.errors or ""),
             _relative(s.next_poll), safe(s.message or ""),
         )
     out.print(table)

@@ -1,12 +1,22 @@
-"""What the feed watcher follows and remembers: its settings, the feed list, and its state.
+"""How the feed watcher is set up and what it remembers: its settings and its state.
 
 - ``WatchConfig``: the watcher's settings section (``assistant.settings`` composes it as
-  ``settings.watch``; flat names ``NEWSDESK_WATCH_*``).
-- ``read_feed_list(path)``: one http(s) URL or folder path per line, ``#`` comments; every bad
-  line comes back as a ``Skip`` naming ``FILE:LINE`` and the fix, and the good lines are kept.
+  ``settings.watch``; flat names ``NEWSDESK_WATCH_*``).  The feed list is read by
+  ``index.feed_list``.
 - ``FeedBook(config)``: the watcher's state in the catalog's own SQLite file, so a restart
   resumes: a ``feeds`` table (validators, last poll and success, errors in a row, next poll) and a
-  ``feed_items`` table (each entry or file seen, the hash it had, the article it became).
+  ``feed_items`` table (each entry or file seen, the hash it had, the article it became, and when
+  its source last listed it).
+
+Forgetting keeps ``feed_items`` the size of what the feeds list now plus ``watch_forget_days`` of
+what they dropped: after each poll that read a listing, ``FeedBook.listed`` forgets the source's
+items absent from it for longer than that, and ``FeedBook.forget_absent`` forgets a source gone
+from the feed list, state and items, once it has been gone as long.  Forgetting is safe because
+the index, not this table, holds the articles: a forgotten entry that reappears is fetched again
+and becomes the same article (its id comes from its URL, its guid, or, for a file, its own id or
+words), which ``index.pipeline.ingest_items`` finds stored with the same content hash and counts
+unchanged, so nothing is embedded or written twice.  What forgetting does lose is the text-hash memory of a
+forgotten entry: a story that comes back under another URL after the window is indexed again.
 
 The catalog module does not know these tables; this module creates and reads them over its own
 connection (WAL mode lets it share the file with the catalog's).
@@ -14,21 +24,18 @@ connection (WAL mode lets it share the file with the catalog's).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from index.config import index_config
-from index.errors import InputError, StoreError
-from index.models import Skip
-from index.readers import SUPPORTED, SUPPORTED_HINT
+from index.errors import StoreError
 from index.sqlite_catalog import connect
 
 
@@ -67,6 +74,14 @@ class WatchConfig(BaseModel):
     watch_max_mb: float = Field(
         10, gt=0, le=1024, description="Largest feed or page downloaded, in MiB; larger is an error."
     )
+    watch_forget_days: float = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Days the watcher remembers an entry or file its feed or folder no longer "
+        "lists, and a source gone from the feed list; then it is forgotten (an entry that comes "
+        "back is fetched again and found unchanged in the index). 0 remembers everything forever.",
+    )
     watch_contact: str | None = Field(
         None,
         max_length=200,
@@ -82,102 +97,6 @@ def watch_config(config: Any = None) -> WatchConfig:
         return config
     section = getattr(config, "watch", None)
     return section if isinstance(section, WatchConfig) else WatchConfig()
-
-
-# --- the feed list ------------------------------------------------------------------------
-
-Kind = Literal["feed", "folder"]
-
-
-@dataclass(frozen=True)
-class Source:
-    """One line of a feed list: a feed URL or a folder (or file) of articles."""
-
-    key: str  # the URL as written, or the folder's absolute path
-    kind: Kind
-    line: str = ""  # FILE:LINE it was read from, for messages
-
-
-_COMMENT = re.compile(r"(^|\s)#.*$")
-_HOSTLIKE = re.compile(r"^[\w-]+(\.[\w-]+)+(:\d+)?(/|$)")
-
-
-def read_feed_list(path: str | Path) -> tuple[list[Source], list[Skip]]:
-    """The sources in a feed list and a ``Skip`` (``FILE:LINE``, reason and fix) per bad line.
-
-    Relative folder paths are read from the list's own folder. Raises InputError when the file
-    cannot be read or holds no usable line.
-    """
-    path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(
-            f"no feed list at {path}",
-            hint="write one http(s) feed URL or folder path per line ('#' starts a comment)",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read the feed list {path}: {exc}",
-                         hint="save it as a UTF-8 text file") from None
-    sources: list[Source] = []
-    problems: list[Skip] = []
-    first_line: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        entry = _COMMENT.sub("", raw).strip()
-        if not entry:
-            continue
-        where = f"{path}:{number}"
-        try:
-            source = _parse_line(entry, path.parent, where)
-        except ValueError as exc:
-            problems.append(Skip(source=where, reason=str(exc)))
-            continue
-        if source.key in first_line:
-            problems.append(Skip(
-                source=where,
-                reason=f"{source.key} is already on line {first_line[source.key]}; delete one",
-                error=False,
-            ))
-            continue
-        first_line[source.key] = number
-        sources.append(source)
-    if not sources:
-        detail = f": {problems[0].source}: {problems[0].reason}" if problems else ""
-        raise InputError(
-            f"the feed list {path} names no feed or folder{detail}",
-            hint="write one http(s) feed URL or folder path per line ('#' starts a comment)",
-        )
-    return sources, problems
-
-
-def _parse_line(entry: str, base: Path, where: str) -> Source:
-    """One non-comment line as a Source; ValueError saying what is wrong and how to fix it."""
-    if "://" in entry:
-        parts = urlsplit(entry)
-        if parts.scheme.lower() not in {"http", "https"}:
-            raise ValueError(
-                f"unsupported scheme {parts.scheme!r} in {entry!r}; newsdesk fetches http:// and "
-                "https:// feeds (for local files, write the folder's path)"
-            )
-        if not parts.hostname:
-            raise ValueError(f"{entry!r} has no host; write it like https://example.org/feed.xml")
-        if re.search(r"\s", entry):
-            raise ValueError(
-                f"{entry!r} contains a space; write one URL per line, and encode a space in a "
-                "URL as %20"
-            )
-        return Source(entry, "feed", where)
-    folder = (base / Path(entry).expanduser()).resolve()
-    if folder.is_dir() or (folder.is_file() and folder.suffix.lower() in SUPPORTED):
-        return Source(str(folder), "folder", where)
-    if folder.is_file():
-        raise ValueError(f"{folder} is not a file newsdesk reads; {SUPPORTED_HINT}")
-    if _HOSTLIKE.match(entry):
-        raise ValueError(f"no folder {folder}; if {entry!r} is a feed, write it as https://{entry}")
-    raise ValueError(
-        f"no folder {folder}; fix the path (a relative one starts from the list's folder) or "
-        "write the feed's full http(s):// URL"
-    )
 
 
 # --- state in the catalog's SQLite file ---------------------------------------------------
@@ -207,10 +126,23 @@ CREATE TABLE IF NOT EXISTS feed_items (
     article_id TEXT,
     complete INTEGER NOT NULL,
     seen REAL NOT NULL,
+    last_listed REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (source, key)
 );
 CREATE INDEX IF NOT EXISTS feed_items_key ON feed_items(key);
 CREATE INDEX IF NOT EXISTS feed_items_text ON feed_items(text_hash);
+"""
+
+# Every source with state or items; the recursive part steps through the (source, key) index one
+# source at a time, so listing 200 sources costs 200 index lookups, not a scan of every item.
+SOURCES = """
+WITH RECURSIVE item_sources(source) AS (
+    SELECT MIN(source) FROM feed_items
+    UNION ALL
+    SELECT (SELECT MIN(source) FROM feed_items WHERE source > item_sources.source)
+    FROM item_sources WHERE item_sources.source IS NOT NULL
+)
+SELECT source FROM item_sources WHERE source IS NOT NULL UNION SELECT source FROM feeds
 """
 
 
@@ -263,11 +195,38 @@ class FeedBook:
             config.data_dir.mkdir(parents=True, exist_ok=True)
             self.db = connect(config.catalog_path)
             self.db.executescript(SCHEMA)
+            self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 f"cannot open the watcher's state in {config.catalog_path}: {exc}",
                 hint="check that the folder is writable, or pick another with --data-dir",
             ) from exc
+
+    def _upgrade(self) -> None:
+        """Give a catalog written before ``last_listed`` existed the column, set from ``seen``
+        (the latest time an item is known to have been listed); every row is kept."""
+        def missing() -> bool:
+            columns = self.db.execute("PRAGMA table_info(feed_items)").fetchall()
+            return "last_listed" not in {column[1] for column in columns}
+
+        if missing():
+            with self._transaction() as db:
+                if missing():  # another process may have upgraded it in the meantime
+                    db.execute("ALTER TABLE feed_items ADD COLUMN last_listed REAL NOT NULL "
+                               "DEFAULT 0")
+                    db.execute("UPDATE feed_items SET last_listed = seen")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction, committed whole or not at all."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
@@ -307,16 +266,10 @@ class FeedBook:
     def elsewhere(self, source: str, keys: Iterable[str]) -> dict[str, str]:
         """Article id of each given key that another source has recorded whole."""
         sql = (
-            "SELECT key, article_id FROM feed_items WHERE key IN ({marks}) AND source != ? "
+            "SELECT key, article_id FROM feed_items WHERE source != ? AND key IN ({marks}) "
             "AND complete=1 AND article_id IS NOT NULL"
         )
-        keys = list(keys)
-        found: dict[str, str] = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            rows = self._rows(sql.format(marks=",".join("?" * len(part))), [*part, source])
-            found.update(dict(rows))
-        return found
+        return dict(self._in_parts(sql, keys, source))
 
     def same_text(self, text_hashes: Iterable[str]) -> dict[str, set[str]]:
         """The article ids recorded with each given text hash."""
@@ -330,31 +283,84 @@ class FeedBook:
         return found
 
     def record(self, items: Sequence[ItemRecord], now: float) -> None:
-        """Remember these entries or files as seen, in one transaction."""
+        """Remember these entries or files as seen, and listed, at ``now``, in one transaction."""
         if not items:
             return
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO feed_items(source, key, entry_hash, text_hash, "
-                    "article_id, complete, seen) VALUES (?,?,?,?,?,?,?)",
-                    [
-                        (i.source, i.key, i.entry_hash, i.text_hash, i.article_id,
-                         int(i.complete), now)
-                        for i in items
-                    ],
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO feed_items(source, key, entry_hash, text_hash, "
+                "article_id, complete, seen, last_listed) VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (i.source, i.key, i.entry_hash, i.text_hash, i.article_id,
+                     int(i.complete), now, now)
+                    for i in items
+                ],
+            )
+
+    def listed(self, source: str, keys: Iterable[str], now: float, *, confirmed: float | None,
+               forget_days: float) -> int:
+        """Note that ``source`` lists ``keys`` at ``now`` and forget its items it has not listed
+        for ``forget_days`` (0: never); returns how many were forgotten.  One transaction.
+
+        ``confirmed`` is the source's previous successful poll: when that was a 304 or the same
+        body, its previous listing was still current then, so the items of that listing (the
+        latest ``last_listed``) count as listed until ``confirmed``.  Only items absent from
+        ``keys`` are ever forgotten; why that is safe is in this module's docstring.
+        """
+        keys = list(keys)
+        with self._transaction() as db:
+            if confirmed:
+                db.execute(
+                    "UPDATE feed_items SET last_listed=? WHERE source=? AND last_listed<? AND "
+                    "last_listed=(SELECT MAX(last_listed) FROM feed_items WHERE source=?)",
+                    (confirmed, source, confirmed, source),
                 )
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            for i in range(0, len(keys), 500):
+                part = keys[i : i + 500]
+                db.execute(
+                    "UPDATE feed_items SET last_listed=? WHERE source=? AND key IN "
+                    f"({','.join('?' * len(part))})",
+                    [now, source, *part],
+                )
+            if not forget_days:
+                return 0
+            return db.execute("DELETE FROM feed_items WHERE source=? AND last_listed<?",
+                              (source, now - forget_days * 86400)).rowcount
+
+    def forget_absent(self, keep: Iterable[str], now: float, forget_days: float) -> int:
+        """Forget each source not in ``keep`` (the feed list) that no poll or listing has named
+        for ``forget_days`` (0: never): its state and all its items.  Returns how many items
+        were forgotten."""
+        if not forget_days:
+            return 0
+        keep, before = set(keep), now - forget_days * 86400
+        last = (
+            "SELECT MAX(t) FROM (SELECT last_polled AS t FROM feeds WHERE source=? "
+            "UNION ALL SELECT MAX(last_listed) FROM feed_items WHERE source=?)"
+        )
+        gone = [  # read first, so a round with nothing to forget writes nothing
+            source for (source,) in self._rows(SOURCES)
+            if source not in keep and (self._rows(last, (source, source))[0][0] or 0) < before
+        ]
+        if not gone:
+            return 0
+        forgotten = 0
+        with self._transaction() as db:  # this process is the only watcher: still gone
+            for source in gone:
+                forgotten += db.execute("DELETE FROM feed_items WHERE source=?",
+                                        (source,)).rowcount
+                db.execute("DELETE FROM feeds WHERE source=?", (source,))
+        return forgotten
 
     def count_items(self, source: str | None = None) -> int:
         """How many entries and files are recorded (for one source, or all)."""
         if source is None:
             return int(self._rows("SELECT COUNT(*) FROM feed_items")[0][0])
         return int(self._rows("SELECT COUNT(*) FROM feed_items WHERE source=?", (source,))[0][0])
+
+    def item_counts(self) -> dict[str, int]:
+        """How many entries and files are remembered for each source that has any."""
+        return dict(self._rows("SELECT source, COUNT(*) FROM feed_items GROUP BY source"))
 
     def close(self) -> None:
         """Release the connection."""

@@ -17,7 +17,8 @@ version).  What was seen is recorded once its batch has committed, and a source'
 Last-Modified, body hash) only once all it brought is in, so a round killed at any point loses
 nothing: the next one fetches again what was not recorded, and the pipeline finds what was
 already written unchanged.  An error puts a source on exponential backoff.  State lives in the
-catalog's SQLite file (``index.feeds.FeedBook``), so a restart resumes the schedule.
+catalog's SQLite file (``index.feeds.FeedBook``), so a restart resumes the schedule; what a source
+no longer lists is forgotten after ``watch_forget_days`` (see ``index.feeds``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from pydantic import BaseModel, Field
 from index.config import IndexConfig, index_config
 from index.embeddings import Embedder
 from index.errors import StoreError
-from index.feeds import FeedBook, FeedState, Source, WatchConfig, read_feed_list, watch_config
+from index.feed_list import Source, read_feed_list
+from index.feeds import FeedBook, FeedState, WatchConfig, watch_config
 from index.fetch import Fetcher, FetchError
 from index.models import IngestReport, Skip
 from index.pipeline import ingest_items
@@ -60,6 +62,11 @@ class FeedStatus(BaseModel):
     updated: int = Field(0, description="Articles this poll re-indexed because they changed.")
     duplicates: int = Field(0, description="Entries already indexed under another URL or feed.")
     errors: int = Field(0, description="Errors in a row; the wait before a retry doubles each.")
+    remembered: int = Field(
+        0, description="Entries or files of it the watcher remembers: those it lists, and those "
+        "it dropped less than `watch_forget_days` ago."
+    )
+    forgotten: int = Field(0, description="Entries or files this poll forgot.")
     message: str | None = None
     last_polled: datetime | None = None
     last_success: datetime | None = None
@@ -92,6 +99,10 @@ class WatchReport(BaseModel):
     )
     skipped: list[Skip] = Field(default_factory=list, description="Entries or files not indexed.")
     duplicates: int = 0
+    forgotten: int = Field(
+        0, description="Entries or files forgotten: unlisted, or of a source gone from the list, "
+        "for longer than `watch_forget_days`."
+    )
     due: int = Field(0, description="Sources due, and so polled, this round.")
     polled: int = Field(0, description="Sources polled so far (equals `due` once done).")
     requests: int = Field(0, description="HTTP requests made, robots.txt included.")
@@ -165,7 +176,9 @@ def feed_statuses(config: Any = None) -> list[FeedStatus]:
     """Every source the watcher has polled into this data folder, as it stands."""
     book = FeedBook(index_config(config))
     try:
-        return [FeedStatus.of(state) for state in book.states().values()]
+        counts = book.item_counts()
+        return [FeedStatus.of(state, remembered=counts.get(key, 0))
+                for key, state in book.states().items()]
     finally:
         book.close()
 
@@ -232,6 +245,9 @@ class _Round:
 
     def run(self, sources: Sequence[Source], progress: Progress | None) -> None:
         now = self.clock()
+        self.report.forgotten = self.book.forget_absent(
+            (s.key for s in sources), now, self.settings.watch_forget_days
+        )
         states = self.book.states(s.key for s in sources)
         due = []
         for source in sources:
@@ -262,7 +278,10 @@ class _Round:
                 self.report.interrupted = True
             finally:
                 pool.shutdown(cancel_futures=True)
+        counts = self.book.item_counts()
         self.report.feeds = [self.statuses[s.key] for s in sources if s.key in self.statuses]
+        for status in self.report.feeds:
+            status.remembered = counts.get(status.source, 0)
 
     def _poll(self, source: Source, state: FeedState) -> _Polled:
         """Fetch and read one source (in a worker thread); its own faults become its state."""
@@ -352,6 +371,13 @@ class _Round:
         """Everything the source brought is in: record the rest of what it saw, save its state."""
         state, seen = polled.state, polled.seen
         self.book.record(seen.records, self.clock())
+        forgotten = 0
+        if seen.listed is not None:
+            forgotten = self.book.listed(
+                state.source, seen.listed, self.clock(), confirmed=state.last_success,
+                forget_days=self.settings.watch_forget_days,
+            )
+            self.report.forgotten += forgotten
         if state.status != "error":
             state.errors = 0
             state.last_success = state.last_polled
@@ -361,7 +387,8 @@ class _Round:
         self.book.save(state)
         self.report.duplicates += seen.duplicates
         self.statuses[polled.source.key] = FeedStatus.of(
-            state, added=polled.added, updated=polled.updated, duplicates=seen.duplicates
+            state, added=polled.added, updated=polled.updated, duplicates=seen.duplicates,
+            forgotten=forgotten,
         )
 
 

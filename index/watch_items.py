@@ -2,7 +2,8 @@
 
 Each reads the source's state (validators, last body's hash) and its recorded items, and returns
 a ``Seen``: the articles to write (``Candidate``), the records of items that need no writing
-(known elsewhere, unreadable) and the skips to report.  They update the state in memory; the
+(known elsewhere, unreadable), the skips to report, and every key the source lists now (so the
+round can forget what it no longer lists).  They update the state in memory; the
 round saves it once everything seen is written.  Faults of the source itself raise
 ``FetchError`` (network, HTTP status) or ``SourceError`` (not a feed, folder gone).
 """
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from index.feeds import FeedBook, FeedState, ItemRecord, Source
+from index.feed_list import Source
+from index.feeds import FeedBook, FeedState, ItemRecord
 from index.fetch import Fetcher, FetchError
 from index.models import Article, Skip
 from index.readers import SUPPORTED, _html_to_text, article_from_record, derive_id, read_file
@@ -50,6 +52,7 @@ class Seen:
     skipped: list[Skip] = field(default_factory=list)
     duplicates: int = 0
     notes: list[str] = field(default_factory=list)
+    listed: list[str] | None = None  # every key the source lists now; None when not read (304)
 
 
 def canonical_url(url: str) -> str:
@@ -109,7 +112,7 @@ def poll_feed(source: Source, state: FeedState, book: FeedBook, fetcher: Fetcher
         entries.setdefault(_entry_key(entry), entry)
     known = book.known(url, entries)
     elsewhere = book.elsewhere(url, (k for k in entries if k not in known))
-    seen = Seen()
+    seen = Seen(listed=list(entries))
     for key, entry in entries.items():
         entry_hash = _digest(
             entry.get("title"), entry.get("link"), entry.get("summary"),
@@ -222,7 +225,7 @@ def poll_folder(source: Source, state: FeedState, book: FeedBook) -> Seen:
         return Seen()
     state.body_hash = listing
     known = book.known(source.key, files)
-    seen = Seen()
+    seen = Seen(listed=list(files))
     for path, signature in files.items():
         if known.get(path) == (signature, True):
             continue

@@ -23,7 +23,8 @@ from typer.testing import CliRunner
 from assistant.settings import Settings
 from index.embeddings import Embedder
 from index.errors import InputError, StoreError
-from index.feeds import FeedBook, read_feed_list
+from index.feed_list import read_feed_list
+from index.feeds import FeedBook
 from index.readers import derive_id
 from index.store import Store, open_store
 from index.watch import WatchReport, run_round
