@@ -108,8 +108,13 @@ def _live(db: sqlite3.Connection, alive: Any) -> tuple[Any, list[str]]:
     no search could name it)."""
     import numpy as np
 
-    chunk_of = dict(db.execute("SELECT row, chunk_id FROM rows WHERE row < ?", (len(alive),)))
-    live = [r for r in np.flatnonzero(alive).tolist() if r in chunk_of]
+    found = db.execute("SELECT row, chunk_id FROM rows WHERE row < ? ORDER BY row",
+                       (len(alive),)).fetchall()
+    live = np.flatnonzero(alive).tolist()
+    if len(found) == len(alive):  # every row has its chunk: found[r] is row r's
+        return np.asarray(live, dtype=np.int64), [found[r][1] for r in live]
+    chunk_of = dict(found)
+    live = [r for r in live if r in chunk_of]
     return np.asarray(live, dtype=np.int64), [chunk_of[r] for r in live]
 
 
@@ -155,8 +160,10 @@ def _switch(db: sqlite3.Connection, chunk_ids: list[str], new: int) -> None:
     transaction."""
     with db:
         db.execute("BEGIN IMMEDIATE")
+        db.execute("DROP INDEX IF EXISTS rows_by_chunk")  # built again at once: half the time
         db.execute("DELETE FROM rows")
         db.executemany("INSERT INTO rows (row, chunk_id) VALUES (?, ?)", enumerate(chunk_ids))
+        db.execute("CREATE INDEX rows_by_chunk ON rows (chunk_id)")  # as index.scan.SCHEMA's
         _record(db, generation=new, rows=len(chunk_ids))
 
 
