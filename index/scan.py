@@ -364,9 +364,8 @@ class ScanTable:
             self._kill(chunk_ids)
             codes = self._assign_codes(outlets)
             facets = np.column_stack([[codes[o] for o in outlets], days]).astype(np.int32)
-            for path, data in zip(map(self._file, FILES),
-                                  (matrix, facets, np.ones(len(chunk_ids), dtype=np.uint8)),
-                                  strict=True):
+            arrays: list[Any] = [matrix, facets, np.ones(len(chunk_ids), dtype=np.uint8)]
+            for path, data in zip(map(self._file, FILES), arrays, strict=True):
                 with open(path, "r+b" if path.exists() else "wb") as f:
                     f.truncate(start * data[0].nbytes)  # drop what an interrupted append left
                     f.seek(0, 2)

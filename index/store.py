@@ -18,6 +18,8 @@ follows the interrupted batch, not the archive.  Queries skip such vectors meanw
 losing a place in their top-k, and delete the ones they meet when no write is in flight.  Steps
 1-3 hold the data directory's ``write.lock`` file, which ``reconcile()`` also takes, so one
 process's reconcile never deletes the vectors another process has written but not yet committed.
+After step 3, still holding it, the scan table drops its dead rows once they are due
+(``index.scan_compact``).
 
 Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
 committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
