@@ -63,7 +63,7 @@ def kill(table: Any, alive: list[int], count: int, seed: int) -> tuple[list[int]
     return [a for i, a in enumerate(alive) if i not in chosen], time.perf_counter() - begun
 
 
-def full_scan_ms(table: Any, repeats: int = 5) -> float:
+def full_scan_ms(table: Any, repeats: int = 9) -> float:
     """Median milliseconds of an unfiltered search, which scores every row."""
     import numpy as np
 
