@@ -16,9 +16,14 @@ Files in ``DATA_DIR/scan/``:
 - ``vectors.f32``: the rows' unit vectors, float32, ``dim`` per row;
 - ``facets.i32``: per row, the outlet's code and the publication day (YYYYMMDD, 0: undated);
 - ``alive.u8``: per row, 1 until its chunk's vector is deleted;
-- ``rows.sqlite3``: which chunk each row holds, the outlets' codes, and the committed row
-  count.  Rows past that count are the remains of an append a kill interrupted: the next
-  append cuts them off, and readers never look at them.
+- ``rows.sqlite3``: which chunk each row holds, the outlets' codes, the committed row count
+  and the files' generation.  Rows past that count are the remains of an append a kill
+  interrupted: the next append cuts them off, and readers never look at them.
+
+Rows of chunks since replaced or removed are marked dead, and dropped when they have grown to
+a share of the table by a rewrite into files of the next generation (``vectors.1.f32``, ...;
+``index.scan_compact``).  A search looks its rows' chunks up under the generation it read
+them from, and reads the table again if a rewrite has switched it meanwhile.
 
 The catalog stays the source of truth: a row may outlive its chunk (a kill between the
 catalog's commit and the row's deletion) or belong to a write that never committed, and
@@ -49,6 +54,9 @@ WARMERS = 4
 """Threads reading a newly mapped vectors file into memory, each its own part
 (``ScanTable._start_warming``; benchmarks/cold_scan.py)."""
 
+FILES = ("vectors.f32", "facets.i32", "alive.u8")
+"""The table's files of generation 0; a rewrite's generation is named before the suffix."""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS rows_by_chunk ON rows (chunk_id);
@@ -64,7 +72,7 @@ class ScanTable:
         self.folder = folder
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._view: tuple[int, Any, Any, Any] | None = None  # (rows, vectors, facets, alive)
+        self._view: tuple[int, int, Any, Any, Any] | None = None  # generation, rows, arrays
         self._maps: list[mmap.mmap] = []
         self._buffers = threading.local()
         self._warmers: list[threading.Thread] = []  # reading the current map's vectors in
@@ -83,16 +91,43 @@ class ScanTable:
         return self._db
 
     def _state(self, key: str) -> int:
+        return self._states().get(key, 0)
+
+    def _states(self) -> dict[str, int]:
+        """Every state value (rows, dim, complete, generation), read together: one statement
+        sees one commit, so the row count and the generation belong to the same files."""
         if self._db is None and not (self.folder / "rows.sqlite3").exists():
-            return 0  # no table yet (readers never create one)
-        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+            return {}  # no table yet (readers never create one)
+        return {k: int(v) for k, v in self.db.execute("SELECT key, value FROM state")}
+
+    def state(self) -> dict[str, int]:
+        """The committed state: ``rows``, ``dim``, ``complete``, ``generation`` (0 if absent)."""
+        with self._lock:
+            return {"rows": 0, "dim": 0, "complete": 0, "generation": 0, **self._states()}
 
     @property
     def rows(self) -> int:
         """Rows committed."""
         with self._lock:
             return self._state("rows")
+
+    @property
+    def dead(self) -> int:
+        """Committed rows marked dead (their chunks were replaced or removed)."""
+        import numpy as np
+
+        for _ in range(3):  # a rewrite in another process may delete the files just read of
+            state = self.state()
+            if not state["rows"]:
+                return 0
+            try:
+                alive = np.fromfile(self.path("alive.u8", state["generation"]), np.uint8,
+                                    count=state["rows"])
+            except FileNotFoundError:
+                continue
+            return state["rows"] - int(np.count_nonzero(alive))
+        raise StoreError(f"the scan table in {self.folder} keeps changing under its reader",
+                         hint="retry")
 
     @property
     def complete(self) -> bool:
@@ -112,11 +147,22 @@ class ScanTable:
         """The ``n`` live rows nearest ``vector`` (cosine similarity) among those of these
         outlets and days (an undated row fails any day bound), as (chunk id, similarity),
         best first."""
+        while True:
+            generation, rows, vectors, facets, alive = self._current()
+            if not rows:
+                return []
+            ranked = self._ranked(vectors, facets, alive, vector, n, outlets, first_day, last_day)
+            names = self._chunk_ids([r for r, _ in ranked], generation)
+            if names is not None:  # else a rewrite renumbered the rows meanwhile: read again
+                return [(names[r], score) for r, score in ranked if r in names]
+
+    def _ranked(self, vectors: Any, facets: Any, alive: Any, vector: Sequence[float], n: int,
+                outlets: Sequence[str] | None, first_day: int | None,
+                last_day: int | None) -> list[tuple[int, float]]:
+        """The ``n`` best rows the filter admits, as (row, similarity), best first."""
         import numpy as np
 
-        rows, vectors, facets, alive = self._current()
-        if not rows:
-            return []
+        rows = len(alive)
         outlet, day = facets[:, 0], facets[:, 1]
         keep = alive.astype(bool)
         if outlets:  # None or none named: every outlet
@@ -141,10 +187,7 @@ class ScanTable:
         else:
             top = np.arange(len(admitted))
         top = top[np.lexsort((admitted[top], -scores[top]))]  # best first; ties by row
-        chosen = [int(admitted[t]) for t in top]
-        names = self._chunk_ids(chosen)
-        return [(names[r], float(scores[t])) for r, t in zip(chosen, top, strict=True)
-                if r in names]
+        return [(int(admitted[t]), float(scores[t])) for t in top]
 
     def _scores(self, vectors: Any, rows: Any, query: Any) -> Any:
         """``vectors[rows] @ query``, a block of rows at a time through this thread's buffer:
@@ -210,32 +253,42 @@ class ScanTable:
         for thread in self._warmers:
             thread.join()
 
-    def _current(self) -> tuple[int, Any, Any, Any]:
-        """The committed rows, mapped read-only; mapped again when more have been committed."""
+    def _current(self) -> tuple[int, int, Any, Any, Any]:
+        """(generation, rows, vectors, facets, alive): the committed rows, mapped read-only;
+        mapped again when more have been committed or the table was rewritten."""
         import numpy as np
 
         with self._lock:
-            rows = self._state("rows")
-            if self._view is None or self._view[0] != rows:
+            for attempt in range(3):
+                state = self._states()
+                generation, rows, dim = (state.get(k, 0) for k in ("generation", "rows", "dim"))
+                if self._view is not None and self._view[:2] == (generation, rows):
+                    break
                 if not rows:
-                    self._view = (0, None, None, None)
-                else:
-                    dim = self._state("dim")
-                    self._maps = [self._map(name, rows * width) for name, width in
-                                  (("vectors.f32", 4 * dim), ("facets.i32", 8), ("alive.u8", 1))]
-                    self._warmers = self._start_warming(self._maps[0])
-                    self._view = (
-                        rows,
-                        np.frombuffer(self._maps[0], np.float32, rows * dim).reshape(rows, dim),
-                        np.frombuffer(self._maps[1], np.int32, 2 * rows).reshape(rows, 2),
-                        np.frombuffer(self._maps[2], np.uint8, rows),
-                    )
-            return self._view
+                    self._view = (generation, 0, None, None, None)
+                    break
+                try:
+                    self._maps = [self._map(self.path(name, generation), rows * width)
+                                  for name, width in zip(FILES, (4 * dim, 8, 1), strict=True)]
+                except FileNotFoundError:  # deleted by a rewrite just committed: read it anew
+                    if attempt == 2:
+                        raise
+                    continue
+                self._warmers = self._start_warming(self._maps[0])
+                self._view = (
+                    generation, rows,
+                    np.frombuffer(self._maps[0], np.float32, rows * dim).reshape(rows, dim),
+                    np.frombuffer(self._maps[1], np.int32, 2 * rows).reshape(rows, 2),
+                    np.frombuffer(self._maps[2], np.uint8, rows),
+                )
+                break
+            return self._view  # type: ignore[return-value]
 
-    def _map(self, name: str, length: int) -> mmap.mmap:
+    @staticmethod
+    def _map(path: Path, length: int) -> mmap.mmap:
         """The first ``length`` bytes of one of the table's files, mapped read-only (shared:
         rows another process marks dead are seen at once)."""
-        with open(self._file(name), "rb") as f:
+        with open(path, "rb") as f:
             return mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ)
 
     def _codes(self, outlets: Iterable[str]) -> list[int]:
@@ -246,17 +299,29 @@ class ScanTable:
             ).fetchall() if names else []
         return [int(c) for (c,) in found] or [-1]  # -1: no row has it
 
-    def _chunk_ids(self, rows: list[int]) -> dict[int, str]:
-        if not rows:
-            return {}
+    def _chunk_ids(self, rows: list[int], generation: int) -> dict[int, str] | None:
+        """The chunks of these rows of ``generation``; None if the table has been rewritten
+        since (the generation and the rows read in one transaction, so from one commit)."""
         with self._lock:
-            found = self.db.execute(
-                f"SELECT row, chunk_id FROM rows WHERE row IN ({','.join('?' * len(rows))})", rows
-            ).fetchall()
+            self.db.execute("BEGIN")
+            try:
+                if self._state("generation") != generation:
+                    return None
+                found = self.db.execute(
+                    f"SELECT row, chunk_id FROM rows WHERE row IN ({','.join('?' * len(rows))})",
+                    rows).fetchall() if rows else []
+            finally:
+                self.db.execute("COMMIT")
         return {int(r): c for r, c in found}
 
+    def path(self, name: str, generation: int) -> Path:
+        """Where one of ``FILES`` of this generation is (generation 0: the plain name)."""
+        stem, suffix = name.split(".")
+        return self.folder / (f"{stem}.{generation}.{suffix}" if generation else name)
+
     def _file(self, name: str) -> Path:
-        return self.folder / name
+        """One of ``FILES`` of the committed generation (holding the lock)."""
+        return self.path(name, self._state("generation"))
 
     # -- writing (under the data folder's write lock) ---------------------------------------
 
@@ -299,9 +364,9 @@ class ScanTable:
             self._kill(chunk_ids)
             codes = self._assign_codes(outlets)
             facets = np.column_stack([[codes[o] for o in outlets], days]).astype(np.int32)
-            for name, data in (("vectors.f32", matrix), ("facets.i32", facets),
-                               ("alive.u8", np.ones(len(chunk_ids), dtype=np.uint8))):
-                with open(self._file(name), "r+b" if self._file(name).exists() else "wb") as f:
+            arrays: list[Any] = [matrix, facets, np.ones(len(chunk_ids), dtype=np.uint8)]
+            for path, data in zip(map(self._file, FILES), arrays, strict=True):
+                with open(path, "r+b" if path.exists() else "wb") as f:
                     f.truncate(start * data[0].nbytes)  # drop what an interrupted append left
                     f.seek(0, 2)
                     f.write(np.ascontiguousarray(data).tobytes())

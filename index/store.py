@@ -18,6 +18,8 @@ follows the interrupted batch, not the archive.  Queries skip such vectors meanw
 losing a place in their top-k, and delete the ones they meet when no write is in flight.  Steps
 1-3 hold the data directory's ``write.lock`` file, which ``reconcile()`` also takes, so one
 process's reconcile never deletes the vectors another process has written but not yet committed.
+After step 3, still holding it, the scan table drops its dead rows once they are due
+(``index.scan_compact``).
 
 Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
 committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
@@ -29,6 +31,7 @@ commit point's transaction, so every process sees it exactly as committed.
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -42,6 +45,7 @@ from index.dense import DenseSearch
 from index.errors import StoreError
 from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
 from index.scan import ScanTable, rows_of
+from index.scan_compact import compact
 from index.sqlite_catalog import SqliteCatalog
 from index.timex import Mention, find_mentions
 from index.vectors import ChromaVectors
@@ -146,7 +150,7 @@ class Store:
             return "none (the vectors are on a Chroma server; filters go to it)"
         if not self.scan.complete:
             return "not yet built: the next ingest reads the vectors into it"
-        return f"complete, {self.scan.rows} rows"
+        return f"complete, {self.scan.rows} rows ({self.scan.dead} dead)"
 
     def mentions(self, article_id: str) -> list[Mention]:
         """The article's resolved temporal expressions (computed once, then kept in the catalog).
@@ -187,6 +191,8 @@ class Store:
             if stale:
                 self.delete_vectors(stale)
                 self.catalog.settle(stale)
+            if scanned:
+                self._compact_scan()
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
         """Remove articles and all their chunks; return the ids that were present."""
@@ -201,6 +207,7 @@ class Store:
             if stale:
                 self.delete_vectors(stale)
                 self.catalog.settle(stale)
+            self._compact_scan()
             return present
 
     def reconcile(self, timeout: float = 60, *, full: bool = False) -> int:
@@ -251,12 +258,28 @@ class Store:
                     self.scan.fill(self.vectors)
         return True
 
+    def _compact_scan(self) -> None:
+        """Drop the scan table's dead rows if due, and what an interrupted compaction left
+        (``index.scan_compact``; holding ``writing()``, once the batch has committed).  A
+        failure (a full disk) leaves the table as it was, still complete, so it is a warning:
+        the batch is in."""
+        if self.scan is None or not self.scan.complete:
+            return
+        try:
+            compact(self.scan)
+        except StoreError as exc:
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
+
     def prepare_scan(self) -> bool:
         """Bring the scan table up to date now (reading an older index's vectors into it, a
-        minute or so per million) rather than in the next write; False when there is none
-        (the vectors are on a Chroma server)."""
+        minute or so per million; dropping its dead rows if due) rather than in the next
+        write; False when there is none (the vectors are on a Chroma server).  Raises
+        StoreError when its files cannot be written."""
         with self.writing():
-            return self._scan_kept()
+            if not self._scan_kept():
+                return False
+            compact(self.scan)  # type: ignore[arg-type]
+            return True
 
     def scan_ready(self) -> bool:
         """Whether filtered dense search may use the scan table (it holds every vector)."""

@@ -151,7 +151,7 @@ def test_an_index_built_before_the_scan_table_is_read_into_it_by_its_next_write(
     assert store.scan_ready()
     assert store.scan is not None
     assert store.scan.rows == len(store.catalog.dense_chunk_ids())
-    assert store.stats()["scan_table"] == f"complete, {store.scan.rows} rows"
+    assert store.stats()["scan_table"] == f"complete, {store.scan.rows} rows (0 dead)"
     assert same(store.search_vectors(vector, 5, within=within), before)
     assert same(before, store.vectors.query(vector, 5, where=where_clause(within)))
 
