@@ -46,13 +46,10 @@ from typing import Any
 
 from index.dates import day_number
 from index.errors import StoreError
+from index.mapped import map_file, read_ahead
 
 BLOCK = 2048
 """Rows scored per matrix product (``ScanTable._scores``): 3 MB of a thread's buffer, reused."""
-
-WARMERS = 4
-"""Threads reading a newly mapped vectors file into memory, each its own part
-(``ScanTable._start_warming``; benchmarks/cold_scan.py)."""
 
 FILES = ("vectors.f32", "facets.i32", "alive.u8")
 """The table's files of generation 0; a rewrite's generation is named before the suffix."""
@@ -219,33 +216,8 @@ class ScanTable:
 
     def prefetch(self) -> None:
         """Map the committed rows in now, and start reading them into memory on other threads
-        (``_start_warming``), so a search that follows finds them there."""
+        (``index.mapped.read_ahead``), so a search that follows finds them there."""
         self._current()
-
-    @staticmethod
-    def _warm(mapped: mmap.mmap, start: int, length: int) -> None:
-        """Read part of ``mapped`` into this process (Linux's MADV_POPULATE_READ; where the
-        kernel lacks it, only a hint to read ahead), so the searches that follow do not pay
-        a page fault per page they touch (measured: a large outlet's first search took 2-4x
-        its later ones).  Best effort, on its own thread."""
-        for advice in (22, mmap.MADV_WILLNEED):  # 22: MADV_POPULATE_READ (Linux 5.14)
-            try:
-                mapped.madvise(advice, start, length)
-                return
-            except (OSError, ValueError):  # an old kernel; a map closed meanwhile
-                continue
-
-    def _start_warming(self, mapped: mmap.mmap) -> list[threading.Thread]:
-        """``WARMERS`` threads reading the map's parts at once: a cold file comes in at 1.1
-        GB/s by one reader and 1.5 GiB/s by four on this machine's disk."""
-        page = mmap.PAGESIZE
-        part = -(-len(mapped) // WARMERS // page) * page
-        threads = [threading.Thread(target=self._warm, daemon=True, name="newsdesk-warm-scan",
-                                    args=(mapped, start, min(part, len(mapped) - start)))
-                   for start in range(0, len(mapped), part)]
-        for thread in threads:
-            thread.start()
-        return threads
 
     def _wait_for_warming(self) -> None:
         """Let the reading of the vectors finish (a scan of most rows reads them all anyway,
@@ -268,13 +240,13 @@ class ScanTable:
                     self._view = (generation, 0, None, None, None)
                     break
                 try:
-                    self._maps = [self._map(self.path(name, generation), rows * width)
+                    self._maps = [map_file(self.path(name, generation), rows * width)
                                   for name, width in zip(FILES, (4 * dim, 8, 1), strict=True)]
                 except FileNotFoundError:  # deleted by a rewrite just committed: read it anew
                     if attempt == 2:
                         raise
                     continue
-                self._warmers = self._start_warming(self._maps[0])
+                self._warmers = read_ahead(self._maps[0])
                 self._view = (
                     generation, rows,
                     np.frombuffer(self._maps[0], np.float32, rows * dim).reshape(rows, dim),
@@ -283,13 +255,6 @@ class ScanTable:
                 )
                 break
             return self._view  # type: ignore[return-value]
-
-    @staticmethod
-    def _map(path: Path, length: int) -> mmap.mmap:
-        """The first ``length`` bytes of one of the table's files, mapped read-only (shared:
-        rows another process marks dead are seen at once)."""
-        with open(path, "rb") as f:
-            return mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ)
 
     def _codes(self, outlets: Iterable[str]) -> list[int]:
         names = list(outlets)
