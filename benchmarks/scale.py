@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import scale_corpus as corpus
 from benchmarks.scale_probe import cold_open, dense_paths, disk_usage, percentiles, serve_memory
-from benchmarks.scale_report import extrapolate, report
+from benchmarks.scale_report import MILLION, extrapolate, report
 
 __all__ = ["archive", "build", "extrapolate", "measure", "prepare", "recycled", "report", "restore"]
 
@@ -325,11 +325,11 @@ def _timed(call: Any, seconds: list[float]) -> Any:
 PARTS = ("cold", "batches", "serve", "disk", "queries", "million-paths", "paths")
 """What ``measure`` can do; by default all but ``million-paths`` and ``paths`` (comparisons of
 code paths).  ``million-paths`` measures the queries as ``queries`` does, with the dense side
-choosing as in an archive of a million articles: a search admitting a tenth of the vectors or
-more is never scanned (``DenseSearch.scan_rows`` 0), since at 1M it admits far more than
-``SCAN_ROWS``.  A small archive scans such searches, so its figures, fitted with a large
-one's, would bend a projection to 1M; these do not."""
-DEFAULT_PARTS = PARTS[:-1]
+choosing as in an archive of a million articles (``DenseSearch.as_if_vectors``: this archive's
+vectors per article, times a million): a small archive scans searches that a large one checks
+on the nearest vectors, so its figures, fitted with a large one's, would bend a projection to
+1M; these do not."""
+DEFAULT_PARTS = tuple(p for p in PARTS if p not in ("million-paths", "paths"))
 
 
 def measure(
@@ -337,7 +337,6 @@ def measure(
 ) -> dict[str, Any]:
     """The figures of ``parts`` for one finished archive, merged into (and saved as)
     ``results-a{size}-s{seed}.json``, so a long measurement can be split across runs."""
-    from index.dense import SCAN_ROWS
     from index.store import Store
 
     folder = archive(root, size, seed)
@@ -414,11 +413,11 @@ def measure(
         save()
     if "million-paths" in parts:  # the queries again, along the paths a 1M archive takes
         print("queries along a million-article archive's paths", flush=True)
-        store.dense.scan_rows = 0
+        store.dense.as_if_vectors = built["dense_chunks"] * MILLION // size
         result["queries_million_paths"] = {}
         query_latency(store, settings, seed, size, n_questions, result["queries_million_paths"],
                       save)
-        store.dense.scan_rows = SCAN_ROWS
+        store.dense.as_if_vectors = None
         save()
     if "paths" in parts:
         print("dense filter paths", flush=True)

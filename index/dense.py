@@ -8,7 +8,8 @@ counts per outlet and per day, ``Catalog.dense_counts``, taken as independent):
 
 - **the scan table**, scored exactly, when it holds every vector and
   - the filter admits less than ``postfilter_share`` of them (one outlet, a short date range),
-    or at most ``scan_rows`` (a small archive, unfiltered or not);
+    or at most ``scan_rows`` (a small archive, unfiltered or not), or fewer than
+    ``SCAN_PER_NEAREST`` times the nearest vectors it would be checked on;
   - or Chroma's graph is not loaded in this process yet.  Loading it costs seconds per
     hundred thousand vectors (3 s at 396k, warm page cache), once per process and again after
     another process commits, while a scan of every row costs tens of milliseconds.  A process
@@ -94,6 +95,13 @@ first cost 74-135 ms for outlets just over a tenth of the 100k-article archive (
 but 15-40 ms for most as_of filters, which a scan of 80k-150k rows did not beat
 (benchmarks/RESULTS.md, "One outlet at scale, scored exactly")."""
 
+SCAN_PER_NEAREST = 150
+"""Rows the scan table scores for the cost of one nearest vector Chroma returns with its
+metadata (about 70 µs against 0.3-0.45 µs a row, measured at 100k articles): a wide filter is
+scanned when its admitted rows cost less than the nearest vectors it would be checked on
+(``width * n`` of them), e.g. an outlet just over a tenth of the archive (width 15: 1,500
+vectors, 73-140 ms at 100k articles) while it admits at most 225k vectors with ``n`` 100."""
+
 WARM_AFTER = 1
 """Searches scored from the scan table because Chroma's graph was not loaded, after which the
 next one starts loading it on another thread: a one-shot ``ask`` (one search) never loads
@@ -109,7 +117,9 @@ class DenseSearch:
         self.postfilter_share = POSTFILTER_SHARE  # benchmarks compare 0 (always) and 2 (never)
         self.exact_max = 0 if store.config.chroma_host else EXACT_MAX  # and 0 (never)
         self.scan_rows = SCAN_ROWS
+        self.scan_per_nearest = SCAN_PER_NEAREST
         self.scan_while_cold = True  # benchmarks compare False (always load Chroma's graph)
+        self.as_if_vectors: int | None = None  # choose as in an archive of this many vectors
         self._cold_scans = 0
         self._warmer: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -123,7 +133,7 @@ class DenseSearch:
         store = self.store
         store.refresh_vectors()
         where = where_clause(within)
-        if self._scans(within):
+        if self._scans(within, n, wide=bool(where)):
             return self._scan(vector, n, within or KeywordFilter())
         width = self._width(within) if within is not None and where else None
         if where and width == 0:  # few enough to score every one of them exactly
@@ -144,20 +154,26 @@ class DenseSearch:
     # -- choosing ------------------------------------------------------------------------
 
     def _share(self, within: KeywordFilter | None) -> tuple[int, float]:
-        """The vectors indexed, and the share ``within`` is estimated to admit."""
+        """The vectors indexed (``as_if_vectors``, when set), and the share ``within`` is
+        estimated to admit."""
         total, of_outlets, of_days = self.store.catalog.dense_counts(within or KeywordFilter())
-        return total, (of_outlets * of_days / (total * total) if total else 0.0)
+        share = of_outlets * of_days / (total * total) if total else 0.0
+        return (self.as_if_vectors or total if total else 0), share
 
-    def _scans(self, within: KeywordFilter | None) -> bool:
-        """Whether this search is scored from the scan table; counts the searches that were
-        only because Chroma's graph is not loaded, and starts loading it after
-        ``WARM_AFTER`` of them."""
+    def _scans(self, within: KeywordFilter | None, n: int, *, wide: bool) -> bool:
+        """Whether this search is scored from the scan table: a narrow filter always; one
+        whose admitted rows cost less to score than the nearest vectors it would otherwise be
+        checked on; any while Chroma's graph is not loaded.  Counts the searches scanned only
+        for that, and starts loading it after ``WARM_AFTER`` of them."""
         if not self.store.scan_ready():
             return False
         total, share = self._share(within)
         if not total:
             return False
-        if share < self.postfilter_share or share * total <= self.scan_rows:
+        limit = self.scan_rows  # without a filter, Chroma's own query costs a few ms
+        if wide:
+            limit = max(limit, self.scan_per_nearest * self._nearest_width(share) * n)
+        if share < self.postfilter_share or share * total <= limit:
             return True
         if not self.scan_while_cold or self.store.vectors.is_warm:
             return False
@@ -189,6 +205,12 @@ class DenseSearch:
             return None
         if share < self.postfilter_share:
             return 0 if share * total <= self.exact_max else None
+        return self._nearest_width(share)
+
+    @staticmethod
+    def _nearest_width(share: float) -> int:
+        """How many times ``n`` nearest vectors to check for ``POSTFILTER_MARGIN`` times ``n``
+        of them to be expected to pass a filter admitting ``share`` of the vectors."""
         wanted = math.ceil(POSTFILTER_MARGIN / share) if share else POSTFILTER_MAX_WIDTH
         return min(POSTFILTER_MAX_WIDTH, max(POSTFILTER_WIDTH, wanted))
 

@@ -16,6 +16,7 @@ the collection.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +30,13 @@ from assistant.retrieve import DenseRetriever, Filters
 from assistant.settings import Settings, get_settings
 from index import Article, ingest, ingest_articles, open_store
 from index.dates import day_number, day_of
-from index.dense import EXACT_MAX, POSTFILTER_MARGIN, POSTFILTER_MAX_WIDTH, POSTFILTER_WIDTH
+from index.dense import (
+    EXACT_MAX,
+    POSTFILTER_MARGIN,
+    POSTFILTER_MAX_WIDTH,
+    POSTFILTER_WIDTH,
+    SCAN_PER_NEAREST,
+)
 from index.embeddings import Embedder
 from index.keywords import KeywordFilter
 from index.sqlite_catalog import SqliteCatalog
@@ -117,9 +124,9 @@ def narrow_filters(store: Store) -> list[KeywordFilter]:
 
 
 def too_large_to_scan(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the sample store choose as it would in an archive too large to scan once Chroma's
-    graph is loaded in the process, and load it."""
-    monkeypatch.setattr(store.dense, "scan_rows", 0)
+    """Make the sample store choose as it would in an archive of a billion vectors once
+    Chroma's graph is loaded in the process, and load it."""
+    monkeypatch.setattr(store.dense, "as_if_vectors", 10**9)
     store.vectors.warm()
 
 
@@ -193,6 +200,31 @@ def test_a_wide_filter_admitting_few_enough_vectors_is_scored_from_the_scan_tabl
         assert of_outlets * of_days >= store.dense.postfilter_share * total * total
         assert of_outlets * of_days <= store.dense.scan_rows * total
         assert paths_taken(store, embedder, chroma_calls, within) == [["scan"]] * len(QUESTIONS)
+
+
+def test_a_wide_filter_is_scanned_while_its_rows_cost_less_than_the_nearest_it_needs(
+    sample_index: Settings, embedder: Embedder, chroma_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checking the nearest vectors costs about ``SCAN_PER_NEAREST`` scanned rows per vector
+    read with its metadata: up to that many times ``width * n`` admitted rows, a scan is
+    cheaper (the archive's size is set by ``as_if_vectors``)."""
+    store = open_store(sample_index)
+    store.vectors.warm()
+    monkeypatch.setattr(store.dense, "scan_rows", 0)
+    within = KeywordFilter(last_day=sample_days(store)[-1])
+    total, of_outlets, of_days = store.catalog.dense_counts(within)
+    share = of_outlets * of_days / total / total
+    assert share >= store.dense.postfilter_share
+    width = max(POSTFILTER_WIDTH, min(POSTFILTER_MAX_WIDTH, math.ceil(POSTFILTER_MARGIN / share)))
+    limit = SCAN_PER_NEAREST * width * 5
+    vector = embedder.embed_query(QUESTIONS[0])
+    for vectors, path in ((int(limit / share) - 1, "scan"), (int(limit / share) + 2,
+                                                               "nearest-first")):
+        monkeypatch.setattr(store.dense, "as_if_vectors", vectors)
+        chroma_calls.clear()
+        store.search_vectors(vector, 5, within=within)
+        assert chroma_calls == [path], (vectors, share * vectors, limit)
 
 
 def test_a_wide_filter_checks_the_nearest_vectors_first(
