@@ -97,7 +97,8 @@ but 15-40 ms for most as_of filters, which a scan of 80k-150k rows did not beat
 
 SCAN_PER_NEAREST = 150
 """Rows the scan table scores for the cost of one nearest vector Chroma returns with its
-metadata (about 70 µs against 0.3-0.45 µs a row, measured at 100k articles): a wide filter is
+metadata (50-90 µs against about 0.3 µs a gathered row, measured at 100k articles; a
+conservative ratio, as a filter admitting most rows is scored in place, faster): a wide filter is
 scanned when its admitted rows cost less than the nearest vectors it would be checked on
 (``width * n`` of them), e.g. an outlet just over a tenth of the archive (width 15: 1,500
 vectors, 73-140 ms at 100k articles) while it admits at most 225k vectors with ``n`` 100."""
