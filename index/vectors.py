@@ -39,6 +39,16 @@ from index.keywords import KeywordFilter
 from index.lean_import import import_chromadb
 
 
+SYNC_THRESHOLD = 5000
+"""Vectors Chroma takes before it writes its HNSW graph to disk again (its ``sync_threshold``;
+1,000 by default).  Each write is of the whole graph, so its cost grows with the archive: at
+792k vectors a batch that crossed the default threshold took about 0.7 s more than the others
+(benchmarks/RESULTS.md, "A fourth size, 200k articles").  Vectors not yet written are replayed
+from Chroma's log by each process that loads the graph, about 0.35 ms each, so a larger
+threshold moves cost from writes to loads: at 5,000, a load replays at most about 2 s, and a
+batch's share of the graph's writes is a fifth of the default's."""
+
+
 class ChromaVectors:
     """The Chroma collection of chunk vectors; safe to share between threads."""
 
@@ -46,6 +56,7 @@ class ChromaVectors:
         self.config = config
         self._collection: Any = None
         self._warm: Any = None  # the collection whose graph a query has loaded
+        self._synced = False  # the collection's sync_threshold checked (``add``)
         self._lock = threading.Lock()
 
     @property
@@ -113,7 +124,7 @@ class ChromaVectors:
                 give_statistics(Path(self.config.chroma_path) / "chroma.sqlite3")
             return client.get_or_create_collection(
                 self.config.collection,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC_THRESHOLD}},
             )
         except Exception as exc:
             server = self.config.chroma_host
@@ -154,6 +165,7 @@ class ChromaVectors:
                     }
                 )
         try:
+            self._give_sync_threshold()
             for i in range(0, len(ids), 2000):
                 self.collection.upsert(
                     ids=ids[i : i + 2000],
@@ -164,6 +176,17 @@ class ChromaVectors:
             raise
         except Exception as exc:
             raise StoreError(f"writing vectors to Chroma failed: {exc}") from exc
+
+    def _give_sync_threshold(self) -> None:
+        """Give a collection made before ``SYNC_THRESHOLD`` (or by another tool) that threshold,
+        once per process; Chroma applies it from the next load of the graph."""
+        if self._synced:
+            return
+        collection = self.collection
+        hnsw = (collection.configuration or {}).get("hnsw") or {}
+        if hnsw.get("sync_threshold", SYNC_THRESHOLD) != SYNC_THRESHOLD:
+            collection.modify(configuration={"hnsw": {"sync_threshold": SYNC_THRESHOLD}})
+        self._synced = True
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove these vectors (ids that are absent are ignored)."""
