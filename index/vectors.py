@@ -38,7 +38,6 @@ from index.errors import StoreError
 from index.keywords import KeywordFilter
 from index.lean_import import import_chromadb
 
-
 SYNC_THRESHOLD = 5000
 """Vectors Chroma takes before it writes its HNSW graph to disk again (its ``sync_threshold``;
 1,000 by default).  Each write is of the whole graph, so its cost grows with the archive: at
