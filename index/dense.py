@@ -134,9 +134,10 @@ class DenseSearch:
         store = self.store
         store.refresh_vectors()
         where = where_clause(within)
-        if self._scans(within, n, wide=bool(where)):
+        total, share = self._share(within)  # one estimate serves every choice below
+        if self._scans(total, share, n, wide=bool(where)):
             return self._scan(vector, n, within or KeywordFilter())
-        width = self._width(within) if within is not None and where else None
+        width = self._width(total, share) if within is not None and where else None
         if where and width == 0:  # few enough to score every one of them exactly
             found = self._read_exactly(vector, where)
             if found is not None:
@@ -159,24 +160,27 @@ class DenseSearch:
         estimated to admit."""
         total, of_outlets, of_days = self.store.catalog.dense_counts(within or KeywordFilter())
         share = of_outlets * of_days / (total * total) if total else 0.0
-        return (self.as_if_vectors or total if total else 0), share
+        return ((self.as_if_vectors or total) if total else 0), share
 
-    def _scans(self, within: KeywordFilter | None, n: int, *, wide: bool) -> bool:
+    def cold(self) -> bool:
+        """Whether searches are scored from the scan table because Chroma's graph is not
+        loaded in this process (the table holds every vector)."""
+        return (self.scan_while_cold and self.store.scan_ready()
+                and not self.store.vectors.is_warm)
+
+    def _scans(self, total: int, share: float, n: int, *, wide: bool) -> bool:
         """Whether this search is scored from the scan table: a narrow filter always; one
         whose admitted rows cost less to score than the nearest vectors it would otherwise be
         checked on; any while Chroma's graph is not loaded.  Counts the searches scanned only
         for that, and starts loading it after ``WARM_AFTER`` of them."""
-        if not self.store.scan_ready():
-            return False
-        total, share = self._share(within)
-        if not total:
+        if not total or not self.store.scan_ready():
             return False
         limit = self.scan_rows  # without a filter, Chroma's own query costs a few ms
         if wide:
             limit = max(limit, self.scan_per_nearest * self._nearest_width(share) * n)
         if share < self.postfilter_share or share * total <= limit:
             return True
-        if not self.scan_while_cold or self.store.vectors.is_warm:
+        if not self.cold():
             return False
         with self._lock:
             self._cold_scans += 1
@@ -197,11 +201,10 @@ class DenseSearch:
         it)."""
         return self._warmer
 
-    def _width(self, within: KeywordFilter) -> int | None:
-        """How many times ``n`` nearest vectors to check against ``within`` first; 0 to read
-        every admitted vector from Chroma and score it exactly; None to go straight to
-        Chroma's ``where``."""
-        total, share = self._share(within)
+    def _width(self, total: int, share: float) -> int | None:
+        """How many times ``n`` nearest vectors to check against a filter admitting ``share``
+        of ``total`` vectors first; 0 to read every admitted vector from Chroma and score it
+        exactly; None to go straight to Chroma's ``where``."""
         if not total:
             return None
         if share < self.postfilter_share:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from index.config import index_config
 from index.errors import StoreError
-from index.sqlite_catalog import connect
+from index.sqlite_catalog import connect, immediate
 
 
 class WatchConfig(BaseModel):
@@ -219,14 +219,8 @@ class FeedBook:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """The connection inside one write transaction, committed whole or not at all."""
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        with immediate(self.db, self._lock) as db:
+            yield db
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:

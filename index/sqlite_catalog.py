@@ -73,6 +73,21 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+@contextmanager
+def immediate(db: sqlite3.Connection, lock: Any) -> Iterator[sqlite3.Connection]:
+    """``db`` inside one write transaction taken at once (``BEGIN IMMEDIATE``), holding
+    ``lock`` (the connection's), committed when the block ends and rolled back when it
+    raises."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+
 class SqliteCatalog(SqlCatalog):
     """The catalog in one SQLite file (WAL mode); one connection shared under a lock."""
 
@@ -170,16 +185,9 @@ class SqliteCatalog(SqlCatalog):
 
     @contextmanager
     def _immediate(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken at once (``BEGIN IMMEDIATE``), committed when the block
-        ends and rolled back when it raises."""
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+        """A write transaction taken at once (``immediate``)."""
+        with immediate(self.db, self._lock) as db:
+            yield db
 
     _journal = _immediate  # the journal's own writes take the write lock the same way
 

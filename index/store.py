@@ -297,7 +297,7 @@ class Store:
         (``index.dense``: it holds every vector, and Chroma's graph is not loaded here); if
         so, its vectors start coming into memory now, on other threads, while the caller
         loads the model and embeds the question."""
-        if not (self.scan_ready() and self.dense.scan_while_cold and not self.vectors.is_warm):
+        if not self.dense.cold():
             return False
         self.scan.prefetch()  # type: ignore[union-attr]
         return True

@@ -86,15 +86,14 @@ class ChromaVectors:
         process on the first query, seconds per hundred thousand vectors."""
         return self._collection is not None and self._warm is self._collection
 
-    def warm(self, vector: list[float] | None = None) -> None:
-        """Load the vector index into this process now (one query for the nearest vector)."""
+    def warm(self) -> None:
+        """Load the vector index into this process now (one query, for a stored vector's
+        nearest; nothing to load in an empty collection)."""
         collection = self.collection
-        if vector is None:
-            got = collection.get(limit=1, include=["embeddings"])
-            if not len(got["ids"]):
-                return
-            vector = list(got["embeddings"][0])
-        collection.query(query_embeddings=[vector], n_results=1, include=[])
+        got = collection.get(limit=1, include=["embeddings"])
+        if not len(got["ids"]):
+            return
+        collection.query(query_embeddings=[list(got["embeddings"][0])], n_results=1, include=[])
         self._warm = collection
 
     def reopen(self) -> None:

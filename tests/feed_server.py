@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 @dataclass
@@ -183,3 +186,13 @@ def page(title: str, paragraphs: list[str]) -> str:
         f"<article><h1>{escape(title)}</h1>{body}</article>"
         "<footer>Copyright Loopback News. All rights reserved.</footer></body></html>"
     )
+
+
+@pytest.fixture(name="server")
+def serving_feeds() -> Iterator[FeedServer]:
+    """The fixture ``server``: a feed server on 127.0.0.1 whose robots.txt allows everything
+    (a test module imports ``serving_feeds`` to use it)."""
+    srv = FeedServer()
+    srv.serve("/robots.txt", "User-agent: *\nDisallow:\n", "text/plain")
+    yield srv
+    srv.close()

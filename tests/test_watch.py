@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from index.store import Store, open_store
 from index.watch import WatchReport, run_round
 from index.watch_items import canonical_url
 from tests.conftest import REPO, write
-from tests.feed_server import FeedServer, page, rss
+from tests.feed_server import FeedServer, page, rss, serving_feeds  # noqa: F401 - fixture "server"
 
 START = 1_900_000_000.0
 
@@ -78,14 +77,6 @@ def summary_item(server: FeedServer, n: int, version: int = 1, path: str = "/pag
 
 def id_of(server: FeedServer, path: str) -> str:
     return derive_id(canonical_url(server.url(path)), "", "")
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    srv = FeedServer()
-    srv.serve("/robots.txt", "User-agent: *\nDisallow:\n", "text/plain")
-    yield srv
-    srv.close()
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ are the real ones.  Rounds run on a scripted clock, so thirty days pass in no ti
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,7 +22,7 @@ from index.feeds import FeedBook
 from index.store import open_store
 from index.watch import feed_statuses
 from tests.conftest import write
-from tests.feed_server import FeedServer, rss
+from tests.feed_server import FeedServer, rss, serving_feeds  # noqa: F401 - fixture "server"
 from tests.test_watch import (
     START,
     Clock,
@@ -38,16 +38,13 @@ DAY = 86400.0
 
 
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
-    srv = FeedServer()
-    srv.serve("/robots.txt", "User-agent: *\nDisallow:\n", "text/plain")
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
 def watching(settings: Settings) -> Settings:
     return settings.updated(watch_interval=900, watch_forget_days=30)
+
+
+def publish(server: FeedServer, *numbers: int, item: Any = full_item) -> None:
+    """Serve /news.xml listing these stories (``item`` makes each entry)."""
+    server.serve("/news.xml", rss("News", [item(server, n) for n in numbers]))
 
 
 def remembered(settings: Settings, source: str) -> set[str]:
@@ -66,17 +63,17 @@ def test_an_entry_dropped_from_its_feed_is_remembered_for_the_window_then_forgot
     url = server.url("/news.xml")
     feeds = feed_list(tmp_path, url)
     clock = Clock()
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2, 3)]))
+    publish(server, 1, 2, 3)
     first = poll(feeds, watching, embedder, clock)
     assert len(first.added) == 3 and first.feeds[0].remembered == 3
 
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2)]))
+    publish(server, 1, 2)
     clock.advance(29 * DAY)
     within = poll(feeds, watching, embedder, clock)
     assert within.feeds[0].status == "unchanged" and within.forgotten == 0
     assert remembered(watching, url) == keys(server, 1, 2, 3)
 
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2, 4)]))
+    publish(server, 1, 2, 4)
     clock.advance(2 * DAY)  # 3 was last listed 31 days ago
     after = poll(feeds, watching, embedder, clock)
     assert after.added == [id_of(server, "/full/4.html")]
@@ -91,12 +88,12 @@ def test_entries_still_listed_are_never_forgotten_however_old(
     url = server.url("/news.xml")
     feeds = feed_list(tmp_path, url)
     clock = Clock()
-    server.serve("/news.xml", rss("News", [summary_item(server, 1), summary_item(server, 2)]))
+    publish(server, 1, 2, item=summary_item)
     poll(feeds, watching, embedder, clock)
 
     clock.advance(200 * DAY)
     assert poll(feeds, watching, embedder, clock).feeds[0].status == "not modified"
-    server.serve("/news.xml", rss("News", [summary_item(server, n) for n in (1, 2, 3)]))
+    publish(server, 1, 2, 3, item=summary_item)
     clock.advance(200 * DAY)
     report = poll(feeds, watching, embedder, clock)
     assert report.added == [id_of(server, "/pages/3.html")] and report.forgotten == 0
@@ -110,9 +107,9 @@ def test_a_304_or_an_error_forgets_nothing(
     url = server.url("/news.xml")
     feeds = feed_list(tmp_path, url)
     clock = Clock()
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2, 3)]))
+    publish(server, 1, 2, 3)
     poll(feeds, watching, embedder, clock)
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2)]))
+    publish(server, 1, 2)
     clock.advance(DAY)
     poll(feeds, watching, embedder, clock)  # 3 dropped out
 
@@ -133,15 +130,15 @@ def test_a_listing_confirmed_by_304s_counts_as_listed_until_the_last_of_them(
     url = server.url("/news.xml")
     feeds = feed_list(tmp_path, url)
     clock = Clock()
-    server.serve("/news.xml", rss("News", [full_item(server, 1), full_item(server, 2)]))
+    publish(server, 1, 2)
     poll(feeds, watching, embedder, clock)
     clock.advance(40 * DAY)
     assert poll(feeds, watching, embedder, clock).feeds[0].http_status == 304  # 2 still listed
 
-    server.serve("/news.xml", rss("News", [full_item(server, 1)]))
+    publish(server, 1)
     clock.advance(DAY)
     assert poll(feeds, watching, embedder, clock).forgotten == 0  # unseen for 1 day, not 41
-    server.serve("/news.xml", rss("News", [full_item(server, 1), full_item(server, 5)]))
+    publish(server, 1, 5)
     clock.advance(30 * DAY)
     assert poll(feeds, watching, embedder, clock).forgotten == 1
     assert remembered(watching, url) == keys(server, 1, 5)
@@ -155,10 +152,10 @@ def test_a_forgotten_entry_that_reappears_is_found_unchanged_not_indexed_twice(
     clock = Clock()
     server.serve("/news.xml", rss("News", [full_item(server, 1), summary_item(server, 2)]))
     poll(feeds, watching, embedder, clock)
-    server.serve("/news.xml", rss("News", [full_item(server, 1)]))
+    publish(server, 1)
     clock.advance(DAY)
     poll(feeds, watching, embedder, clock)
-    server.serve("/news.xml", rss("News", [full_item(server, 1), full_item(server, 3)]))
+    publish(server, 1, 3)
     clock.advance(31 * DAY)
     assert poll(feeds, watching, embedder, clock).forgotten == 1
     store = open_store(watching)
@@ -232,9 +229,9 @@ def test_zero_days_remembers_everything_forever(
     forever = watching.updated(watch_forget_days=0)
     url = server.url("/news.xml")
     clock = Clock()
-    server.serve("/news.xml", rss("News", [full_item(server, 1), full_item(server, 2)]))
+    publish(server, 1, 2)
     poll(feed_list(tmp_path, url), forever, embedder, clock)
-    server.serve("/news.xml", rss("News", [full_item(server, 3)]))
+    publish(server, 3)
     clock.advance(1000 * DAY)
     assert poll(feed_list(tmp_path, url), forever, embedder, clock).forgotten == 0
     (tmp_path / "empty").mkdir()
@@ -249,7 +246,7 @@ def test_a_catalog_from_before_last_listed_opens_and_keeps_its_rows(
     url = server.url("/news.xml")
     feeds = feed_list(tmp_path, url)
     clock = Clock()
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2, 3)]))
+    publish(server, 1, 2, 3)
     poll(feeds, watching, embedder, clock)
     with sqlite3.connect(watching.index.catalog_path) as db:  # as the watcher left it before
         db.execute("ALTER TABLE feed_items DROP COLUMN last_listed")
@@ -261,7 +258,7 @@ def test_a_catalog_from_before_last_listed_opens_and_keeps_its_rows(
         rows = dict(db.execute("SELECT key, last_listed FROM feed_items WHERE seen = last_listed"))
     assert rows == {k: START for k in keys(server, 1, 2)} | {server.url("/full/3.html"): START - DAY}
 
-    server.serve("/news.xml", rss("News", [full_item(server, n) for n in (1, 2, 4)]))
+    publish(server, 1, 2, 4)
     clock.advance(29.5 * DAY)  # 3 was last seen 30.5 days ago, by the old `seen`
     report = poll(feeds, watching, embedder, clock)
     assert report.added == [id_of(server, "/full/4.html")] and report.forgotten == 1
