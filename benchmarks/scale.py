@@ -22,6 +22,7 @@ Run from the repository root, each step under the heavy-job lock (PYTHONPATH dec
     python benchmarks/scale.py measure 30000 --parts paths   # dense filter paths side by side
     python benchmarks/scale.py report          # every measured size, against the targets
     python benchmarks/scale.py report 30000 100000   # only these (say, measured together)
+    python benchmarks/scale.py build 1000000 --vectors-per-article 2   # another series: -v2
 """
 
 from __future__ import annotations
@@ -51,21 +52,37 @@ PIECE = 500  # articles per Store.write in the bulk build
 POOL = 2048  # real sentence vectors the recycled embedder mixes
 BATCH = 100  # articles per measured ingest or removal
 DENSE_CHUNKS = 4
-"""Vectors per article in every archive: the default when they were first built (now 2), kept so
-that every size compares like with like; ``benchmarks/vector_memory.py`` and
-``benchmarks/dense_chunks.py`` measure what fewer cost and save."""
+"""Vectors per article in an archive unless ``--vectors-per-article`` says otherwise: the default
+when the first archives were built (now 2), kept so that their sizes compare like with like.
+An archive of another count is a separate series (``-v2`` in its folder and results names);
+``benchmarks/vector_memory.py`` and ``benchmarks/dense_chunks.py`` measure what fewer cost and
+save."""
 
 
-def archive(root: Path, size: int, seed: int) -> Path:
+def _suffix(vectors: int) -> str:
+    return "" if vectors == DENSE_CHUNKS else f"-v{vectors}"
+
+
+def archive(root: Path, size: int, seed: int, vectors: int = DENSE_CHUNKS) -> Path:
     """The folder of one archive (its index is in ``data/``)."""
-    return root / f"a{size}-s{seed}-g{corpus.GENERATOR_VERSION}"
+    return root / f"a{size}-s{seed}-g{corpus.GENERATOR_VERSION}{_suffix(vectors)}"
+
+
+def results_file(root: Path, size: int, seed: int, vectors: int = DENSE_CHUNKS) -> Path:
+    return root / f"results-a{size}-s{seed}{_suffix(vectors)}.json"
+
+
+def vectors_of(folder: Path) -> int:
+    """The vectors per article of the archive in ``folder`` (from its name)."""
+    last = folder.name.rsplit("-", 1)[-1]
+    return int(last[1:]) if last.startswith("v") else DENSE_CHUNKS
 
 
 def settings_for(folder: Path) -> Any:
     from assistant.settings import get_settings
 
     return get_settings(
-        data_dir=folder / "data", llm="extractive", dense_chunks_per_article=DENSE_CHUNKS
+        data_dir=folder / "data", llm="extractive", dense_chunks_per_article=vectors_of(folder)
     )
 
 
@@ -91,9 +108,12 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(folder: Path, seed: int, pool_size: int) -> None:
     _WORKER["embedder"] = recycled(folder, seed, pool_size)
+    _WORKER["vectors"] = vectors_of(folder)
 
 
-def prepare(seed: int, ids: range | list[int], embedder: Any) -> list[Any]:
+def prepare(
+    seed: int, ids: range | list[int], embedder: Any, vectors: int = DENSE_CHUNKS
+) -> list[Any]:
     """Articles ``ids`` chunked, dated and embedded exactly as ingest would, except that the
     generator's own sentence spans stand in for Punkt's (they agree) and vectors are recycled."""
     from index.chunking import chunk_article
@@ -102,7 +122,7 @@ def prepare(seed: int, ids: range | list[int], embedder: Any) -> list[Any]:
     from index.store import PreparedArticle
     from index.timex import find_mentions
 
-    config = IndexConfig(dense_chunks_per_article=DENSE_CHUNKS)
+    config = IndexConfig(dense_chunks_per_article=vectors)
     salt = fingerprint(config)
     out = []
     for i in ids:
@@ -122,16 +142,19 @@ def prepare(seed: int, ids: range | list[int], embedder: Any) -> list[Any]:
 
 
 def _prepare_in_worker(seed: int, start: int, stop: int) -> list[Any]:
-    return prepare(seed, range(start, stop), _WORKER["embedder"])
+    return prepare(seed, range(start, stop), _WORKER["embedder"], _WORKER["vectors"])
 
 
-def build(root: Path, size: int, seed: int, budget: float, pool_size: int = POOL) -> bool:
+def build(
+    root: Path, size: int, seed: int, budget: float, pool_size: int = POOL,
+    vectors: int = DENSE_CHUNKS,
+) -> bool:
     """Add articles to the archive until it holds ``size`` or ``budget`` seconds are spent;
     True when complete.  One worker process prepares the next piece while this one writes."""
     from index.store import Store
 
     started = time.perf_counter()
-    folder = archive(root, size, seed)
+    folder = archive(root, size, seed, vectors)
     if (folder / "built.json").exists():
         return True
     if not folder.exists():
@@ -171,16 +194,17 @@ def build(root: Path, size: int, seed: int, budget: float, pool_size: int = POOL
     stats = store.stats()
     (folder / "built.json").write_text(json.dumps({
         "size": size, "seed": seed, "generator": corpus.GENERATOR_VERSION,
-        "chunks": stats["chunks"], "dense_chunks": stats["dense_chunks"],
+        "vectors_per_article": vectors, "chunks": stats["chunks"], "dense_chunks": stats["dense_chunks"],
     }))
     print(f"{folder.name}: complete, {stats['chunks']} chunks ({stats['dense_chunks']} with vectors)")
     return True
 
 
 def _seed_from_smaller(root: Path, folder: Path, size: int, seed: int) -> None:
-    """Start from a copy of the largest finished smaller archive of this seed (a prefix)."""
+    """Start from a copy of the largest finished smaller archive of this seed and vectors per
+    article (a prefix)."""
     smaller = [
-        p for p in root.glob(f"a*-s{seed}-g{corpus.GENERATOR_VERSION}")
+        p for p in root.glob(f"a*-s{seed}-g{corpus.GENERATOR_VERSION}{_suffix(vectors_of(folder))}")
         if (p / "built.json").exists() and int(p.name[1:].split("-")[0]) < size
     ]
     if smaller:
@@ -207,7 +231,7 @@ def restore(store: Any, folder: Path, seed: int) -> None:
     missing = [i for i in state["removed"] if corpus.article(seed, i).article.id not in present]
     embedder = recycled(folder, seed)
     for start in range(0, len(missing), PIECE):
-        store.write(prepare(seed, missing[start : start + PIECE], embedder))
+        store.write(prepare(seed, missing[start : start + PIECE], embedder, vectors_of(folder)))
     store.keyword_index()
     marker.unlink()
 
@@ -333,20 +357,22 @@ DEFAULT_PARTS = tuple(p for p in PARTS if p not in ("million-paths", "paths"))
 
 
 def measure(
-    root: Path, size: int, seed: int, n_questions: int, parts: tuple[str, ...] = DEFAULT_PARTS
+    root: Path, size: int, seed: int, n_questions: int, parts: tuple[str, ...] = DEFAULT_PARTS,
+    vectors: int = DENSE_CHUNKS,
 ) -> dict[str, Any]:
     """The figures of ``parts`` for one finished archive, merged into (and saved as)
-    ``results-a{size}-s{seed}.json``, so a long measurement can be split across runs."""
+    ``results_file``, so a long measurement can be split across runs."""
     from index.store import Store
 
-    folder = archive(root, size, seed)
+    folder = archive(root, size, seed, vectors)
     if not (folder / "built.json").exists():
-        raise SystemExit(f"build the archive first: python benchmarks/scale.py build {size}")
+        raise SystemExit(f"build the archive first: python benchmarks/scale.py build {size}"
+                         + ("" if vectors == DENSE_CHUNKS else f" --vectors-per-article {vectors}"))
     built = json.loads((folder / "built.json").read_text())
     data = folder / "data"
-    saved = root / f"results-a{size}-s{seed}.json"
+    saved = results_file(root, size, seed, vectors)
     result: dict[str, Any] = json.loads(saved.read_text()) if saved.exists() else {}
-    result |= {"size": size, "seed": seed, "chunks": built["chunks"],
+    result |= {"size": size, "seed": seed, "vectors_per_article": vectors, "chunks": built["chunks"],
                "dense_chunks": built["dense_chunks"],
                "vectors": "RecycledEmbedder (real MiniLM sentence vectors recycled with noise); "
                           "questions embedded by MiniLM"}
@@ -444,21 +470,24 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=600, help="build seconds per run")
     parser.add_argument("--questions", type=int, default=30, help="per retriever and filter")
     parser.add_argument("--pool", type=int, default=POOL, help="real sentence vectors recycled")
+    parser.add_argument("--vectors-per-article", type=int, default=DENSE_CHUNKS,
+                        help="dense_chunks_per_article of the archive (a separate series)")
     parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
                         help="what to measure, of " + ",".join(PARTS))
     args = parser.parse_args()
     args.root.mkdir(parents=True, exist_ok=True)
     if args.step == "report":
-        print(report(args.root, args.seed, args.sizes))  # sizes given: only those
+        print(report(args.root, args.seed, args.sizes, _suffix(args.vectors_per_article)))
         return
     for size in args.sizes:
         if args.step == "build":
-            if not build(args.root, size, args.seed, args.budget, args.pool):
+            if not build(args.root, size, args.seed, args.budget, args.pool,
+                         args.vectors_per_article):
                 raise SystemExit(3)  # not finished: run again
         else:
             parts = tuple(p for p in PARTS if p in args.parts.split(","))
-            measure(args.root, size, args.seed, args.questions, parts)
-            print(report(args.root, args.seed))
+            measure(args.root, size, args.seed, args.questions, parts, args.vectors_per_article)
+            print(report(args.root, args.seed, series=_suffix(args.vectors_per_article)))
 
 
 if __name__ == "__main__":

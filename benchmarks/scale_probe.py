@@ -258,11 +258,11 @@ def _probe(
     stages["rss_open"] = _status()
     retriever = get_retriever("hybrid", settings=settings, store=store)
     asked = time.perf_counter()
-    first = retriever.retrieve(question, Filters(), settings.retrieval.top_k)
+    answered = retriever.retrieve(question, Filters(), settings.retrieval.top_k)
     stages["first_query_s"] = time.perf_counter() - asked
     if launched:
         stages["first_answer_wall_s"] = time.time() - float(launched)
-    stages["first_query_parts_s"] = {k: round(v, 3) for k, v in first.timings.items()}
+    stages["first_query_parts_s"] = {k: round(v, 3) for k, v in answered.timings.items()}
     stages["rss_first_query"] = _status()
     asked = time.perf_counter()
     retriever.retrieve(question + " today", Filters(), settings.retrieval.top_k)

@@ -53,12 +53,13 @@ def _line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return slope, my - slope * mx
 
 
-def report(root: Path, seed: int, sizes: list[int] | None = None) -> str:
-    """Every measured size side by side, as markdown; with two or more sizes, a last column
-    extrapolated to 1M articles from all of them (labelled as such) and, for costs, the fitted
-    growth exponent (``growth_exponent``)."""
+def report(root: Path, seed: int, sizes: list[int] | None = None, series: str = "") -> str:
+    """Every measured size of one series (``series``: "" for 4 vectors per article, "-v2" for
+    2) side by side, as markdown; with two or more sizes, a last column extrapolated to 1M
+    articles from all of them (labelled as such) and, for costs, the fitted growth exponent
+    (``growth_exponent``)."""
     found = sorted(
-        (json.loads(p.read_text()) for p in root.glob(f"results-a*-s{seed}.json")),
+        (json.loads(p.read_text()) for p in root.glob(f"results-a*-s{seed}{series}.json")),
         key=lambda r: r["size"],
     )
     found = [r for r in found if not sizes or r["size"] in sizes]  # e.g. those measured together

@@ -74,7 +74,7 @@ def _import_lean(modules: Sequence[str]) -> None:
     checking = sys.modules["overrides.overrides"]  # the module (the package's name is a function)
     saved = (overrides.override, overrides.overrides, checking.override, checking.overrides)
     overrides.override = overrides.overrides = _marked_override  # type: ignore[assignment]
-    checking.override = checking.overrides = _marked_override  # type: ignore[assignment]
+    checking.override = checking.overrides = _marked_override  # type: ignore[assignment,attr-defined]
     stubs = {}
     if _OTLP_EXPORTER not in sys.modules:
         stubs[_OTLP_EXPORTER] = ModuleType(_OTLP_EXPORTER)
@@ -94,7 +94,7 @@ def _import_lean(modules: Sequence[str]) -> None:
     finally:
         BaseSettings.__init__ = settings_init  # type: ignore[method-assign]
         (overrides.override, overrides.overrides,
-         checking.override, checking.overrides) = saved  # type: ignore[assignment]
+         checking.override, checking.overrides) = saved  # type: ignore[assignment,attr-defined]
         for name, stub in stubs.items():
             if sys.modules.get(name) is stub:
                 del sys.modules[name]

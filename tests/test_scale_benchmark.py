@@ -94,6 +94,24 @@ def test_an_interrupted_measurement_is_undone_on_the_next_open(
     assert not (folder / "measuring.json").exists()
 
 
+def test_an_archive_of_another_vector_count_is_a_series_of_its_own(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    assert scale.build(tmp_path, 20, 5, budget=600, pool_size=16)  # 4 vectors per article
+    assert scale.build(tmp_path, 30, 5, budget=600, pool_size=16, vectors=1)
+
+    folder = scale.archive(tmp_path, 30, 5, vectors=1)
+    assert folder.name.endswith("-v1") and scale.vectors_of(folder) == 1
+    built = json.loads((folder / "built.json").read_text())
+    assert built["dense_chunks"] == 30, "one vector per article, not a copy of the 4-vector 20"
+    four = json.loads((scale.archive(tmp_path, 20, 5) / "built.json").read_text())
+    assert four["dense_chunks"] > 20
+    scale.measure(tmp_path, 30, 5, n_questions=2, parts=("disk",), vectors=1)
+    assert scale.results_file(tmp_path, 30, 5, vectors=1).exists()
+    assert "30 articles" in scale.report(tmp_path, 5, series="-v1")
+    assert "30 articles" not in scale.report(tmp_path, 5)
+
+
 @pytest.mark.parametrize(
     ("values", "fit", "at_a_million"),
     [
