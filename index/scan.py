@@ -160,16 +160,7 @@ class ScanTable:
         import numpy as np
 
         rows = len(alive)
-        outlet, day = facets[:, 0], facets[:, 1]
-        keep = alive.astype(bool)
-        if outlets:  # None or none named: every outlet
-            codes = self._codes(outlets)
-            keep &= np.isin(outlet, codes) if len(codes) != 1 else outlet == codes[0]
-        if first_day:
-            keep &= day >= first_day
-        if last_day:
-            keep &= (day <= last_day) & (day > 0)
-        admitted = np.flatnonzero(keep)
+        admitted = np.flatnonzero(self._keep(facets, alive, outlets, first_day, last_day))
         if not len(admitted):
             return []
         query = np.asarray(vector, dtype=np.float32)
@@ -185,6 +176,47 @@ class ScanTable:
             top = np.arange(len(admitted))
         top = top[np.lexsort((admitted[top], -scores[top]))]  # best first; ties by row
         return [(int(admitted[t]), float(scores[t])) for t in top]
+
+    def _keep(self, facets: Any, alive: Any, outlets: Sequence[str] | None,
+              first_day: int | None, last_day: int | None) -> Any:
+        """Which of these rows (their facets and alive flags) are live and admitted."""
+        import numpy as np
+
+        outlet, day = facets[:, 0], facets[:, 1]
+        keep = alive.astype(bool)
+        if outlets:  # None or none named: every outlet
+            codes = self._codes(outlets)
+            keep &= np.isin(outlet, codes) if len(codes) != 1 else outlet == codes[0]
+        if first_day:
+            keep &= day >= first_day
+        if last_day:
+            keep &= (day <= last_day) & (day > 0)
+        return keep
+
+    def admitted(
+        self,
+        chunk_ids: Sequence[str],
+        *,
+        outlets: Sequence[str] | None = None,
+        first_day: int | None = None,
+        last_day: int | None = None,
+    ) -> set[str]:
+        """Those of ``chunk_ids`` with a live row among these outlets and days: a filter
+        checked on chunks found elsewhere (the nearest vectors, which Chroma returns far
+        faster without their metadata: at 792k vectors, 1,500 of them in about 20 ms against
+        140 ms or more with it)."""
+        import numpy as np
+
+        while chunk_ids:
+            generation, rows, _, facets, alive = self._current()
+            found = self._rows_where("chunk_id", chunk_ids, generation)
+            if found is None:  # a rewrite renumbered the rows meanwhile: read again
+                continue
+            found = [(r, c) for r, c in found if r < rows]  # past ``rows``: uncommitted
+            at = np.fromiter((r for r, _ in found), np.int64, len(found))
+            keep = self._keep(facets[at], alive[at], outlets, first_day, last_day)
+            return {c for (_, c), kept in zip(found, keep, strict=True) if kept}
+        return set()
 
     def _scores(self, vectors: Any, rows: Any, query: Any) -> Any:
         """``vectors[rows] @ query``, a block of rows at a time through this thread's buffer:
@@ -266,18 +298,26 @@ class ScanTable:
 
     def _chunk_ids(self, rows: list[int], generation: int) -> dict[int, str] | None:
         """The chunks of these rows of ``generation``; None if the table has been rewritten
-        since (the generation and the rows read in one transaction, so from one commit)."""
+        since."""
+        found = self._rows_where("row", rows, generation)
+        return None if found is None else dict(found)
+
+    def _rows_where(self, column: str, values: Sequence[Any],
+                    generation: int) -> list[tuple[int, str]] | None:
+        """(row, chunk id) of the rows of ``generation`` whose ``column`` (row or chunk_id) is
+        one of ``values``; None if the table has been rewritten since (the generation and the
+        rows read in one transaction, so from one commit)."""
         with self._lock:
             self.db.execute("BEGIN")
             try:
                 if self._state("generation") != generation:
                     return None
                 found = self.db.execute(
-                    f"SELECT row, chunk_id FROM rows WHERE row IN ({','.join('?' * len(rows))})",
-                    rows).fetchall() if rows else []
+                    f"SELECT row, chunk_id FROM rows WHERE {column} IN "
+                    f"({','.join('?' * len(values))})", list(values)).fetchall() if values else []
             finally:
                 self.db.execute("COMMIT")
-        return {int(r): c for r, c in found}
+        return [(int(r), c) for r, c in found]
 
     def path(self, name: str, generation: int) -> Path:
         """Where one of ``FILES`` of this generation is (generation 0: the plain name)."""

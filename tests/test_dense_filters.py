@@ -312,11 +312,13 @@ def test_the_dense_retriever_lets_the_store_choose_by_selectivity(
 def test_every_path_finds_the_nearest_admitted_chunks(
     sample_index: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whatever the path (chosen, always nearest-first, always ``where``, read from Chroma and
-    scored exactly whenever narrower than a tenth, the scan table whenever narrower than a
-    tenth), narrow or wide, the answer is the same and every chunk in it passes the filter; a
-    filter too narrow for the nearest vectors still fills the ``n`` when forced nearest-first."""
+    """Whatever the path (chosen, always nearest-first checked on Chroma's metadata or on the
+    scan table's outlets and days, always ``where``, read from Chroma and scored exactly
+    whenever narrower than a tenth, the scan table whenever narrower than a tenth), narrow or
+    wide, the answer is the same and every chunk in it passes the filter; a filter too narrow
+    for the nearest vectors still fills the ``n`` when forced nearest-first."""
     store = open_store(sample_index)
+    store.vectors.warm()  # else the scan table answers every path while Chroma's graph is cold
     articles = {a.id: a for a in store.list_articles()}
     days = sample_days(store)
     filters = [
@@ -331,11 +333,15 @@ def test_every_path_finds_the_nearest_admitted_chunks(
         for within in filters:
             answers = []
             scan = store.scan
-            paths = [(store.dense.postfilter_share, store.dense.exact_max, scan), (0.0, 0, None),
-                     (2.0, 0, None), (2.0, 10**9, None), (2.0, 0, scan)]
-            for share, exact_max, table in paths:  # chosen, nearest-first, where, exact, scan
+            chosen = (store.dense.postfilter_share, store.dense.exact_max, scan,
+                      store.dense.as_if_vectors)
+            paths = [chosen, (0.0, 0, None, None), (0.0, 0, scan, 10**9), (2.0, 0, None, None),
+                     (2.0, 10**9, None, None), (2.0, 0, scan, None)]
+            # chosen, nearest-first (metadata), nearest-first (scan facets), where, exact, scan
+            for share, exact_max, table, as_if in paths:
                 monkeypatch.setattr(store.dense, "postfilter_share", share)
                 monkeypatch.setattr(store.dense, "exact_max", exact_max)
+                monkeypatch.setattr(store.dense, "as_if_vectors", as_if)
                 monkeypatch.setattr(store, "scan", table)
                 answers.append(store.search_vectors(vector, 5, within=within))
             assert len(answers[0]) == 5

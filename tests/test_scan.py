@@ -64,6 +64,22 @@ def test_a_search_ranks_the_rows_the_filter_admits_by_cosine_similarity(table: S
     assert score == pytest.approx(float(np.dot(query, unit(1, 0, 0))), abs=1e-6)
 
 
+def test_chunks_found_elsewhere_are_checked_against_their_rows_outlets_and_days(
+    table: ScanTable,
+) -> None:
+    found = ["b1", "a1", "a3", "never-written", "a2"]
+    assert table.admitted(found) == {"a1", "a2", "a3", "b1"}
+    assert table.admitted(found, outlets=("A",)) == {"a1", "a2", "a3"}
+    assert table.admitted(found, outlets=("A",), last_day=20240104) == {"a1"}  # undated out
+    assert table.admitted(found, first_day=20240103) == {"a2", "b1"}
+    assert table.admitted(found, outlets=("nowhere",)) == set()
+    assert table.admitted([]) == set()
+    table.delete(["a1"])
+    table.append(["a2"], [unit(0, 1, 0)], ["B"], [20240201])  # written again: only its new row
+    assert table.admitted(found, outlets=("A",)) == {"a3"}
+    assert table.admitted(found, outlets=("B",)) == {"a2", "b1"}
+
+
 def test_rows_are_scored_a_block_at_a_time(
     table: ScanTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
