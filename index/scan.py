@@ -17,7 +17,7 @@ Files in ``DATA_DIR/scan/``:
 - ``facets.i32``: per row, the outlet's code and the publication day (YYYYMMDD, 0: undated);
 - ``alive.u8``: per row, 1 until its chunk's vector is deleted;
 - ``rows.sqlite3``: which chunk each row holds, the outlets' codes, the committed row count
-  and the files' generation.  Rows past that count are the remains of an append a kill
+  and the files' generation (``index.scan_rows``).  Rows past that count are the remains of an append a kill
   interrupted: the next append cuts them off, and readers never look at them.
 
 Rows of chunks since replaced or removed are marked dead, and dropped when they have grown to
@@ -39,7 +39,7 @@ from __future__ import annotations
 import mmap
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,19 +47,13 @@ from typing import Any
 from index.dates import day_number
 from index.errors import StoreError
 from index.mapped import map_file, read_ahead
+from index.scan_rows import ScanRows
 
 BLOCK = 2048
 """Rows scored per matrix product (``ScanTable._scores``): 3 MB of a thread's buffer, reused."""
 
 FILES = ("vectors.f32", "facets.i32", "alive.u8")
 """The table's files of generation 0; a rewrite's generation is named before the suffix."""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS rows_by_chunk ON rows (chunk_id);
-CREATE TABLE IF NOT EXISTS outlets (code INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
 
 
 class ScanTable:
@@ -68,7 +62,7 @@ class ScanTable:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = None
+        self.book = ScanRows(folder)
         self._view: tuple[int, int, Any, Any, Any] | None = None  # generation, rows, arrays
         self._maps: list[mmap.mmap] = []
         self._buffers = threading.local()
@@ -76,37 +70,14 @@ class ScanTable:
 
     # -- reading -------------------------------------------------------------------------
 
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.folder / "rows.sqlite3", check_same_thread=False,
-                                 isolation_level=None, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            self._db = db
-        return self._db
-
-    def _state(self, key: str) -> int:
-        return self._states().get(key, 0)
-
-    def _states(self) -> dict[str, int]:
-        """Every state value (rows, dim, complete, generation), read together: one statement
-        sees one commit, so the row count and the generation belong to the same files."""
-        if self._db is None and not (self.folder / "rows.sqlite3").exists():
-            return {}  # no table yet (readers never create one)
-        return {k: int(v) for k, v in self.db.execute("SELECT key, value FROM state")}
-
     def state(self) -> dict[str, int]:
         """The committed state: ``rows``, ``dim``, ``complete``, ``generation`` (0 if absent)."""
-        with self._lock:
-            return {"rows": 0, "dim": 0, "complete": 0, "generation": 0, **self._states()}
+        return {"rows": 0, "dim": 0, "complete": 0, "generation": 0, **self.book.states()}
 
     @property
     def rows(self) -> int:
         """Rows committed."""
-        with self._lock:
-            return self._state("rows")
+        return self.book.state("rows")
 
     @property
     def dead(self) -> int:
@@ -129,8 +100,7 @@ class ScanTable:
     @property
     def complete(self) -> bool:
         """Whether every vector of the index has its row (else the table must not be used)."""
-        with self._lock:
-            return bool(self._state("complete"))
+        return bool(self.book.state("complete"))
 
     def search(
         self,
@@ -149,8 +119,9 @@ class ScanTable:
             if not rows:
                 return []
             ranked = self._ranked(vectors, facets, alive, vector, n, outlets, first_day, last_day)
-            names = self._chunk_ids([r for r, _ in ranked], generation)
-            if names is not None:  # else a rewrite renumbered the rows meanwhile: read again
+            found = self.book.where("row", [r for r, _ in ranked], generation)
+            if found is not None:  # else a rewrite renumbered the rows meanwhile: read again
+                names = dict(found)
                 return [(names[r], score) for r, score in ranked if r in names]
 
     def _ranked(self, vectors: Any, facets: Any, alive: Any, vector: Sequence[float], n: int,
@@ -185,7 +156,7 @@ class ScanTable:
         outlet, day = facets[:, 0], facets[:, 1]
         keep = alive.astype(bool)
         if outlets:  # None or none named: every outlet
-            codes = self._codes(outlets)
+            codes = self.book.codes(outlets)
             keep &= np.isin(outlet, codes) if len(codes) != 1 else outlet == codes[0]
         if first_day:
             keep &= day >= first_day
@@ -209,7 +180,7 @@ class ScanTable:
 
         while chunk_ids:
             generation, rows, _, facets, alive = self._current()
-            found = self._rows_where("chunk_id", chunk_ids, generation)
+            found = self.book.where("chunk_id", chunk_ids, generation)
             if found is None:  # a rewrite renumbered the rows meanwhile: read again
                 continue
             found = [(r, c) for r, c in found if r < rows]  # past ``rows``: uncommitted
@@ -264,7 +235,7 @@ class ScanTable:
 
         with self._lock:
             for attempt in range(3):
-                state = self._states()
+                state = self.book.states()
                 generation, rows, dim = (state.get(k, 0) for k in ("generation", "rows", "dim"))
                 if self._view is not None and self._view[:2] == (generation, rows):
                     break
@@ -288,37 +259,6 @@ class ScanTable:
                 break
             return self._view  # type: ignore[return-value]
 
-    def _codes(self, outlets: Iterable[str]) -> list[int]:
-        names = list(outlets)
-        with self._lock:
-            found = self.db.execute(
-                f"SELECT code FROM outlets WHERE name IN ({','.join('?' * len(names))})", names
-            ).fetchall() if names else []
-        return [int(c) for (c,) in found] or [-1]  # -1: no row has it
-
-    def _chunk_ids(self, rows: list[int], generation: int) -> dict[int, str] | None:
-        """The chunks of these rows of ``generation``; None if the table has been rewritten
-        since."""
-        found = self._rows_where("row", rows, generation)
-        return None if found is None else dict(found)
-
-    def _rows_where(self, column: str, values: Sequence[Any],
-                    generation: int) -> list[tuple[int, str]] | None:
-        """(row, chunk id) of the rows of ``generation`` whose ``column`` (row or chunk_id) is
-        one of ``values``; None if the table has been rewritten since (the generation and the
-        rows read in one transaction, so from one commit)."""
-        with self._lock:
-            self.db.execute("BEGIN")
-            try:
-                if self._state("generation") != generation:
-                    return None
-                found = self.db.execute(
-                    f"SELECT row, chunk_id FROM rows WHERE {column} IN "
-                    f"({','.join('?' * len(values))})", list(values)).fetchall() if values else []
-            finally:
-                self.db.execute("COMMIT")
-        return [(int(r), c) for r, c in found]
-
     def path(self, name: str, generation: int) -> Path:
         """Where one of ``FILES`` of this generation is (generation 0: the plain name)."""
         stem, suffix = name.split(".")
@@ -326,7 +266,7 @@ class ScanTable:
 
     def _file(self, name: str) -> Path:
         """One of ``FILES`` of the committed generation (holding the lock)."""
-        return self.path(name, self._state("generation"))
+        return self.path(name, self.book.state("generation"))
 
     # -- writing (under the data folder's write lock) ---------------------------------------
 
@@ -346,8 +286,8 @@ class ScanTable:
     def start_complete(self) -> None:
         """Mark a new, empty table as holding every vector (the index has none yet)."""
         with self._lock:
-            if not self._state("rows"):
-                self._set(complete=1)
+            if not self.book.state("rows"):
+                self.book.record(complete=1)
 
     def append(self, chunk_ids: Sequence[str], vectors: Sequence[Sequence[float]],
                outlets: Sequence[str], days: Sequence[int]) -> None:
@@ -362,12 +302,11 @@ class ScanTable:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         matrix /= np.where(norms > 0, norms, 1.0)
         with self._lock:
-            start = self._state("rows")
-            if start and matrix.shape[1] != self._state("dim"):
-                raise ValueError(f"vectors of {matrix.shape[1]} dimensions in a table of "
-                                 f"{self._state('dim')}")
+            start, dim = self.book.state("rows"), self.book.state("dim")
+            if start and matrix.shape[1] != dim:
+                raise ValueError(f"vectors of {matrix.shape[1]} dimensions in a table of {dim}")
             self._kill(chunk_ids)
-            codes = self._assign_codes(outlets)
+            codes = self.book.assign_codes(outlets)
             facets = np.column_stack([[codes[o] for o in outlets], days]).astype(np.int32)
             arrays: list[Any] = [matrix, facets, np.ones(len(chunk_ids), dtype=np.uint8)]
             for path, data in zip(map(self._file, FILES), arrays, strict=True):
@@ -375,12 +314,7 @@ class ScanTable:
                     f.truncate(start * data[0].nbytes)  # drop what an interrupted append left
                     f.seek(0, 2)
                     f.write(np.ascontiguousarray(data).tobytes())
-            with self.db:
-                self.db.execute("BEGIN")
-                self.db.executemany("INSERT OR REPLACE INTO rows (row, chunk_id) VALUES (?, ?)",
-                                    zip(range(start, start + len(chunk_ids)), chunk_ids,
-                                        strict=True))
-                self._set(rows=start + len(chunk_ids), dim=matrix.shape[1])
+            self.book.commit(start, chunk_ids, matrix.shape[1])
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         """Mark these chunks' rows dead (ids without a row are ignored)."""
@@ -390,13 +324,8 @@ class ScanTable:
 
     def _kill(self, chunk_ids: Sequence[str]) -> None:
         """Mark the committed rows of these chunks dead (holding the lock)."""
-        rows: list[int] = []
-        for i in range(0, len(chunk_ids), 500):
-            part = list(chunk_ids[i : i + 500])
-            rows += [int(r) for (r,) in self.db.execute(
-                f"SELECT row FROM rows WHERE chunk_id IN ({','.join('?' * len(part))})", part)]
-        committed = self._state("rows")
-        if not (rows := sorted(r for r in rows if r < committed)):
+        committed = self.book.state("rows")
+        if not (rows := sorted(r for r in self.book.rows_of(chunk_ids) if r < committed)):
             return
         with open(self._file("alive.u8"), "r+b") as f:
             for r in rows:
@@ -408,7 +337,7 @@ class ScanTable:
         table and mark it complete; return how many.  Rows already present are dropped first
         (a fill a kill interrupted starts again)."""
         with self._lock:
-            self._set(rows=0, complete=0)
+            self.book.record(rows=0, complete=0)
         offset = 0
         while True:
             got = vectors.collection.get(include=["embeddings", "metadatas"], limit=page,
@@ -422,28 +351,13 @@ class ScanTable:
             if len(ids) < page:
                 break
         with self._lock:
-            self._set(complete=1)
+            self.book.record(complete=1)
         return offset
-
-    def _assign_codes(self, outlets: Iterable[str]) -> dict[str, int]:
-        names = sorted(set(outlets))
-        self.db.executemany("INSERT OR IGNORE INTO outlets (name) VALUES (?)",
-                            [(n,) for n in names])
-        found = self.db.execute(
-            f"SELECT name, code FROM outlets WHERE name IN ({','.join('?' * len(names))})", names
-        ).fetchall()
-        return {name: int(code) for name, code in found}
-
-    def _set(self, **values: int) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                            list(values.items()))
 
     def close(self) -> None:
         with self._lock:
             self._view, self._maps = None, []
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self.book.close()
 
 
 def rows_of(batch: Sequence[Any]) -> tuple[list[str], list[list[float]], list[str], list[int]]:

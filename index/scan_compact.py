@@ -163,7 +163,7 @@ def _switch(db: sqlite3.Connection, chunk_ids: list[str], new: int) -> None:
         db.execute("DROP INDEX IF EXISTS rows_by_chunk")  # built again at once: half the time
         db.execute("DELETE FROM rows")
         db.executemany("INSERT INTO rows (row, chunk_id) VALUES (?, ?)", enumerate(chunk_ids))
-        db.execute("CREATE INDEX rows_by_chunk ON rows (chunk_id)")  # as index.scan.SCHEMA's
+        db.execute("CREATE INDEX rows_by_chunk ON rows (chunk_id)")  # as index.scan_rows.SCHEMA's
         _record(db, generation=new, rows=len(chunk_ids))
 
 
