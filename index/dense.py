@@ -96,13 +96,14 @@ first cost 74-135 ms for outlets just over a tenth of the 100k-article archive (
 but 15-40 ms for most as_of filters, which a scan of 80k-150k rows did not beat
 (benchmarks/RESULTS.md, "One outlet at scale, scored exactly")."""
 
-SCAN_PER_NEAREST = 150
-"""Rows the scan table scores for the cost of one nearest vector Chroma returns with its
-metadata (50-90 µs against about 0.3 µs a gathered row, measured at 100k articles; a
-conservative ratio, as a filter admitting most rows is scored in place, faster): a wide filter is
-scanned when its admitted rows cost less than the nearest vectors it would be checked on
-(``width * n`` of them), e.g. an outlet just over a tenth of the archive (width 15: 1,500
-vectors, 73-140 ms at 100k articles) while it admits at most 225k vectors with ``n`` 100."""
+SCAN_PER_NEAREST = 70
+"""Rows the scan table scores for the cost of checking one nearest vector Chroma returns
+(about 22 µs with its outlet and day read from the scan table, against about 0.3 µs a gathered
+row; measured at 200k articles, benchmarks/nearest_check.py): a wide filter is scanned when its
+admitted rows cost less than the nearest vectors it would be checked on (``width * n`` of
+them), e.g. an outlet just over a tenth of the archive (width 15: 1,500 vectors, 32 ms at 200k
+articles) while it admits at most 105k vectors with ``n`` 100."""
+
 
 WARM_AFTER = 1
 """Searches scored from the scan table because Chroma's graph was not loaded, after which the

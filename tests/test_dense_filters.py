@@ -207,8 +207,8 @@ def test_a_wide_filter_is_scanned_while_its_rows_cost_less_than_the_nearest_it_n
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Checking the nearest vectors costs about ``SCAN_PER_NEAREST`` scanned rows per vector
-    read with its metadata: up to that many times ``width * n`` admitted rows, a scan is
-    cheaper (the archive's size is set by ``as_if_vectors``)."""
+    checked: up to that many times ``width * n`` admitted rows, a scan is cheaper (the
+    archive's size is set by ``as_if_vectors``)."""
     store = open_store(sample_index)
     store.vectors.warm()
     monkeypatch.setattr(store.dense, "scan_rows", 0)
