@@ -241,11 +241,13 @@ def query_latency(
 ) -> None:
     """p50/p95 of each retriever with no filter, an outlet filter and as_of, ``n`` questions
     each (after 3 warm-up questions per retriever, not counted), put in ``out`` and saved
-    cell by cell.  Chroma's graph is loaded first (the first searches of a process are
-    scored from the scan table while it is not; the cold open measures those)."""
+    cell by cell.  Every cell asks questions of its own, so none finds the postings of its
+    terms cached by an earlier one.  Chroma's graph is loaded first (the first searches of a
+    process are scored from the scan table while it is not; the cold open measures those)."""
     from assistant.retrieve import Filters, get_retriever
 
-    asked = corpus.questions(seed, n + 3, size)
+    asked = corpus.questions(seed, 3 + 9 * n, size)
+    fresh = iter(range(3, len(asked), n))  # where each cell's questions start
     kinds = {
         "none": lambda q: Filters(),
         "outlet": lambda q: Filters(outlets=[q.outlet]),
@@ -259,7 +261,8 @@ def query_latency(
             retriever.retrieve(q.text, Filters(), k)
         for kind, filters in kinds.items():
             seconds = []
-            for q in asked[3:]:
+            start = next(fresh)
+            for q in asked[start : start + n]:
                 started = time.perf_counter()
                 retriever.retrieve(q.text, filters(q), k)
                 seconds.append(time.perf_counter() - started)
