@@ -94,10 +94,14 @@ def report(root: Path, seed: int, sizes: list[int] | None = None, series: str = 
         lines.append(f"| {name} | " + " | ".join(shown) + " |")
 
     row("chunks / with a vector", lambda r: (r["chunks"], r["dense_chunks"]), "linear")
-    row("ingest 100 articles, s (median of 3)",
+    row("ingest 100 articles, a process without the graph loaded, s (median of 3)",
         lambda r: statistics.median(r["batches"]["ingest_100_s"]), "power")
     row("  of which Store.write, s",
         lambda r: statistics.median(r["batches"]["ingest_100_store_write_s"]), "power")
+    row("  catch-up after them (graph load and upsert of their vectors), s",
+        lambda r: r["batches"]["catch_up_s"], "power")
+    row("ingest 100 articles, graph loaded, s (median of 3)",
+        lambda r: statistics.median(r["batches"]["ingest_100_graph_loaded_s"]), "power")
     row("remove 100 articles, s (median of 3)",
         lambda r: statistics.median(r["batches"]["remove_100_s"]), "power")
     for part, label in (("queries", ""), ("queries_million_paths", ", a 1M archive's paths")):

@@ -157,6 +157,10 @@ class Catalog(Protocol):
     def settle(self, vector_ids: Sequence[str]) -> None:
         """Drop these ids from the journal once their vectors are deleted (or committed)."""
 
+    def touch(self) -> None:
+        """Bump the generation with nothing else changed: the vectors have, so other
+        processes read their view of them again."""
+
     def replace(self, batch: Sequence[PreparedArticle]) -> list[str]:
         """Add or replace these articles with all their chunks and mentions in one transaction;
         return the ids of the replaced versions' dense chunks, whose vectors are now stale.

@@ -26,6 +26,9 @@ counts per outlet and per day, ``Catalog.dense_counts``, taken as independent):
   to): a filter admitting at most ``exact_max`` vectors has them read from Chroma and scored
   exactly, and any other goes to Chroma's ``where``.
 
+Rows whose vectors Chroma does not hold yet (left pending by a process whose graph was not
+loaded, ``index.store``) are scored from the scan table beside every path that asks Chroma.
+
 Every path gives the ``n`` nearest admitted chunks the catalog lists; the estimate only decides
 the cost.  Rows and vectors the catalog does not list (left by an interrupted write) are
 skipped and the search widened past them; when no write is in flight they are deleted.
@@ -56,6 +59,7 @@ class Vectors(Protocol):
     scan: ScanTable | None
 
     def scan_ready(self) -> bool: ...
+    def catch_up(self, timeout: float = -1) -> int: ...
     def refresh_vectors(self, *, force: bool = False) -> None: ...
     def delete_vectors(self, ids: Sequence[str]) -> None: ...
     def writing(self, timeout: float = -1) -> AbstractContextManager[None]: ...
@@ -134,11 +138,29 @@ class DenseSearch:
         id, cosine similarity), best first (see the module notes for the path taken).  Raises
         StoreError if Chroma keeps failing after its view is reopened."""
         store = self.store
+        # read before the view is refreshed: a catch-up bumps the catalog's generation
+        # before it records none pending (``Store.catch_up``)
+        pending = store.scan.pending if store.scan_ready() else None  # type: ignore[union-attr]
         store.refresh_vectors()
-        where = where_clause(within)
         total, share = self._share(within)  # one estimate serves every choice below
-        if self._scans(total, share, n, wide=bool(where)):
+        if self._scans(total, share, n, wide=bool(where_clause(within))):
             return self._scan(vector, n, within or KeywordFilter())
+        if pending is None:
+            return self._from_chroma(vector, n, within, total, share)
+        # Chroma lacks the rows from ``pending`` on: they are scored beside what it finds
+        beside = self._scan(vector, n, within or KeywordFilter(), since=pending)
+        best: dict[str, float] = {}
+        for chunk_id, score in sorted(self._from_chroma(vector, n, within, total, share) + beside,
+                                      key=lambda hit: -hit[1]):
+            best.setdefault(chunk_id, score)  # a fallback's scan finds the pending rows too
+        return list(best.items())[:n]
+
+    def _from_chroma(
+        self, vector: list[float], n: int, within: KeywordFilter | None, total: int, share: float
+    ) -> list[tuple[str, float]]:
+        """The ``n`` nearest by Chroma's paths (the module notes)."""
+        store = self.store
+        where = where_clause(within)
         width = self._width(total, share) if within is not None and where else None
         if where and width == 0:  # few enough to score every one of them exactly
             found = self._read_exactly(vector, where)
@@ -193,8 +215,11 @@ class DenseSearch:
         return True
 
     def _warm_quietly(self) -> None:
+        """Load Chroma's graph, then give it any vectors left pending (if no other process
+        is writing), which a process that has loaded it does at no more cost than a write."""
         try:
             self.store.vectors.warm()
+            self.store.catch_up(timeout=0)
         except Exception:  # noqa: BLE001, S110 - searches keep scanning; the next one retries
             pass
 
@@ -222,14 +247,17 @@ class DenseSearch:
 
     # -- the paths -----------------------------------------------------------------------
 
-    def _scan(self, vector: list[float], n: int, within: KeywordFilter) -> list[tuple[str, float]]:
-        """From the scan table; rows whose chunk the catalog does not list are skipped (and
-        marked dead when no write is in flight), the search widened past them."""
+    def _scan(
+        self, vector: list[float], n: int, within: KeywordFilter, since: int = 0
+    ) -> list[tuple[str, float]]:
+        """From the scan table (its rows ``since`` on); rows whose chunk the catalog does not
+        list are skipped (and marked dead when no write is in flight), the search widened
+        past them."""
         store, wanted = self.store, n
         while True:
             found = store.scan.search(  # type: ignore[union-attr]
                 vector, wanted, outlets=within.outlets, first_day=within.first_day,
-                last_day=within.last_day)
+                last_day=within.last_day, since=since)
             known = store.catalog.chunks([c for c, _ in found])
             hits = [(c, score) for c, score in found if c in known]
             if len(hits) >= n or len(found) < wanted:

@@ -60,6 +60,7 @@ def migrate(
         raise ConfigError("the migration source is already a server catalog",
                           hint="migrate from an index folder: unset NEWSDESK_CATALOG_URL")
     src = open_store(source)
+    src.catch_up()  # the vectors are copied from its Chroma: none may be left pending
     recorded = src.catalog.embedding
     if recorded and recorded != target.embedding:
         target = target.model_copy(update={"embedding": recorded})

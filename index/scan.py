@@ -102,6 +102,12 @@ class ScanTable:
         """Whether every vector of the index has its row (else the table must not be used)."""
         return bool(self.book.state("complete"))
 
+    @property
+    def pending(self) -> int | None:
+        """The first row whose vector Chroma does not hold yet (every later row's neither);
+        None when it holds them all."""
+        return self.book.states().get("pending")
+
     def search(
         self,
         vector: Sequence[float],
@@ -110,15 +116,18 @@ class ScanTable:
         outlets: Sequence[str] | None = None,
         first_day: int | None = None,
         last_day: int | None = None,
+        since: int = 0,
     ) -> list[tuple[str, float]]:
         """The ``n`` live rows nearest ``vector`` (cosine similarity) among those of these
         outlets and days (an undated row fails any day bound), as (chunk id, similarity),
-        best first."""
+        best first; only rows ``since`` on, if given (those ``pending``)."""
         while True:
             generation, rows, vectors, facets, alive = self._current()
-            if not rows:
+            if rows <= since:
                 return []
-            ranked = self._ranked(vectors, facets, alive, vector, n, outlets, first_day, last_day)
+            ranked = [(since + r, score) for r, score in self._ranked(
+                vectors[since:], facets[since:], alive[since:], vector, n, outlets, first_day,
+                last_day, whole=not since)]
             found = self.book.where("row", [r for r, _ in ranked], generation)
             if found is not None:  # else a rewrite renumbered the rows meanwhile: read again
                 names = dict(found)
@@ -126,7 +135,7 @@ class ScanTable:
 
     def _ranked(self, vectors: Any, facets: Any, alive: Any, vector: Sequence[float], n: int,
                 outlets: Sequence[str] | None, first_day: int | None,
-                last_day: int | None) -> list[tuple[int, float]]:
+                last_day: int | None, *, whole: bool = True) -> list[tuple[int, float]]:
         """The ``n`` best rows the filter admits, as (row, similarity), best first."""
         import numpy as np
 
@@ -137,7 +146,8 @@ class ScanTable:
         query = np.asarray(vector, dtype=np.float32)
         query /= np.linalg.norm(query) or 1.0
         if 2 * len(admitted) > rows:  # most rows: score them all in place, no gathering
-            self._wait_for_warming()
+            if whole:  # the pending rows alone are not worth the wait
+                self._wait_for_warming()
             scores = self._scores_all(vectors, query)[admitted]
         else:
             scores = self._scores(vectors, admitted, query)
@@ -290,10 +300,11 @@ class ScanTable:
                 self.book.record(complete=1)
 
     def append(self, chunk_ids: Sequence[str], vectors: Sequence[Sequence[float]],
-               outlets: Sequence[str], days: Sequence[int]) -> None:
+               outlets: Sequence[str], days: Sequence[int], *, pending: bool = False) -> None:
         """Add rows, replacing any these chunks already have (as Chroma's upsert does: a batch
         written again after a kill has the same ids); committed (visible to readers) only once
-        all of them are written."""
+        all of them are written.  ``pending``: Chroma is not given these vectors now (see
+        ``pending_rows``)."""
         import numpy as np
 
         if not chunk_ids:
@@ -314,7 +325,7 @@ class ScanTable:
                     f.truncate(start * data[0].nbytes)  # drop what an interrupted append left
                     f.seek(0, 2)
                     f.write(np.ascontiguousarray(data).tobytes())
-            self.book.commit(start, chunk_ids, matrix.shape[1])
+            self.book.commit(start, chunk_ids, matrix.shape[1], pending=pending)
 
     def delete(self, chunk_ids: Sequence[str]) -> None:
         """Mark these chunks' rows dead (ids without a row are ignored)."""
@@ -331,6 +342,32 @@ class ScanTable:
             for r in rows:
                 f.seek(r)
                 f.write(b"\0")
+
+    def pending_rows(self, page: int = 2000) -> Iterator[tuple[list[str], Any, list[str],
+                                                                list[int]]]:
+        """(chunk ids, unit vectors, outlets, days) of the live rows from ``pending`` on, a
+        page at a time, for Chroma to be given them (under the data folder's write lock, so
+        no rows are added or renumbered meanwhile)."""
+        import numpy as np
+
+        start = self.pending
+        generation, rows, vectors, facets, alive = self._current()
+        if start is None or rows <= start:
+            return
+        names = self.book.outlet_names()
+        for first in range(start, rows, page):
+            live = first + np.flatnonzero(alive[first : first + page])
+            found = dict(self.book.where("row", live.tolist(), generation) or [])
+            live = np.asarray([r for r in live.tolist() if r in found], dtype=np.int64)
+            if len(live):
+                yield ([found[r] for r in live.tolist()], np.asarray(vectors[live]),
+                       [names.get(int(c), "") for c in facets[live, 0]],
+                       [int(d) for d in facets[live, 1]])
+
+    def caught_up(self) -> None:
+        """Record that Chroma holds every row's vector (once given ``pending_rows``)."""
+        with self._lock:
+            self.book.forget("pending")
 
     def fill(self, vectors: Any, page: int = 5000) -> int:
         """Read every vector of ``vectors`` (``index.vectors.ChromaVectors``) into an empty

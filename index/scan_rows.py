@@ -2,7 +2,8 @@
 
 It holds which chunk each row of the scan table (``index.scan``) holds, the outlets' codes, and
 the table's state: the committed row count, the vectors' dimension, whether the table holds
-every vector of the index, and the generation of its files (``index.scan_compact``).  A write
+every vector of the index, the generation of its files (``index.scan_compact``), and the first
+row whose vector Chroma does not hold yet (``pending``, absent when it holds them all).  A write
 commits its rows by recording the new count in the same transaction as their chunks; a
 lookup of rows reads the generation in the same transaction as the rows, so both come from
 one commit.
@@ -65,6 +66,10 @@ class ScanRows:
             self.db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                                 list(values.items()))
 
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self.db.execute("DELETE FROM state WHERE key = ?", (key,))
+
     def codes(self, outlets: Iterable[str]) -> list[int]:
         """The codes of these outlets; [-1] (no row has it) when none has one."""
         names = list(outlets)
@@ -73,6 +78,11 @@ class ScanRows:
                 f"SELECT code FROM outlets WHERE name IN ({','.join('?' * len(names))})", names
             ).fetchall() if names else []
         return [int(c) for (c,) in found] or [-1]
+
+    def outlet_names(self) -> dict[int, str]:
+        """Every outlet by its code."""
+        with self._lock:
+            return {int(c): n for c, n in self.db.execute("SELECT code, name FROM outlets")}
 
     def assign_codes(self, outlets: Iterable[str]) -> dict[str, int]:
         """The code of each of these outlets, new ones given the next codes."""
@@ -114,13 +124,17 @@ class ScanRows:
                 part)]
         return found
 
-    def commit(self, start: int, chunk_ids: Sequence[str], dim: int) -> None:
-        """Record rows ``start``... as these chunks', and commit them (one transaction)."""
+    def commit(self, start: int, chunk_ids: Sequence[str], dim: int, *,
+               pending: bool = False) -> None:
+        """Record rows ``start``... as these chunks', and commit them (one transaction); with
+        ``pending``, as rows whose vectors Chroma does not hold yet."""
         with self._lock, self.db:
             self.db.execute("BEGIN")
             self.db.executemany("INSERT OR REPLACE INTO rows (row, chunk_id) VALUES (?, ?)",
                                 zip(range(start, start + len(chunk_ids)), chunk_ids, strict=True))
             self.record(rows=start + len(chunk_ids), dim=dim)
+            if pending and "pending" not in self.states():
+                self.record(pending=start)
 
     def close(self) -> None:
         with self._lock:

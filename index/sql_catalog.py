@@ -304,6 +304,10 @@ class SqlCatalog(ABC):
             self._execute_among(conn, "DELETE FROM pending_vectors WHERE {among}", "id",
                                 vector_ids)
 
+    def touch(self) -> None:
+        with self._transaction():
+            pass
+
     def replace(self, batch: Sequence[PreparedArticle]) -> list[str]:
         """Add or replace these articles in one transaction; return their stale vector ids
         (journaled until ``settle``), and settle the new ones."""

@@ -21,6 +21,17 @@ process's reconcile never deletes the vectors another process has written but no
 After step 3, still holding it, the scan table drops its dead rows once they are due
 (``index.scan_compact``).
 
+Chroma catches up.  Embedded Chroma loads its whole graph into a process before its first
+write there: seconds per hundred thousand vectors, which a one-shot ``newsdesk ingest`` into a
+large archive would pay for every batch of news.  So a process whose graph is not loaded, writing
+into an archive of at least ``DEFER_FROM`` vectors, leaves step 1's Chroma part out: the batch
+is committed with its vectors in the scan table only, as rows Chroma does not hold yet
+(``ScanTable.pending``), and dense search scores those rows exactly beside what Chroma finds
+(``index.dense``).  The first write that finds the graph loaded, or more than
+``PENDING_MAX`` vectors pending, gives Chroma every pending row first (``catch_up``), as does a
+long-running process once it has loaded the graph for its searches.  A kill during a catch-up
+leaves the rows pending; giving them again is an upsert of the same ids.
+
 Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
 committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
 it when the catalog generation shows that another process has committed, and when Chroma
@@ -62,6 +73,14 @@ __all__ = [  # the part modules' names stay importable from here
     "open_store",
     "tokenize",
 ]
+
+DEFER_FROM = 50_000
+"""Vectors an archive holds from which a process whose Chroma graph is not loaded leaves new
+vectors pending (loading it costs about 0.4 s at 50k vectors, 3 s at 400k)."""
+
+PENDING_MAX = 20_000
+"""The most vectors left pending: dense search scores them beside every Chroma search (about
+5 ms at 20k rows), and the write that would pass it catches Chroma up first."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
@@ -107,6 +126,7 @@ class Store:
         self.scan: ScanTable | None = (
             None if self.config.chroma_host else ScanTable(self.config.data_dir / "scan"))
         self.dense = DenseSearch(self)
+        self.defer_from, self.pending_max = DEFER_FROM, PENDING_MAX  # tests lower them
 
     def _check_embedding(self) -> None:
         built_with = self.catalog.embedding
@@ -150,7 +170,11 @@ class Store:
             return "none (the vectors are on a Chroma server; filters go to it)"
         if not self.scan.complete:
             return "not yet built: the next ingest reads the vectors into it"
-        return f"complete, {self.scan.rows} rows ({self.scan.dead} dead)"
+        rows, pending = self.scan.rows, self.scan.pending
+        waiting = "" if pending is None else (
+            f"; the last {rows - pending} not yet in Chroma (searched here meanwhile; a running "
+            "`serve` or `watch` gives them to it)")
+        return f"complete, {rows} rows ({self.scan.dead} dead){waiting}"
 
     def mentions(self, article_id: str) -> list[Mention]:
         """The article's resolved temporal expressions (computed once, then kept in the catalog).
@@ -179,13 +203,17 @@ class Store:
         if not batch:
             return
         with self.writing():
-            before = self.catalog.generation
             self.catalog.intend([chunk_id for p in batch for chunk_id, _, _ in p.embedded()])
             scanned = self._scan_kept()  # before the batch's vectors are in Chroma
-            self.vectors.add(batch)
+            rows = rows_of(batch)
+            pending = scanned and self._defers(len(rows[0]))
+            if not pending:
+                self._catch_up()
+                self.vectors.add(batch)
             if scanned:
                 with self.scan.writing():  # type: ignore[union-attr]
-                    self.scan.append(*rows_of(batch))  # type: ignore[union-attr]
+                    self.scan.append(*rows, pending=pending)  # type: ignore[union-attr]
+            before = self.catalog.generation  # after any catch-up's
             stale = self.catalog.replace(batch)
             self._own_commit(before)
             if stale:
@@ -193,6 +221,53 @@ class Store:
                 self.catalog.settle(stale)
             if scanned:
                 self._compact_scan()
+
+    def _defers(self, adding: int) -> bool:
+        """Whether this write leaves its vectors pending (holding ``writing()``; the scan
+        table complete): Chroma's graph is not loaded here, the archive is large enough for
+        loading it to cost, and the pending rows stay within ``pending_max``."""
+        if self.vectors.is_warm:
+            return False
+        table = self.scan
+        pending = table.pending  # type: ignore[union-attr]
+        waiting = 0 if pending is None else table.rows - pending  # type: ignore[union-attr]
+        if waiting + adding > self.pending_max:
+            return False
+        return pending is not None or self.catalog.dense_counts(KeywordFilter())[0] >= self.defer_from
+
+    def catch_up(self, timeout: float = -1) -> int:
+        """Give Chroma the vectors left pending (see the module notes); return how many.
+        Waits up to ``timeout`` seconds for another process's write (negative: for ever),
+        then gives up (0)."""
+        try:
+            with self.writing(timeout):
+                return self._catch_up()
+        except Timeout:
+            return 0
+
+    def _catch_up(self) -> int:
+        """``catch_up`` holding ``writing()``."""
+        from index.vectors import metadata
+
+        table = self.scan
+        if table is None or table.pending is None:
+            return 0
+        given = 0
+        with table.writing():
+            for ids, vectors, outlets, days in table.pending_rows():
+                chunks = self.catalog.chunks(ids)  # rows of uncommitted writes are not given
+                known = [i for i, chunk_id in enumerate(ids) if chunk_id in chunks]
+                hashes = self.catalog.content_hashes({chunks[ids[i]].article_id for i in known})
+                self.vectors.upsert(
+                    [ids[i] for i in known], vectors[known],
+                    [metadata(chunks[ids[i]].article_id, hashes.get(chunks[ids[i]].article_id, ""),
+                              chunks[ids[i]].index, outlets[i], days[i]) for i in known])
+                given += len(known)
+            before = self.catalog.generation
+            self.catalog.touch()  # first: a reader that finds none pending has read Chroma anew
+            self._own_commit(before)
+            table.caught_up()
+        return given
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
         """Remove articles and all their chunks; return the ids that were present."""
@@ -263,8 +338,8 @@ class Store:
         (``index.scan_compact``; holding ``writing()``, once the batch has committed).  A
         failure (a full disk) leaves the table as it was, still complete, so it is a warning:
         the batch is in."""
-        if self.scan is None or not self.scan.complete:
-            return
+        if self.scan is None or not self.scan.complete or self.scan.pending is not None:
+            return  # rows pending: compacted after Chroma has caught up (it renumbers them)
         try:
             compact(self.scan)
         except StoreError as exc:
@@ -272,12 +347,13 @@ class Store:
 
     def prepare_scan(self) -> bool:
         """Bring the scan table up to date now (reading an older index's vectors into it, a
-        minute or so per million; dropping its dead rows if due) rather than in the next
-        write; False when there is none (the vectors are on a Chroma server).  Raises
+        minute or so per million; giving Chroma the vectors left pending; dropping its dead
+        rows if due) rather than in the next write; False when there is none (the vectors are on a Chroma server).  Raises
         StoreError when its files cannot be written."""
         with self.writing():
             if not self._scan_kept():
                 return False
+            self._catch_up()  # compaction renumbers rows: none may be pending
             compact(self.scan)  # type: ignore[arg-type]
             return True
 

@@ -48,6 +48,14 @@ threshold moves cost from writes to loads: at 5,000, a load replays at most abou
 batch's share of the graph's writes is a fifth of the default's."""
 
 
+def metadata(article_id: str, content_hash: str, chunk: int, outlet: str,
+             published: int) -> dict[str, Any]:
+    """What Chroma keeps beside a chunk's vector: its article, version and place in it, and
+    the outlet and day its filters read."""
+    return {"article_id": article_id, "content_hash": content_hash, "chunk": chunk,
+            "outlet": outlet, "published": published}
+
+
 class ChromaVectors:
     """The Chroma collection of chunk vectors; safe to share between threads."""
 
@@ -153,23 +161,23 @@ class ChromaVectors:
             for chunk_id, chunk, vector in prepared.embedded():
                 ids.append(chunk_id)
                 vectors.append(vector)
-                metadatas.append(
-                    {
-                        "article_id": article.id,
-                        "content_hash": prepared.content_hash,
-                        "chunk": chunk.index,
-                        "outlet": article.outlet or "",
-                        "published": day_number(article.published),
-                    }
-                )
+                metadatas.append(metadata(article.id, prepared.content_hash, chunk.index,
+                                          article.outlet or "", day_number(article.published)))
+        self.upsert(ids, vectors, metadatas)
+
+    def upsert(self, ids: Sequence[str], vectors: Any, metadatas: Sequence[dict[str, Any]]) -> None:
+        """Upsert vectors with their ``metadata``; raises StoreError as ``add`` does."""
         try:
             self._give_sync_threshold()
+            collection = self.collection
             for i in range(0, len(ids), 2000):
-                self.collection.upsert(
+                collection.upsert(
                     ids=ids[i : i + 2000],
                     embeddings=vectors[i : i + 2000],
                     metadatas=metadatas[i : i + 2000],
                 )
+            if len(ids) and not self.config.chroma_host:
+                self._warm = collection  # an embedded write loads the whole graph too
         except StoreError:
             raise
         except Exception as exc:

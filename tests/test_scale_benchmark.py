@@ -60,6 +60,7 @@ def test_a_build_resumes_from_a_smaller_archive_and_the_measurement_leaves_it_un
     assert store.count_articles() == 80 and len(store.content_hashes(ids)) == 80
     assert store.scan_ready(), "built through Store.write, copied with its scan table"
     assert len(result["batches"]["ingest_100_s"]) == 3 == len(result["batches"]["remove_100_s"])
+    assert len(result["batches"]["ingest_100_graph_loaded_s"]) == 3
     assert set(result["queries"]) == {
         f"{r}/{f}" for r in ("bm25", "dense", "hybrid") for f in ("none", "outlet", "as_of")
     }

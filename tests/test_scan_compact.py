@@ -140,9 +140,9 @@ def test_a_reader_that_mapped_the_table_before_a_compaction_answers_right_then_r
     ranked = reader._ranked
     compactions: list[int] = []
 
-    def compacted_meanwhile(*args: Any) -> Any:
+    def compacted_meanwhile(*args: Any, **kwargs: Any) -> Any:
         """Rank the old rows, then let the writer compact before their chunks are named."""
-        found = ranked(*args)
+        found = ranked(*args, **kwargs)
         if not compactions:
             compactions.append(compact(writer, always=True))
         return found
