@@ -191,6 +191,7 @@ def build(
     if done < size:
         print(f"budget spent at {done} of {size}: run `build {size}` again to resume")
         return False
+    store.catch_up()  # a finished archive has every vector in Chroma
     stats = store.stats()
     (folder / "built.json").write_text(json.dumps({
         "size": size, "seed": seed, "generator": corpus.GENERATOR_VERSION,
