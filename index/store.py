@@ -55,6 +55,7 @@ from index.dates import day_number, day_of
 from index.dense import DenseSearch
 from index.errors import StoreError
 from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
+from index.pending import DEFER_FROM, PENDING_MAX, defers, give_pending
 from index.scan import ScanTable, rows_of
 from index.scan_compact import compact
 from index.sqlite_catalog import SqliteCatalog
@@ -73,14 +74,6 @@ __all__ = [  # the part modules' names stay importable from here
     "open_store",
     "tokenize",
 ]
-
-DEFER_FROM = 50_000
-"""Vectors an archive holds from which a process whose Chroma graph is not loaded leaves new
-vectors pending (loading it costs about 0.4 s at 50k vectors, 3 s at 400k)."""
-
-PENDING_MAX = 20_000
-"""The most vectors left pending: dense search scores them beside every Chroma search (about
-5 ms at 20k rows), and the write that would pass it catches Chroma up first."""
 
 VECTOR_BYTES = 2030
 """Resident memory one vector takes in a process that searches embedded Chroma, whose HNSW index
@@ -206,7 +199,7 @@ class Store:
             self.catalog.intend([chunk_id for p in batch for chunk_id, _, _ in p.embedded()])
             scanned = self._scan_kept()  # before the batch's vectors are in Chroma
             rows = rows_of(batch)
-            pending = scanned and self._defers(len(rows[0]))
+            pending = scanned and defers(self, len(rows[0]))
             if not pending:
                 self._catch_up()
                 self.vectors.add(batch)
@@ -222,19 +215,6 @@ class Store:
             if scanned:
                 self._compact_scan()
 
-    def _defers(self, adding: int) -> bool:
-        """Whether this write leaves its vectors pending (holding ``writing()``; the scan
-        table complete): Chroma's graph is not loaded here, the archive is large enough for
-        loading it to cost, and the pending rows stay within ``pending_max``."""
-        if self.vectors.is_warm:
-            return False
-        table = self.scan
-        pending = table.pending  # type: ignore[union-attr]
-        waiting = 0 if pending is None else table.rows - pending  # type: ignore[union-attr]
-        if waiting + adding > self.pending_max:
-            return False
-        return pending is not None or self.catalog.dense_counts(KeywordFilter())[0] >= self.defer_from
-
     def catch_up(self, timeout: float = -1) -> int:
         """Give Chroma the vectors left pending (see the module notes); return how many.
         Waits up to ``timeout`` seconds for another process's write (negative: for ever),
@@ -247,26 +227,14 @@ class Store:
 
     def _catch_up(self) -> int:
         """``catch_up`` holding ``writing()``."""
-        from index.vectors import metadata
-
-        table = self.scan
-        if table is None or table.pending is None:
+        if self.scan is None or self.scan.pending is None:
             return 0
-        given = 0
-        with table.writing():
-            for ids, vectors, outlets, days in table.pending_rows():
-                chunks = self.catalog.chunks(ids)  # rows of uncommitted writes are not given
-                known = [i for i, chunk_id in enumerate(ids) if chunk_id in chunks]
-                hashes = self.catalog.content_hashes({chunks[ids[i]].article_id for i in known})
-                self.vectors.upsert(
-                    [ids[i] for i in known], vectors[known],
-                    [metadata(chunks[ids[i]].article_id, hashes.get(chunks[ids[i]].article_id, ""),
-                              chunks[ids[i]].index, outlets[i], days[i]) for i in known])
-                given += len(known)
-            before = self.catalog.generation
-            self.catalog.touch()  # first: a reader that finds none pending has read Chroma anew
-            self._own_commit(before)
-            table.caught_up()
+        given = give_pending(self.scan, self.catalog, self.vectors)
+        before = self.catalog.generation
+        self.catalog.touch()  # first: a reader that finds none pending has read Chroma anew
+        self._own_commit(before)
+        with self.scan.writing():
+            self.scan.caught_up()
         return given
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
