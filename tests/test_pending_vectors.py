@@ -49,6 +49,12 @@ def in_chroma(store: Store) -> set[str]:
     return set(store.vectors.collection.get(include=[])["ids"])
 
 
+def caught_up(store: Store) -> bool:
+    """Nothing pending, and Chroma holds exactly the vectors the catalog lists."""
+    return (store.scan is not None and store.scan.pending is None
+            and in_chroma(store) == store.catalog.dense_chunk_ids())
+
+
 @pytest.fixture
 def archive(settings: Settings, embedder: Embedder) -> Settings:
     ingest([SAMPLES], config=settings, embedder=embedder)
@@ -128,8 +134,7 @@ def test_a_process_that_has_loaded_the_graph_writes_to_chroma_and_catches_it_up_
     assert store.scan is not None and store.scan.pending is not None
     store.vectors.warm()
     ingest_articles(NEWS[1:], store=store, embedder=embedder)
-    assert store.scan.pending is None
-    assert in_chroma(store) == store.catalog.dense_chunk_ids()
+    assert caught_up(store)
 
 
 def test_a_write_that_would_leave_too_many_pending_catches_chroma_up_first(
@@ -141,15 +146,13 @@ def test_a_write_that_would_leave_too_many_pending_catches_chroma_up_first(
     waiting = store.scan.rows - (store.scan.pending or 0)
     store.pending_max = waiting  # the next article's vectors would pass it
     ingest_articles(NEWS[1:], store=store, embedder=embedder)
-    assert store.scan.pending is None
-    assert in_chroma(store) == store.catalog.dense_chunk_ids()
+    assert caught_up(store)
 
 
 def test_a_small_archive_writes_to_chroma_at_once(archive: Settings, embedder: Embedder) -> None:
     store = fresh_process(archive, defer_from=10**9)
     ingest_articles(NEWS, store=store, embedder=embedder)
-    assert store.scan is not None and store.scan.pending is None
-    assert in_chroma(store) == store.catalog.dense_chunk_ids()
+    assert caught_up(store)
 
 
 def test_a_failed_catch_up_leaves_the_rows_pending_and_the_next_one_completes(
@@ -170,8 +173,7 @@ def test_a_failed_catch_up_leaves_the_rows_pending_and_the_next_one_completes(
     assert store.scan is not None and store.scan.pending == pending
     assert store.search_vectors(embedder.embed_query(QUESTION), 1)[0][0].startswith("geneva-talks#")
     store.catch_up()
-    assert store.scan.pending is None
-    assert in_chroma(store) == store.catalog.dense_chunk_ids()
+    assert caught_up(store)
 
 
 def test_another_process_finds_the_pending_rows_and_then_chromas_copy(
@@ -205,8 +207,7 @@ def test_a_searching_process_catches_chroma_up_once_it_has_loaded_the_graph(
     warming = server.dense.warming()
     assert warming is not None
     warming.join()
-    assert server.scan is not None and server.scan.pending is None
-    assert in_chroma(server) == server.catalog.dense_chunk_ids()
+    assert caught_up(server)
 
 
 def test_a_pending_article_removed_is_never_given_to_chroma(

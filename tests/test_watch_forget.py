@@ -42,6 +42,19 @@ def watching(settings: Settings) -> Settings:
     return settings.updated(watch_interval=900, watch_forget_days=30)
 
 
+@pytest.fixture
+def clock() -> Clock:
+    """The watcher's clock, which the test advances."""
+    return Clock()
+
+
+@pytest.fixture
+def news(server: FeedServer, tmp_path: Path) -> tuple[str, Path]:
+    """The served feed's URL, and a feed list naming it."""
+    url = server.url("/news.xml")
+    return url, feed_list(tmp_path, url)
+
+
 def publish(server: FeedServer, *numbers: int, item: Any = full_item) -> None:
     """Serve /news.xml listing these stories (``item`` makes each entry)."""
     server.serve("/news.xml", rss("News", [item(server, n) for n in numbers]))
@@ -58,11 +71,10 @@ def keys(server: FeedServer, *numbers: int, path: str = "/full") -> set[str]:
 
 
 def test_an_entry_dropped_from_its_feed_is_remembered_for_the_window_then_forgotten(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder,
+    news: tuple[str, Path], clock: Clock,
 ) -> None:
-    url = server.url("/news.xml")
-    feeds = feed_list(tmp_path, url)
-    clock = Clock()
+    url, feeds = news
     publish(server, 1, 2, 3)
     first = poll(feeds, watching, embedder, clock)
     assert len(first.added) == 3 and first.feeds[0].remembered == 3
@@ -83,11 +95,10 @@ def test_an_entry_dropped_from_its_feed_is_remembered_for_the_window_then_forgot
 
 
 def test_entries_still_listed_are_never_forgotten_however_old(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder,
+    news: tuple[str, Path], clock: Clock,
 ) -> None:
-    url = server.url("/news.xml")
-    feeds = feed_list(tmp_path, url)
-    clock = Clock()
+    url, feeds = news
     publish(server, 1, 2, item=summary_item)
     poll(feeds, watching, embedder, clock)
 
@@ -102,11 +113,10 @@ def test_entries_still_listed_are_never_forgotten_however_old(
 
 
 def test_a_304_or_an_error_forgets_nothing(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder,
+    news: tuple[str, Path], clock: Clock,
 ) -> None:
-    url = server.url("/news.xml")
-    feeds = feed_list(tmp_path, url)
-    clock = Clock()
+    url, feeds = news
     publish(server, 1, 2, 3)
     poll(feeds, watching, embedder, clock)
     publish(server, 1, 2)
@@ -125,11 +135,10 @@ def test_a_304_or_an_error_forgets_nothing(
 
 
 def test_a_listing_confirmed_by_304s_counts_as_listed_until_the_last_of_them(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder,
+    news: tuple[str, Path], clock: Clock,
 ) -> None:
-    url = server.url("/news.xml")
-    feeds = feed_list(tmp_path, url)
-    clock = Clock()
+    url, feeds = news
     publish(server, 1, 2)
     poll(feeds, watching, embedder, clock)
     clock.advance(40 * DAY)
@@ -145,11 +154,10 @@ def test_a_listing_confirmed_by_304s_counts_as_listed_until_the_last_of_them(
 
 
 def test_a_forgotten_entry_that_reappears_is_found_unchanged_not_indexed_twice(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder,
+    news: tuple[str, Path], clock: Clock,
 ) -> None:
-    url = server.url("/news.xml")
-    feeds = feed_list(tmp_path, url)
-    clock = Clock()
+    url, feeds = news
     server.serve("/news.xml", rss("News", [full_item(server, 1), summary_item(server, 2)]))
     poll(feeds, watching, embedder, clock)
     publish(server, 1)
@@ -175,14 +183,13 @@ def test_a_forgotten_entry_that_reappears_is_found_unchanged_not_indexed_twice(
 
 
 def test_a_folder_forgets_a_removed_file_and_finds_it_unchanged_when_it_returns(
-    watching: Settings, embedder: Embedder, tmp_path: Path
+    watching: Settings, embedder: Embedder, tmp_path: Path, clock: Clock,
 ) -> None:
     folder = tmp_path / "drop"
     text = "Harbour reopens\nThe harbour reopened on Friday after repairs."
     gone = write(folder / "a.txt", text)
     write(folder / "b.txt", "Bridge closes\nThe old bridge closed for good on Saturday.")
     feeds = feed_list(tmp_path, "drop")
-    clock = Clock()
     assert len(poll(feeds, watching, embedder, clock).added) == 2
     gone.unlink()
     write(folder / "c.txt", "Ferry returns\nThe ferry service returned on Monday morning.")
@@ -199,12 +206,11 @@ def test_a_folder_forgets_a_removed_file_and_finds_it_unchanged_when_it_returns(
 
 
 def test_a_source_gone_from_the_list_is_forgotten_after_the_window(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path, clock: Clock,
 ) -> None:
     kept, dropped = server.url("/kept.xml"), server.url("/dropped.xml")
     server.serve("/kept.xml", rss("Kept", [full_item(server, 1)]))
     server.serve("/dropped.xml", rss("Dropped", [full_item(server, 2), full_item(server, 3)]))
-    clock = Clock()
     poll(feed_list(tmp_path, kept, dropped), watching, embedder, clock)
     only_kept = feed_list(tmp_path, kept)
 
@@ -224,11 +230,10 @@ def test_a_source_gone_from_the_list_is_forgotten_after_the_window(
 
 
 def test_zero_days_remembers_everything_forever(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path, clock: Clock,
 ) -> None:
     forever = watching.updated(watch_forget_days=0)
     url = server.url("/news.xml")
-    clock = Clock()
     publish(server, 1, 2)
     poll(feed_list(tmp_path, url), forever, embedder, clock)
     publish(server, 3)
@@ -241,11 +246,10 @@ def test_zero_days_remembers_everything_forever(
 
 
 def test_a_catalog_from_before_last_listed_opens_and_keeps_its_rows(
-    server: FeedServer, watching: Settings, embedder: Embedder, tmp_path: Path
+    server: FeedServer, watching: Settings, embedder: Embedder,
+    news: tuple[str, Path], clock: Clock,
 ) -> None:
-    url = server.url("/news.xml")
-    feeds = feed_list(tmp_path, url)
-    clock = Clock()
+    url, feeds = news
     publish(server, 1, 2, 3)
     poll(feeds, watching, embedder, clock)
     with sqlite3.connect(watching.index.catalog_path) as db:  # as the watcher left it before
