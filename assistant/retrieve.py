@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -156,19 +157,33 @@ class FusedRetriever(ABC):
         """At most ``k`` fused hits within ``filters``, best first.
 
         Hits whose chunk the catalog does not hold (vectors of an interrupted write) are
-        skipped.  ``timings`` has the seconds each search took, under its name.
+        skipped.  ``timings`` has the seconds each search took, under its name.  Several
+        searches run at once: the first on this thread, the others on ``_SEARCHES``'
+        threads (numpy, SQLite and the model release the interpreter, so dense and keyword
+        search share the machine's cores); their signals are fused in the order of
+        ``searches``.
         """
-        signals: list[Signal] = []
-        timings: dict[str, float] = {}
-        for part in self.searches:
-            started = time.perf_counter()
-            signals += part.search(question, filters)
-            timings[part.name] = time.perf_counter() - started
+        parts = list(self.searches)
+        pending = [_SEARCHES.submit(_timed, part, question, filters) for part in parts[1:]]
+        done = [_timed(parts[0], question, filters), *(f.result() for f in pending)]
+        signals = [s for found, _ in done for s in found]
+        timings = {part.name: seconds for part, (_, seconds) in zip(parts, done, strict=True)}
         recency = self.fusion.recency_for(question, filters.as_of)
         published = self.store.catalog.published_days(_articles(signals)) if recency else None
         hits = self.fusion.fuse(signals, recency=recency, published=published)
         known = self.store.chunks([h.chunk_id for h in hits[: 4 * k]])
         return Retrieval(hits=[h for h in hits if h.chunk_id in known][:k], timings=timings)
+
+
+_SEARCHES = ThreadPoolExecutor(4, thread_name_prefix="newsdesk-search")
+"""Threads for a retriever's searches after its first (they never submit work of their own)."""
+
+
+def _timed(part: Search, question: str, filters: Filters) -> tuple[list[Signal], float]:
+    """The search's signals, and the seconds it took."""
+    started = time.perf_counter()
+    found = part.search(question, filters)
+    return found, time.perf_counter() - started
 
 
 class DenseRetriever(FusedRetriever):

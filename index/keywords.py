@@ -36,7 +36,7 @@ from index.keyword_tables import (
     remove_articles,
     tokenize,
 )
-from index.postings import decode
+from index.postings import decode_rows
 
 __all__ = [
     "ARTICLES",
@@ -87,35 +87,52 @@ class KeywordFilter:
 
 @dataclass
 class _Postings:
-    """One term's decoded postings as of generation ``seen``: per block (doc ids, tfs), and
-    all of them concatenated (``docs`` ascending, ``tfs``, each document's ``lengths``), with
-    each posting's BM25 share for an average length ``avg`` (``unit``: tf / (tf + k1 * norm),
-    which the term's idf multiplies)."""
+    """One term's decoded postings as of generation ``seen``: document ids (``docs``,
+    ascending), term frequencies (``tfs``, as stored), and each posting's BM25 share for an
+    average length ``avg`` (``unit``: tf / (tf + k1 * norm), which the term's idf multiplies)."""
 
     seen: int
-    blocks: dict[int, tuple[Any, Any]]
     docs: Any = None
     tfs: Any = None
-    lengths: Any = None
     unit: Any = None
     avg: float = 0.0
     top: float = 0.0  # the largest share
 
     @property
     def nbytes(self) -> int:
-        return int(self.docs.nbytes + self.tfs.nbytes + self.lengths.nbytes + self.unit.nbytes)
+        return int(self.docs.nbytes + self.tfs.nbytes + self.unit.nbytes)
 
-    def share(self, avg_length: float) -> Any:
-        """Each posting's tf / (tf + k1 * (1 - b + b * length / avg_length))."""
+    def share(self, lengths: Any, avg_length: float) -> Any:
+        """Each posting's tf / (tf + k1 * (1 - b + b * length / avg_length)), ``lengths``
+        being every document's."""
         import numpy as np
 
         if self.unit is None or self.avg != avg_length:
             k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
             tf = self.tfs.astype(np.float64)
-            norm = k1 * ((1 - b) + b * self.lengths.astype(np.float64) / avg_length)
+            norm = k1 * ((1 - b) + b * lengths[self.docs].astype(np.float64) / avg_length)
             self.unit, self.avg = tf / (norm + tf), avg_length
             self.top = float(self.unit.max()) if len(self.unit) else 0.0
         return self.unit
+
+    def update(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        """Take in stored rows (block, n, docs, tfs) written since: each replaces what is held
+        of its block."""
+        import numpy as np
+
+        if not rows:
+            return
+        docs, tfs = decode_rows(rows)
+        if self.docs is not None and len(self.docs):
+            blocks = np.array([r[0] for r in rows], dtype=np.int64)
+            keep = ~np.isin(self.docs // postings.BLOCK, blocks)
+            kept = self.docs[keep]
+            ordered = not len(kept) or kept[-1] // postings.BLOCK < blocks.min()
+            docs, tfs = np.concatenate([kept, docs]), np.concatenate([self.tfs[keep], tfs])
+            if not ordered:  # an older block rewritten
+                order = np.argsort(docs, kind="stable")
+                docs, tfs = docs[order], tfs[order]
+        self.docs, self.tfs, self.unit = docs, tfs, None
 
 
 @dataclass
@@ -187,26 +204,17 @@ class KeywordCache:
     ) -> _Postings:
         """The term's postings as of ``generation`` (inside its snapshot), reading only the
         blocks written since the cached copy, if any; shares for ``avg_length`` computed."""
-        import numpy as np
-
         key = (level, term)
         entry = self.terms.pop(key, None)
         if entry is not None:
             self.held -= entry.nbytes
         if entry is None or version > entry.seen:
-            since = -1 if entry is None else entry.seen
-            entry = entry or _Postings(seen=since, blocks={})
-            for block, n, docs, tfs in db.execute(
+            entry = entry or _Postings(seen=-1)
+            entry.update(db.execute(
                 "SELECT block, n, docs, tfs FROM kw_postings WHERE level=? AND term=? "
-                "AND version > ?", (level, term, since),
-            ):
-                entry.blocks[block] = decode(block, n, docs, tfs)
-            parts = [entry.blocks[b] for b in sorted(entry.blocks)]
-            entry.docs = np.concatenate([d for d, _ in parts]).astype(np.int32)
-            entry.tfs = np.concatenate([t for _, t in parts]).astype(np.float32)
-            entry.lengths = self.lengths[entry.docs].astype(np.float32)
-            entry.unit = None
-        entry.share(avg_length)
+                "AND version > ?", (level, term, entry.seen),
+            ).fetchall())
+        entry.share(self.lengths, avg_length)
         entry.seen = generation
         self.terms[key] = entry
         self.held += entry.nbytes
@@ -214,7 +222,6 @@ class KeywordCache:
             _, old = self.terms.popitem(last=False)
             self.held -= old.nbytes
         return entry
-
 
     def sum_by_document(self, asked: Sequence[tuple[float, _Postings]]) -> tuple[Any, Any]:
         """Each document's BM25 over the asked (weight, postings): (sorted doc ids, scores).

@@ -32,6 +32,21 @@ def decode(block: int, n: int, docs: bytes, tfs: bytes) -> tuple[Any, Any]:
     return offsets, np.frombuffer(tfs, dtype="<u4" if len(tfs) == 4 * n else "<u2")
 
 
+def decode_rows(rows: Sequence[tuple[int, int, bytes, bytes]]) -> tuple[Any, Any]:
+    """Stored rows (block, count, docs, tfs) of one term, in block order, decoded at once:
+    (document ids as int32, term frequencies as stored, uint16 unless one row is wide)."""
+    import numpy as np
+
+    if not rows:
+        return np.zeros(0, np.int32), np.zeros(0, np.uint16)
+    counts = np.array([r[1] for r in rows], dtype=np.int64)
+    starts = np.repeat(np.array([r[0] for r in rows], dtype=np.int64) * BLOCK, counts)
+    docs = (np.frombuffer(b"".join(r[2] for r in rows), dtype="<u2") + starts).astype(np.int32)
+    if all(len(r[3]) == 2 * r[1] for r in rows):
+        return docs, np.frombuffer(b"".join(r[3] for r in rows), dtype="<u2")
+    return docs, np.concatenate([decode(*r)[1].astype(np.uint32) for r in rows])
+
+
 @dataclass
 class Counted:
     """A batch's postings, one per (level, term, document), sorted so: ``level``, ``term``

@@ -5,8 +5,9 @@ Fusion is tested on hand-made signals; the retrievers on the real sample index.
 
 from __future__ import annotations
 
+import threading
 from datetime import date
-from typing import Literal
+from typing import ClassVar, Literal
 
 import pytest
 
@@ -18,6 +19,7 @@ from assistant.retrieve import (
     Filters,
     HybridRetriever,
     KeywordRetriever,
+    Search,
     get_retriever,
     retrieve,
 )
@@ -197,6 +199,31 @@ def test_hybrid_fuses_the_signals_of_its_parts(sample_index: Settings, embedder:
     ]
     assert all(s.scored for s in signals)
 
+
+
+def test_hybrid_runs_its_searches_at_once_and_fuses_them_in_order(
+    sample_index: Settings, embedder: Embedder
+) -> None:
+    store = open_store(sample_index)
+    hybrid = HybridRetriever.from_settings(sample_index, store=store, embedder=embedder)
+    question = "When did Assad visit Moscow?"
+    alone = hybrid.retrieve(question, Filters(), 5)
+    meeting = threading.Barrier(len(hybrid.parts), timeout=20)  # broken if they run in turn
+
+    def meets(part: Search) -> Search:
+        class Meeting:
+            name: ClassVar[str] = part.name
+
+            def search(self, question: str, filters: Filters) -> list[Signal]:
+                meeting.wait()
+                return part.search(question, filters)
+
+        return Meeting()
+
+    hybrid.parts = [meets(part) for part in hybrid.parts]
+    together = hybrid.retrieve(question, Filters(), 5)
+    assert ids(together.hits) == ids(alone.hits)
+    assert list(together.timings) == ["dense", "bm25"]
 
 # --- the keyword engine ----------------------------------------------------------------------
 
