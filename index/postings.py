@@ -40,8 +40,8 @@ def decode_rows(rows: Sequence[tuple[int, int, bytes, bytes]]) -> tuple[Any, Any
     if not rows:
         return np.zeros(0, np.int32), np.zeros(0, np.uint16)
     counts = np.array([r[1] for r in rows], dtype=np.int64)
-    starts = np.repeat(np.array([r[0] for r in rows], dtype=np.int64) * BLOCK, counts)
-    docs = (np.frombuffer(b"".join(r[2] for r in rows), dtype="<u2") + starts).astype(np.int32)
+    docs = np.frombuffer(b"".join(r[2] for r in rows), dtype="<u2").astype(np.int32)
+    docs += np.repeat(np.array([r[0] for r in rows], dtype=np.int32) * BLOCK, counts)
     if all(len(r[3]) == 2 * r[1] for r in rows):
         return docs, np.frombuffer(b"".join(r[3] for r in rows), dtype="<u2")
     return docs, np.concatenate([decode(*r)[1].astype(np.uint32) for r in rows])
