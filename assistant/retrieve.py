@@ -176,7 +176,10 @@ class FusedRetriever(ABC):
 
 
 _SEARCHES = ThreadPoolExecutor(4, thread_name_prefix="newsdesk-search")
-"""Threads for a retriever's searches after its first (they never submit work of their own)."""
+"""Threads for a retriever's searches after its first (they submit work only to ``_LEVELS``)."""
+
+_LEVELS = ThreadPoolExecutor(4, thread_name_prefix="newsdesk-keyword-level")
+"""Threads for the article level of keyword searches (they submit no work of their own)."""
 
 
 def _timed(part: Search, question: str, filters: Filters) -> tuple[list[Signal], float]:
@@ -247,14 +250,15 @@ class KeywordRetriever(FusedRetriever):
     def search(self, question: str, filters: Filters) -> list[Signal]:
         """Two signals: "chunk_bm25", the ``4 * candidates`` best chunks, and "article_bm25"
         (article level), the ``2 * candidates`` best articles, each among those the filters
-        admit and with a positive score."""
+        admit and with a positive score.  The two levels are searched at once, the articles
+        on one of ``_LEVELS``' threads."""
         index = self.store.keyword_index()
         n = self.candidates
+        articles = _LEVELS.submit(_bm25, index.articles, question, filters, 2 * n)
+        chunks = _bm25(index.chunks, question, filters, 4 * n)
         return [
-            Signal("chunk_bm25", _bm25(index.chunks, question, filters, 4 * n)),
-            Signal(
-                "article_bm25", _bm25(index.articles, question, filters, 2 * n), level="article"
-            ),
+            Signal("chunk_bm25", chunks),
+            Signal("article_bm25", articles.result(), level="article"),
         ]
 
 

@@ -143,10 +143,40 @@ class _Postings:
         self.docs, self.tfs, self.unit = docs, tfs, None
 
 
+@dataclass(frozen=True)
+class _Facets:
+    """The documents' facets as of one snapshot: removed, publication day, outlet code."""
+
+    dead: Any
+    days: Any
+    outlets: Any
+    outlet_codes: dict[str, int]
+
+    def admits(self, docs: Any, where: KeywordFilter | None) -> Any:
+        """Which of these documents are live and pass the filter."""
+        import numpy as np
+
+        keep = ~self.dead[docs]
+        if where is not None and where.outlets:
+            codes = [self.outlet_codes[o] for o in where.outlets if o in self.outlet_codes]
+            keep &= np.isin(self.outlets[docs], codes)  # no known outlet: admits none
+        if where is not None and (where.first_day or where.last_day):
+            keep &= KeywordFilter(first_day=where.first_day, last_day=where.last_day).admits(
+                None, self.days[docs]
+            )
+        return keep
+
+
 @dataclass
 class KeywordCache:
     """Decoded keyword arrays of one catalog in one process, as of ``generation``: per document
-    its length, day, outlet code and whether it was removed; per asked term its postings."""
+    its length, day, outlet code and whether it was removed; per asked term its postings.
+
+    The catalog's lock guards what is read from the database (``refresh``, ``postings``).
+    Each level has a lock of its own (``level_lock``), held by a search throughout: its
+    terms' postings and its scratch are used by one search at a time, while the two levels'
+    searches add up their postings at once, outside the catalog's lock.
+    """
 
     generation: int | None = None
     built: str | None = None  # which build of the tables (document ids restart with each)
@@ -157,8 +187,10 @@ class KeywordCache:
     outlet_codes: dict[str, int] = field(default_factory=dict)
     terms: OrderedDict[tuple[int, str], _Postings] = field(default_factory=OrderedDict)
     held: int = 0
-    sums: Any = None  # scratch, one slot per document, zero (and False) between searches
-    seen: Any = None
+    locks: dict[int, threading.Lock] = field(
+        default_factory=lambda: {CHUNKS: threading.Lock(), ARTICLES: threading.Lock()})
+    sums: dict[int, Any] = field(default_factory=dict)  # per level, one slot per document,
+    seen: dict[int, Any] = field(default_factory=dict)  # zero (and False) between searches
 
     def refresh(self, db: sqlite3.Connection) -> int:
         """Bring the facets up to the snapshot's generation (inside it); return it."""
@@ -168,10 +200,11 @@ class KeywordCache:
         generation = int(row[0]) if row else 0
         if self.generation is not None and generation == self.generation:
             return generation
-        row = db.execute("SELECT value FROM meta WHERE key='keywords_built'").fetchone()
-        built = row[0] if row else None
+        built = _built(db)
         if self.generation is None or generation < self.generation or built != self.built:
+            kept = self.locks, self.sums, self.seen  # searches of the other level hold them
             self.__init__()  # type: ignore[misc]  # rebuilt, or another file: start again
+            self.locks, self.sums, self.seen = kept
             self.built = built
             self.lengths, self.days, self.outlets = (np.zeros(0, np.int32) for _ in range(3))
             self.dead = np.zeros(0, bool)
@@ -231,8 +264,20 @@ class KeywordCache:
             self.held -= old.nbytes
         return entry
 
-    def sum_by_document(self, asked: Sequence[tuple[float, _Postings]]) -> tuple[Any, Any]:
-        """Each document's BM25 over the asked (weight, postings): (sorted doc ids, scores).
+    def facets(self) -> _Facets:
+        """The facets as of the last ``refresh`` (for use after the catalog's lock is let go:
+        a later refresh makes new arrays, or marks more documents removed)."""
+        return _Facets(self.dead, self.days, self.outlets, self.outlet_codes)
+
+    def level_lock(self, level: int) -> threading.Lock:
+        """The lock a search of ``level`` holds throughout."""
+        return self.locks[level]
+
+    def sum_by_document(
+        self, asked: Sequence[tuple[float, _Postings]], level: int, size: int
+    ) -> tuple[Any, Any]:
+        """Each document's BM25 over the asked (weight, postings) of ``level``, which has
+        ``size`` documents: (sorted doc ids, scores); the caller holds the level's lock.
 
         A document's shares are added in the order of ``asked``, whichever way is taken.
         """
@@ -240,34 +285,22 @@ class KeywordCache:
 
         docs = [e.docs for _, e in asked]
         total = sum(len(d) for d in docs)
-        if total * 16 < len(self.dead):  # few postings: sort them
+        if total * 16 < size:  # few postings: sort them
             unique, inverse = np.unique(np.concatenate(docs), return_inverse=True)
             values = np.concatenate([w * e.unit for w, e in asked])
             return unique, np.bincount(inverse, weights=values)
-        if self.sums is None or len(self.sums) < len(self.dead):
-            self.sums = np.zeros(len(self.dead))  # kept: a fresh one costs its page faults
-            self.seen = np.zeros(len(self.dead), dtype=bool)
+        sums: Any = self.sums.get(level)
+        seen: Any = self.seen.get(level)
+        if sums is None or len(sums) < size:
+            sums = self.sums[level] = np.zeros(size)  # kept: a fresh one costs its page faults
+            seen = self.seen[level] = np.zeros(size, dtype=bool)
         for weight, e in asked:
-            self.sums[e.docs] += weight * e.unit  # a term's doc ids are distinct
-            self.seen[e.docs] = True
-        unique = np.flatnonzero(self.seen)
-        scores = self.sums[unique]
-        self.sums[unique], self.seen[unique] = 0.0, False
+            sums[e.docs] += weight * e.unit  # a term's doc ids are distinct
+            seen[e.docs] = True
+        unique = np.flatnonzero(seen)
+        scores = sums[unique]
+        sums[unique], seen[unique] = 0.0, False
         return unique, scores
-
-    def admits(self, docs: Any, where: KeywordFilter | None) -> Any:
-        """Which of these documents are live and pass the filter (from the facets)."""
-        import numpy as np
-
-        keep = ~self.dead[docs]
-        if where is not None and where.outlets:
-            codes = [self.outlet_codes[o] for o in where.outlets if o in self.outlet_codes]
-            keep &= np.isin(self.outlets[docs], codes)  # no known outlet: admits none
-        if where is not None and (where.first_day or where.last_day):
-            keep &= KeywordFilter(first_day=where.first_day, last_day=where.last_day).admits(
-                None, self.days[docs]
-            )
-        return keep
 
 
 class KeywordLevel:
@@ -288,41 +321,59 @@ class KeywordLevel:
         documents.  Ties go to the earlier indexed document.  The top k is exact, but only
         the terms that can bring a document into it have their postings added up
         (``index.maxscore``); the others are looked up for the documents within reach.
+
+        What is read comes from one snapshot, under the catalog's lock; the adding up is
+        done after it is let go (holding this level's lock), so the other level's search
+        and the catalog's other readers go on meanwhile.  The hits are then named from
+        ``kw_docs``: a document removed since is left out, and if the tables were rebuilt
+        since (document ids start again) the search runs again.
         """
         counts = Counter(tokenize([query], return_ids=False)[0])
         if not counts or k <= 0:
             return []
-        with self.lock, _snapshot(self.db):
-            generation = self.cache.refresh(self.db)
-            totals = self.db.execute(
-                "SELECT docs, length FROM kw_totals WHERE level=?", (self.level,)
-            ).fetchone()
-            if not totals or not totals[0]:
-                return []
-            n_docs, avg_length = totals[0], totals[1] / totals[0]
-            terms = list(counts)
-            found = self.db.execute(
-                f"SELECT term, df, version FROM kw_terms WHERE level=? AND df > 0 AND term IN "
-                f"({','.join('?' * len(terms))})", (self.level, *terms),
-            ).fetchall()
-            asked = []
-            for term, df, version in found:
-                entry = self.cache.postings(
-                    self.db, self.level, term, version, generation, avg_length
-                )
-                idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-                asked.append((counts[term] * idf, entry))
+        with self.cache.level_lock(self.level):
+            with self.lock, _snapshot(self.db):
+                generation = self.cache.refresh(self.db)
+                built, facets = self.cache.built, self.cache.facets()
+                asked = self._asked(counts, generation)
             if not asked:
                 return []
             unique, scores = maxscore.candidates(
-                asked, k, lambda docs: self.cache.admits(docs, where), self.cache.sum_by_document
+                asked, k, lambda docs: facets.admits(docs, where),
+                lambda terms: self.cache.sum_by_document(terms, self.level, len(facets.dead)),
             )
-            best = _top(unique, scores, k)
+            best = [i for i in _top(unique, scores, k).tolist() if scores[i] > 0]
+        if not best:
+            return []
+        with self.lock, _snapshot(self.db):
+            if _built(self.db) != built:
+                return self.search(query, k, where)
             keys = dict(self.db.execute(
                 f"SELECT doc, key FROM kw_docs WHERE doc IN ({','.join('?' * len(best))})",
                 [int(unique[i]) for i in best],
-            )) if len(best) else {}
-        return [(keys[int(unique[i])], float(scores[i])) for i in best if scores[i] > 0]
+            ))
+        return [(keys[int(unique[i])], float(scores[i])) for i in best if int(unique[i]) in keys]
+
+    def _asked(self, counts: Counter[str], generation: int) -> list[tuple[float, _Postings]]:
+        """The query's terms found in the level, as (count * idf, postings), inside the
+        snapshot."""
+        totals = self.db.execute(
+            "SELECT docs, length FROM kw_totals WHERE level=?", (self.level,)
+        ).fetchone()
+        if not totals or not totals[0]:
+            return []
+        n_docs, avg_length = totals[0], totals[1] / totals[0]
+        terms = list(counts)
+        found = self.db.execute(
+            f"SELECT term, df, version FROM kw_terms WHERE level=? AND df > 0 AND term IN "
+            f"({','.join('?' * len(terms))})", (self.level, *terms),
+        ).fetchall()
+        asked = []
+        for term, df, version in found:
+            entry = self.cache.postings(self.db, self.level, term, version, generation, avg_length)
+            idf = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+            asked.append((counts[term] * idf, entry))
+        return asked
 
 
 def _top(docs: Any, scores: Any, k: int) -> Any:
@@ -336,6 +387,12 @@ def _top(docs: Any, scores: Any, k: int) -> Any:
         chosen = np.arange(len(scores))
     order = np.lexsort((docs[chosen], -scores[chosen]))[:k]
     return chosen[order]
+
+
+def _built(db: sqlite3.Connection) -> str | None:
+    """Which build of the keyword tables the database holds."""
+    row = db.execute("SELECT value FROM meta WHERE key='keywords_built'").fetchone()
+    return row[0] if row else None
 
 
 @contextmanager

@@ -4,8 +4,11 @@ read through a per-process cache that sees every connection's commits, scored as
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,7 +201,7 @@ def test_the_bounded_search_ranks_as_adding_up_every_posting(
     summed: list[int] = []
     add_up = c._keyword_cache.sum_by_document
     monkeypatch.setattr(c._keyword_cache, "sum_by_document",
-                        lambda asked: summed.append(len(asked)) or add_up(asked))
+                        lambda asked, *level: summed.append(len(asked)) or add_up(asked, *level))
     wheres = [None, KeywordFilter(outlets=("Harbor Ledger",)), KeywordFilter(last_day=20210510)]
     queries = ["w0 w1 w350", "w2 w5 w9 w120 w399", "story w3 w3 w40", "w0 w7 w77"]
 
@@ -218,6 +221,28 @@ def test_the_bounded_search_ranks_as_adding_up_every_posting(
     fewer = sum(b < e for b, e in zip(summed, every_term, strict=True))
     assert fewer >= len(summed) // 4, "many searches added up only some of their terms"
 
+
+
+def test_the_two_levels_add_up_their_postings_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(30)])
+    levels = ("chunks", "articles")
+
+    def both() -> list[list[tuple[str, float]]]:
+        with ThreadPoolExecutor(2) as pool:
+            return list(pool.map(lambda lv: getattr(c.keywords, lv).search("w0 w3 w17", 5), levels))
+
+    alone = [getattr(c.keywords, level).search("w0 w3 w17", 5) for level in levels]
+    meeting, add_up = threading.Barrier(2, timeout=20), maxscore.candidates
+
+    def meets(*args: Any) -> Any:  # each waits for the other, inside its adding up
+        meeting.wait()
+        return add_up(*args)
+
+    monkeypatch.setattr(maxscore, "candidates", meets)
+    assert both() == alone
 
 def test_a_catalog_with_the_previous_keyword_layout_is_rebuilt_on_open(tmp_path: Path) -> None:
     c = catalog(tmp_path)

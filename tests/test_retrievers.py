@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from datetime import date
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 
@@ -24,7 +24,7 @@ from assistant.retrieve import (
     retrieve,
 )
 from assistant.settings import Settings
-from index import open_store
+from index import maxscore, open_store
 from index.embeddings import Embedder
 
 WEIGHTS = {"dense": 0.3, "chunk_bm25": 0.2, "article_bm25": 0.5}
@@ -224,6 +224,22 @@ def test_hybrid_runs_its_searches_at_once_and_fuses_them_in_order(
     together = hybrid.retrieve(question, Filters(), 5)
     assert ids(together.hits) == ids(alone.hits)
     assert list(together.timings) == ["dense", "bm25"]
+
+
+def test_keyword_search_runs_its_two_levels_at_once(
+    sample_index: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_store(sample_index)
+    keyword = KeywordRetriever.from_settings(sample_index, store=store)
+    alone = keyword.search("When did Assad visit Moscow?", Filters())
+    meeting, add_up = threading.Barrier(2, timeout=20), maxscore.candidates
+
+    def meets(*args: Any) -> Any:  # broken if the levels are searched in turn
+        meeting.wait()
+        return add_up(*args)
+
+    monkeypatch.setattr(maxscore, "candidates", meets)
+    assert keyword.search("When did Assad visit Moscow?", Filters()) == alone
 
 # --- the keyword engine ----------------------------------------------------------------------
 
