@@ -22,19 +22,26 @@ from typing import Any
 from pydantic import BaseModel
 
 
+_IMPORTING = threading.RLock()
+
+
 def import_without(module: str, optional: Sequence[str]) -> ModuleType:
-    """``module``, imported while the ``optional`` packages look absent (if not yet loaded)."""
-    if module in sys.modules:
-        return sys.modules[module]
-    hidden = [name for name in optional if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]
-    try:
-        return importlib.import_module(module)
-    finally:
+    """``module``, imported while the ``optional`` packages look absent (if not yet loaded).
+
+    Threads may ask at once (the two keyword levels are searched on two): one imports, the
+    others wait, rather than take the module half-initialized from ``sys.modules``."""
+    with _IMPORTING:
+        if module in sys.modules:
+            return sys.modules[module]
+        hidden = [name for name in optional if name not in sys.modules]
         for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
+            sys.modules[name] = None  # type: ignore[assignment]
+        try:
+            return importlib.import_module(module)
+        finally:
+            for name in hidden:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
 
 
 # What chromadb loads for nothing newsdesk uses (benchmarks/RESULTS.md, start-up): the

@@ -142,6 +142,35 @@ def test_chromadb_loads_lean_and_leaves_overrides_httpx_opentelemetry_and_settin
     ]
 
 
+
+TOKENIZE_AT_ONCE = """
+import threading
+from index.keyword_tables import tokenize
+start, failed = threading.Barrier(8), []
+def tokenize_when_all_are_ready():
+    start.wait()
+    try:
+        tokenize(["When did Assad visit Moscow?"], return_ids=False)
+    except Exception as exc:
+        failed.append(repr(exc))
+threads = [threading.Thread(target=tokenize_when_all_are_ready) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(failed)
+"""
+
+
+def test_threads_that_first_tokenize_at_once_each_get_the_whole_tokenizer() -> None:
+    """bm25s is imported lean (``import_without``) by the first thread that asks: the others
+    wait for it, rather than take the module half-initialized (the two keyword levels are
+    searched at once)."""
+    for _ in range(3):
+        done = subprocess.run([sys.executable, "-c", TOKENIZE_AT_ONCE], check=True,
+                              capture_output=True, text=True, timeout=120)
+        assert done.stdout.strip() == "[]"
+
 @pytest.mark.slow
 def test_the_first_command_on_a_new_machine_says_it_prepares_the_model_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
