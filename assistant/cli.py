@@ -185,6 +185,21 @@ def stats(
         out.print(f"[bold]{key}[/]: {safe(str(value))}")
 
 
+@app.command()
+def optimize(data_dir: DataDir = None) -> None:
+    """Lay the index out for reading: a large archive built batch by batch reads faster from a
+    cold disk afterwards.  Needs free space for two copies of the catalog; other processes
+    go on reading meanwhile, and wait to write."""
+    from assistant.library import Library
+
+    err.print("[dim]optimizing the index: a minute or more per GB of catalog …[/]")
+    report = Library(_settings(data_dir)).optimize()
+    before, after = report["catalog_bytes_before"], report["catalog_bytes_after"]
+    sizes = f" ({before / 1e9:.2f} GB -> {after / 1e9:.2f} GB)" if before is not None else ""
+    out.print(f"[green]optimized[/] in {report['seconds']}s: catalog {safe(report['catalog'])}"
+              f"{sizes}; scan table {report['scan_table']}")
+
+
 def _filters(
     outlets: list[str] | None, since: str | None, until: str | None, as_of: str | None
 ) -> Filters:

@@ -259,6 +259,10 @@ class Library:
         unknown ones as '(unknown)'), embedding model, data folder."""
         return self.store.stats()
 
+    def optimize(self) -> dict[str, Any]:
+        """Lay the index out for reading (``Store.optimize``); what it did."""
+        return self.store.optimize()
+
 
 def _read_upload(folder: Path, name: str, data: bytes) -> Iterator[Item]:
     """The items in one upload, read like a file given to `newsdesk ingest`, named

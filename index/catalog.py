@@ -170,5 +170,10 @@ class Catalog(Protocol):
         """Delete these articles and their chunks in one transaction; return the ids of their
         dense chunks, whose vectors are now stale (journaled in the same transaction)."""
 
+    def optimize(self) -> None:
+        """Rewrite the catalog's storage so that each table's rows, and each term's postings,
+        lie together (long reads from a cold disk), with the same content; readers go on
+        meanwhile.  Raises StoreError, saying what to do, when it cannot."""
+
     def close(self) -> None:
         """Release the catalog's connection."""

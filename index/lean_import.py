@@ -21,7 +21,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-
 _IMPORTING = threading.RLock()
 
 

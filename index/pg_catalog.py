@@ -270,6 +270,26 @@ class PgCatalog(SqlCatalog):
         with self.pool.connection() as conn, conn.transaction():
             yield conn
 
+    def optimize(self) -> None:
+        """PostgreSQL's VACUUM (ANALYZE) of the schema's tables: the space of replaced and
+        removed rows made reusable and the planner's statistics brought up to date.  (The
+        server places rows itself; CLUSTER would order them, locking readers out.)"""
+        import psycopg
+        from psycopg import sql
+
+        tables = [r[0] for r in self._rows(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
+            (self.schema,))]
+        try:
+            with self.pool.connection() as conn:  # autocommit: VACUUM runs outside a transaction
+                for table in tables:
+                    conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(
+                        sql.Identifier(self.schema, table)))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot optimize the catalog at {self.location}: {exc}",
+                             hint="check the server is up and the user owns the schema's "
+                             "tables, then run it again") from exc
+
     def close(self) -> None:
         """Release the pool and the lock's session."""
         self.write_lock.close()

@@ -42,9 +42,11 @@ commit point's transaction, so every process sees it exactly as committed.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
@@ -325,6 +327,27 @@ class Store:
             compact(self.scan)  # type: ignore[arg-type]
             return True
 
+    def optimize(self) -> dict[str, Any]:
+        """Bring every part up to date and lay it out for reading, holding the write lock:
+        Chroma given any vectors left pending and the scan table's dead rows dropped
+        (``prepare_scan``), then the catalog's storage rewritten (``Catalog.optimize``: an
+        archive built batch by batch has each keyword term's postings spread among the
+        articles' text).  Returns what it did: seconds, and the catalog file's bytes before
+        and after (its write-ahead log included) when it is a file.  Raises StoreError, saying what to do, when it cannot."""
+        started = time.perf_counter()
+        scan = self.prepare_scan()
+        with self.writing():
+            path = self.config.catalog_path if self.config.catalog_url is None else None
+            before = _with_log(path) if path is not None else None
+            self.catalog.optimize()
+        return {
+            "seconds": round(time.perf_counter() - started, 1),
+            "scan_table": "up to date" if scan else "none (vectors on a Chroma server)",
+            "catalog": str(path) if path is not None else "PostgreSQL: vacuumed and analysed",
+            "catalog_bytes_before": before,
+            "catalog_bytes_after": _with_log(path) if path is not None else None,
+        }
+
     def scan_ready(self) -> bool:
         """Whether filtered dense search may use the scan table (it holds every vector)."""
         return self.scan is not None and self.scan.complete
@@ -393,6 +416,12 @@ class Store:
         self.catalog.close()
         if self.scan is not None:
             self.scan.close()
+
+
+def _with_log(path: Path) -> int:
+    """Bytes of an SQLite file and of its write-ahead log."""
+    log = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (log.stat().st_size if log.exists() else 0)
 
 
 _STORES: dict[tuple[str, str | None, int, str, str | None], Store] = {}

@@ -318,6 +318,25 @@ def test_keyword_search_sees_each_committed_write(catalog: Catalog) -> None:
     assert catalog.keywords.articles.search("dredging", 5) == []
 
 
+
+def test_optimizing_keeps_every_article_count_generation_and_keyword_answer(
+    open_catalog: Callable[[], Catalog],
+) -> None:
+    catalog = open_catalog()
+    catalog.replace([prepared(f"a{i}", title=f"Saltmarsh report {i}", sentences=2 + i % 4)
+                     for i in range(12)])
+    catalog.delete(["a3", "a7"])
+
+    def held(c: Catalog) -> tuple[object, ...]:
+        return (c.generation, c.stats(), c.list_articles(limit=50), c.chunks(["a1-0", "a2-1"]),
+                c.keywords.articles.search("saltmarsh report", 20),
+                c.keywords.chunks.search("sentence saltmarsh", 30))
+
+    before = held(catalog)
+    catalog.optimize()
+    assert held(catalog) == before
+    assert held(open_catalog()) == before
+
 # --- reopening -------------------------------------------------------------------------------
 
 
