@@ -353,7 +353,9 @@ def serve(
 ) -> None:
     """Serve the HTTP API (REST and OpenAI-compatible) and the chat UI; docs at /docs."""
     from assistant.api import serve as run_server
+    from assistant.process_memory import keep_freed_memory
 
+    keep_freed_memory()  # a long-running process: searches reuse what earlier ones freed
     run_server(host, port, get_settings(data_dir=data_dir, llm=llm), mount_ui=ui)
 
 
@@ -367,8 +369,10 @@ def chat(
     llm: Llm = None,
 ) -> None:
     """Open the chat UI: answers with each cited sentence highlighted in its source."""
+    from assistant.process_memory import keep_freed_memory
     from assistant.ui import launch
 
+    keep_freed_memory()
     settings = get_settings(data_dir=data_dir, llm=llm)
     err.print(f"[dim]loading the index in {settings.index.data_dir} …[/]")
     launch(host, port, settings)

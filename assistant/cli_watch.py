@@ -16,6 +16,7 @@ from rich.table import Table
 
 from assistant.cli_runner import DataDir, safe, with_progress
 from assistant.errors import ConfigError
+from assistant.process_memory import keep_freed_memory
 
 if TYPE_CHECKING:
     from index.watch import FeedStatus, WatchReport
@@ -69,6 +70,7 @@ def watch_command(
         if report.problems:
             raise typer.Exit(1)
         return
+    keep_freed_memory()  # a long-running process
     err.print(f"[dim]following {safe(str(feeds))} into {settings.index.data_dir}; "
               "Ctrl-C stops after the current batch[/]")
     watch(feeds, config=settings, on_round=lambda report: print_round(report, every_feed=False))

@@ -244,9 +244,12 @@ def query_latency(
     each (after 3 warm-up questions per retriever, not counted), put in ``out`` and saved
     cell by cell.  Every cell asks questions of its own, so none finds the postings of its
     terms cached by an earlier one.  Chroma's graph is loaded first (the first searches of a
-    process are scored from the scan table while it is not; the cold open measures those)."""
+    process are scored from the scan table while it is not; the cold open measures those).
+    Freed memory is kept for reuse, as ``serve`` keeps it (``keep_freed_memory``)."""
+    from assistant.process_memory import keep_freed_memory
     from assistant.retrieve import Filters, get_retriever
 
+    keep_freed_memory()  # as `serve` runs
     asked = corpus.questions(seed, 3 + 9 * n, size)
     fresh = iter(range(3, len(asked), n))  # where each cell's questions start
     kinds = {
@@ -363,14 +366,15 @@ def _timed(call: Any, seconds: list[float]) -> Any:
     return timed
 
 
-PARTS = ("cold", "batches", "serve", "disk", "queries", "million-paths", "paths")
-"""What ``measure`` can do; by default all but ``million-paths`` and ``paths`` (comparisons of
+PARTS = ("optimize", "cold", "batches", "serve", "disk", "queries", "million-paths", "paths")
+"""What ``measure`` can do, in this order; by default all but ``optimize`` (``newsdesk
+optimize``, timed: the archive stays optimized), ``million-paths`` and ``paths`` (comparisons of
 code paths).  ``million-paths`` measures the queries as ``queries`` does, with the dense side
 choosing as in an archive of a million articles (``DenseSearch.as_if_vectors``: this archive's
 vectors per article, times a million): a small archive scans searches that a large one checks
 on the nearest vectors, so its figures, fitted with a large one's, would bend a projection to
 1M; these do not."""
-DEFAULT_PARTS = tuple(p for p in PARTS if p not in ("million-paths", "paths"))
+DEFAULT_PARTS = tuple(p for p in PARTS if p not in ("optimize", "million-paths", "paths"))
 
 
 def measure(
@@ -402,6 +406,11 @@ def measure(
         result["runs"][-1]["load_avg_end"] = os.getloadavg()[0]
         saved.write_text(json.dumps(result, indent=1))
 
+    if "optimize" in parts:
+        print(f"{folder.name}: newsdesk optimize", flush=True)
+        result["optimize"] = Store(settings_for(folder)).optimize()
+        print(f"  {result['optimize']}", flush=True)
+        save()
     if "cold" in parts:
         print(f"{folder.name}: cold open (index files evicted from the page cache)", flush=True)
         first = corpus.questions(seed, 1, size)[0].text

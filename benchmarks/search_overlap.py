@@ -44,9 +44,11 @@ class InTurn:
 
 def compare(folder: Path, n_questions: int) -> dict[str, Any]:
     from assistant import retrieve
+    from assistant.process_memory import keep_freed_memory
     from assistant.retrieve import Filters, get_retriever
     from index.store import Store
 
+    keep_freed_memory()  # as `serve` runs
     built = json.loads((folder / "built.json").read_text())
     size, seed = built["size"], built["seed"]
     settings = scale.settings_for(folder)
