@@ -76,6 +76,12 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+def bytes_on_disk(path: Path) -> int:
+    """Bytes of an SQLite file and of its write-ahead log."""
+    log = path.with_name(path.name + "-wal")
+    return path.stat().st_size + (log.stat().st_size if log.exists() else 0)
+
+
 @contextmanager
 def immediate(db: sqlite3.Connection, lock: Any) -> Iterator[sqlite3.Connection]:
     """``db`` inside one write transaction taken at once (``BEGIN IMMEDIATE``), holding
@@ -203,14 +209,13 @@ class SqliteCatalog(SqlCatalog):
     def optimize(self) -> None:
         """SQLite's VACUUM: the file rewritten table by table, each in key order, so a
         keyword term's postings, written batch after batch between articles' text, end up in
-        one run of pages (a cold read of a term took 6-9x less at 1M articles,
-        benchmarks/RESULTS.md).  It needs free space for two copies of the file (one in
+        one run of pages (cold reads of a question's postings took a twelfth of the time at 1M
+        articles, benchmarks/RESULTS.md).  It needs free space for two copies of the file (one in
         the temporary folder, one in the write-ahead log) and holds this connection
         meanwhile; readers in other processes go on with the last commit.  The content,
         the generation included, is unchanged."""
         path, temp = self._path, Path(tempfile.gettempdir())
-        log = path.with_name(path.name + "-wal")
-        size = path.stat().st_size + (log.stat().st_size if log.exists() else 0)
+        size = bytes_on_disk(path)
         needed = {path.parent: size, temp: size}
         if os.stat(path.parent).st_dev == os.stat(temp).st_dev:
             needed = {path.parent: 2 * size}

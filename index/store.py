@@ -46,7 +46,6 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
@@ -60,7 +59,7 @@ from index.keywords import BM25_PARAMS, KeywordFilter, KeywordIndex, tokenize
 from index.pending import DEFER_FROM, PENDING_MAX, defers, give_pending
 from index.scan import ScanTable, rows_of
 from index.scan_compact import compact
-from index.sqlite_catalog import SqliteCatalog
+from index.sqlite_catalog import SqliteCatalog, bytes_on_disk
 from index.timex import Mention, find_mentions
 from index.vectors import ChromaVectors
 
@@ -333,19 +332,20 @@ class Store:
         (``prepare_scan``), then the catalog's storage rewritten (``Catalog.optimize``: an
         archive built batch by batch has each keyword term's postings spread among the
         articles' text).  Returns what it did: seconds, and the catalog file's bytes before
-        and after (its write-ahead log included) when it is a file.  Raises StoreError, saying what to do, when it cannot."""
+        and after (its write-ahead log included) when it is a file.  Raises StoreError,
+        saying what to do, when it cannot."""
         started = time.perf_counter()
         scan = self.prepare_scan()
         with self.writing():
             path = self.config.catalog_path if self.config.catalog_url is None else None
-            before = _with_log(path) if path is not None else None
+            before = bytes_on_disk(path) if path is not None else None
             self.catalog.optimize()
         return {
             "seconds": round(time.perf_counter() - started, 1),
             "scan_table": "up to date" if scan else "none (vectors on a Chroma server)",
             "catalog": str(path) if path is not None else "PostgreSQL: vacuumed and analysed",
             "catalog_bytes_before": before,
-            "catalog_bytes_after": _with_log(path) if path is not None else None,
+            "catalog_bytes_after": bytes_on_disk(path) if path is not None else None,
         }
 
     def scan_ready(self) -> bool:
@@ -416,12 +416,6 @@ class Store:
         self.catalog.close()
         if self.scan is not None:
             self.scan.close()
-
-
-def _with_log(path: Path) -> int:
-    """Bytes of an SQLite file and of its write-ahead log."""
-    log = path.with_name(path.name + "-wal")
-    return path.stat().st_size + (log.stat().st_size if log.exists() else 0)
 
 
 _STORES: dict[tuple[str, str | None, int, str, str | None], Store] = {}

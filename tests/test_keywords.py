@@ -222,7 +222,6 @@ def test_the_bounded_search_ranks_as_adding_up_every_posting(
     assert fewer >= len(summed) // 4, "many searches added up only some of their terms"
 
 
-
 def test_the_two_levels_add_up_their_postings_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,6 +242,7 @@ def test_the_two_levels_add_up_their_postings_at_once(
 
     monkeypatch.setattr(maxscore, "candidates", meets)
     assert both() == alone
+
 
 def test_a_catalog_with_the_previous_keyword_layout_is_rebuilt_on_open(tmp_path: Path) -> None:
     c = catalog(tmp_path)
