@@ -191,6 +191,30 @@ def test_filters_use_each_documents_outlet_and_day(
     assert {key.split("#")[0] for key, _ in chunks} == admitted
 
 
+
+def test_a_removed_article_passes_no_filter_and_the_others_score_as_if_alone(
+    tmp_path: Path,
+) -> None:
+    def outlet(i: int) -> str:
+        return "Quay Times" if i % 2 else "Harbor Ledger"
+
+    c = catalog(tmp_path / "all")
+    c.replace([prepared(article(i, outlet=outlet(i), extra=" Lighthouse.")) for i in range(12)])
+    wheres = [KeywordFilter(outlets=("Quay Times",)), KeywordFilter(last_day=20210508),
+              KeywordFilter(outlets=("Harbor Ledger", "Quay Times"), first_day=20210503)]
+    for where in wheres:  # the filters' look-ups made before the removal
+        assert c.keywords.articles.search("lighthouse w0", 12, where)
+    c.delete(["a3", "a4", "a5"])
+    alone = catalog(tmp_path / "alone")
+    alone.replace([prepared(article(i, outlet=outlet(i), extra=" Lighthouse."))
+                   for i in range(12) if i not in (3, 4, 5)])
+    for where in wheres:
+        for level in ("articles", "chunks"):
+            got = getattr(c.keywords, level).search("lighthouse w0", 40, where)
+            assert not {key.split("#")[0] for key, _ in got} & {"a3", "a4", "a5"}
+            expected = dict(getattr(alone.keywords, level).search("lighthouse w0", 40, where))
+            assert dict(got) == pytest.approx(expected)
+
 def test_the_bounded_search_ranks_as_adding_up_every_posting(
     small_blocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
