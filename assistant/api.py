@@ -177,6 +177,8 @@ def serve(
     """
     import uvicorn
 
+    from assistant.long_running import long_running
+
     settings = settings or get_settings()
     if not _is_loopback(host) and settings.api.checked_key() is None:
         raise ConfigError(
@@ -192,6 +194,7 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    long_running(settings)
     # Open event streams must not hold up Ctrl-C for long.
     uvicorn.run(
         create_app(settings, mount_ui=mount_ui), host=host, port=port, timeout_graceful_shutdown=5

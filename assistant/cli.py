@@ -353,9 +353,7 @@ def serve(
 ) -> None:
     """Serve the HTTP API (REST and OpenAI-compatible) and the chat UI; docs at /docs."""
     from assistant.api import serve as run_server
-    from assistant.process_memory import keep_freed_memory
 
-    keep_freed_memory()  # a long-running process: searches reuse what earlier ones freed
     run_server(host, port, get_settings(data_dir=data_dir, llm=llm), mount_ui=ui)
 
 
@@ -369,12 +367,12 @@ def chat(
     llm: Llm = None,
 ) -> None:
     """Open the chat UI: answers with each cited sentence highlighted in its source."""
-    from assistant.process_memory import keep_freed_memory
+    from assistant.long_running import long_running
     from assistant.ui import launch
 
-    keep_freed_memory()
     settings = get_settings(data_dir=data_dir, llm=llm)
     err.print(f"[dim]loading the index in {settings.index.data_dir} …[/]")
+    long_running(settings)
     launch(host, port, settings)
 
 

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from assistant.cli_runner import DataDir, safe, with_progress
 from assistant.errors import ConfigError
-from assistant.process_memory import keep_freed_memory
+from assistant.long_running import keep_freed_memory
 
 if TYPE_CHECKING:
     from index.watch import FeedStatus, WatchReport

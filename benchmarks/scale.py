@@ -245,11 +245,15 @@ def query_latency(
     cell by cell.  Every cell asks questions of its own, so none finds the postings of its
     terms cached by an earlier one.  Chroma's graph is loaded first (the first searches of a
     process are scored from the scan table while it is not; the cold open measures those).
-    Freed memory is kept for reuse, as ``serve`` keeps it (``keep_freed_memory``)."""
-    from assistant.process_memory import keep_freed_memory
+    Freed memory is kept for reuse, and the keyword cache warmed with the terms earlier
+    processes were asked (the ``serve`` part's), as ``serve`` does (``keep_freed_memory``,
+    ``index.warm_keywords``)."""
+    from assistant.long_running import keep_freed_memory
     from assistant.retrieve import Filters, get_retriever
+    from index import warm_keywords
 
-    keep_freed_memory()  # as `serve` runs
+    keep_freed_memory()  # as `serve` runs, which also warms its keyword cache at start
+    warm_keywords.warm(store.keyword_index(), store.config.data_dir)
     asked = corpus.questions(seed, 3 + 9 * n, size)
     fresh = iter(range(3, len(asked), n))  # where each cell's questions start
     kinds = {

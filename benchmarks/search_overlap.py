@@ -44,7 +44,7 @@ class InTurn:
 
 def compare(folder: Path, n_questions: int) -> dict[str, Any]:
     from assistant import retrieve
-    from assistant.process_memory import keep_freed_memory
+    from assistant.long_running import keep_freed_memory
     from assistant.retrieve import Filters, get_retriever
     from index.store import Store
 

@@ -20,7 +20,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -369,6 +369,13 @@ class KeywordLevel:
             ))
         return [(keys[int(unique[i])], float(scores[i])) for i in best if int(unique[i]) in keys]
 
+    def prefetch(self, term: str) -> bool:
+        """Decode the term's postings into the cache now, as a search would; False if the
+        level has no such term."""
+        with self.cache.level_lock(self.level), self.lock, _snapshot(self.db):
+            generation = self.cache.refresh(self.db)
+            return bool(self._asked(Counter([term]), generation))
+
     def _asked(self, counts: Counter[str], generation: int) -> list[tuple[float, _Postings]]:
         """The query's terms found in the level, as (count * idf, postings), inside the
         snapshot."""
@@ -429,5 +436,23 @@ class KeywordIndex:
         self, db: sqlite3.Connection, lock: threading.RLock, cache: KeywordCache | None = None
     ) -> None:
         cache = cache if cache is not None else KeywordCache()
+        self.lock, self.cache = lock, cache
         self.chunks = KeywordLevel(db, lock, CHUNKS, cache)
         self.articles = KeywordLevel(db, lock, ARTICLES, cache)
+
+    def asked(self) -> list[tuple[int, str]]:
+        """The (level, term) pairs whose postings this process holds decoded, the most
+        recently asked first."""
+        with self.lock:
+            return list(reversed(self.cache.terms))
+
+    def prefetch(self, terms: Iterable[tuple[int, str]], budget: int = CACHE_BYTES // 2) -> int:
+        """Decode these (level, term) postings into the cache, in turn, until the cache holds
+        ``budget`` bytes (searches go on between terms); how many were decoded."""
+        levels = {CHUNKS: self.chunks, ARTICLES: self.articles}
+        done = 0
+        for level, term in terms:
+            if self.cache.held >= budget:
+                break
+            done += level in levels and levels[level].prefetch(term)
+        return done

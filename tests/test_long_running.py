@@ -16,7 +16,7 @@ class Mallinfo2(ctypes.Structure):
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = Mallinfo2
 if sys.argv[1] == "keep":
-    from assistant.process_memory import keep_freed_memory
+    from assistant.long_running import keep_freed_memory
     assert keep_freed_memory()
 import numpy as np
 postings = np.ones(20 << 17)  # 20 MiB, as a common term's shares

@@ -1,4 +1,8 @@
-"""Freed memory kept for reuse in a long-running process: ``keep_freed_memory()``.
+"""What a process that answers for a long time (``serve``, ``chat``) sets up:
+``long_running(settings)``.
+
+Two things: freed memory kept for reuse (``keep_freed_memory``), and the keyword cache warmed
+on a thread with the terms earlier processes were asked (``index.warm_keywords``).
 
 A search makes arrays of tens of megabytes (a common term's postings and their BM25 shares,
 scratch sums) and lets them go.  glibc's malloc hands each such array back to the system when
@@ -14,6 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 KEPT = 512 << 20
 """Freed heap memory a process keeps rather than gives back (M_TRIM_THRESHOLD)."""
@@ -32,3 +40,14 @@ def keep_freed_memory() -> bool:
     return all(mallopt(option, value) == 1 for option, value in (
         (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX), (_M_TRIM_THRESHOLD, KEPT),
         (_M_TOP_PAD, 64 << 20)))
+
+
+def long_running(settings: Settings) -> None:
+    """Set up this process to answer for a long time over ``settings``' index: freed memory
+    kept, and its store's keyword cache warmed on a thread (and what it holds written down
+    for the next process)."""
+    from index.store import open_store
+    from index.warm_keywords import keep_warm
+
+    keep_freed_memory()
+    keep_warm(open_store(settings))
