@@ -253,7 +253,10 @@ def query_latency(
     from index import warm_keywords
 
     keep_freed_memory()  # as `serve` runs, which also warms its keyword cache at start
-    warm_keywords.warm(store.keyword_index(), store.config.data_dir)
+    started = time.perf_counter()
+    warmed = warm_keywords.warm(store.keyword_index(), store.config.data_dir)
+    print(f"  keyword cache warmed: {warmed} terms in {time.perf_counter() - started:.1f} s",
+          flush=True)
     asked = corpus.questions(seed, 3 + 9 * n, size)
     fresh = iter(range(3, len(asked), n))  # where each cell's questions start
     kinds = {
