@@ -195,9 +195,14 @@ def optimize(data_dir: DataDir = None) -> None:
     err.print("[dim]optimizing the index: a minute or more per GB of catalog …[/]")
     report = Library(_settings(data_dir)).optimize()
     before, after = report["catalog_bytes_before"], report["catalog_bytes_after"]
-    sizes = f" ({before / 1e9:.2f} GB -> {after / 1e9:.2f} GB)" if before is not None else ""
+    sizes = f" ({_size(before)} -> {_size(after)})" if before is not None else ""
     out.print(f"[green]optimized[/] in {report['seconds']}s: catalog {safe(report['catalog'])}"
               f"{sizes}; scan table {report['scan_table']}")
+
+
+def _size(n: int) -> str:
+    """Bytes as MB, or GB from a gigabyte on."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
 
 
 def _filters(

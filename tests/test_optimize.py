@@ -7,6 +7,7 @@ file.  Optimizing rewrites the catalog table by table (SQLite's VACUUM).
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from itertools import pairwise
@@ -44,14 +45,17 @@ def built_batch_by_batch(folder: Path) -> SqliteCatalog:
 
 def test_optimizing_lays_the_keyword_postings_side_by_side(tmp_path: Path) -> None:
     catalog = built_batch_by_batch(tmp_path / "data")
-    scattered = runs_of_pages(catalog.db, "kw_postings")
-    answers = [catalog.keywords.chunks.search("w0 w3 w17", 10),
-               catalog.keywords.articles.search("w5 w9 w120", 10)]
+    reader = SqliteCatalog(IndexConfig(data_dir=tmp_path / "data"))  # as another process
+
+    def answers(c: SqliteCatalog) -> list[list[tuple[str, float]]]:
+        return [c.keywords.chunks.search("w0 w3 w17", 10),
+                c.keywords.articles.search("w5 w9 w120", 10)]
+
+    before, scattered = answers(reader), runs_of_pages(catalog.db, "kw_postings")
     catalog.optimize()
     assert scattered > 10
     assert runs_of_pages(catalog.db, "kw_postings") <= 2
-    assert [catalog.keywords.chunks.search("w0 w3 w17", 10),
-            catalog.keywords.articles.search("w5 w9 w120", 10)] == answers
+    assert answers(catalog) == answers(reader) == before  # the reader's cache is still good
 
 
 def test_without_room_for_two_copies_it_says_how_much_it_needs_and_changes_nothing(
@@ -97,4 +101,5 @@ def test_the_store_optimized_answers_every_question_as_before(
 def test_newsdesk_optimize_says_what_it_did(own_index: Settings) -> None:
     code, output = run("optimize", "--data-dir", str(own_index.index.data_dir))
     assert code == 0
-    assert "optimized in" in output and "GB ->" in output and "scan table up to date" in output
+    assert "optimized in" in output and "scan table up to date" in output
+    assert re.search(r"\(\d+\.\d MB -> \d+\.\d MB\)", output), output
