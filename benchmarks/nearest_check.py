@@ -19,7 +19,6 @@ Prints one JSON object per archive.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -32,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks import scale
 from benchmarks import scale_corpus as corpus
-from benchmarks.scale_probe import percentiles
+from benchmarks.scale_probe import percentiles, run_on_archives
 
 
 def compare(folder: Path, n_questions: int) -> dict[str, Any]:
@@ -95,12 +94,7 @@ def compare(folder: Path, n_questions: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("archives", type=Path, nargs="+", help="archive folders of scale.py")
-    parser.add_argument("--questions", type=int, default=30)
-    args = parser.parse_args()
-    for folder in args.archives:
-        print(json.dumps(compare(folder, args.questions)), flush=True)
+    run_on_archives(compare, __doc__ or "", questions=30)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,21 @@ def dense_paths(store: Any, settings: Any, asked: list[Any], embedder: Any) -> d
         store.scan = table
         del store.vectors.query, store.vectors.nearest_exactly
     return out
+
+
+def run_on_archives(
+    compare: Callable[[Path, int], dict[str, Any]], doc: str, questions: int
+) -> None:
+    """A comparison script's command line: ``compare(folder, questions)`` for each archive
+    folder given, printed as one JSON object per archive."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("archives", type=Path, nargs="+", help="archive folders of scale.py")
+    parser.add_argument("--questions", type=int, default=questions)
+    args = parser.parse_args()
+    for folder in args.archives:
+        print(json.dumps(compare(folder, args.questions)), flush=True)
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:

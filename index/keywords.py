@@ -454,5 +454,6 @@ class KeywordIndex:
         for level, term in terms:
             if self.cache.held >= budget:
                 break
-            done += level in levels and levels[level].prefetch(term)
+            if level in levels and levels[level].prefetch(term):
+                done += 1
         return done
