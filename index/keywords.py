@@ -88,40 +88,54 @@ class KeywordFilter:
 @dataclass
 class _Postings:
     """One term's decoded postings as of generation ``seen``: document ids (``docs``,
-    ascending), term frequencies (``tfs``, as stored), and each posting's BM25 share for an
-    average length ``avg`` (``unit``: tf / (tf + k1 * norm), which the term's idf multiplies)."""
+    ascending) and term frequencies (``tfs``, as stored).
+
+    Each posting's BM25 share (tf / (tf + k1 * norm), which the term's idf multiplies) is for
+    the average length and document lengths of a snapshot (``bind``), and computed only when
+    asked: all of them (``unit``) for a term whose postings are added up, a few (``at``) for a
+    term looked up only for the documents within reach of the top k.  ``top`` is no less than
+    any share: the largest once ``unit`` is computed, before that a bound from the largest
+    frequency (``bound``).
+    """
 
     seen: int
     docs: Any = None
     tfs: Any = None
-    unit: Any = None
+    tf_max: int = 0
+    lengths: Any = None  # every document's length, as of the bound snapshot
     avg: float = 0.0
-    top: float = 0.0  # the largest share
+    computed: Any = None  # ``unit`` for ``avg``, once asked
 
     @property
     def nbytes(self) -> int:
-        return int(self.docs.nbytes + self.tfs.nbytes + self.unit.nbytes)
+        """What the postings hold with every share computed (8 bytes a posting)."""
+        return int(self.docs.nbytes + self.tfs.nbytes + 8 * len(self.docs))
 
-    def share(self, lengths: Any, avg_length: float) -> Any:
-        """Each posting's tf / (tf + k1 * (1 - b + b * length / avg_length)), ``lengths``
-        being every document's."""
-        import numpy as np
+    def bind(self, lengths: Any, avg_length: float) -> None:
+        """Compute shares, from now on, for these document lengths and average length."""
+        if avg_length != self.avg:
+            self.computed = None
+        self.lengths, self.avg = lengths, avg_length
 
-        if self.unit is None or self.avg != avg_length:
-            k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
-            # k1 * ((1 - b) + b * length / avg) + tf, then tf over it, in place: two arrays
-            # made instead of seven (fresh memory is most of the cost of a common term)
-            norm = lengths[self.docs].astype(np.float64)
-            norm *= b
-            norm /= avg_length
-            norm += 1 - b
-            norm *= k1
-            unit = self.tfs.astype(np.float64)
-            norm += unit
-            unit /= norm
-            self.unit, self.avg = unit, avg_length
-            self.top = float(self.unit.max()) if len(self.unit) else 0.0
-        return self.unit
+    @property
+    def unit(self) -> Any:
+        """Every posting's share."""
+        if self.computed is None:
+            self.computed = _shares(self.lengths, self.docs, self.tfs, self.avg)
+        return self.computed
+
+    def at(self, positions: Any) -> Any:
+        """The shares of the postings at these positions (the same values as ``unit``)."""
+        if self.computed is not None:
+            return self.computed[positions]
+        return _shares(self.lengths, self.docs[positions], self.tfs[positions], self.avg)
+
+    @property
+    def top(self) -> float:
+        """No posting's share is larger."""
+        if self.computed is not None:
+            return float(self.computed.max()) if len(self.computed) else 0.0
+        return bound(self.tf_max, self.avg)
 
     def update(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         """Take in stored rows (block, n, docs, tfs) written since: each replaces what is held
@@ -140,7 +154,34 @@ class _Postings:
             if not ordered:  # an older block rewritten
                 order = np.argsort(docs, kind="stable")
                 docs, tfs = docs[order], tfs[order]
-        self.docs, self.tfs, self.unit = docs, tfs, None
+        self.docs, self.tfs, self.computed = docs, tfs, None
+        self.tf_max = int(tfs.max()) if len(tfs) else 0
+
+
+def _shares(lengths: Any, docs: Any, tfs: Any, avg_length: float) -> Any:
+    """Each posting's tf / (tf + k1 * (1 - b + b * length / avg_length)), ``lengths`` being
+    every document's."""
+    import numpy as np
+
+    k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+    # k1 * ((1 - b) + b * length / avg) + tf, then tf over it, in place: one float array made
+    # (fresh memory is most of the cost of a common term's shares)
+    norm = np.multiply(lengths[docs], b, dtype=np.float64)
+    norm /= avg_length
+    norm += 1 - b
+    norm *= k1
+    norm += tfs
+    return np.divide(tfs, norm, out=norm)
+
+
+def bound(tf_max: int, avg_length: float) -> float:
+    """The largest share a posting of frequency at most ``tf_max`` can have.  A document is no
+    shorter than any of its terms' frequency, and the share grows with the frequency and
+    falls with the length, so it is at most tf / (tf + k1 * (1 - b + b * tf / avg))."""
+    if tf_max <= 0 or avg_length <= 0:
+        return 0.0 if tf_max <= 0 else 1.0
+    k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+    return tf_max / (tf_max + k1 * (1 - b + b * tf_max / avg_length))
 
 
 @dataclass(frozen=True)
@@ -263,7 +304,7 @@ class KeywordCache:
                 "SELECT block, n, docs, tfs FROM kw_postings WHERE level=? AND term=? "
                 "AND version > ?", (level, term, entry.seen),
             ).fetchall())
-        entry.share(self.lengths, avg_length)
+        entry.bind(self.lengths, avg_length)
         entry.seen = generation
         self.terms[key] = entry
         self.held += entry.nbytes
@@ -372,9 +413,13 @@ class KeywordLevel:
     def prefetch(self, term: str) -> bool:
         """Decode the term's postings into the cache now, as a search would; False if the
         level has no such term."""
-        with self.cache.level_lock(self.level), self.lock, _snapshot(self.db):
-            generation = self.cache.refresh(self.db)
-            return bool(self._asked(Counter([term]), generation))
+        with self.cache.level_lock(self.level):
+            with self.lock, _snapshot(self.db):
+                generation = self.cache.refresh(self.db)
+                asked = self._asked(Counter([term]), generation)
+            for _, entry in asked:
+                entry.unit  # noqa: B018  # its shares too, outside the catalog's lock
+            return bool(asked)
 
     def _asked(self, counts: Counter[str], generation: int) -> list[tuple[float, _Postings]]:
         """The query's terms found in the level, as (count * idf, postings), inside the

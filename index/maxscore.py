@@ -41,20 +41,33 @@ the estimate (measured on the RealTime QA dev index, benchmarks/RESULTS.md)."""
 
 
 class Postings(Protocol):
-    """One term's postings: ascending document ids, each posting's share, the largest share."""
+    """One term's postings: ascending document ids, each posting's share (``unit``, or
+    ``at`` some positions: a term only looked up never has all its shares computed), and a
+    bound no share exceeds (``top``)."""
 
     docs: Any
-    unit: Any
-    top: float
+
+    @property
+    def unit(self) -> Any: ...
+
+    @property
+    def top(self) -> float: ...
+
+    def at(self, positions: Any) -> Any: ...
 
 
 class _Admitted:
     """The postings of one term that a filter admits."""
 
     def __init__(self, postings: Postings, admits: Callable[[Any], Any]) -> None:
-        keep = admits(postings.docs)
-        self.docs, self.unit = postings.docs[keep], postings.unit[keep]
+        import numpy as np
+
+        kept = np.flatnonzero(admits(postings.docs))
+        self.docs, self.unit = postings.docs[kept], postings.at(kept)
         self.top = float(self.unit.max()) if len(self.unit) else 0.0
+
+    def at(self, positions: Any) -> Any:
+        return self.unit[positions]
 
 
 Asked = Sequence[tuple[float, Any]]
@@ -162,4 +175,7 @@ def _shares(postings: Postings, docs: Any) -> Any:
     docs = docs.astype(postings.docs.dtype, copy=False)  # mixed types would copy the postings
     at = np.searchsorted(postings.docs, docs)
     np.minimum(at, len(postings.docs) - 1, out=at)
-    return np.where(postings.docs[at] == docs, postings.unit[at], 0.0)
+    found = postings.docs[at] == docs
+    shares = np.zeros(len(docs))
+    shares[found] = postings.at(at[found])
+    return shares

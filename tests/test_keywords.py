@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from index import keyword_tables, maxscore, postings
 from index.catalog import PreparedArticle
 from index.chunking import chunk_article
 from index.config import IndexConfig
-from index.keywords import BM25_PARAMS, KeywordFilter, tokenize
+from index.keywords import BM25_PARAMS, KeywordFilter, bound, tokenize
 from index.models import Article
 from index.sqlite_catalog import SqliteCatalog
 from tests.test_ingest import check_keywords_match_a_rebuild
@@ -244,6 +245,39 @@ def test_the_bounded_search_ranks_as_adding_up_every_posting(
     assert len(summed) == len(every_term) == 2 * 4 * 3 * 3  # one sum per search
     fewer = sum(b < e for b, e in zip(summed, every_term, strict=True))
     assert fewer >= len(summed) // 4, "many searches added up only some of their terms"
+
+
+def test_a_term_only_looked_up_for_the_documents_within_reach_has_no_other_share_computed(
+    small_blocks: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(150)])
+    query = "w2 w5 w9 w120 w399"  # three common words, two rare ones
+    monkeypatch.setattr(maxscore, "EXHAUSTIVE_BELOW", 1 << 40)
+    exhaustive = c.keywords.chunks.search(query, 5)
+    c._keyword_cache.terms.clear()
+    monkeypatch.setattr(maxscore, "EXHAUSTIVE_BELOW", 0)
+    assert c.keywords.chunks.search(query, 5) == exhaustive
+    held = {term: entry for (_, term), entry in c._keyword_cache.terms.items()}
+    assert held["w120"].computed is not None and held["w399"].computed is not None
+    assert all(held[common].computed is None for common in ("w2", "w5", "w9"))
+    c.keywords.prefetch([(keyword_tables.CHUNKS, "w5")])  # a warmed term has them all
+    assert held["w5"].computed is not None
+
+
+def test_no_share_exceeds_the_bound_of_its_terms_largest_frequency() -> None:
+    rng = np.random.default_rng(3)
+    k1, b = BM25_PARAMS["k1"], BM25_PARAMS["b"]
+    for avg in (1.0, 7.5, 180.0, 2400.0):
+        tfs = rng.integers(1, 60, 20_000)
+        lengths = tfs + rng.integers(0, 4000, len(tfs))  # a document holds its term's tokens
+        lengths[:50] = tfs[:50]  # some hold nothing else
+        shares = tfs / (tfs + k1 * (1 - b + b * lengths / avg))
+        for tf_max in (1, 5, 59):
+            within = tfs <= tf_max
+            assert shares[within].max() <= bound(tf_max, avg) * (1 + 1e-12)
+        for tf, share in zip(tfs[:50], shares[:50], strict=True):  # and it is reached
+            assert bound(int(tf), avg) == pytest.approx(share, rel=1e-12)
 
 
 def test_the_two_levels_add_up_their_postings_at_once(

@@ -19,6 +19,9 @@ class Postings:
     unit: Any
     top: float
 
+    def at(self, positions: Any) -> Any:
+        return self.unit[positions]
+
 
 def term(rng: np.random.Generator, n_docs: int, df: int, shares: Any) -> Postings:
     """``df`` random documents of ``n_docs``, each with a share drawn from ``shares`` (a
