@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -52,7 +52,7 @@ def upsert(folder: Path, vectors: np.ndarray, texts: list[str] | None) -> tuple[
             embeddings=vectors[part.start : part.stop].tolist(),
             metadatas=[{"article_id": f"a{j // 4}", "outlet": f"outlet {j % 200}",
                         "published": 16_000 + j % 3650} for j in part],
-            **({"documents": [texts[j % len(texts)] for j in part]} if texts else {}),
+            documents=[texts[j % len(texts)] for j in part] if texts else None,
         )
     seconds = time.perf_counter() - started
     disk = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6

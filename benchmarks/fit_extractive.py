@@ -297,9 +297,9 @@ def fit(bot: Any, rows: list[dict]) -> Any:
         result = evaluate(writer, rows, timed=False)
         windows.append((result, days))
         print(f"recent questions answered from articles at most {days} days old: {fmt(result)}")
-    ok = [(r, d) for r, d in windows if r["false_refusals"] <= 0.08]
-    top = max(r["correct"] for r, _ in ok)  # within one question of the best, most near-topic
-    _, days = max(((r, d) for r, d in ok if r["correct"] >= top - 1 / len(rows) - 1e-9),
+    ok_windows = [(r, d) for r, d in windows if r["false_refusals"] <= 0.08]
+    top = max(r["correct"] for r, _ in ok_windows)  # within one question of the best, most near-topic
+    _, days = max(((r, d) for r, d in ok_windows if r["correct"] >= top - 1 / len(rows) - 1e-9),
                   key=lambda t: (t[0]["near_topic_refused"], t[0]["correct"], -(t[1] or 999)))
     chosen = replace(chosen, recent=days)
     print(f"chosen: {chosen}")

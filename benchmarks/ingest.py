@@ -131,12 +131,15 @@ def _texts_to_embed(corpus: str, settings: Settings) -> list[str]:
     changing during the run biases less than one timing after."""
     from index.chunking import chunk_article
     from index.embeddings import get_embedder
+    from index.models import Article
     from index.readers import read_paths
 
     embedder, config = get_embedder(settings), settings.index
     texts = []
     for article in read_paths([corpus]):
-        chunks = chunk_article(article, max_tokens=config.chunk_tokens,  # type: ignore[union-attr]
+        if not isinstance(article, Article):
+            continue  # a record the reader skips, as ingest does
+        chunks = chunk_article(article, max_tokens=config.chunk_tokens,
                                count_tokens=embedder.count_tokens)
         texts += [c.embed_text for c in chunks[: config.dense_chunks_per_article or len(chunks)]]
     return texts

@@ -29,7 +29,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -86,7 +86,7 @@ class SourceRecorder:
     """A writer that records the question and sources it is handed, and refuses."""
 
     name = "source-recorder"
-    mode = "llm"
+    mode: Literal["llm", "extractive"] = "llm"  # as assistant.llm.Writer declares it
     chat_model = None
 
     def __init__(self) -> None:

@@ -59,6 +59,7 @@ def compare(folder: Path, n_questions: int) -> dict[str, Any]:
         for i, q in enumerate(corpus.questions(seed, n_questions + 3, size)):
             vector = embedder.embed_query(q.text)
             within = filters(q).keyword_filter()
+            assert within is not None  # both kinds filter
             total, share = dense._share(within)
             width = dense._nearest_width(share)
             order = list(ways)[i % 3:] + list(ways)[: i % 3]
@@ -78,7 +79,7 @@ def compare(folder: Path, n_questions: int) -> dict[str, Any]:
             if i >= 3:
                 nearest += width * n
                 rows += round(share * total)
-        cell = {way: percentiles(seconds[way]) for way in ways}
+        cell: dict[str, Any] = {way: percentiles(seconds[way]) for way in ways}
         asked = len(seconds["metadata"])
         for way in ("metadata", "scan facets"):
             cell[way]["us_per_nearest"] = round(

@@ -132,8 +132,8 @@ def main() -> None:
           f"outlet share median {statistics.median(shares):.4f} (min {min(shares):.4f}, "
           f"max {max(shares):.4f})")
     print("| step | p50 ms | max ms |\n|---|---:|---:|")
-    for name, ms in times.items():
-        print(f"| {name} | {statistics.median(ms):.1f} | {max(ms):.1f} |")
+    for name, samples in times.items():
+        print(f"| {name} | {statistics.median(samples):.1f} | {max(samples):.1f} |")
     print("\nper question, by share (ms): where / get / SQL as planned / SQL by rowid / ids / exact")
     for outlet, share, mine in sorted(rows, key=lambda r: r[1]):
         print(f"  {share:.4f} {outlet:22s} " + " / ".join(f"{v:.1f}" for v in list(mine.values())[:6]))

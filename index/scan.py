@@ -42,7 +42,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 from index.dates import day_number
 from index.errors import StoreError
@@ -299,7 +302,7 @@ class ScanTable:
             if not self.book.state("rows"):
                 self.book.record(complete=1)
 
-    def append(self, chunk_ids: Sequence[str], vectors: Sequence[Sequence[float]],
+    def append(self, chunk_ids: Sequence[str], vectors: ArrayLike,
                outlets: Sequence[str], days: Sequence[int], *, pending: bool = False) -> None:
         """Add rows, replacing any these chunks already have (as Chroma's upsert does: a batch
         written again after a kill has the same ids); committed (visible to readers) only once
