@@ -87,35 +87,57 @@ class KeywordFilter:
 
 @dataclass
 class _Postings:
-    """One term's decoded postings as of generation ``seen``: document ids (``docs``,
-    ascending) and term frequencies (``tfs``, as stored).
+    """One term's postings as of generation ``seen``: document ids (``docs``, ascending) and
+    term frequencies (``tfs``, as stored).
 
-    Each posting's BM25 share (tf / (tf + k1 * norm), which the term's idf multiplies) is for
-    the average length and document lengths of a snapshot (``bind``), and computed only when
-    asked: all of them (``unit``) for a term whose postings are added up, a few (``at``) for a
-    term looked up only for the documents within reach of the top k.  ``top`` is no less than
-    any share: the largest once ``unit`` is computed, before that a bound from the largest
-    frequency (``bound``).
+    Rows read from the catalog are kept as read (``take``) and decoded when first used, so
+    that the decoding is done outside the catalog's lock.  Each posting's BM25 share
+    (tf / (tf + k1 * norm), which the term's idf multiplies) is for the average length and
+    document lengths of a snapshot (``bind``), and computed only when asked: all of them
+    (``unit``) for a term whose postings are added up, a few (``at``) for a term looked up
+    only for the documents within reach of the top k.  ``top`` is no less than any share: the
+    largest once ``unit`` is computed, before that a bound from the largest frequency
+    (``bound``).
     """
 
     seen: int
-    docs: Any = None
-    tfs: Any = None
+    stored: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)  # not decoded
+    decoded: tuple[Any, Any] | None = None  # (docs, tfs)
     tf_max: int = 0
     lengths: Any = None  # every document's length, as of the bound snapshot
     avg: float = 0.0
     computed: Any = None  # ``unit`` for ``avg``, once asked
+    counted: int = 0  # what the cache counts it as holding (``nbytes`` when last asked)
 
     @property
     def nbytes(self) -> int:
-        """What the postings hold with every share computed (8 bytes a posting)."""
-        return int(self.docs.nbytes + self.tfs.nbytes + 8 * len(self.docs))
+        """What the postings hold with every share computed (about 14 bytes a posting)."""
+        if self.decoded is not None and not self.stored:
+            docs, tfs = self.decoded
+            return int(docs.nbytes + tfs.nbytes + 8 * len(docs))
+        held = len(self.decoded[0]) if self.decoded is not None else 0
+        return 14 * (held + sum(row[1] for row in self.stored))
+
+    def take(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        """Stored rows (block, n, docs, tfs) written since: each replaces what is held of its
+        block (when decoded)."""
+        if rows:
+            self.stored += rows
+            self.computed = None
 
     def bind(self, lengths: Any, avg_length: float) -> None:
         """Compute shares, from now on, for these document lengths and average length."""
         if avg_length != self.avg:
             self.computed = None
         self.lengths, self.avg = lengths, avg_length
+
+    @property
+    def docs(self) -> Any:
+        return self._decode()[0]
+
+    @property
+    def tfs(self) -> Any:
+        return self._decode()[1]
 
     @property
     def unit(self) -> Any:
@@ -135,27 +157,29 @@ class _Postings:
         """No posting's share is larger."""
         if self.computed is not None:
             return float(self.computed.max()) if len(self.computed) else 0.0
+        self._decode()
         return bound(self.tf_max, self.avg)
 
-    def update(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
-        """Take in stored rows (block, n, docs, tfs) written since: each replaces what is held
-        of its block."""
+    def _decode(self) -> tuple[Any, Any]:
+        """(docs, tfs) with the stored rows taken in."""
         import numpy as np
 
-        if not rows:
-            return
-        docs, tfs = decode_rows(rows)
-        if self.docs is not None and len(self.docs):
-            blocks = np.array([r[0] for r in rows], dtype=np.int64)
-            keep = ~np.isin(self.docs // postings.BLOCK, blocks)
-            kept = self.docs[keep]
+        if not self.stored and self.decoded is not None:
+            return self.decoded
+        docs, tfs = decode_rows(self.stored)
+        if self.decoded is not None and len(self.decoded[0]):
+            held, held_tfs = self.decoded
+            blocks = np.array([r[0] for r in self.stored], dtype=np.int64)
+            keep = ~np.isin(held // postings.BLOCK, blocks)
+            kept = held[keep]
             ordered = not len(kept) or kept[-1] // postings.BLOCK < blocks.min()
-            docs, tfs = np.concatenate([kept, docs]), np.concatenate([self.tfs[keep], tfs])
+            docs, tfs = np.concatenate([kept, docs]), np.concatenate([held_tfs[keep], tfs])
             if not ordered:  # an older block rewritten
                 order = np.argsort(docs, kind="stable")
                 docs, tfs = docs[order], tfs[order]
-        self.docs, self.tfs, self.computed = docs, tfs, None
+        self.decoded, self.stored = (docs, tfs), []
         self.tf_max = int(tfs.max()) if len(tfs) else 0
+        return self.decoded
 
 
 def _shares(lengths: Any, docs: Any, tfs: Any, avg_length: float) -> Any:
@@ -297,20 +321,21 @@ class KeywordCache:
         key = (level, term)
         entry = self.terms.pop(key, None)
         if entry is not None:
-            self.held -= entry.nbytes
+            self.held -= entry.counted
         if entry is None or version > entry.seen:
             entry = entry or _Postings(seen=-1)
-            entry.update(db.execute(
+            entry.take(db.execute(
                 "SELECT block, n, docs, tfs FROM kw_postings WHERE level=? AND term=? "
                 "AND version > ?", (level, term, entry.seen),
             ).fetchall())
         entry.bind(self.lengths, avg_length)
         entry.seen = generation
         self.terms[key] = entry
-        self.held += entry.nbytes
+        entry.counted = entry.nbytes
+        self.held += entry.counted
         while self.held > CACHE_BYTES and len(self.terms) > 1:
             _, old = self.terms.popitem(last=False)
-            self.held -= old.nbytes
+            self.held -= old.counted
         return entry
 
     def facets(self, where: KeywordFilter | None = None) -> _Facets:
@@ -378,8 +403,8 @@ class KeywordLevel:
         the terms that can bring a document into it have their postings added up
         (``index.maxscore``); the others are looked up for the documents within reach.
 
-        What is read comes from one snapshot, under the catalog's lock; the adding up is
-        done after it is let go (holding this level's lock), so the other level's search
+        What is read comes from one snapshot, under the catalog's lock; the decoding and adding
+        up are done after it is let go (holding this level's lock), so the other level's search
         and the catalog's other readers go on meanwhile.  The hits are then named from
         ``kw_docs``: a document removed since is left out, and if the tables were rebuilt
         since (document ids start again) the search runs again.

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from index import keyword_tables, maxscore, postings
+from index import keyword_tables, keywords, maxscore, postings
 from index.catalog import PreparedArticle
 from index.chunking import chunk_article
 from index.config import IndexConfig
@@ -263,6 +263,32 @@ def test_a_term_only_looked_up_for_the_documents_within_reach_has_no_other_share
     assert all(held[common].computed is None for common in ("w2", "w5", "w9"))
     c.keywords.prefetch([(keyword_tables.CHUNKS, "w5")])  # a warmed term has them all
     assert held["w5"].computed is not None
+
+
+def test_a_search_decodes_its_postings_outside_the_catalogs_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = catalog(tmp_path)
+    c.replace([prepared(article(i)) for i in range(30)])
+    alone = c.keywords.chunks.search("w0 w3 w17", 5)
+    c._keyword_cache.terms.clear()
+    free: list[bool] = []
+    decode = keywords.decode_rows
+
+    def watched(rows: Any) -> Any:  # may another thread take the catalog's lock meanwhile?
+        def take() -> bool:
+            if not c._lock.acquire(timeout=0):
+                return False
+            c._lock.release()
+            return True
+
+        with ThreadPoolExecutor(1) as other:
+            free.append(other.submit(take).result())
+        return decode(rows)
+
+    monkeypatch.setattr(keywords, "decode_rows", watched)
+    assert c.keywords.chunks.search("w0 w3 w17", 5) == alone
+    assert len(free) == 3 and all(free)
 
 
 def test_no_share_exceeds_the_bound_of_its_terms_largest_frequency() -> None:
