@@ -138,8 +138,8 @@ class DenseSearch:
         id, cosine similarity), best first (see the module notes for the path taken).  Raises
         StoreError if Chroma keeps failing after its view is reopened."""
         store = self.store
-        # read before the view is refreshed: a catch-up bumps the catalog's generation
-        # before it records none pending (``Store.catch_up``)
+        # read before the view is refreshed: a catch-up writes to Chroma before it records
+        # none pending (``Store.catch_up``)
         pending = store.scan.pending if store.scan_ready() else None  # type: ignore[union-attr]
         store.refresh_vectors()
         total, share = self._share(within)  # one estimate serves every choice below

@@ -34,8 +34,11 @@ leaves the rows pending; giving them again is an upsert of the same ids.
 
 Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
 committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
-it when the catalog generation shows that another process has committed, and when Chroma
-reports the view out of date mid-query.  The keyword index lives in the catalog, written in the
+it when Chroma's own write log shows that another process has written to it
+(``ChromaVectors.written``), and when Chroma reports the view out of date mid-query.  A batch
+whose vectors were left pending writes nothing to Chroma: a long-running process keeps its
+loaded graph across such commits (a ``watch`` beside a ``serve``) and finds their rows in the
+scan table.  The keyword index lives in the catalog, written in the
 commit point's transaction, so every process sees it exactly as committed.
 """
 
@@ -113,7 +116,7 @@ class Store:
         self._check_embedding()
         self._view_lock = threading.Lock()
         self._opener: threading.Thread | None = None
-        self._vectors_seen: int | None = None  # catalog generation the Chroma view reflects
+        self._vectors_seen: tuple[str, int] | None = None  # what the Chroma view reflects
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
         # the vectors again, beside their outlets and days, for exact filtered search; a
         # Chroma server's vectors stay on the server (benchmarks set None to compare)
@@ -190,7 +193,14 @@ class Store:
         """Hold the data directory's write lock (shared by every process using the folder);
         raises filelock.Timeout after ``timeout`` seconds (negative: wait forever)."""
         with self._write_lock.acquire(timeout=timeout):
-            yield
+            before = self._vectors_mark()
+            try:
+                yield
+            finally:  # this process's own writes leave a view that was current still current
+                after = self._vectors_mark()
+                with self._view_lock:
+                    if self._vectors_seen == before:
+                        self._vectors_seen = after
 
     def write(self, batch: Sequence[PreparedArticle]) -> None:
         """Add or replace these articles atomically (each is either fully indexed or absent)."""
@@ -207,9 +217,7 @@ class Store:
             if scanned:
                 with self.scan.writing():  # type: ignore[union-attr]
                     self.scan.append(*rows, pending=pending)  # type: ignore[union-attr]
-            before = self.catalog.generation  # after any catch-up's
             stale = self.catalog.replace(batch)
-            self._own_commit(before)
             if stale:
                 self.delete_vectors(stale)
                 self.catalog.settle(stale)
@@ -231,9 +239,7 @@ class Store:
         if self.scan is None or self.scan.pending is None:
             return 0
         given = give_pending(self.scan, self.catalog, self.vectors)
-        before = self.catalog.generation
-        self.catalog.touch()  # first: a reader that finds none pending has read Chroma anew
-        self._own_commit(before)
+        self.catalog.touch()  # the vectors have changed: derived caches look again
         with self.scan.writing():
             self.scan.caught_up()
         return given
@@ -245,9 +251,7 @@ class Store:
             present = list(self.catalog.content_hashes(article_ids))
             if not present:
                 return []
-            before = self.catalog.generation
             stale = self.catalog.delete(present)
-            self._own_commit(before)
             if stale:
                 self.delete_vectors(stale)
                 self.catalog.settle(stale)
@@ -352,12 +356,11 @@ class Store:
         """Whether filtered dense search may use the scan table (it holds every vector)."""
         return self.scan is not None and self.scan.complete
 
-    def _own_commit(self, before: int) -> None:
-        """After this process committed a batch (holding ``writing()``): its Chroma view, if
-        it was current at generation ``before``, has the batch too."""
-        with self._view_lock:
-            if self._vectors_seen == before:
-                self._vectors_seen = self.catalog.generation
+    def _vectors_mark(self) -> tuple[str, int]:
+        """What a current view of the vectors reflects: Chroma's write log where it can be
+        read, else the catalog's generation (every commit)."""
+        written = self.vectors.written()
+        return ("chroma", written) if written is not None else ("catalog", self.catalog.generation)
 
     def read_scan_ahead(self) -> bool:
         """Whether this process's next dense search will be scored from the scan table
@@ -392,14 +395,14 @@ class Store:
             pass
 
     def refresh_vectors(self, *, force: bool = False) -> None:
-        """Reopen this process's Chroma view if another process has committed since (or if
-        ``force``); the generation is read first, so the view is at least that new."""
-        generation = self.catalog.generation
+        """Reopen this process's Chroma view if another process has written to Chroma since
+        (or if ``force``); the mark is read first, so the view is at least that new."""
+        mark = self._vectors_mark()
         with self._view_lock:
-            if force or generation != self._vectors_seen:
+            if force or mark != self._vectors_seen:
                 if self._vectors_seen is not None or force:
                     self.vectors.reopen()
-                self._vectors_seen = generation
+                self._vectors_seen = mark
 
     def search_vectors(
         self, vector: list[float], n: int, *, within: KeywordFilter | None = None

@@ -11,7 +11,8 @@ the same test of one vector's metadata.
 
 Embedded Chroma loads its vector index into each process once, and does not notice another
 process's writes: ``reopen()`` drops this process's view so the next use reads the folder again
-(``index.store`` calls it when the catalog generation shows another process has written).
+(``index.store`` calls it when Chroma's write log, ``written()``, shows another process has
+written).
 
 Embedded Chroma (1.5.9) answers a ``where`` from its SQLite file with one statement whose plan,
 without table statistics, walks every embedding of the collection (``SEARCH embeddings USING
@@ -109,6 +110,26 @@ class ChromaVectors:
         if not self.config.chroma_host:
             with self._lock:
                 self._collection = None
+
+    def written(self) -> int | None:
+        """Where embedded Chroma's write log stands: the sequence number of its last write, which
+        every add and delete, by any process, moves on.  A view opened after it was read holds
+        every write up to it.  None for a server (one view, shared) or when it cannot be read
+        (no vectors written yet, or another layout of Chroma's file)."""
+        if self.config.chroma_host:
+            return None
+        try:
+            uri = f"{(Path(self.config.chroma_path) / 'chroma.sqlite3').resolve().as_uri()}?mode=ro"
+            with closing(sqlite3.connect(uri, uri=True, timeout=5, isolation_level=None)) as db:
+                # the log is pruned up to what every segment has taken in, never past its last
+                # write; the segments' own marks cover a log emptied by other means
+                row = db.execute(
+                    "SELECT max(last) FROM (SELECT max(seq_id) AS last FROM embeddings_queue "
+                    "UNION ALL SELECT max(seq_id) FROM max_seq_id)"
+                ).fetchone()
+        except (sqlite3.Error, OSError, ValueError):
+            return None
+        return int(row[0]) if row and row[0] is not None else None
 
     def _open(self) -> Any:
         chromadb = import_chromadb(server=bool(self.config.chroma_host))

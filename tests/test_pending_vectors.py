@@ -195,6 +195,29 @@ def test_another_process_finds_the_pending_rows_and_then_chromas_copy(
     assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
 
 
+def test_a_process_keeps_its_loaded_graph_until_another_process_writes_to_chroma(
+    archive: Settings, embedder: Embedder
+) -> None:
+    reader = fresh_process(archive)  # `serve`, with a `watch` beside it
+    reader.vectors.warm()
+    reader.dense.as_if_vectors = 10**9  # as in an archive too large to scan unfiltered
+    vector = embedder.embed_query(QUESTION)
+    reader.search_vectors(vector, 1)
+    loaded = reader.vectors.collection
+    ingest_articles(NEWS[:1], store=fresh_process(archive), embedder=embedder)  # left pending
+    assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
+    assert reader.vectors.is_warm and reader.vectors.collection is loaded, "graph kept"
+    fresh_process(archive).catch_up()  # another process gives Chroma the pending rows
+    assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
+    assert not reader.vectors.is_warm, "the view was dropped, and is read again"
+    reader.vectors.warm()
+    loaded = reader.vectors.collection
+    ingest_articles(NEWS[1:], store=fresh_process(archive, defer_from=10**9), embedder=embedder)
+    assert reader.search_vectors(embedder.embed_query("Why did the dock workers strike?"),
+                                 1)[0][0].startswith("harbour-strike#")
+    assert reader.vectors.collection is not loaded, "a write straight to Chroma is read again"
+
+
 def test_a_searching_process_catches_chroma_up_once_it_has_loaded_the_graph(
     archive: Settings, embedder: Embedder
 ) -> None:
