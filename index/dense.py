@@ -61,7 +61,7 @@ class Vectors(Protocol):
     def scan_ready(self) -> bool: ...
     def catch_up(self, timeout: float = -1) -> int: ...
     def refresh_vectors(self, *, force: bool = False) -> None: ...
-    def delete_vectors(self, ids: Sequence[str]) -> None: ...
+    def delete_vectors(self, ids: Sequence[str], *, later: bool = False) -> bool: ...
     def writing(self, timeout: float = -1) -> AbstractContextManager[None]: ...
 
 POSTFILTER_WIDTH = 3
@@ -126,6 +126,7 @@ class DenseSearch:
         self.scan_rows = SCAN_ROWS
         self.scan_per_nearest = SCAN_PER_NEAREST
         self.scan_while_cold = True  # benchmarks compare False (always load Chroma's graph)
+        self.catch_up_behind = True  # tests turn it off to search with rows pending
         self.as_if_vectors: int | None = None  # choose as in an archive of this many vectors
         self._cold_scans = 0
         self._warmer: threading.Thread | None = None
@@ -142,6 +143,8 @@ class DenseSearch:
         # none pending (``Store.catch_up``)
         pending = store.scan.pending if store.scan_ready() else None  # type: ignore[union-attr]
         store.refresh_vectors()
+        if pending is not None and store.vectors.is_warm and self.catch_up_behind:
+            self._in_background(self._catch_up_quietly)  # costs it no more than a write
         total, share = self._share(within)  # one estimate serves every choice below
         if self._scans(total, share, n, wide=bool(where_clause(within))):
             return self._scan(vector, n, within or KeywordFilter())
@@ -208,24 +211,40 @@ class DenseSearch:
             return False
         with self._lock:
             self._cold_scans += 1
-            if self._cold_scans > WARM_AFTER and not (self._warmer and self._warmer.is_alive()):
-                self._warmer = threading.Thread(
-                    target=self._warm_quietly, name="newsdesk-warm-vectors", daemon=True)
-                self._warmer.start()
+            warm = self._cold_scans > WARM_AFTER
+        if warm:
+            self._in_background(self._warm_quietly)
         return True
 
+    def _in_background(self, work: Any) -> None:
+        """Run ``work`` on a thread of its own, unless the last one started is still running."""
+        with self._lock:
+            if self._warmer and self._warmer.is_alive():
+                return
+            self._warmer = threading.Thread(
+                target=work, name="newsdesk-warm-vectors", daemon=True)
+            self._warmer.start()
+
     def _warm_quietly(self) -> None:
-        """Load Chroma's graph, then give it any vectors left pending (if no other process
-        is writing), which a process that has loaded it does at no more cost than a write."""
+        """Load Chroma's graph, then give it what is pending (``_catch_up_quietly``)."""
         try:
             self.store.vectors.warm()
+        except Exception:  # noqa: BLE001 - searches keep scanning; the next one retries
+            return
+        self._catch_up_quietly()
+
+    def _catch_up_quietly(self) -> None:
+        """Give Chroma the vectors left pending and the deletions left journaled (if no other
+        process is writing), which a process that has loaded its graph does at no more cost
+        than a write (``Store.catch_up``)."""
+        try:
             self.store.catch_up(timeout=0)
-        except Exception:  # noqa: BLE001, S110 - searches keep scanning; the next one retries
+        except Exception:  # noqa: BLE001, S110 - searches score them from the scan table
             pass
 
     def warming(self) -> threading.Thread | None:
-        """The thread loading Chroma's graph, if one was started (tests and benchmarks join
-        it)."""
+        """The thread loading Chroma's graph or catching it up, if one was started (tests and
+        benchmarks join it)."""
         return self._warmer
 
     def _width(self, total: int, share: float) -> int | None:
@@ -345,8 +364,9 @@ class DenseSearch:
 
     def _drop_strays(self, ids: list[str]) -> None:
         """Delete vectors a query met that the catalog does not list, unless a write is in
-        flight (they may be its uncommitted vectors); then read Chroma afresh.  Best effort:
-        a failure leaves them for the next ``reconcile`` (queries skip them meanwhile)."""
+        flight (they may be its uncommitted vectors); this process's view stays current.
+        Best effort: a failure leaves them for the next ``reconcile`` or catch-up (queries
+        skip them meanwhile), and has Chroma read afresh."""
         from filelock import Timeout
 
         store = self.store
@@ -357,5 +377,4 @@ class DenseSearch:
         except Timeout:
             return
         except (chroma_error(), KeyError):
-            pass
-        store.refresh_vectors(force=True)
+            store.refresh_vectors(force=True)

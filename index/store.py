@@ -27,10 +27,13 @@ large archive would pay for every batch of news.  So a process whose graph is no
 into an archive of at least ``DEFER_FROM`` vectors, leaves step 1's Chroma part out: the batch
 is committed with its vectors in the scan table only, as rows Chroma does not hold yet
 (``ScanTable.pending``), and dense search scores those rows exactly beside what Chroma finds
-(``index.dense``).  The first write that finds the graph loaded, or more than
-``PENDING_MAX`` vectors pending, gives Chroma every pending row first (``catch_up``), as does a
-long-running process once it has loaded the graph for its searches.  A kill during a catch-up
-leaves the rows pending; giving them again is an upsert of the same ids.
+(``index.dense``).  Such a process leaves step 3's Chroma part out too (an edited or removed
+article's previous vectors): their ids stay journaled, and queries skip those vectors as any
+the catalog does not list.  The first write that finds the graph loaded, or more than
+``PENDING_MAX`` vectors pending, gives Chroma every pending row and the journaled deletions
+first (``catch_up``), as does a long-running process that has loaded the graph for its searches
+whenever it finds rows pending.  A kill during a catch-up leaves the rows pending and the
+deletions journaled; giving them again is an upsert of the same ids, and a delete of the same.
 
 Several processes may share the folder.  The catalog (SQLite, WAL) shows every process each
 committed batch; embedded Chroma does not, so ``search_vectors`` reopens this process's view of
@@ -207,25 +210,26 @@ class Store:
         if not batch:
             return
         with self.writing():
-            self.catalog.intend([chunk_id for p in batch for chunk_id, _, _ in p.embedded()])
             scanned = self._scan_kept()  # before the batch's vectors are in Chroma
             rows = rows_of(batch)
             pending = scanned and defers(self, len(rows[0]))
             if not pending:
-                self._catch_up()
+                self._catch_up()  # before the batch is journaled: it settles the journal
+            self.catalog.intend([chunk_id for p in batch for chunk_id, _, _ in p.embedded()])
+            if not pending:
                 self.vectors.add(batch)
             if scanned:
                 with self.scan.writing():  # type: ignore[union-attr]
                     self.scan.append(*rows, pending=pending)  # type: ignore[union-attr]
             stale = self.catalog.replace(batch)
-            if stale:
-                self.delete_vectors(stale)
+            if stale and self.delete_vectors(stale, later=pending):
                 self.catalog.settle(stale)
             if scanned:
                 self._compact_scan()
 
     def catch_up(self, timeout: float = -1) -> int:
-        """Give Chroma the vectors left pending (see the module notes); return how many.
+        """Give Chroma the vectors left pending, and the deletions left journaled (see the
+        module notes); return how many vectors were given.
         Waits up to ``timeout`` seconds for another process's write (negative: for ever),
         then gives up (0)."""
         try:
@@ -235,13 +239,17 @@ class Store:
             return 0
 
     def _catch_up(self) -> int:
-        """``catch_up`` holding ``writing()``."""
-        if self.scan is None or self.scan.pending is None:
+        """``catch_up`` holding ``writing()``: the pending rows given, then the vectors whose
+        deletion was left for Chroma deleted (``delete_vectors``)."""
+        if self.scan is None:
             return 0
-        given = give_pending(self.scan, self.catalog, self.vectors)
-        self.catalog.touch()  # the vectors have changed: derived caches look again
-        with self.scan.writing():
-            self.scan.caught_up()
+        given = 0
+        if self.scan.pending is not None:
+            given = give_pending(self.scan, self.catalog, self.vectors)
+            self.catalog.touch()  # the vectors have changed: derived caches look again
+            with self.scan.writing():
+                self.scan.caught_up()
+        self._recover(later=False)
         return given
 
     def remove(self, article_ids: Sequence[str]) -> list[str]:
@@ -252,8 +260,7 @@ class Store:
             if not present:
                 return []
             stale = self.catalog.delete(present)
-            if stale:
-                self.delete_vectors(stale)
+            if stale and self.delete_vectors(stale, later=self._defers_deletes()):
                 self.catalog.settle(stale)
             self._compact_scan()
             return present
@@ -269,29 +276,46 @@ class Store:
         """
         try:
             with self.writing(timeout):
-                return self._recover(full=full)
+                return self._recover(full=full, later=self._defers_deletes() and not full)
         except Timeout:
             return 0
 
-    def _recover(self, *, full: bool = False) -> int:
-        """Delete journaled (and with ``full``, all) uncommitted vectors; hold ``writing()``."""
+    def _recover(self, *, full: bool = False, later: bool | None = None) -> int:
+        """Delete journaled (and with ``full``, all) uncommitted vectors, or with ``later``
+        (by default, as ``_defers_deletes``) leave Chroma's part journaled; hold
+        ``writing()``."""
         pending = self.catalog.pending_vectors()
+        if not pending and not full:
+            return 0
         known = set(self.catalog.chunks(pending))
         stray = [i for i in pending if i not in known]
         if full:
             dense = self.catalog.dense_chunk_ids()
             stray += [i for i in self.vectors.ids() if i not in dense and i not in set(stray)]
-        if stray:
-            self.delete_vectors(stray)
+        later = self._defers_deletes() if later is None else later
+        if stray and not self.delete_vectors(stray, later=later):
+            pending = [i for i in pending if i in known]  # the strays wait for Chroma
         if pending:
             self.catalog.settle(pending)
         return len(stray)
 
-    def delete_vectors(self, ids: Sequence[str]) -> None:
-        """Delete these chunks' vectors from Chroma and their rows from the scan table."""
-        self.vectors.delete(ids)
+    def delete_vectors(self, ids: Sequence[str], *, later: bool = False) -> bool:
+        """Delete these chunks' rows from the scan table, and their vectors from Chroma unless
+        ``later``; whether Chroma was given the deletion.  A process whose Chroma graph is not
+        loaded leaves it for the next catch-up (``_defers_deletes``): the ids stay journaled,
+        and dense search skips such vectors meanwhile, as any the catalog does not list."""
         if self.scan is not None and self.scan.rows:
             self.scan.delete(ids)
+        if later:
+            return False
+        self.vectors.delete(ids)
+        return True
+
+    def _defers_deletes(self) -> bool:
+        """Whether this process leaves Chroma's deletions for later (holding ``writing()``):
+        as it would a write's vectors (``index.pending.defers``), since Chroma loads its whole
+        graph into a process before it deletes anything."""
+        return self.scan_ready() and defers(self, 0)
 
     def _scan_kept(self) -> bool:
         """Whether the scan table holds every vector (holding ``writing()``): an empty index

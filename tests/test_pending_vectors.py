@@ -73,6 +73,7 @@ def test_a_write_without_the_graph_leaves_chroma_alone_and_search_still_finds_it
     assert store.scan.rows - store.scan.pending == len(store.catalog.dense_chunk_ids() - before)
     vector = embedder.embed_query(QUESTION)
     store.vectors.warm()  # the searches below go to Chroma's paths, not the scan's
+    store.dense.catch_up_behind = False  # as when another process is writing meanwhile
     monkeypatch.setattr(store.dense, "as_if_vectors", 10**9)  # no filter scanned for its size
     asked = []
     query = store.vectors.query
@@ -195,7 +196,7 @@ def test_another_process_finds_the_pending_rows_and_then_chromas_copy(
     assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
 
 
-def test_a_process_keeps_its_loaded_graph_until_another_process_writes_to_chroma(
+def test_a_process_keeps_its_loaded_graph_and_gives_chroma_what_another_left_pending(
     archive: Settings, embedder: Embedder
 ) -> None:
     reader = fresh_process(archive)  # `serve`, with a `watch` beside it
@@ -204,18 +205,57 @@ def test_a_process_keeps_its_loaded_graph_until_another_process_writes_to_chroma
     vector = embedder.embed_query(QUESTION)
     reader.search_vectors(vector, 1)
     loaded = reader.vectors.collection
-    ingest_articles(NEWS[:1], store=fresh_process(archive), embedder=embedder)  # left pending
+    writer = fresh_process(archive)
+    ingest_articles(NEWS[:1], store=writer, embedder=embedder)  # left pending
+    assert writer.scan is not None and writer.scan.pending is not None
     assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
+    behind = reader.dense.warming()
+    assert behind is not None, "it catches Chroma up on a thread of its own"
+    behind.join()
+    assert caught_up(reader)
     assert reader.vectors.is_warm and reader.vectors.collection is loaded, "graph kept"
-    fresh_process(archive).catch_up()  # another process gives Chroma the pending rows
     assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
-    assert not reader.vectors.is_warm, "the view was dropped, and is read again"
+
+
+def test_another_processs_write_to_chroma_has_the_graph_read_again(
+    archive: Settings, embedder: Embedder
+) -> None:
+    reader = fresh_process(archive)
     reader.vectors.warm()
+    reader.dense.as_if_vectors = 10**9
+    question = embedder.embed_query("Why did the dock workers strike?")
+    assert not reader.search_vectors(question, 1)[0][0].startswith("harbour-strike#")
     loaded = reader.vectors.collection
     ingest_articles(NEWS[1:], store=fresh_process(archive, defer_from=10**9), embedder=embedder)
-    assert reader.search_vectors(embedder.embed_query("Why did the dock workers strike?"),
-                                 1)[0][0].startswith("harbour-strike#")
+    assert reader.search_vectors(question, 1)[0][0].startswith("harbour-strike#")
     assert reader.vectors.collection is not loaded, "a write straight to Chroma is read again"
+
+
+def test_a_process_without_the_graph_leaves_an_edited_articles_old_vectors_journaled(
+    archive: Settings, embedder: Embedder
+) -> None:
+    ingest_articles(NEWS, store=fresh_process(archive, defer_from=10**9), embedder=embedder)
+    old = {c for c in in_chroma(fresh_process(archive)) if c.startswith("geneva-talks#")}
+    watcher = fresh_process(archive)  # a `watch` into a large archive
+    written = watcher.vectors.written()
+    edited = NEWS[0].model_copy(update={
+        "text": "Negotiators resumed talks in Lausanne on Wednesday after a week's pause. The "
+                "envoy said a ceasefire could be agreed before the spring."})
+    ingest_articles([edited], store=watcher, embedder=embedder)
+    watcher.remove(["harbour-strike"])
+    assert watcher.vectors.written() == written, "Chroma was not written"
+    assert not watcher.vectors.is_open, "nor its graph loaded"
+    left = set(watcher.catalog.pending_vectors())
+    assert old <= left and any(c.startswith("harbour-strike#") for c in left)
+    reader = fresh_process(archive)
+    reader.vectors.warm()
+    reader.dense.catch_up_behind = False
+    reader.dense.as_if_vectors = 10**9
+    for question in (QUESTION, "Why did the dock workers strike?"):
+        hits = reader.search_vectors(embedder.embed_query(question), 10)
+        assert hits and not {c for c, _ in hits} & left, "journaled vectors are never found"
+    reader.catch_up()
+    assert caught_up(reader) and not reader.catalog.pending_vectors()
 
 
 def test_a_searching_process_catches_chroma_up_once_it_has_loaded_the_graph(
