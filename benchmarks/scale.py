@@ -222,15 +222,20 @@ def _seed_from_smaller(root: Path, folder: Path, size: int, seed: int) -> None:
 
 def restore(store: Any, folder: Path, seed: int) -> None:
     """Undo an interrupted measurement: remove the articles it added, put back those it
-    removed (listed in ``measuring.json`` before it changed anything)."""
+    removed or edited (listed in ``measuring.json`` before it changed anything)."""
     marker = folder / "measuring.json"
     if not marker.exists():
         return
     state = json.loads(marker.read_text())
     store.remove([corpus.article(seed, i).article.id for i in state["added"]])
+    embedder = recycled(folder, seed)
+    edited = state.get("edited", [])
+    if edited:
+        originals = prepare(seed, edited, embedder, vectors_of(folder))
+        held = store.content_hashes([p.article.id for p in originals])
+        store.write([p for p in originals if held.get(p.article.id) != p.content_hash])
     present = store.content_hashes([corpus.article(seed, i).article.id for i in state["removed"]])
     missing = [i for i in state["removed"] if corpus.article(seed, i).article.id not in present]
-    embedder = recycled(folder, seed)
     for start in range(0, len(missing), PIECE):
         store.write(prepare(seed, missing[start : start + PIECE], embedder, vectors_of(folder)))
     store.keyword_index()

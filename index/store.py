@@ -120,6 +120,7 @@ class Store:
         self._view_lock = threading.Lock()
         self._opener: threading.Thread | None = None
         self._vectors_seen: tuple[str, int] | None = None  # what the Chroma view reflects
+        self._writes_here = 0  # threads of this process holding ``writing()``
         self._write_lock = write_lock or FileLock(self.config.data_dir / "write.lock")
         # the vectors again, beside their outlets and days, for exact filtered search; a
         # Chroma server's vectors stay on the server (benchmarks set None to compare)
@@ -196,14 +197,16 @@ class Store:
         """Hold the data directory's write lock (shared by every process using the folder);
         raises filelock.Timeout after ``timeout`` seconds (negative: wait forever)."""
         with self._write_lock.acquire(timeout=timeout):
-            before = self._vectors_mark()
+            with self._view_lock:
+                before = self._vectors_mark()
+                self._writes_here += 1
             try:
                 yield
             finally:  # this process's own writes leave a view that was current still current
-                after = self._vectors_mark()
                 with self._view_lock:
+                    self._writes_here -= 1
                     if self._vectors_seen == before:
-                        self._vectors_seen = after
+                        self._vectors_seen = self._vectors_mark()
 
     def write(self, batch: Sequence[PreparedArticle]) -> None:
         """Add or replace these articles atomically (each is either fully indexed or absent)."""
@@ -423,6 +426,8 @@ class Store:
         (or if ``force``); the mark is read first, so the view is at least that new."""
         mark = self._vectors_mark()
         with self._view_lock:
+            if self._writes_here and not force:
+                return  # no other process writes meanwhile: what moves the mark is ours
             if force or mark != self._vectors_seen:
                 if self._vectors_seen is not None or force:
                     self.vectors.reopen()

@@ -11,13 +11,17 @@ and the real model throughout; each test lowers the archive size from which writ
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from assistant.settings import Settings, get_settings
 from index import Article, ingest, ingest_articles
+from index import store as store_module
 from index.embeddings import Embedder
 from index.errors import StoreError
 from index.keywords import KeywordFilter
@@ -215,6 +219,36 @@ def test_a_process_keeps_its_loaded_graph_and_gives_chroma_what_another_left_pen
     assert caught_up(reader)
     assert reader.vectors.is_warm and reader.vectors.collection is loaded, "graph kept"
     assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
+
+
+def test_a_process_searching_during_its_own_catch_up_keeps_its_graph(
+    archive: Settings, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = fresh_process(archive)
+    reader.vectors.warm()
+    reader.dense.as_if_vectors = 10**9
+    reader.dense.catch_up_behind = False
+    vector = embedder.embed_query(QUESTION)
+    reader.search_vectors(vector, 1)
+    ingest_articles(NEWS, store=fresh_process(archive), embedder=embedder)  # left pending
+    loaded, halfway, resume = reader.vectors.collection, threading.Event(), threading.Event()
+    give = store_module.give_pending
+
+    def paused(*args: Any) -> int:  # Chroma has been given some of the rows, not all
+        given = give(*args)
+        halfway.set()
+        assert resume.wait(30)
+        return given
+
+    monkeypatch.setattr(store_module, "give_pending", paused)
+    with ThreadPoolExecutor(1) as behind:
+        catching_up = behind.submit(reader.catch_up)
+        assert halfway.wait(30)
+        assert reader.search_vectors(vector, 1)[0][0].startswith("geneva-talks#")
+        assert reader.vectors.collection is loaded, "its own writes are no other process's"
+        resume.set()
+        assert catching_up.result() > 0
+    assert reader.vectors.collection is loaded and caught_up(reader)
 
 
 def test_another_processs_write_to_chroma_has_the_graph_read_again(
