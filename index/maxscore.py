@@ -89,7 +89,8 @@ def candidates(
         if len(first.docs) and admits(first.docs).mean() < NARROW:
             asked = [(w, _Admitted(p, admits)) for w, p in asked]
             total = sum(len(p.docs) for _, p in asked)
-    floor = _estimate(asked, k, admits, budget=total // 4) if total >= EXHAUSTIVE_BELOW else 0.0
+    floor = (_estimate(asked, k, admits, add_up, budget=total // 4)
+             if total >= EXHAUSTIVE_BELOW else 0.0)
     bounds = [w * p.top for w, p in asked]
     by_bound = sorted(range(len(asked)), key=lambda i: bounds[i])
     reach, split = 0.0, 0
@@ -134,10 +135,14 @@ def exact(asked: Asked, docs: Any) -> Any:
     return scores
 
 
-def _estimate(asked: Asked, k: int, admits: Callable[[Any], Any], budget: int) -> float:
+def _estimate(
+    asked: Asked, k: int, admits: Callable[[Any], Any],
+    add_up: Callable[[Asked], tuple[Any, Any]], budget: int,
+) -> float:
     """A score no higher than the k-th best admitted one (0 when none is found cheaply): the
     k-th best exact score of a sample of admitted documents holding the highest-bound terms,
-    taken in turn until k are admitted or their postings pass ``budget``."""
+    taken in turn (and added up by ``add_up``) until k are admitted or their postings pass
+    ``budget``."""
     import numpy as np
 
     order = sorted(range(len(asked)), key=lambda i: -asked[i][0] * asked[i][1].top)
@@ -150,10 +155,7 @@ def _estimate(asked: Asked, k: int, admits: Callable[[Any], Any], budget: int) -
         if len(taken) == 1:  # a term's documents are distinct and ascending
             docs, partial = asked[i][1].docs, asked[i][0] * asked[i][1].unit
         else:
-            pooled = np.concatenate([asked[j][1].docs for j in taken])
-            docs, where = np.unique(pooled, return_inverse=True)
-            partial = np.bincount(
-                where, weights=np.concatenate([asked[j][0] * asked[j][1].unit for j in taken]))
+            docs, partial = add_up([asked[j] for j in taken])
         keep = admits(docs)
         if keep.sum() >= k:
             docs, partial = docs[keep], partial[keep]
