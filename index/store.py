@@ -174,7 +174,11 @@ class Store:
         rows, pending = self.scan.rows, self.scan.pending
         waiting = "" if pending is None else (
             f"; the last {rows - pending} not yet in Chroma (searched here meanwhile; a running "
-            "`serve` or `watch` gives them to it)")
+            "`serve` gives them to it, as does the first write that loads its graph)")
+        journaled = len(self.catalog.pending_vectors())
+        if journaled:
+            waiting += (f"; {journaled} old vectors left in Chroma, no longer searched, to delete "
+                        "at its next catch-up")
         return f"complete, {rows} rows ({self.scan.dead} dead){waiting}"
 
     def mentions(self, article_id: str) -> list[Mention]:

@@ -281,6 +281,7 @@ def test_a_process_without_the_graph_leaves_an_edited_articles_old_vectors_journ
     assert not watcher.vectors.is_open, "nor its graph loaded"
     left = set(watcher.catalog.pending_vectors())
     assert old <= left and any(c.startswith("harbour-strike#") for c in left)
+    assert f"{len(left)} old vectors left in Chroma" in watcher.stats()["scan_table"]
     reader = fresh_process(archive)
     reader.vectors.warm()
     reader.dense.catch_up_behind = False
@@ -290,6 +291,7 @@ def test_a_process_without_the_graph_leaves_an_edited_articles_old_vectors_journ
         assert hits and not {c for c, _ in hits} & left, "journaled vectors are never found"
     reader.catch_up()
     assert caught_up(reader) and not reader.catalog.pending_vectors()
+    assert "old vectors" not in reader.stats()["scan_table"]
 
 
 def test_a_searching_process_catches_chroma_up_once_it_has_loaded_the_graph(
