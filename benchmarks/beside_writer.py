@@ -57,12 +57,9 @@ def write_batch(folder: Path) -> dict[str, Any]:
 
     from index.embeddings import Embedder
     from index.pipeline import ingest_articles
-    from index.store import Store
 
-    built = json.loads((folder / "built.json").read_text())
+    built, settings, store = scale.open_archive(folder)
     size, seed = built["size"], built["seed"]
-    settings = scale.settings_for(folder)
-    store = Store(settings)
     articles = [corpus.article(seed, i).article for i in range(size, size + BATCH - EDITED)]
     for i in edited(seed, size):  # a story updated since it was read
         article = corpus.article(seed, i).article
@@ -80,15 +77,10 @@ def write_batch(folder: Path) -> dict[str, Any]:
 
 
 def compare(folder: Path, n_questions: int) -> dict[str, Any]:
-    from assistant.long_running import keep_freed_memory
     from assistant.retrieve import Filters, get_retriever
-    from index.store import Store
 
-    keep_freed_memory()  # as `serve` runs
-    built = json.loads((folder / "built.json").read_text())
+    built, settings, reader = scale.open_archive(folder, serving=True)
     size, seed = built["size"], built["seed"]
-    settings = scale.settings_for(folder)
-    reader = Store(settings)
     scale.restore(reader, folder, seed)
     started = time.perf_counter()
     reader.vectors.warm()

@@ -67,12 +67,8 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0, help="the first question's number")
     parser.add_argument("--hits", type=Path, help="write every search's hits here (JSON)")
     args = parser.parse_args()
-    from assistant.long_running import keep_freed_memory
-    from index.store import Store
-
-    keep_freed_memory()  # as `serve` runs
-    built = json.loads((args.archive / "built.json").read_text())
-    index = Store(scale.settings_for(args.archive)).keyword_index()
+    built, _, store = scale.open_archive(args.archive, serving=True)
+    index = store.keyword_index()
     index.chunks.search("warm up the facets", 1)  # the per-document arrays read first
     spent: dict[str, float] = defaultdict(float)
     timed_phases(spent)

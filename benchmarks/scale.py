@@ -46,7 +46,8 @@ from benchmarks import scale_corpus as corpus
 from benchmarks.scale_probe import cold_open, dense_paths, disk_usage, percentiles, serve_memory
 from benchmarks.scale_report import MILLION, extrapolate, report
 
-__all__ = ["archive", "build", "extrapolate", "measure", "prepare", "recycled", "report", "restore"]
+__all__ = ["archive", "build", "extrapolate", "measure", "open_archive", "prepare", "recycled", "report",
+           "restore"]
 
 PIECE = 500  # articles per Store.write in the bulk build
 POOL = 2048  # real sentence vectors the recycled embedder mixes
@@ -84,6 +85,20 @@ def settings_for(folder: Path) -> Any:
     return get_settings(
         data_dir=folder / "data", llm="extractive", dense_chunks_per_article=vectors_of(folder)
     )
+
+
+def open_archive(folder: Path, *, serving: bool = False) -> tuple[dict[str, Any], Any, Any]:
+    """A finished archive's ``built.json``, its settings and a ``Store`` over it, opened in this
+    process; ``serving``: freed memory kept for reuse first, as ``serve`` runs."""
+    from index.store import Store
+
+    if serving:
+        from assistant.long_running import keep_freed_memory
+
+        keep_freed_memory()
+    built = json.loads((folder / "built.json").read_text())
+    settings = settings_for(folder)
+    return built, settings, Store(settings)
 
 
 def real_embedder() -> Any:

@@ -17,7 +17,6 @@ two ways found the same hits (they must, always).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from concurrent.futures import Future
@@ -43,15 +42,10 @@ class InTurn:
 
 def compare(folder: Path, n_questions: int) -> dict[str, Any]:
     from assistant import retrieve
-    from assistant.long_running import keep_freed_memory
     from assistant.retrieve import Filters, get_retriever
-    from index.store import Store
 
-    keep_freed_memory()  # as `serve` runs
-    built = json.loads((folder / "built.json").read_text())
+    built, settings, store = scale.open_archive(folder, serving=True)
     size, seed = built["size"], built["seed"]
-    settings = scale.settings_for(folder)
-    store = Store(settings)
     store.vectors.warm()  # a long-running process's steady state: Chroma's graph loaded
     embedder = scale.real_embedder()
     at_once: dict[str, Any] = {"_SEARCHES": retrieve._SEARCHES, "_LEVELS": retrieve._LEVELS}

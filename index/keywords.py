@@ -317,7 +317,8 @@ class KeywordCache:
         avg_length: float,
     ) -> _Postings:
         """The term's postings as of ``generation`` (inside its snapshot), reading only the
-        blocks written since the cached copy, if any; shares for ``avg_length`` computed."""
+        blocks written since the cached copy, if any, and bound to ``avg_length`` (its
+        shares are computed when asked)."""
         key = (level, term)
         entry = self.terms.pop(key, None)
         if entry is not None:
